@@ -1,0 +1,967 @@
+//! Configuration: `proxy.yaml` → [`RawConfig`] (serde mirror) → validated, typed [`Config`].
+//!
+//! Owns env interpolation, secret files, URL and listen-address checks and the error messages
+//! that name the key and line. Reads the config file, secret files and `ca_file`; nothing else.
+//! After start-up the rest of the program only sees [`Config`].
+
+mod datacenter;
+mod interpolate;
+mod raw;
+mod units;
+
+pub use datacenter::{is_zoho_api_host, DataCenter};
+pub use raw::RawConfig;
+pub use units::{parse_duration, parse_size};
+
+use crate::policy::{Policy, PolicyMode};
+use raw::{OrderedMap, RawAccount, RawLimits, RawToken, RawZoho};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest config file we read (a guard against pasting a huge file by mistake).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A configuration problem: which key, where, and what to do. Never contains a secret value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{}: {message}", key, line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `zoho.client_secret` or `accounts[1].allow[0]`.
+    pub key: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Where a listener binds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum ListenAddr {
+    /// A TCP socket address.
+    Tcp(SocketAddr),
+    /// A Unix domain socket path (`unix:/path`).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A secret value and, when it came from a file, that file (re-read on reload).
+#[derive(Clone)]
+pub struct SecretValue {
+    /// The secret itself.
+    pub value: SecretString,
+    /// The file it was read from, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl SecretValue {
+    /// Exposes the secret for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        self.value.expose_secret()
+    }
+}
+
+/// Self client (backend, own org) or server-based client (browser authorization).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    /// Zoho API console "Self Client".
+    #[serde(rename = "self")]
+    SelfClient,
+    /// "Server-based Applications": authorized per account in a browser.
+    Server,
+}
+
+/// Where tokens are persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// Memory only: a restart mints again.
+    Memory,
+    /// A JSON file written atomically with mode 0600.
+    File(PathBuf),
+    /// A shared Redis (fleet mode).
+    Redis {
+        /// `redis://` or `rediss://` URL without the password.
+        url: String,
+        /// Optional password (from `${VAR}` or `redis_password_file`).
+        password: Option<SecretValue>,
+    },
+}
+
+/// What a replica does when Redis is unreachable and its cached token expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisDownPolicy {
+    /// Stop serving (503) until Redis is back: the fleet-wide budget is never at risk.
+    Refuse,
+    /// Mint locally, within a budget of at most 2 per window per replica.
+    MintLocally,
+}
+
+/// `token:` settings of one account.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Persistence.
+    pub store: StoreConfig,
+    /// Mints allowed per refresh token per 10 minutes (Zoho allows 10).
+    pub mint_budget: u32,
+    /// Fleet mode: how long a minting lease lasts before another replica may take over.
+    pub lease: Duration,
+    /// Fleet mode: what to do when Redis is down and the token expires.
+    pub when_redis_down: RedisDownPolicy,
+}
+
+/// One Zoho account the proxy serves.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// Name used by routing, metrics and status (`default` in the single-account form).
+    pub name: String,
+    /// Config key prefix of this account (`zoho` or `accounts[i]`), for messages.
+    pub key: String,
+    /// A listener dedicated to this account.
+    pub listen: Option<ListenAddr>,
+    /// Self or server-based client.
+    pub client_type: ClientType,
+    /// Data center.
+    pub data_center: DataCenter,
+    /// Accounts server base URL (token endpoint host), no trailing slash.
+    pub accounts_url: url::Url,
+    /// Explicit API base override (then `api_domain` from token responses is ignored).
+    pub api_url: Option<url::Url>,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: SecretValue,
+    /// Configured refresh token (self client), if any.
+    pub refresh_token: Option<SecretValue>,
+    /// Self-client grant token to exchange once.
+    pub grant_token: Option<SecretValue>,
+    /// Registered redirect URI (server-based clients).
+    pub redirect_uri: Option<url::Url>,
+    /// Scopes requested in the browser flow (server-based clients).
+    pub scopes: Vec<String>,
+    /// Extra trusted roots (PEM file).
+    pub ca_file: Option<PathBuf>,
+    /// The allowlist.
+    pub policy: Arc<Policy>,
+    /// Raw allow entries, for `check`.
+    pub allow: Vec<String>,
+    /// Token persistence and budget.
+    pub token: TokenConfig,
+}
+
+impl AccountConfig {
+    /// The API base URL used before any token response names one.
+    pub fn default_api_url(&self) -> url::Url {
+        self.api_url.clone().unwrap_or_else(|| {
+            url::Url::parse(self.data_center.api_url()).expect("data center table holds valid URLs")
+        })
+    }
+}
+
+/// Request limits (live-reloadable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request body forwarded (413 beyond).
+    pub max_body: u64,
+    /// Bodies up to this size are kept for one replay after `INVALID_TOKEN`.
+    pub replay_body: u64,
+    /// Time allowed until the upstream's response headers (504 beyond).
+    pub request_timeout: Duration,
+    /// TCP+TLS connect timeout to upstream.
+    pub connect_timeout: Duration,
+    /// Time allowed for a client's request headers (and idle keep-alive).
+    pub header_timeout: Duration,
+    /// Longest pause inside a request or response body.
+    pub body_idle_timeout: Duration,
+    /// Open client connections at most; extra ones are shed.
+    pub max_connections: u32,
+    /// Requests in flight to Zoho at most (0 = unlimited).
+    pub upstream_concurrency: u32,
+    /// How long a request may queue for an upstream slot before 503.
+    pub upstream_queue_timeout: Duration,
+    /// How long a request waits for a token refresh already in flight before 503.
+    pub token_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body: 1 << 30,
+            replay_body: 1 << 20,
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            upstream_concurrency: 25,
+            upstream_queue_timeout: Duration::from_secs(10),
+            token_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How a request picks its account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// By the listener it arrived on (the main listener serves the first account).
+    Listener,
+    /// By the `X-Zoho-Account` header (on the main listener).
+    Header,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Main proxy listener.
+    pub listen: ListenAddr,
+    /// Opt-in for non-loopback TCP listeners.
+    pub allow_remote_clients: bool,
+    /// Admin listener (health, readiness, metrics, status, OAuth callback).
+    pub admin_listen: ListenAddr,
+    /// Accounts, at least one; the first is the main listener's default.
+    pub accounts: Vec<AccountConfig>,
+    /// Account routing.
+    pub routing: Routing,
+    /// Enforce or report.
+    pub policy_mode: PolicyMode,
+    /// Limits.
+    pub limits: Limits,
+    /// Log format (restart to change).
+    pub log_format: LogFormat,
+    /// Log level / filter directive (reloadable).
+    pub log_level: String,
+    /// Drain time after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Time to keep accepting after SIGTERM before draining.
+    pub shutdown_delay: Duration,
+    /// The config file itself and every secret file, for change detection.
+    pub watched_files: Vec<PathBuf>,
+}
+
+/// Reads variables for `${VAR}`; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Looks variables up in the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Reads and validates a config file. Relative paths inside resolve against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file_error = |message: String| ConfigError {
+            key: path.display().to_string(),
+            line: None,
+            message,
+        };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| file_error(format!("cannot read the config file: {e}")))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(file_error(format!(
+                "the config file is {} bytes; the limit is {MAX_CONFIG_BYTES}",
+                meta.len()
+            )));
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| file_error(format!("cannot read the config file: {e}")))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| file_error("the config file is not UTF-8 text".to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut config = Config::from_yaml_str_with(&text, &process_env, base)?;
+        config.watched_files.insert(0, path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Validates YAML text using the process environment (for tests and tools).
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str_with(text, &process_env, Path::new("."))
+    }
+
+    /// Validates YAML text with an explicit environment and base folder.
+    pub fn from_yaml_str_with(
+        text: &str,
+        env: EnvLookup<'_>,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError {
+                key: "(file)".to_string(),
+                line: None,
+                message: "the config file is empty; start from the annotated proxy.yaml".to_string(),
+            });
+        }
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(&e))?;
+        Validator { text, env, base }.validate(raw)
+    }
+
+    /// Effective settings without secrets, for `check` and `/status`.
+    pub fn describe(&self) -> serde_json::Value {
+        let accounts: Vec<_> = self
+            .accounts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "name": a.name,
+                    "client_type": a.client_type,
+                    "listen": a.listen.as_ref().map(|l| l.to_string()),
+                    "data_center": a.data_center.code(),
+                    "accounts_url": a.accounts_url.as_str().trim_end_matches('/'),
+                    "api_url": a.api_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string())
+                        .unwrap_or_else(|| format!("{} (or the token's api_domain)", a.data_center.api_url())),
+                    "client_id": a.client_id,
+                    "client_secret": secret_origin(&a.client_secret),
+                    "refresh_token": a.refresh_token.as_ref().map(secret_origin),
+                    "grant_token": a.grant_token.as_ref().map(|_| "set (exchanged once)"),
+                    "redirect_uri": a.redirect_uri.as_ref().map(|u| u.as_str()),
+                    "ca_file": a.ca_file.as_ref().map(|p| p.display().to_string()),
+                    "token_store": match &a.token.store {
+                        StoreConfig::Memory => "memory (a restart mints a new token)".to_string(),
+                        StoreConfig::File(p) => p.display().to_string(),
+                        StoreConfig::Redis { url, .. } => url.clone(),
+                    },
+                    "mint_budget": a.token.mint_budget,
+                    "policy": a.policy.summary(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "allow_remote_clients": self.allow_remote_clients,
+            "admin_listen": self.admin_listen.to_string(),
+            "routing": self.routing,
+            "policy_mode": match self.policy_mode { PolicyMode::Enforce => "enforce", PolicyMode::Report => "report" },
+            "limits": {
+                "max_body": self.limits.max_body,
+                "replay_body": self.limits.replay_body,
+                "request_timeout_ms": self.limits.request_timeout.as_millis() as u64,
+                "connect_timeout_ms": self.limits.connect_timeout.as_millis() as u64,
+                "header_timeout_ms": self.limits.header_timeout.as_millis() as u64,
+                "body_idle_timeout_ms": self.limits.body_idle_timeout.as_millis() as u64,
+                "max_connections": self.limits.max_connections,
+                "upstream_concurrency": self.limits.upstream_concurrency,
+                "upstream_queue_timeout_ms": self.limits.upstream_queue_timeout.as_millis() as u64,
+                "token_wait_ms": self.limits.token_wait.as_millis() as u64,
+            },
+            "log": { "format": self.log_format, "level": self.log_level },
+            "shutdown": { "grace_ms": self.shutdown_grace.as_millis() as u64, "delay_ms": self.shutdown_delay.as_millis() as u64 },
+            "accounts": accounts,
+        })
+    }
+
+    /// The account with this name.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+fn secret_origin(secret: &SecretValue) -> String {
+    match &secret.file {
+        Some(f) => format!("from file {}", f.display()),
+        None => "set (hidden)".to_string(),
+    }
+}
+
+/// Turns a serde_yaml error into a `ConfigError` naming the key and line.
+fn yaml_error(e: &serde_yaml::Error) -> ConfigError {
+    let text = e.to_string();
+    // serde_yaml formats as "path.to.key: message at line L column C".
+    let (key, message) = match text.split_once(": ") {
+        Some((k, m)) if !k.contains(' ') => (k.to_string(), m.to_string()),
+        _ => ("(file)".to_string(), text.clone()),
+    };
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message,
+    };
+    ConfigError {
+        key,
+        line: e.location().map(|l| l.line()),
+        message,
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    env: EnvLookup<'a>,
+    base: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.to_string(),
+            line: line_of(self.text, key),
+            message: message.into(),
+        }
+    }
+
+    /// Interpolates a string value; an empty result counts as missing.
+    fn string(&self, key: &str, value: &Option<String>) -> Result<Option<String>, ConfigError> {
+        let Some(value) = value else { return Ok(None) };
+        let value = interpolate::interpolate(value, self.env).map_err(|e| self.err(key, e.to_string()))?;
+        let value = value.trim().to_string();
+        Ok((!value.is_empty()).then_some(value))
+    }
+
+    fn path(&self, key: &str, value: &Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+        Ok(self.string(key, value)?.map(|p| self.base.join(p)))
+    }
+
+    /// A secret given inline (`key`) or as a file (`key_file`); exactly one of them.
+    fn secret(
+        &self,
+        prefix: &str,
+        name: &str,
+        inline: &Option<String>,
+        file: &Option<String>,
+        required: bool,
+    ) -> Result<Option<SecretValue>, ConfigError> {
+        let key = format!("{prefix}.{name}");
+        let file_key = format!("{prefix}.{name}_file");
+        if inline.is_some() && file.is_some() {
+            return Err(self.err(&key, format!("set either {name} or {name}_file, not both")));
+        }
+        if let Some(path) = self.path(&file_key, file)? {
+            let value = read_secret_file(&path).map_err(|m| self.err(&file_key, m))?;
+            return Ok(Some(SecretValue {
+                value: SecretString::from(value),
+                file: Some(path),
+            }));
+        }
+        match self.string(&key, inline)? {
+            Some(value) => Ok(Some(SecretValue {
+                value: SecretString::from(value),
+                file: None,
+            })),
+            None if required => Err(self.err(
+                &key,
+                if inline.is_some() {
+                    format!("{name} is empty")
+                } else {
+                    format!("{name} (or {name}_file) is required")
+                },
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn url(&self, key: &str, value: &Option<String>) -> Result<Option<url::Url>, ConfigError> {
+        let Some(text) = self.string(key, value)? else { return Ok(None) };
+        let url = url::Url::parse(&text)
+            .map_err(|e| self.err(key, format!("`{text}` is not a valid URL: {e}")))?;
+        check_base_url(&url).map_err(|m| self.err(key, m))?;
+        Ok(Some(url))
+    }
+
+    fn duration(&self, key: &str, value: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+        match self.string(key, value)? {
+            Some(text) => parse_duration(&text).map_err(|m| self.err(key, m)),
+            None => Ok(default),
+        }
+    }
+
+    fn size(&self, key: &str, value: &Option<String>, default: u64) -> Result<u64, ConfigError> {
+        match self.string(key, value)? {
+            Some(text) => parse_size(&text).map_err(|m| self.err(key, m)),
+            None => Ok(default),
+        }
+    }
+
+    fn listen(&self, key: &str, value: &Option<String>, default: &str) -> Result<ListenAddr, ConfigError> {
+        let text = self.string(key, value)?.unwrap_or_else(|| default.to_string());
+        parse_listen(&text).map_err(|m| self.err(key, m))
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let allow_remote_clients = raw.allow_remote_clients.unwrap_or(false);
+        let listen = self.listen("listen", &raw.listen, "127.0.0.1:8080")?;
+        self.check_remote("listen", &listen, allow_remote_clients)?;
+        let admin = raw.admin.unwrap_or_default();
+        let admin_listen = self.listen("admin.listen", &admin.listen, "127.0.0.1:9901")?;
+        if admin_listen == listen {
+            return Err(self.err("admin.listen", "the admin listener must differ from listen"));
+        }
+
+        let policy_mode = match self
+            .string("policy.mode", &raw.policy.as_ref().and_then(|p| p.mode.clone()))?
+            .as_deref()
+        {
+            None | Some("enforce") => PolicyMode::Enforce,
+            Some("report") => PolicyMode::Report,
+            Some(other) => {
+                return Err(self.err("policy.mode", format!("unknown mode `{other}`; use enforce or report")))
+            }
+        };
+        let routing = match self.string("routing", &raw.routing)?.as_deref() {
+            None | Some("listener") => Routing::Listener,
+            Some("header") => Routing::Header,
+            Some(other) => {
+                return Err(self.err("routing", format!("unknown routing `{other}`; use listener or header")))
+            }
+        };
+
+        let default_token = raw.token.unwrap_or_default();
+        let mut accounts = Vec::new();
+        match (raw.accounts, raw.zoho) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "zoho",
+                    "use either the single-account `zoho:` + `allow:` form or `accounts:`, not both",
+                ))
+            }
+            (Some(_), None) if raw.allow.is_some() => {
+                return Err(self.err("allow", "with `accounts:`, each account has its own `allow:`"))
+            }
+            (Some(list), None) => {
+                if list.is_empty() {
+                    return Err(self.err("accounts", "at least one account is required"));
+                }
+                for (i, account) in list.into_iter().enumerate() {
+                    let key = format!("accounts[{i}]");
+                    accounts.push(self.account(&key, account, &default_token, policy_mode)?);
+                }
+            }
+            (None, zoho) => {
+                let Some(zoho) = zoho else {
+                    return Err(self.err("zoho", "the `zoho:` section (client id, secret, refresh token) is required"));
+                };
+                let account = single_account(zoho, raw.allow, raw.modules);
+                accounts.push(self.account("zoho", account, &default_token, policy_mode)?);
+            }
+        }
+        for (i, a) in accounts.iter().enumerate() {
+            if accounts[..i].iter().any(|b| b.name == a.name) {
+                return Err(self.err(&format!("{}.name", a.key), format!("duplicate account name `{}`", a.name)));
+            }
+            if let Some(l) = &a.listen {
+                self.check_remote(&format!("{}.listen", a.key), l, allow_remote_clients)?;
+                if *l == listen || *l == admin_listen || accounts[..i].iter().any(|b| b.listen.as_ref() == Some(l)) {
+                    return Err(self.err(&format!("{}.listen", a.key), format!("{l} is already used by another listener")));
+                }
+            }
+        }
+
+        let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let log = raw.log.unwrap_or_default();
+        let log_format = match self.string("log.format", &log.format)?.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(self.err("log.format", format!("unknown format `{other}`; use text or json"))),
+        };
+        let log_level = self.string("log.level", &log.level)?.unwrap_or_else(|| "info".to_string());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| self.err("log.level", format!("`{log_level}` is not a level or filter: {e}")))?;
+        let shutdown = raw.shutdown.unwrap_or_default();
+        let shutdown_grace = self.duration("shutdown.grace", &shutdown.grace, Duration::from_secs(20))?;
+        let shutdown_delay = self.duration("shutdown.delay", &shutdown.delay, Duration::ZERO)?;
+
+        let mut watched_files = Vec::new();
+        for a in &accounts {
+            for s in [Some(&a.client_secret), a.refresh_token.as_ref()].into_iter().flatten() {
+                if let Some(f) = &s.file {
+                    watched_files.push(f.clone());
+                }
+            }
+        }
+        Ok(Config {
+            listen,
+            allow_remote_clients,
+            admin_listen,
+            accounts,
+            routing,
+            policy_mode,
+            limits,
+            log_format,
+            log_level,
+            shutdown_grace,
+            shutdown_delay,
+            watched_files,
+        })
+    }
+
+    fn check_remote(&self, key: &str, addr: &ListenAddr, allowed: bool) -> Result<(), ConfigError> {
+        if let ListenAddr::Tcp(sock) = addr {
+            if !sock.ip().is_loopback() && !allowed {
+                return Err(self.err(
+                    key,
+                    format!(
+                        "{sock} is not a loopback address: anyone who can reach it could use your Zoho \
+                         credentials through this proxy. Bind 127.0.0.1, use a unix: socket, or set \
+                         allow_remote_clients: true if the network is private to your app"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn limits(&self, raw: RawLimits) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let limits = Limits {
+            max_body: self.size("limits.max_body", &raw.max_body, d.max_body)?,
+            replay_body: self.size("limits.replay_body", &raw.replay_body, d.replay_body)?,
+            request_timeout: self.duration("limits.request_timeout", &raw.request_timeout, d.request_timeout)?,
+            connect_timeout: self.duration("limits.connect_timeout", &raw.connect_timeout, d.connect_timeout)?,
+            header_timeout: self.duration("limits.header_timeout", &raw.header_timeout, d.header_timeout)?,
+            body_idle_timeout: self.duration("limits.body_idle_timeout", &raw.body_idle_timeout, d.body_idle_timeout)?,
+            max_connections: raw.max_connections.unwrap_or(d.max_connections),
+            upstream_concurrency: raw.upstream_concurrency.unwrap_or(d.upstream_concurrency),
+            upstream_queue_timeout: self.duration(
+                "limits.upstream_queue_timeout",
+                &raw.upstream_queue_timeout,
+                d.upstream_queue_timeout,
+            )?,
+            token_wait: self.duration("limits.token_wait", &raw.token_wait, d.token_wait)?,
+        };
+        for (key, value) in [
+            ("limits.request_timeout", limits.request_timeout),
+            ("limits.connect_timeout", limits.connect_timeout),
+            ("limits.header_timeout", limits.header_timeout),
+            ("limits.body_idle_timeout", limits.body_idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(self.err(key, "must be greater than zero"));
+            }
+        }
+        if limits.max_connections == 0 {
+            return Err(self.err("limits.max_connections", "must be at least 1"));
+        }
+        if limits.replay_body > limits.max_body {
+            return Err(self.err("limits.replay_body", "must not exceed limits.max_body"));
+        }
+        Ok(limits)
+    }
+
+    fn account(
+        &self,
+        key: &str,
+        raw: RawAccount,
+        default_token: &RawToken,
+        mode: PolicyMode,
+    ) -> Result<AccountConfig, ConfigError> {
+        let single = key == "zoho";
+        let name = match self.string(&format!("{key}.name"), &raw.name)? {
+            Some(n) => n,
+            None if single => "default".to_string(),
+            None => return Err(self.err(&format!("{key}.name"), "every account needs a name")),
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(self.err(&format!("{key}.name"), "use letters, digits, `-` and `_` only"));
+        }
+        let client_type = match self.string(&format!("{key}.client_type"), &raw.client_type)?.as_deref() {
+            None | Some("self") => ClientType::SelfClient,
+            Some("server") => ClientType::Server,
+            Some(other) => {
+                return Err(self.err(&format!("{key}.client_type"), format!("unknown client type `{other}`; use self or server")))
+            }
+        };
+        let listen = match &raw.listen {
+            Some(_) => Some(self.listen(&format!("{key}.listen"), &raw.listen, "")?),
+            None => None,
+        };
+        let data_center = match self.string(&format!("{key}.data_center"), &raw.data_center)? {
+            Some(code) => code.parse::<DataCenter>().map_err(|m| self.err(&format!("{key}.data_center"), m))?,
+            None => DataCenter::Us,
+        };
+        let accounts_url = match self.url(&format!("{key}.accounts_url"), &raw.accounts_url)? {
+            Some(u) => u,
+            None => url::Url::parse(data_center.accounts_url()).expect("data center table holds valid URLs"),
+        };
+        let api_url = self.url(&format!("{key}.api_url"), &raw.api_url)?;
+        let client_id = self
+            .string(&format!("{key}.client_id"), &raw.client_id)?
+            .ok_or_else(|| self.err(&format!("{key}.client_id"), "client_id is required (from the Zoho API console)"))?;
+        let client_secret = self
+            .secret(key, "client_secret", &raw.client_secret, &raw.client_secret_file, true)?
+            .ok_or_else(|| self.err(&format!("{key}.client_secret"), "client_secret is required"))?;
+        let refresh_token = self.secret(key, "refresh_token", &raw.refresh_token, &raw.refresh_token_file, false)?;
+        let grant_token = self.secret(key, "grant_token", &raw.grant_token, &None, false)?;
+        let redirect_uri = match self.string(&format!("{key}.redirect_uri"), &raw.redirect_uri)? {
+            Some(text) => Some(url::Url::parse(&text).map_err(|e| {
+                self.err(&format!("{key}.redirect_uri"), format!("`{text}` is not a valid URL: {e}"))
+            })?),
+            None => None,
+        };
+        let ca_file = self.path(&format!("{key}.ca_file"), &raw.ca_file)?;
+        if let Some(path) = &ca_file {
+            crate::tls::read_pem_certs(path).map_err(|m| self.err(&format!("{key}.ca_file"), m))?;
+        }
+        let allow_key = if single { "allow".to_string() } else { format!("{key}.allow") };
+        let allow = raw.allow.unwrap_or_default();
+        if allow.is_empty() {
+            return Err(self.err(
+                &allow_key,
+                "the allowlist is empty: list the Zoho scopes this proxy may use, e.g. ZohoCRM.modules.leads.READ",
+            ));
+        }
+        let allow: Vec<String> = allow
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                self.string(&format!("{allow_key}[{i}]"), &Some(entry.clone()))
+                    .map(|v| v.unwrap_or_default())
+            })
+            .collect::<Result<_, _>>()?;
+        let modules = raw.modules.unwrap_or(OrderedMap(Vec::new())).0;
+        let policy = Policy::new(&allow, &modules, mode).map_err(|e| self.err(&allow_key, e.to_string()))?;
+        let token = match &raw.token {
+            Some(own) => self.token(&format!("{key}.token"), own, None)?,
+            None if single => self.token("token", default_token, None)?,
+            None => self.token("token", default_token, Some(&name))?,
+        };
+
+        match client_type {
+            ClientType::SelfClient => {
+                if refresh_token.is_none() && grant_token.is_none() {
+                    return Err(self.err(
+                        &format!("{key}.refresh_token"),
+                        "refresh_token (or refresh_token_file, or a one-time grant_token) is required for a self client",
+                    ));
+                }
+                if grant_token.is_some() && refresh_token.is_none() && token.store == StoreConfig::Memory {
+                    return Err(self.err(
+                        &format!("{key}.grant_token"),
+                        "a grant token can be exchanged only once: set token.store so the refresh token obtained from it survives a restart",
+                    ));
+                }
+            }
+            ClientType::Server => {
+                if redirect_uri.is_none() {
+                    return Err(self.err(
+                        &format!("{key}.redirect_uri"),
+                        "a server-based client needs the redirect_uri registered in the Zoho API console (e.g. http://127.0.0.1:9901/oauth/callback)",
+                    ));
+                }
+                if token.store == StoreConfig::Memory && refresh_token.is_none() {
+                    return Err(self.err(
+                        &format!("{key}.token.store"),
+                        "a server-based account needs token.store to keep the refresh token its authorization produces",
+                    ));
+                }
+            }
+        }
+        let scopes = match raw.scopes {
+            Some(s) if !s.is_empty() => s,
+            _ => allow.clone(),
+        };
+        Ok(AccountConfig {
+            name,
+            key: key.to_string(),
+            listen,
+            client_type,
+            data_center,
+            accounts_url,
+            api_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            grant_token,
+            redirect_uri,
+            scopes,
+            ca_file,
+            policy: Arc::new(policy),
+            allow,
+            token,
+        })
+    }
+
+    /// `shared_by`: the account name when a top-level `token:` serves several accounts, so each
+    /// gets its own store file.
+    fn token(&self, tkey: &str, raw: &RawToken, shared_by: Option<&str>) -> Result<TokenConfig, ConfigError> {
+        let store = match self.string(&format!("{tkey}.store"), &raw.store)? {
+            None => StoreConfig::Memory,
+            Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
+                let url = url::Url::parse(&s)
+                    .map_err(|e| self.err(&format!("{tkey}.store"), format!("not a valid Redis URL: {e}")))?;
+                if url.password().is_some() {
+                    return Err(self.err(
+                        &format!("{tkey}.store"),
+                        "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
+                    ));
+                }
+                let password = self.secret(&tkey, "redis_password", &raw.redis_password, &raw.redis_password_file, false)?;
+                StoreConfig::Redis { url: s, password }
+            }
+            Some(path) => {
+                let path = self.base.join(path);
+                match shared_by {
+                    // token.json -> token.NAME.json: accounts never share a file.
+                    Some(name) => {
+                        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+                        StoreConfig::File(path.with_file_name(format!("{stem}.{name}{ext}")))
+                    }
+                    None => StoreConfig::File(path),
+                }
+            }
+        };
+        let mint_budget = raw.mint_budget.unwrap_or(8);
+        if !(1..=10).contains(&mint_budget) {
+            return Err(self.err(
+                &format!("{tkey}.mint_budget"),
+                "must be between 1 and 10 (Zoho allows 10 access tokens per refresh token per 10 minutes)",
+            ));
+        }
+        let lease = self.duration(&format!("{tkey}.lease"), &raw.lease, Duration::from_secs(15))?;
+        let when_redis_down = match self.string(&format!("{tkey}.when_redis_down"), &raw.when_redis_down)?.as_deref() {
+            None | Some("refuse") => RedisDownPolicy::Refuse,
+            Some("mint_locally") => RedisDownPolicy::MintLocally,
+            Some(other) => {
+                return Err(self.err(
+                    &format!("{tkey}.when_redis_down"),
+                    format!("unknown choice `{other}`; use refuse or mint_locally"),
+                ))
+            }
+        };
+        Ok(TokenConfig { store, mint_budget, lease, when_redis_down })
+    }
+}
+
+/// The single-account form (`zoho:` + `allow:`) as an account entry.
+fn single_account(zoho: RawZoho, allow: Option<Vec<String>>, modules: Option<OrderedMap>) -> RawAccount {
+    RawAccount {
+        name: None,
+        listen: None,
+        client_type: None,
+        data_center: zoho.data_center,
+        accounts_url: zoho.accounts_url,
+        api_url: zoho.api_url,
+        client_id: zoho.client_id,
+        client_secret: zoho.client_secret,
+        client_secret_file: zoho.client_secret_file,
+        refresh_token: zoho.refresh_token,
+        refresh_token_file: zoho.refresh_token_file,
+        grant_token: zoho.grant_token,
+        redirect_uri: None,
+        scopes: None,
+        ca_file: zoho.ca_file,
+        allow,
+        modules,
+        token: None,
+    }
+}
+
+/// Reads a secret file: trimmed, non-empty, at most 16 KiB.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > 16 * 1024 {
+        return Err(format!("{} is larger than 16 KiB; is it the right file?", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(value.to_string())
+}
+
+/// Checks an accounts/API base URL: https (plain http only to a loopback host, for local
+/// stand-ins), no credentials, path, query or fragment.
+pub fn check_base_url(url: &url::Url) -> Result<(), String> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(format!("`{url}` has no host")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "`{url}` uses plain http; tokens only travel over https (plain http is accepted only for a loopback host)"
+            ))
+        }
+        other => return Err(format!("`{url}` has scheme `{other}`; use https")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{}` must not contain credentials", url.host_str().unwrap_or("")));
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        return Err(format!("`{url}` must be a bare origin without a path (got `{}`)", url.path()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{url}` must not have a query or fragment"));
+    }
+    Ok(())
+}
+
+/// Parses `host:port`, `[v6]:port`, `localhost:port` or `unix:/path`.
+pub fn parse_listen(text: &str) -> Result<ListenAddr, String> {
+    if let Some(path) = text.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err("`unix:` needs a socket path, e.g. unix:/run/zoho-auth-proxy/proxy.sock".to_string());
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port: u16 = port.parse().map_err(|_| format!("`{text}` has a bad port"))?;
+        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)));
+    }
+    text.parse::<SocketAddr>()
+        .map(ListenAddr::Tcp)
+        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080 or unix:/path/proxy.sock"))
+}
+
+/// Best-effort 1-based line of a dotted key (`zoho.client_secret`, `accounts[1].allow[0]`).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut from = 0usize;
+    let mut found = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let pos = (from..lines.len()).find(|&i| {
+            let l = lines[i].trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix(name).is_some_and(|r| r.trim_start().starts_with(':'))
+        })?;
+        found = Some(pos);
+        from = pos + 1;
+        if let Some(index) = index {
+            let items: Vec<usize> = (from..lines.len())
+                .filter(|&i| lines[i].trim_start().starts_with('-'))
+                .collect();
+            let indent = items.first().map(|&i| lines[i].len() - lines[i].trim_start().len())?;
+            let item = items
+                .into_iter()
+                .filter(|&i| lines[i].len() - lines[i].trim_start().len() == indent)
+                .nth(index)?;
+            found = Some(item);
+            from = item;
+        }
+    }
+    found.map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! `zoho-auth-proxy demo`: the proxy in front of the built-in fake Zoho, no account needed.
+//!
+//! Starts the sandbox (token endpoint and a small CRM over TLS with a generated CA), writes the
+//! CA to a temporary file, builds an ordinary config pointing at the sandbox and runs the real
+//! proxy with it, after printing curl commands to try.
+
+use crate::config::Config;
+use crate::reload::SetLogLevel;
+use crate::sandbox::{FakeZoho, FakeZohoOptions, TestCa};
+use crate::StartError;
+use std::future::Future;
+use std::path::Path;
+
+/// Demo listen addresses.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Proxy listener.
+    pub listen: String,
+    /// Admin listener.
+    pub admin: String,
+}
+
+/// The demo's config text (also used by tests to check it stays valid).
+pub fn demo_config(fake: &FakeZoho, ca_file: &Path, options: &DemoOptions) -> String {
+    format!(
+        r#"listen: {listen}
+admin:
+  listen: {admin}
+zoho:
+  data_center: us
+  accounts_url: {accounts}
+  api_url: {api}
+  client_id: {client_id}
+  client_secret: {secret}
+  refresh_token: {refresh}
+  ca_file: {ca}
+allow:
+  - ZohoCRM.modules.leads.ALL
+  - ZohoCRM.modules.contacts.READ
+  - ZohoCRM.coql.READ
+limits:
+  upstream_concurrency: 10
+"#,
+        listen = options.listen,
+        admin = options.admin,
+        accounts = fake.accounts_url(),
+        api = fake.api_url(),
+        client_id = fake.options().client_id,
+        secret = fake.options().client_secret,
+        refresh = fake.options().refresh_token(),
+        ca = ca_file.display(),
+    )
+}
+
+/// Runs the demo until `shutdown` resolves.
+pub async fn run(options: DemoOptions, set_log_level: SetLogLevel, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let ca = TestCa::new();
+    let fake = FakeZoho::start(FakeZohoOptions::default(), &ca)
+        .await
+        .map_err(|e| StartError::Runtime(format!("cannot start the fake Zoho: {e}")))?;
+    let dir = std::env::temp_dir().join(format!("zoho-auth-proxy-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| StartError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
+    let ca_file = dir.join("demo-ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).map_err(|e| StartError::Runtime(format!("cannot write {}: {e}", ca_file.display())))?;
+    let text = demo_config(&fake, &ca_file, &options);
+    let config = Config::from_yaml_str_with(&text, &|_| None, &dir)?;
+    let p = &options.listen;
+    let a = &options.admin;
+    println!(
+        r#"
+zoho-auth-proxy demo: the proxy on http://{p} in front of a fake Zoho (token endpoint {acc}, CRM API {api}).
+Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.READ. Try:
+
+  curl -s 'http://{p}/crm/v8/Leads?fields=Last_Name,Email'
+  curl -s -X POST http://{p}/crm/v8/Leads -H 'Content-Type: application/json' -d '{{"data":[{{"Last_Name":"Lovelace","Email":"ada@example.com"}}]}}'
+  curl -s http://{p}/crm/v8/Contacts
+  curl -s http://{p}/crm/v8/Deals                      # denied: 403 naming the missing scope
+  curl -s -X DELETE http://{p}/crm/v8/Contacts/1        # denied: contacts are read-only here
+  curl -s -X POST http://{p}/crm/v8/coql -d '{{"select_query":"select Last_Name from Deals where Last_Name is not null"}}'   # denied: COQL reads Deals
+  curl -s --path-as-is 'http://{p}/crm/v8/Leads/../Deals'   # rejected: 400
+  curl -s http://{a}/status
+  curl -s http://{a}/metrics | grep zoho_proxy_requests
+
+Press Ctrl-C to stop.
+"#,
+        acc = fake.accounts_url(),
+        api = fake.api_url(),
+    );
+    let result = crate::run(config, None, set_log_level, shutdown).await;
+    fake.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -1,0 +1,158 @@
+//! Header hygiene in both directions.
+//!
+//! Requests: hop-by-hop headers, every header named in `Connection`, the client's credentials,
+//! forwarding/trust headers, method overrides, framing and `Host` are dropped *before* the
+//! proxy's own `Authorization` is set, so `Connection: Authorization` cannot remove the token.
+//! Responses: hop-by-hop headers and `Set-Cookie` are dropped; everything else passes unchanged.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH};
+
+/// Request headers never forwarded (lower-case).
+const REQUEST_DROP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    "expect",
+    "host",
+    "content-length",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "cookie",
+    "forwarded",
+    "x-real-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-zoho-account",
+];
+
+/// Response headers never returned (lower-case).
+const RESPONSE_DROP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "set-cookie",
+];
+
+/// Names listed in the `Connection` header(s).
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn dropped_request_header(name: &HeaderName, listed: &[String]) -> bool {
+    let n = name.as_str();
+    REQUEST_DROP.contains(&n) || n.starts_with("x-forwarded-") || n.starts_with("proxy-") || listed.iter().any(|l| l == n)
+}
+
+/// The headers to send upstream: the client's, cleaned, plus the proxy's `Authorization` and,
+/// when the body length is known, `Content-Length`.
+pub fn upstream_request_headers(client: &HeaderMap, authorization: HeaderValue, content_length: Option<u64>) -> HeaderMap {
+    let listed = connection_listed(client);
+    let mut out = HeaderMap::with_capacity(client.len() + 2);
+    for (name, value) in client {
+        if !dropped_request_header(name, &listed) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    // Set after the removal above, so nothing the client listed can remove it.
+    out.insert(AUTHORIZATION, authorization);
+    if let Some(len) = content_length {
+        out.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    out
+}
+
+/// Removes hop-by-hop headers (and those named in `Connection`) and `Set-Cookie` from a response.
+pub fn clean_response_headers(headers: &mut HeaderMap) {
+    let listed = connection_listed(headers);
+    for name in RESPONSE_DROP.iter().copied().map(str::to_string).chain(listed) {
+        // Never strip framing-relevant Content-Length through a Connection trick.
+        if name == "content-length" {
+            continue;
+        }
+        headers.remove(name.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn client_credentials_hop_by_hop_and_listed_headers_never_pass() {
+        let client = map(&[
+            ("authorization", "Zoho-oauthtoken ATTACKER"),
+            ("authorization", "Bearer x"),
+            ("connection", "keep-alive, Authorization, X-Custom"),
+            ("x-custom", "1"),
+            ("cookie", "a=b"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-http-method-override", "DELETE"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "5"),
+            ("host", "evil.example"),
+            ("expect", "100-continue"),
+            ("proxy-authorization", "Basic x"),
+            ("upgrade", "websocket"),
+            ("accept", "application/json"),
+            ("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        ]);
+        let mut token = HeaderValue::from_static("Zoho-oauthtoken GOOD");
+        token.set_sensitive(true);
+        let out = upstream_request_headers(&client, token, Some(5));
+        let auth: Vec<_> = out.get_all(AUTHORIZATION).iter().collect();
+        assert_eq!(auth, vec!["Zoho-oauthtoken GOOD"], "exactly one Authorization, the proxy's");
+        for gone in [
+            "connection", "x-custom", "cookie", "x-forwarded-for", "forwarded", "x-http-method-override",
+            "transfer-encoding", "host", "expect", "proxy-authorization", "upgrade",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} must not be forwarded");
+        }
+        assert_eq!(out.get_all(CONTENT_LENGTH).iter().count(), 1, "one Content-Length");
+        assert_eq!(out["accept"], "application/json", "ordinary headers pass");
+        assert!(out.contains_key("if-modified-since"), "conditional headers pass");
+    }
+
+    #[test]
+    fn response_hop_by_hop_and_cookies_are_removed() {
+        let mut h = map(&[
+            ("connection", "close, X-Foo"),
+            ("x-foo", "1"),
+            ("keep-alive", "timeout=5"),
+            ("set-cookie", "zsession=1"),
+            ("content-type", "application/json"),
+            ("x-api-credits-remaining", "10"),
+        ]);
+        clean_response_headers(&mut h);
+        assert!(!h.contains_key("connection") && !h.contains_key("x-foo") && !h.contains_key("keep-alive"));
+        assert!(!h.contains_key("set-cookie"), "cookies are not shared with local clients");
+        assert_eq!(h["x-api-credits-remaining"], "10", "Zoho headers pass");
+    }
+}

@@ -1,0 +1,585 @@
+//! One request's journey: pick the account, decide (policy), attach the token, forward,
+//! stream the response back, and log one access line.
+//!
+//! Owns header hygiene, body limits and the single replay after `INVALID_TOKEN`. Does not parse
+//! config or mint tokens: it asks the account's [`TokenHandle`](crate::token::TokenHandle).
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod upstream;
+
+use crate::policy::{Evaluation, PolicyMode};
+use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
+use crate::token::AccessToken;
+use body::{collect_capped, full, BodyFault, BodyWatch, Collected, ProxyBody, RequestBody, ResponseBody};
+use bytes::Bytes;
+use error::ProxyError;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Header that picks the account when `routing: header` is on.
+pub const ACCOUNT_HEADER: &str = "x-zoho-account";
+/// Largest 401 body inspected for `INVALID_TOKEN`.
+const MAX_401_BODY: u64 = 64 * 1024;
+
+/// Escapes a client- or network-controlled string for logs: no control characters, bounded length.
+pub fn log_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(256));
+    for c in text.chars().take(256) {
+        if c.is_control() || c == '"' || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if text.chars().count() > 256 {
+        out.push('…');
+    }
+    out
+}
+
+/// What the access log line says about a request.
+struct Access {
+    account: crate::metrics::AccountLabel,
+    method: Method,
+    path: String,
+    decision: &'static str,
+    scope: String,
+    started: Instant,
+    upstream_ms: Option<u64>,
+}
+
+impl Access {
+    fn log(&self, status: StatusCode, bytes: u64, complete: bool, metrics: &crate::metrics::Metrics) {
+        metrics.request(&self.account, &self.method, self.decision, status);
+        info!(
+            target: "access",
+            account = %self.account.0,
+            method = %self.method,
+            path = %self.path,
+            decision = self.decision,
+            scope = %self.scope,
+            status = status.as_u16(),
+            upstream_ms = self.upstream_ms,
+            total_ms = self.started.elapsed().as_millis() as u64,
+            bytes,
+            complete,
+        );
+    }
+}
+
+/// Decrements the in-flight gauge when dropped.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The service function of the proxied listeners.
+pub async fn handle(state: AppState, role: ListenerRole, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    state.metrics.in_flight().inc();
+    let in_flight = InFlight(state.metrics.in_flight().clone());
+    let runtime = state.runtime.load_full();
+    let method = req.method().clone();
+    let account = match select_account(&runtime, &role, req.headers()) {
+        Ok(a) => a,
+        Err(e) => {
+            let label = runtime.accounts.first().map(|a| a.label.clone()).unwrap_or(crate::metrics::AccountLabel("".into()));
+            let access = Access {
+                account: label,
+                method,
+                path: log_safe(req.uri().path()),
+                decision: "invalid",
+                scope: String::new(),
+                started,
+                upstream_ms: None,
+            };
+            return Ok(local_error(e, &access, &state));
+        }
+    };
+    let mut access = Access {
+        account: account.label.clone(),
+        method: method.clone(),
+        path: String::new(),
+        decision: "allowed",
+        scope: String::new(),
+        started,
+        upstream_ms: None,
+    };
+    let result = forward(&state, &runtime, account, req, &mut access, in_flight).await;
+    Ok(match result {
+        Ok(response) => response,
+        Err(e) => local_error(e, &access, &state),
+    })
+}
+
+fn local_error(e: ProxyError, access: &Access, state: &AppState) -> Response<ProxyBody> {
+    let response = e.into_response();
+    access.log(response.status(), 0, true, &state.metrics);
+    response
+}
+
+fn select_account<'r>(runtime: &'r Runtime, role: &ListenerRole, headers: &HeaderMap) -> Result<&'r AccountRuntime, ProxyError> {
+    let by_name = |name: &str| {
+        runtime.account(name).ok_or_else(|| ProxyError::UnknownAccount {
+            name: log_safe(name),
+            known: runtime.account_names(),
+        })
+    };
+    match role {
+        ListenerRole::Account(name) => by_name(name),
+        ListenerRole::Main => {
+            let header = headers.get(ACCOUNT_HEADER);
+            match (runtime.routing, header) {
+                (crate::config::Routing::Header, Some(value)) => {
+                    let name = value.to_str().map_err(|_| ProxyError::UnknownAccount {
+                        name: "(non-ASCII)".into(),
+                        known: runtime.account_names(),
+                    })?;
+                    by_name(name.trim())
+                }
+                _ => runtime.accounts.first().ok_or_else(|| ProxyError::UnknownAccount {
+                    name: String::new(),
+                    known: String::new(),
+                }),
+            }
+        }
+    }
+}
+
+/// The request body as it will be sent.
+enum Outgoing {
+    /// Fully read (small): can be replayed once.
+    Replayable(Bytes),
+    /// Streaming: sent once.
+    Streaming(RequestBody),
+}
+
+async fn forward(
+    state: &AppState,
+    runtime: &Runtime,
+    account: &AccountRuntime,
+    req: Request<Incoming>,
+    access: &mut Access,
+    in_flight: InFlight,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let limits = &runtime.limits;
+    let (parts, body) = req.into_parts();
+    let evaluation = account.policy.evaluate(&parts.method, &parts.uri);
+    let content_length = content_length(&parts.headers);
+    if let Some(len) = content_length {
+        if len > limits.max_body {
+            access.path = log_safe(parts.uri.path());
+            access.decision = "invalid";
+            return Err(ProxyError::BodyTooLarge { limit: limits.max_body, key: "limits.max_body" });
+        }
+    }
+
+    // 1. Decide.
+    let (target_path, target_query, required) = match evaluation {
+        Evaluation::Rejected(r) => {
+            access.path = log_safe(parts.uri.path());
+            access.decision = "invalid";
+            return Err(ProxyError::Rejected { status: r.status, code: r.code, message: r.message });
+        }
+        Evaluation::Allowed { target, required } => (target.path, target.query, required.to_string()),
+        Evaluation::Denied { target, required, missing } => {
+            access.path = target.path.to_string();
+            access.scope = required.to_string();
+            denied(account, &parts.method, target.path, &required, &missing, access)?;
+            (target.path, target.query, required.to_string())
+        }
+        Evaluation::NeedsBody { target, pending } => {
+            access.path = target.path.to_string();
+            let cap = pending.max_bytes() as u64;
+            let bytes = match collect_capped(body, cap, limits.body_idle_timeout).await {
+                Ok(Collected::Complete(b)) => b,
+                Ok(Collected::Exceeded(..)) => {
+                    access.decision = "invalid";
+                    return Err(ProxyError::BodyTooLarge { limit: cap, key: "the policy's inspection cap for this operation" });
+                }
+                Err(fault) => {
+                    access.decision = "invalid";
+                    return Err(fault_error(fault, limits.max_body));
+                }
+            };
+            let decided = match account.policy.evaluate_body(&pending, &bytes) {
+                Evaluation::Rejected(r) => {
+                    access.decision = "invalid";
+                    return Err(ProxyError::Rejected { status: r.status, code: r.code, message: r.message });
+                }
+                Evaluation::Allowed { required, .. } => required.to_string(),
+                Evaluation::Denied { required, missing, .. } => {
+                    access.scope = required.to_string();
+                    denied(account, &parts.method, target.path, &required, &missing, access)?;
+                    required.to_string()
+                }
+                Evaluation::NeedsBody { .. } => {
+                    access.decision = "invalid";
+                    return Err(ProxyError::Rejected {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "PROXY_BAD_BODY",
+                        message: "the request body could not be classified".into(),
+                    });
+                }
+            };
+            return send_decided(
+                state, runtime, account, parts.method, parts.headers, target.path, target.query, decided,
+                Prepared::Ready(Outgoing::Replayable(bytes)), access, in_flight,
+            )
+            .await;
+        }
+    };
+    access.path = target_path.to_string();
+    access.scope = required.clone();
+    send_decided(
+        state, runtime, account, parts.method, parts.headers, target_path, target_query, required,
+        Prepared::Body(body, content_length), access, in_flight,
+    )
+    .await
+}
+
+/// A denied decision: 403 in enforce mode; logged and counted in report mode.
+fn denied(
+    account: &AccountRuntime,
+    method: &Method,
+    path: &str,
+    required: &crate::policy::Required,
+    missing: &crate::policy::Required,
+    access: &mut Access,
+) -> Result<(), ProxyError> {
+    let (code, message) = crate::policy::denial(method, path, required, missing);
+    match account.policy.mode() {
+        PolicyMode::Enforce => {
+            access.decision = "denied";
+            Err(ProxyError::ScopeNotAllowed {
+                code,
+                message,
+                required: required.iter().map(|s| s.to_string()).collect(),
+                method: method.to_string(),
+                path: path.to_string(),
+            })
+        }
+        PolicyMode::Report => {
+            access.decision = "reported";
+            warn!(account = %account.name, method = %method, path = %path, missing = %missing, "policy would deny (report mode): forwarding");
+            Ok(())
+        }
+    }
+}
+
+fn fault_error(fault: BodyFault, max_body: u64) -> ProxyError {
+    match fault {
+        BodyFault::TooLarge => ProxyError::BodyTooLarge { limit: max_body, key: "limits.max_body" },
+        BodyFault::Idle => ProxyError::BodyTimeout,
+        BodyFault::Broken => ProxyError::BodyBroken,
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The body before or after preparation.
+enum Prepared {
+    Body(Incoming, Option<u64>),
+    Ready(Outgoing),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_decided(
+    state: &AppState,
+    runtime: &Runtime,
+    account: &AccountRuntime,
+    method: Method,
+    headers: HeaderMap,
+    path: &str,
+    query: Option<&str>,
+    scope: String,
+    body: Prepared,
+    access: &mut Access,
+    in_flight: InFlight,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let limits = &runtime.limits;
+    access.scope = scope;
+
+    // 2. A token (never an expired one).
+    let token = match account.token.usable() {
+        Some(t) => t,
+        None => token_or_wait(state, account, limits.token_wait).await?,
+    };
+
+    // 3. The body: small ones are kept for one replay, large ones stream.
+    let watch = Arc::new(BodyWatch::default());
+    let outgoing = match body {
+        Prepared::Ready(o) => o,
+        Prepared::Body(incoming, len) => {
+            if http_body::Body::is_end_stream(&incoming) {
+                Outgoing::Replayable(Bytes::new())
+            } else if len.is_some_and(|l| l > limits.replay_body) {
+                Outgoing::Streaming(RequestBody::new(incoming, None, limits.max_body, limits.body_idle_timeout, watch.clone()))
+            } else {
+                match collect_capped(incoming, limits.replay_body, limits.body_idle_timeout).await {
+                    Ok(Collected::Complete(b)) => Outgoing::Replayable(b),
+                    Ok(Collected::Exceeded(prefix, rest)) => Outgoing::Streaming(RequestBody::new(
+                        rest,
+                        Some(prefix),
+                        limits.max_body,
+                        limits.body_idle_timeout,
+                        watch.clone(),
+                    )),
+                    Err(fault) => return Err(fault_error(fault, limits.max_body)),
+                }
+            }
+        }
+    };
+    if matches!(outgoing, Outgoing::Replayable(_)) {
+        watch.mark_finished();
+    }
+    let had_body = !matches!(&outgoing, Outgoing::Replayable(b) if b.is_empty()) || content_length(&headers).is_some();
+    let stream_len = match &outgoing {
+        Outgoing::Streaming(_) => content_length(&headers),
+        Outgoing::Replayable(_) => None,
+    };
+
+    // 4. An upstream slot (Zoho limits concurrent calls per org).
+    let permit = match &runtime.upstream_slots {
+        None => None,
+        Some(slots) => match tokio::time::timeout(limits.upstream_queue_timeout, slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => return Err(ProxyError::UpstreamBusy),
+        },
+    };
+
+    // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
+    let mut token = token;
+    let mut outgoing = Some(outgoing);
+    let mut replayed = false;
+    loop {
+        let (body, replay_copy, len) = match outgoing.take() {
+            Some(Outgoing::Replayable(b)) => {
+                let len = (had_body || !b.is_empty()).then_some(b.len() as u64);
+                (full(b.clone()), Some(b), len)
+            }
+            Some(Outgoing::Streaming(s)) => (s.boxed(), None, stream_len),
+            None => (body::empty(), None, None),
+        };
+        let request = build_request(&method, &headers, &token, path, query, body, len)?;
+        let sent = Instant::now();
+        let response = send(account, request, &watch, limits, &token).await?;
+        let upstream_ms = sent.elapsed();
+        access.upstream_ms = Some(upstream_ms.as_millis() as u64);
+        state.metrics.upstream_latency(&account.label, upstream_ms.as_secs_f64());
+
+        if response.status() == StatusCode::UNAUTHORIZED && !replayed {
+            let (parts, incoming) = response.into_parts();
+            let (head, rest) = match collect_capped(incoming, MAX_401_BODY, Duration::from_secs(5)).await {
+                Ok(Collected::Complete(b)) => (b, None),
+                Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
+                Err(_) => (Bytes::new(), None),
+            };
+            if rest.is_none() && zoho_error_code(&head).as_deref() == Some("INVALID_TOKEN") {
+                let fresh = account.token.reject(token.generation, limits.token_wait).await;
+                if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
+                    info!(account = %account.name, path = %path, "token rejected by Zoho (INVALID_TOKEN); replaying once with a new token");
+                    token = fresh;
+                    outgoing = Some(Outgoing::Replayable(copy));
+                    replayed = true;
+                    continue;
+                }
+            }
+            let body: ProxyBody = match rest {
+                None => full(head),
+                Some(rest) => http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<_, body::BodyError>(
+                    http_body::Frame::data(head),
+                )]))
+                .boxed()
+                .with_trailers_or_rest(rest),
+            };
+            return Ok(respond(state, Response::from_parts(parts, body), access, limits.body_idle_timeout, permit, in_flight));
+        }
+        return Ok(respond(state, response.map(|b| b.map_err(Into::into).boxed()), access, limits.body_idle_timeout, permit, in_flight));
+    }
+}
+
+/// Chains the rest of a partially read body after its head.
+trait ChainRest {
+    fn with_trailers_or_rest(self, rest: Incoming) -> ProxyBody;
+}
+
+impl ChainRest for ProxyBody {
+    fn with_trailers_or_rest(self, rest: Incoming) -> ProxyBody {
+        use futures_util::StreamExt;
+        let head = http_body_util::BodyStream::new(self);
+        let tail = http_body_util::BodyStream::new(rest.map_err(|e| -> body::BodyError { Box::new(e) }));
+        http_body_util::StreamBody::new(head.chain(tail)).boxed()
+    }
+}
+
+async fn token_or_wait(state: &AppState, account: &AccountRuntime, wait: Duration) -> Result<Arc<AccessToken>, ProxyError> {
+    if let Some(t) = account.token.usable_or_wait(wait).await {
+        return Ok(t);
+    }
+    let status = account.token.status();
+    if status.state == crate::token::TokenState::NotAuthorized
+        || (account.client_type == crate::config::ClientType::Server && status.last_refresh_unix_ms.is_none() && status.last_error.is_none())
+    {
+        return Err(ProxyError::AccountNotAuthorized {
+            account: account.name.to_string(),
+            start_url: format!("http://{}/oauth/start?account={}", state.admin_listen, account.name),
+        });
+    }
+    Err(ProxyError::TokenUnavailable {
+        reason: account.token.ready().err().unwrap_or_else(|| "no valid access token".into()),
+        retry_after: account.token.retry_after_secs(),
+    })
+}
+
+fn build_request(
+    method: &Method,
+    client_headers: &HeaderMap,
+    token: &AccessToken,
+    path: &str,
+    query: Option<&str>,
+    body: ProxyBody,
+    content_length: Option<u64>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let path_and_query = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let uri = Uri::builder()
+        .scheme(token.api.scheme.clone())
+        .authority(token.api.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| bad_target())?;
+    // The forwarded path must be byte-identical to the one the policy decided on.
+    if uri.path() != path || uri.query() != query {
+        return Err(bad_target());
+    }
+    let mut request = Request::new(body);
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers::upstream_request_headers(client_headers, token.authorization(), content_length);
+    Ok(request)
+}
+
+fn bad_target() -> ProxyError {
+    ProxyError::Rejected {
+        status: StatusCode::BAD_REQUEST,
+        code: "PROXY_BAD_PATH",
+        message: "the request target could not be forwarded unchanged".into(),
+    }
+}
+
+async fn send(
+    account: &AccountRuntime,
+    request: Request<ProxyBody>,
+    watch: &BodyWatch,
+    limits: &crate::config::Limits,
+    token: &AccessToken,
+) -> Result<Response<Incoming>, ProxyError> {
+    let host = token.api.authority.to_string();
+    let exchange = account.upstream.request(request);
+    // The response deadline starts once the request body is fully sent; while it streams, the
+    // body idle timeout guards against stalls.
+    let deadline = async {
+        watch.finished().await;
+        tokio::time::sleep(limits.request_timeout).await;
+    };
+    let result = tokio::select! {
+        r = exchange => r,
+        _ = deadline => {
+            if let Some(fault) = watch.fault() {
+                return Err(fault_error(fault, limits.max_body));
+            }
+            return Err(ProxyError::UpstreamTimeout { host, secs: limits.request_timeout.as_secs() });
+        }
+    };
+    result.map_err(|e| {
+        if let Some(fault) = watch.fault() {
+            return fault_error(fault, limits.max_body);
+        }
+        let reason = crate::token::client::error_chain(&e);
+        warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
+        ProxyError::UpstreamUnreachable { host, reason: upstream_reason(&e) }
+    })
+}
+
+/// A short, secret-free description of an upstream failure.
+fn upstream_reason(e: &hyper_util::client::legacy::Error) -> String {
+    let chain = crate::token::client::error_chain(e);
+    let lower = chain.to_ascii_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        "TLS handshake failed (certificate not trusted, expired or for another name); the token was not sent".into()
+    } else if lower.contains("refused") {
+        "connection refused".into()
+    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup") {
+        "DNS lookup failed".into()
+    } else if e.is_connect() {
+        "connect failed".into()
+    } else {
+        "the connection failed before a response arrived".into()
+    }
+}
+
+/// Zoho's error `code` from a small JSON body.
+fn zoho_error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("code").and_then(|c| c.as_str()).map(str::to_string)
+}
+
+fn respond(
+    state: &AppState,
+    response: Response<ProxyBody>,
+    access: &Access,
+    idle: Duration,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::clean_response_headers(&mut parts.headers);
+    let status = parts.status;
+    let metrics = state.metrics.clone();
+    let access = Access {
+        account: access.account.clone(),
+        method: access.method.clone(),
+        path: access.path.clone(),
+        decision: access.decision,
+        scope: access.scope.clone(),
+        started: access.started,
+        upstream_ms: access.upstream_ms,
+    };
+    let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
+        access.log(status, bytes, complete, &metrics);
+    });
+    let guard: Box<dyn Send + Sync> = Box::new((permit, in_flight));
+    Response::from_parts(parts, ResponseBody::new(body, idle, on_finish, Some(guard)).boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_safe_escapes_control_characters_and_bounds_length() {
+        assert_eq!(log_safe("a\r\nb"), "a\\r\\nb");
+        assert_eq!(log_safe("\u{1b}[31m"), "\\u{1b}[31m");
+        assert_eq!(log_safe(&"x".repeat(300)).chars().count(), 257);
+    }
+
+    #[test]
+    fn zoho_error_codes_are_read_from_json_only() {
+        assert_eq!(zoho_error_code(br#"{"code":"INVALID_TOKEN","details":{},"message":"invalid oauth token","status":"error"}"#).as_deref(), Some("INVALID_TOKEN"));
+        assert_eq!(zoho_error_code(b"<html>").as_deref(), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! Listeners (TCP or Unix socket), the accept loops, the connection cap and graceful drain.
+//!
+//! Connections are HTTP/1.1 only (no h2c, no upgrades: a `CONNECT` or `Upgrade` can never become a
+//! tunnel), with hyper's header-read timeout driven by a real timer, bounded header size, and
+//! keep-alive. On shutdown the accept loops stop (new connections are refused), open connections
+//! finish their in-flight request and close.
+
+use crate::config::ListenAddr;
+use crate::metrics::Metrics;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn, Instrument};
+
+/// Largest request head (start line + headers) accepted; beyond it hyper answers 431.
+pub const MAX_HEADER_BYTES: usize = 96 * 1024;
+
+/// A bound listener.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix domain socket (the path is removed on drop).
+    Unix(UnixListener, UnixSocketGuard),
+}
+
+/// Removes a Unix socket file when the listener goes away.
+pub struct UnixSocketGuard(PathBuf);
+
+impl Drop for UnixSocketGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Listener {
+    /// Binds `addr`. A Unix socket is created with mode 0660; a stale socket file is replaced,
+    /// anything else at that path is an error.
+    pub async fn bind(addr: &ListenAddr) -> Result<Listener, String> {
+        match addr {
+            ListenAddr::Tcp(sock) => TcpListener::bind(sock)
+                .await
+                .map(Listener::Tcp)
+                .map_err(|e| format!("cannot listen on {sock}: {e}")),
+            ListenAddr::Unix(path) => {
+                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    if meta.file_type().is_socket() {
+                        let _ = std::fs::remove_file(path);
+                    } else {
+                        return Err(format!("cannot listen on unix:{}: a non-socket file is in the way", path.display()));
+                    }
+                }
+                let listener =
+                    UnixListener::bind(path).map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                    .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))?;
+                Ok(Listener::Unix(listener, UnixSocketGuard(path.clone())))
+            }
+        }
+    }
+
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> ListenAddr {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(ListenAddr::Tcp)
+                .unwrap_or(ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 0)))),
+            Listener::Unix(_, guard) => ListenAddr::Unix(guard.0.clone()),
+        }
+    }
+}
+
+/// HTTP/1 settings for one listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnSettings {
+    /// hyper's header read timeout (also cuts idle keep-alive connections).
+    pub header_timeout: Duration,
+}
+
+fn http1(settings: ConnSettings) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true)
+        .half_close(false)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(MAX_HEADER_BYTES + 8192);
+    builder
+}
+
+/// Decrements the open-connection gauge when a connection ends.
+struct ConnGuard(prometheus_client::metrics::gauge::Gauge);
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Accepts connections until `stop` fires, serving each with `service`; connection tasks are
+/// tracked in `tracker` and drain gracefully when `drain` fires.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<F, Fut, B>(
+    listener: Listener,
+    name: &'static str,
+    settings: Arc<dyn Fn() -> ConnSettings + Send + Sync>,
+    slots: Option<Arc<Semaphore>>,
+    metrics: Arc<Metrics>,
+    service: F,
+    stop: CancellationToken,
+    drain: CancellationToken,
+    tracker: TaskTracker,
+) where
+    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut failures = 0u32;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = accept(&listener) => a,
+        };
+        let io = match accepted {
+            Ok(io) => {
+                failures = 0;
+                io
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                failures = failures.saturating_add(1);
+                warn!(listener = name, "accept failed: {e}");
+                let pause = Duration::from_millis(10u64 << failures.min(6));
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let permit = match &slots {
+            None => None,
+            Some(s) => match s.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    metrics.shed();
+                    debug!(listener = name, "max_connections reached: closing a new connection");
+                    drop(io);
+                    continue;
+                }
+            },
+        };
+        metrics.connections().inc();
+        let guard = ConnGuard(metrics.connections().clone());
+        let builder = http1(settings());
+        let service = service.clone();
+        let drain = drain.clone();
+        tracker.spawn(
+            async move {
+                let _permit = permit;
+                let _guard = guard;
+                let conn = match io {
+                    Accepted::Tcp(s) => ServedConn::boxed(builder.serve_connection(TokioIo::new(s), service_fn(service))),
+                    Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(TokioIo::new(s), service_fn(service))),
+                };
+                run_connection(conn, drain).await;
+            }
+            .instrument(tracing::debug_span!("conn", listener = name)),
+        );
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok(Accepted::Tcp(s))
+        }
+        Listener::Unix(l, _) => {
+            let (s, _) = l.accept().await?;
+            Ok(Accepted::Unix(s))
+        }
+    }
+}
+
+/// A served connection, type-erased over the socket kind.
+trait GracefulConn: Future<Output = Result<(), hyper::Error>> + Send {
+    fn shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulConn for hyper::server::conn::http1::Connection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B> + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+struct ServedConn;
+impl ServedConn {
+    fn boxed<C: GracefulConn + 'static>(c: C) -> std::pin::Pin<Box<dyn GracefulConn>> {
+        Box::pin(c)
+    }
+}
+
+async fn run_connection(mut conn: std::pin::Pin<Box<dyn GracefulConn>>, drain: CancellationToken) {
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = drain.cancelled() => {
+            conn.as_mut().shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        debug!("connection ended: {e}");
+    }
+}

@@ -1,0 +1,290 @@
+//! Token persistence: what survives a restart (the access token, its expiry and API host, the
+//! refresh token obtained from a grant, and recent mint times).
+//!
+//! The file store writes atomically (temp file, fsync, rename, mode 0600) from a blocking thread.
+//! A corrupt or foreign file is renamed aside, never overwritten in place.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Current format version.
+pub const STORE_VERSION: u32 = 1;
+
+/// Everything persisted for one account.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredState {
+    /// Format version.
+    pub version: u32,
+    /// The client these tokens belong to.
+    pub client_id: String,
+    /// SHA-256 of the refresh token the access token and mint log belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_sha256: Option<String>,
+    /// A refresh token the proxy obtained itself (grant exchange or browser authorization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The accounts server that issued `refresh_token` (server-based clients in other DCs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts_url: Option<String>,
+    /// Current access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Its wall-clock expiry (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_unix_ms: Option<u64>,
+    /// Its lifetime as issued (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<f64>,
+    /// The API host it was issued for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_domain: Option<String>,
+    /// Recent token requests (Unix ms).
+    #[serde(default)]
+    pub mints_unix_ms: Vec<u64>,
+    /// Zoho throttled us until then (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_until_unix_ms: Option<u64>,
+    /// SHA-256 of the grant token already exchanged (never exchange it twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchanged_grant_sha256: Option<String>,
+}
+
+impl std::fmt::Debug for StoredState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredState")
+            .field("client_id", &self.client_id)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("has_access_token", &self.access_token.is_some())
+            .field("expires_at_unix_ms", &self.expires_at_unix_ms)
+            .field("api_domain", &self.api_domain)
+            .field("mints", &self.mints_unix_ms.len())
+            .finish()
+    }
+}
+
+/// SHA-256 hex of a secret (to recognise it without storing it).
+pub fn fingerprint(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Unix milliseconds now.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Result of reading a store.
+#[derive(Debug)]
+pub enum Loaded {
+    /// Nothing stored yet.
+    Empty,
+    /// A usable state for this client.
+    State(StoredState),
+    /// The file was unusable and has been moved aside; the message says where and why.
+    SetAside(String),
+}
+
+/// A JSON file store.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// A store at `path` (created on first save).
+    pub fn new(path: PathBuf) -> FileStore {
+        FileStore { path }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the store. A file for another client, or one that does not parse, is renamed to
+    /// `<file>.foreign-<ms>` / `<file>.corrupt-<ms>` and reported.
+    pub async fn load(&self, client_id: &str) -> Loaded {
+        let path = self.path.clone();
+        let client_id = client_id.to_string();
+        tokio::task::spawn_blocking(move || load_blocking(&path, &client_id))
+            .await
+            .unwrap_or_else(|e| Loaded::SetAside(format!("store reader failed: {e}")))
+    }
+
+    /// Writes the state atomically with mode 0600.
+    pub async fn save(&self, state: &StoredState) -> Result<(), String> {
+        let path = self.path.clone();
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| format!("cannot encode the store: {e}"))?;
+        tokio::task::spawn_blocking(move || save_blocking(&path, &bytes))
+            .await
+            .map_err(|e| format!("store writer failed: {e}"))?
+    }
+
+    /// A warning if the file is readable or writable by group or others.
+    pub fn permission_warning(&self) -> Option<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "token store {} has mode {:o}: others can read tokens; run chmod 600 on it",
+                self.path.display(),
+                mode & 0o777
+            )
+        })
+    }
+}
+
+fn set_aside(path: &Path, kind: &str, why: &str) -> Loaded {
+    let aside = PathBuf::from(format!("{}.{kind}-{}", path.display(), now_unix_ms()));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => Loaded::SetAside(format!(
+            "token store {} {why}; moved it to {} and starting without it",
+            path.display(),
+            aside.display()
+        )),
+        Err(e) => Loaded::SetAside(format!(
+            "token store {} {why}, and it could not be moved aside ({e}); starting without it",
+            path.display()
+        )),
+    }
+}
+
+fn load_blocking(path: &Path, client_id: &str) -> Loaded {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Empty,
+        Err(e) => return Loaded::SetAside(format!("cannot read token store {}: {e}", path.display())),
+    };
+    let state: StoredState = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(_) => return set_aside(path, "corrupt", "is not a valid token store"),
+    };
+    if state.version != STORE_VERSION {
+        return set_aside(path, "foreign", &format!("has format version {}", state.version));
+    }
+    if state.client_id != client_id {
+        return set_aside(path, "foreign", "belongs to another client_id");
+    }
+    Loaded::State(state)
+}
+
+fn save_blocking(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write token store {}: {e}", path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> StoredState {
+        StoredState {
+            version: STORE_VERSION,
+            client_id: "1000.CLIENT".into(),
+            access_token: Some("1000.a.b".into()),
+            expires_at_unix_ms: Some(now_unix_ms() + 3_600_000),
+            mints_unix_ms: vec![1, 2],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn save_then_load_round_trips_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::new(dir.path().join("sub/token.json"));
+        store.save(&state()).await.expect("save");
+        let mode = std::fs::metadata(store.path()).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "store file mode");
+        assert!(store.permission_warning().is_none(), "no warning at 0600");
+        match store.load("1000.CLIENT").await {
+            Loaded::State(s) => assert_eq!(s, state(), "round trip"),
+            other => panic!("expected state, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_and_foreign_files_are_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("token.json");
+        std::fs::write(&path, b"{not json").expect("write");
+        let store = FileStore::new(path.clone());
+        assert!(matches!(store.load("1000.CLIENT").await, Loaded::SetAside(m) if m.contains("corrupt")));
+        assert!(!path.exists(), "corrupt file moved away");
+        let aside = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(aside, 1, "the corrupt file is kept beside, not deleted");
+
+        store.save(&state()).await.expect("save");
+        assert!(matches!(store.load("1000.OTHER").await, Loaded::SetAside(m) if m.contains("another client_id")));
+        assert!(matches!(store.load("1000.CLIENT").await, Loaded::Empty), "foreign file moved away");
+    }
+
+    #[test]
+    fn debug_output_has_no_tokens() {
+        let text = format!("{:?}", state());
+        assert!(!text.contains("1000.a.b"), "{text}");
+    }
+}
+
+/// Where an account's token state lives.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Nowhere: a restart starts from scratch.
+    Memory,
+    /// A local JSON file.
+    File(FileStore),
+}
+
+impl Store {
+    /// Reads the stored state for `client_id`.
+    pub async fn load(&self, client_id: &str) -> Loaded {
+        match self {
+            Store::Memory => Loaded::Empty,
+            Store::File(f) => f.load(client_id).await,
+        }
+    }
+
+    /// Persists the state.
+    pub async fn save(&self, state: &StoredState) -> Result<(), String> {
+        match self {
+            Store::Memory => Ok(()),
+            Store::File(f) => f.save(state).await,
+        }
+    }
+
+    /// A human description (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Memory => "memory".to_string(),
+            Store::File(f) => f.path().display().to_string(),
+        }
+    }
+}
