@@ -57,6 +57,9 @@ pub fn download_sha256(n: u64) -> String {
     to_hex(&hasher.finalize())
 }
 
+/// How long `reset` waits after its bytes before aborting (see `Ending::Abort`).
+const ABORT_FLUSH_GRACE: Duration = Duration::from_millis(100);
+
 /// How a generated body ends after its bytes.
 #[derive(Debug, Clone)]
 enum Ending {
@@ -115,7 +118,15 @@ fn generated(
         g.finished = true;
         match g.ending {
             Ending::Clean => None,
-            Ending::Abort => Some((Err(BoxError::from("fake zoho: connection reset")), g)),
+            Ending::Abort => {
+                // HTTP/2 drops a stream's queued frames when it is reset, so give the connection
+                // task a moment to flush headers and data before failing the body.
+                tokio::select! {
+                    () = tokio::time::sleep(ABORT_FLUSH_GRACE) => {}
+                    () = g.cancel.cancelled() => {}
+                }
+                Some((Err(BoxError::from("fake zoho: connection reset")), g))
+            }
             Ending::Stall => {
                 g.cancel.cancelled().await;
                 Some((Err(BoxError::from("fake zoho shutting down")), g))
