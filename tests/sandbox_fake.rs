@@ -152,6 +152,33 @@ async fn refresh_success_has_zoho_shape() {
         vec![token.to_owned()],
         "minted token is live"
     );
+    let seen = fake.control().accounts_requests();
+    assert_eq!(seen.len(), 1, "accounts server recorded the request");
+    assert_eq!(
+        seen[0].path_and_query, "/oauth/v2/token",
+        "credentials were not in the URL"
+    );
+    let body = String::from_utf8_lossy(&seen[0].body_prefix).into_owned();
+    assert!(
+        body.contains("grant_type=refresh_token"),
+        "recorded body prefix holds the form: {body}"
+    );
+}
+
+#[tokio::test]
+async fn debug_output_never_shows_secrets() {
+    let ca = TestCa::new();
+    let fake = start(FakeZohoOptions::default(), &ca).await;
+    let c = client(&ca);
+    let token = refresh(&c, &fake).await;
+    let o = fake.options();
+    let printed = format!("{fake:?} {:?} {o:?} {ca:?}", fake.control());
+    for secret in [o.client_secret.as_str(), o.refresh_token(), token.as_str()] {
+        assert!(
+            !printed.contains(secret),
+            "Debug output must not contain a secret: {printed}"
+        );
+    }
 }
 
 #[tokio::test]

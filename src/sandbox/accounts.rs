@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONTENT_TYPE, LOCATION, SERVER};
+use http::request::Parts;
 use http::{Method, Request};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::control::{lock, Shared, TokenBehavior};
 use super::http::{empty, html, json, raw_json, response, Resp};
 use super::ledger::{Grant, MintOutcome, Minted};
+use super::recorder::{drain, record_start, Captured};
 
 /// Token requests are tiny; anything larger is refused rather than buffered.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -27,12 +28,22 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Zoho's throttle body (REFERENCE §1, "Access Denied").
 pub(crate) const THROTTLE_BODY: &str = r#"{"error_description":"You have made too many requests continuously. Please try again after some time.","error":"Access Denied","status":"failure"}"#;
 
-/// Routes one accounts-server request.
+/// Routes one accounts-server request (recorded first, body read up to 64 KiB).
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
-    let mut resp = match (req.method().clone(), req.uri().path()) {
-        (Method::POST, "/oauth/v2/token") => token(&shared, req).await,
-        (Method::POST, "/oauth/v2/token/revoke") => revoke(&shared, req).await,
-        (Method::GET, "/oauth/v2/auth") => authorize(&shared, &req),
+    let (parts, body) = req.into_parts();
+    let seq = record_start(&shared, &shared.accounts_log, &parts);
+    let path = parts.uri.path();
+    let is_token = parts.method == Method::POST && path == "/oauth/v2/token";
+    if is_token {
+        // Counted on arrival, whatever happens next (even if the body never completes).
+        shared.token_requests.fetch_add(1, Ordering::SeqCst);
+        shared.notify();
+    }
+    let captured = drain(&shared, &shared.accounts_log, seq, body, MAX_FORM_BYTES).await;
+    let mut resp = match (&parts.method, path) {
+        (&Method::POST, "/oauth/v2/token") => token(&shared, &parts, &captured).await,
+        (&Method::POST, "/oauth/v2/token/revoke") => revoke(&shared, &parts, &captured),
+        (&Method::GET, "/oauth/v2/auth") => authorize(&shared, &parts),
         (_, "/oauth/v2/token" | "/oauth/v2/token/revoke" | "/oauth/v2/auth") => {
             html(405, "Method Not Allowed")
         }
@@ -44,9 +55,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
 }
 
 /// `POST /oauth/v2/token`.
-async fn token(shared: &Shared, req: Request<Incoming>) -> Resp {
-    shared.token_requests.fetch_add(1, Ordering::SeqCst);
-    shared.notify();
+async fn token(shared: &Shared, parts: &Parts, captured: &Captured) -> Resp {
     let behavior = {
         let mut knobs = lock(&shared.knobs);
         knobs
@@ -74,7 +83,7 @@ async fn token(shared: &Shared, req: Request<Incoming>) -> Resp {
             return html(503, "Shutting Down");
         }
     }
-    let params = match read_params(req).await {
+    let params = match read_params(parts, captured) {
         Ok(p) => p,
         Err(status) => return html(status, "Bad Request"),
     };
@@ -140,8 +149,8 @@ fn success_body(shared: &Shared, minted: &Minted, expires_in: &Value) -> String 
 }
 
 /// `POST /oauth/v2/token/revoke?token=RT` (or `token` in the body).
-async fn revoke(shared: &Shared, req: Request<Incoming>) -> Resp {
-    let params = match read_params(req).await {
+fn revoke(shared: &Shared, parts: &Parts, captured: &Captured) -> Resp {
+    let params = match read_params(parts, captured) {
         Ok(p) => p,
         Err(status) => return html(status, "Bad Request"),
     };
@@ -159,9 +168,9 @@ async fn revoke(shared: &Shared, req: Request<Incoming>) -> Resp {
 }
 
 /// `GET /oauth/v2/auth`: validates the request and auto-approves with a 302 to `redirect_uri`.
-fn authorize(shared: &Shared, req: &Request<Incoming>) -> Resp {
-    let params: HashMap<String, String> = req
-        .uri()
+fn authorize(shared: &Shared, parts: &Parts) -> Resp {
+    let params: HashMap<String, String> = parts
+        .uri
         .query()
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
@@ -217,9 +226,8 @@ fn authorize(shared: &Shared, req: &Request<Incoming>) -> Resp {
 }
 
 /// Query parameters merged with body parameters (urlencoded or multipart; body wins).
-/// `Err(status)` for a body that is too large or cannot be read.
-async fn read_params(req: Request<Incoming>) -> Result<HashMap<String, String>, u16> {
-    let (parts, mut body) = req.into_parts();
+/// `Err(status)` for a body that is too large, incomplete or malformed.
+fn read_params(parts: &Parts, captured: &Captured) -> Result<HashMap<String, String>, u16> {
     let mut params: HashMap<String, String> = parts
         .uri
         .query()
@@ -229,22 +237,18 @@ async fn read_params(req: Request<Incoming>) -> Result<HashMap<String, String>, 
                 .collect()
         })
         .unwrap_or_default();
-    let mut buf = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| 400u16)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > MAX_FORM_BYTES {
-                return Err(413);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
+    let Some(buf) = captured.content.as_deref() else {
+        return Err(if captured.len as usize > MAX_FORM_BYTES {
+            413
+        } else {
+            400
+        });
+    };
     let content_type = parts
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .unwrap_or_default();
     let mime = content_type
         .split(';')
         .next()
@@ -252,11 +256,11 @@ async fn read_params(req: Request<Incoming>) -> Result<HashMap<String, String>, 
         .trim()
         .to_ascii_lowercase();
     if mime == "multipart/form-data" {
-        let boundary = multipart_boundary(&content_type).ok_or(400u16)?;
-        params.extend(parse_multipart(&buf, &boundary).ok_or(400u16)?);
+        let boundary = multipart_boundary(content_type).ok_or(400u16)?;
+        params.extend(parse_multipart(buf, &boundary).ok_or(400u16)?);
     } else if !buf.is_empty() {
         // Zoho accepts form bodies whatever the declared type (clients often omit it).
-        params.extend(url::form_urlencoded::parse(&buf).into_owned());
+        params.extend(url::form_urlencoded::parse(buf).into_owned());
     }
     Ok(params)
 }

@@ -6,6 +6,7 @@
 //! locks are std mutexes held for a few instructions and never across an `.await`.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -97,8 +98,8 @@ pub(crate) struct TokenKnobs {
     pub throttle_status: u16,
 }
 
-/// State shared by both servers and every [`FakeControl`].
-#[derive(Debug)]
+/// State shared by both servers and every [`FakeControl`]. Deliberately not `Debug`: it holds
+/// the client secret and live tokens.
 pub(crate) struct Shared {
     pub accounts_url: String,
     pub api_domain: String,
@@ -108,7 +109,8 @@ pub(crate) struct Shared {
     pub ledger: Mutex<Ledger>,
     pub knobs: Mutex<TokenKnobs>,
     pub token_requests: AtomicU64,
-    pub crm_log: Mutex<CrmLog>,
+    pub crm_log: Mutex<RequestLog>,
+    pub accounts_log: Mutex<RequestLog>,
     pub issued_codes: Mutex<Vec<String>>,
     pub crm: Mutex<CrmStore>,
     pub accounts_connections: AtomicU64,
@@ -119,20 +121,32 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
 }
 
-/// Recorded CRM requests with a sequence number each, so a request still streaming its body can
+/// Recorded requests with a sequence number each, so a request still streaming its body can
 /// update its own entry even after `clear_crm_requests`.
 #[derive(Debug, Default)]
-pub(crate) struct CrmLog {
+pub(crate) struct RequestLog {
     next_seq: u64,
     entries: Vec<(u64, RecordedRequest)>,
 }
 
-impl CrmLog {
+impl RequestLog {
     pub(crate) fn push(&mut self, req: RecordedRequest) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.entries.push((seq, req));
         seq
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
+        self.entries.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
     }
 
     pub(crate) fn update(&mut self, seq: u64, f: impl FnOnce(&mut RecordedRequest)) {
@@ -188,9 +202,20 @@ impl Shared {
 }
 
 /// A cheap, cloneable handle to a running fake's state.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FakeControl {
     pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FakeControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counters only: tokens and the client secret stay out of Debug output.
+        f.debug_struct("FakeControl")
+            .field("accounts_url", &self.shared.accounts_url)
+            .field("token_requests", &self.token_requests())
+            .field("mints", &self.mints())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeControl {
@@ -261,38 +286,59 @@ impl FakeControl {
 
     /// Every request the CRM API server received (rejected ones too), in arrival order.
     pub fn crm_requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.shared.crm_log)
-            .entries
-            .iter()
-            .map(|(_, r)| r.clone())
-            .collect()
+        lock(&self.shared.crm_log).snapshot()
     }
 
     /// Forgets the recorded CRM requests.
     pub fn clear_crm_requests(&self) {
-        lock(&self.shared.crm_log).entries.clear();
+        lock(&self.shared.crm_log).clear();
         self.shared.notify();
+    }
+
+    /// Every request the accounts server received (token, revoke, consent), in arrival order,
+    /// with body prefix: e.g. to check that credentials travel in the body, not the URL.
+    pub fn accounts_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.accounts_log).snapshot()
     }
 
     /// Waits until at least `n` token requests were seen or `deadline` passed; returns whether
     /// the count was reached.
-    pub async fn wait_for_token_requests(&self, n: u64, deadline: Duration) -> bool {
-        self.shared
-            .wait_until(deadline, || self.token_requests() >= n)
-            .await
+    pub fn wait_for_token_requests(
+        &self,
+        n: u64,
+        deadline: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let this = self.clone();
+        async move {
+            this.shared
+                .wait_until(deadline, || this.token_requests() >= n)
+                .await
+        }
     }
 
     /// Waits until at least `n` CRM requests are recorded or `deadline` passed; returns whether
     /// the count was reached. A request counts as soon as its headers arrived.
-    pub async fn wait_for_crm_requests(&self, n: usize, deadline: Duration) -> bool {
-        self.shared
-            .wait_until(deadline, || lock(&self.shared.crm_log).entries.len() >= n)
-            .await
+    pub fn wait_for_crm_requests(
+        &self,
+        n: usize,
+        deadline: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let this = self.clone();
+        async move {
+            this.shared
+                .wait_until(deadline, || lock(&this.shared.crm_log).len() >= n)
+                .await
+        }
     }
 
     /// Waits until at least `n` access tokens were minted or `deadline` passed.
-    pub async fn wait_for_mints(&self, n: u64, deadline: Duration) -> bool {
-        self.shared.wait_until(deadline, || self.mints() >= n).await
+    pub fn wait_for_mints(
+        &self,
+        n: u64,
+        deadline: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let this = self.clone();
+        async move { this.shared.wait_until(deadline, || this.mints() >= n).await }
     }
 
     /// Codes issued by the auto-approving consent page (`GET /oauth/v2/auth`), oldest first.

@@ -45,8 +45,8 @@ pub(crate) fn zoho_token() -> String {
 /// Scopes reported for grants that did not name any (self-client codes given in the options).
 pub(crate) const DEFAULT_SCOPE: &str = "ZohoCRM.modules.ALL ZohoCRM.settings.ALL ZohoCRM.users.READ ZohoCRM.org.READ ZohoCRM.coql.READ ZohoSearch.securesearch.READ";
 
-/// Fixed limits of the ledger.
-#[derive(Debug, Clone)]
+/// Fixed limits of the ledger (not `Debug`: it holds the client secret).
+#[derive(Clone)]
 pub(crate) struct Limits {
     pub client_id: String,
     pub client_secret: String,
@@ -117,8 +117,7 @@ pub(crate) enum MintOutcome {
     Throttled,
 }
 
-/// All accounts-server state.
-#[derive(Debug)]
+/// All accounts-server state (not `Debug`: it holds secrets and tokens).
 pub(crate) struct Ledger {
     limits: Limits,
     families: HashMap<String, Family>,

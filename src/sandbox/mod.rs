@@ -53,6 +53,7 @@ mod control;
 mod crm;
 mod http;
 mod ledger;
+mod recorder;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,7 +69,7 @@ pub use ca::TestCa;
 pub use control::{FakeControl, RecordedRequest, TokenBehavior};
 pub use crm::faults::download_sha256;
 
-use control::{CrmLog, Shared, TokenKnobs};
+use control::{RequestLog, Shared, TokenKnobs};
 use ledger::{Ledger, Limits};
 
 /// Configuration of a [`FakeZoho`]. Start from `Default` and override fields.
@@ -229,7 +230,8 @@ impl FakeZoho {
                 throttle_status: opts.throttle_status,
             }),
             token_requests: AtomicU64::new(0),
-            crm_log: Mutex::new(CrmLog::default()),
+            crm_log: Mutex::new(RequestLog::default()),
+            accounts_log: Mutex::new(RequestLog::default()),
             issued_codes: Mutex::new(Vec::new()),
             crm: Mutex::new(crm::records::CrmStore::seeded()),
             accounts_connections: AtomicU64::new(0),

@@ -10,34 +10,21 @@ pub(crate) mod records;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use super::control::{lock, RecordedRequest, Shared};
+use super::control::{lock, Shared};
 use super::http::{empty, json, Resp};
-use super::ledger::to_hex;
+pub(crate) use super::recorder::Captured;
+use super::recorder::{drain, record_start};
 use records::{error_body, Reply};
 
-/// How much of the body is kept for the record (`body_prefix`).
-const PREFIX_BYTES: usize = 64 * 1024;
 /// Bodies up to this size are kept whole so JSON routes can parse them.
 const CONTENT_BYTES: usize = 1024 * 1024;
-
-/// A request body after streaming it through the hasher.
-#[derive(Debug)]
-pub(crate) struct Captured {
-    pub len: u64,
-    pub sha256: String,
-    /// The whole body if it is at most 1 MiB.
-    pub content: Option<Bytes>,
-}
 
 /// A parsed query string, keeping order and duplicates.
 #[derive(Debug, Default)]
@@ -75,8 +62,8 @@ impl Query {
 /// Serves one CRM API request.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    let seq = record_start(&shared, &parts);
-    let captured = drain(&shared, seq, body).await;
+    let seq = record_start(&shared, &shared.crm_log, &parts);
+    let captured = drain(&shared, &shared.crm_log, seq, body, CONTENT_BYTES).await;
     match authenticate(&shared, &parts.headers) {
         Auth::Ok => {}
         Auth::Missing => {
@@ -89,68 +76,6 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
     }
     let query = Query::parse(parts.uri.query());
     faults::dispatch(&shared, &parts, &captured, &query).await
-}
-
-fn record_start(shared: &Shared, parts: &Parts) -> u64 {
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-        .collect();
-    let rec = RecordedRequest {
-        method: parts.method.as_str().to_owned(),
-        path_and_query: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".to_owned()),
-        headers,
-        body_len: 0,
-        body_sha256: to_hex(&Sha256::digest(b"")),
-        body_prefix: Vec::new(),
-        version: format!("{:?}", parts.version),
-        body_complete: false,
-    };
-    let seq = lock(&shared.crm_log).push(rec);
-    shared.notify();
-    seq
-}
-
-/// Reads the body to its end (or the client's abort), hashing as it goes.
-async fn drain(shared: &Shared, seq: u64, mut body: Incoming) -> Captured {
-    let mut hasher = Sha256::new();
-    let mut len = 0u64;
-    let mut head: Vec<u8> = Vec::new();
-    let mut complete = true;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            complete = false;
-            break;
-        };
-        if let Ok(data) = frame.into_data() {
-            hasher.update(&data);
-            len += data.len() as u64;
-            if head.len() <= CONTENT_BYTES {
-                head.extend_from_slice(&data);
-            }
-        }
-    }
-    let sha256 = to_hex(&hasher.finalize());
-    let prefix = head[..head.len().min(PREFIX_BYTES)].to_vec();
-    lock(&shared.crm_log).update(seq, |r| {
-        r.body_len = len;
-        r.body_sha256 = sha256.clone();
-        r.body_prefix = prefix;
-        r.body_complete = complete;
-    });
-    shared.notify();
-    let content =
-        (len as usize <= CONTENT_BYTES && head.len() as u64 == len).then(|| Bytes::from(head));
-    Captured {
-        len,
-        sha256,
-        content,
-    }
 }
 
 /// Outcome of the `Authorization` check.
