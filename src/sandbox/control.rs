@@ -1,0 +1,358 @@
+//! The test-facing remote control of a running fake: shared state, counters, recorded CRM
+//! requests and the knobs that change how the token endpoint answers.
+//!
+//! Owns: [`FakeControl`], [`TokenBehavior`], [`RecordedRequest`] and the `Shared` state the two
+//! servers read. Must not: speak HTTP (the servers in `accounts.rs` and `crm/` do) or block:
+//! locks are std mutexes held for a few instructions and never across an `.await`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::crm::records::CrmStore;
+use super::ledger::Ledger;
+
+/// How `POST /oauth/v2/token` answers (after counting the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenBehavior {
+    /// Real Zoho behaviour (mint, errors, throttle, eviction).
+    Normal,
+    /// `200 {"error": "<code>"}`, e.g. `invalid_client`, `invalid_code`, `invalid_client_secret`.
+    Error(String),
+    /// The "Access Denied" throttle body with the configured throttle status.
+    AccessDenied,
+    /// The given status with an HTML error page (as a misrouted or broken front end would send).
+    Html(u16),
+    /// Accept the request and never answer (until the fake shuts down).
+    Hang,
+    /// Exactly this status and body, `Content-Type: application/json;charset=UTF-8`.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// Body, sent verbatim.
+        body: String,
+    },
+    /// Answer normally after this many milliseconds.
+    DelayMs(u64),
+}
+
+/// One request as the CRM API server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// Method, e.g. `GET`.
+    pub method: String,
+    /// Path and query exactly as on the request line (`:path` for HTTP/2).
+    pub path_and_query: String,
+    /// Every header field, lower-case names. Order is hyper's: first appearance of each name,
+    /// with repeated fields of the same name adjacent and in received order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Request body bytes received.
+    pub body_len: u64,
+    /// SHA-256 of the received body, lower-case hex.
+    pub body_sha256: String,
+    /// The first 64 KiB of the body.
+    pub body_prefix: Vec<u8>,
+    /// `HTTP/1.1` or `HTTP/2.0`.
+    pub version: String,
+    /// Whether the body was read to its end (false while it streams, or if the client aborted).
+    pub body_complete: bool,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// How many fields named `name` (case-insensitive) the request carried.
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// The first value of header `name` as UTF-8 text, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Token-endpoint knobs changed at run time.
+#[derive(Debug)]
+pub(crate) struct TokenKnobs {
+    pub behavior: TokenBehavior,
+    /// Consumed one per token request before `behavior` applies.
+    pub queued: VecDeque<TokenBehavior>,
+    /// What `expires_in` says; `Null` means omit the field.
+    pub expires_in: serde_json::Value,
+    pub throttle_status: u16,
+}
+
+/// State shared by both servers and every [`FakeControl`]. Deliberately not `Debug`: it holds
+/// the client secret and live tokens.
+pub(crate) struct Shared {
+    pub accounts_url: String,
+    pub api_domain: String,
+    pub location: String,
+    /// Server-side lifetime when `expires_in` is not a positive integer.
+    pub default_lifetime: Duration,
+    pub ledger: Mutex<Ledger>,
+    pub knobs: Mutex<TokenKnobs>,
+    pub token_requests: AtomicU64,
+    pub crm_log: Mutex<RequestLog>,
+    pub accounts_log: Mutex<RequestLog>,
+    pub issued_codes: Mutex<Vec<String>>,
+    pub crm: Mutex<CrmStore>,
+    pub accounts_connections: AtomicU64,
+    pub crm_connections: AtomicU64,
+    /// Woken on every counter or log change, for the `wait_for_*` helpers.
+    pub changed: Notify,
+    /// Cancelled when the fake stops; hanging handlers wake up and end.
+    pub cancel: CancellationToken,
+}
+
+/// Recorded requests with a sequence number each, so a request still streaming its body can
+/// update its own entry even after `clear_crm_requests`.
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog {
+    next_seq: u64,
+    entries: Vec<(u64, RecordedRequest)>,
+}
+
+impl RequestLog {
+    pub(crate) fn push(&mut self, req: RecordedRequest) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.push((seq, req));
+        seq
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
+        self.entries.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub(crate) fn update(&mut self, seq: u64, f: impl FnOnce(&mut RecordedRequest)) {
+        if let Some((_, req)) = self.entries.iter_mut().rev().find(|(s, _)| *s == seq) {
+            f(req);
+        }
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning (a panicking test thread must not cascade).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Counts a change and wakes waiters.
+    pub(crate) fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Server-side lifetime of a token minted while `expires_in` reads `value`: a positive
+    /// integer (number or numeric string, seconds, capped at ten years) is honoured; anything
+    /// else falls back to the configured default so tests probe the client, not the server.
+    pub(crate) fn lifetime_for(&self, value: &serde_json::Value) -> Duration {
+        const TEN_YEARS: u64 = 10 * 365 * 24 * 3600;
+        let secs = match value {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match secs.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0) {
+            Some(s) => Duration::from_secs(s.min(TEN_YEARS)),
+            None => self.default_lifetime,
+        }
+    }
+
+    /// Waits until `done()` holds or `deadline` passes; returns the final value of `done()`.
+    pub(crate) async fn wait_until(&self, deadline: Duration, done: impl Fn() -> bool) -> bool {
+        let end = Instant::now() + deadline;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            // Register before checking so a change between check and await is not lost.
+            notified.as_mut().enable();
+            if done() {
+                return true;
+            }
+            if tokio::time::timeout_at(end, notified).await.is_err() {
+                return done();
+            }
+        }
+    }
+}
+
+/// A cheap, cloneable handle to a running fake's state.
+#[derive(Clone)]
+pub struct FakeControl {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FakeControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counters only: tokens and the client secret stay out of Debug output.
+        f.debug_struct("FakeControl")
+            .field("accounts_url", &self.shared.accounts_url)
+            .field("token_requests", &self.token_requests())
+            .field("mints", &self.mints())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeControl {
+    /// Sets how every following token request is answered (until changed).
+    pub fn set_token_behavior(&self, b: TokenBehavior) {
+        lock(&self.shared.knobs).behavior = b;
+    }
+
+    /// Queues behaviours used one each by the next token requests, before the standing
+    /// behaviour applies again (e.g. `[Error("invalid_code".into())]` fails just the next one).
+    pub fn queue_token_behaviors(&self, bs: impl IntoIterator<Item = TokenBehavior>) {
+        lock(&self.shared.knobs).queued.extend(bs);
+    }
+
+    /// Sets what successful token responses put in `expires_in`: any JSON value, `Null` omits
+    /// the field. A positive integer also becomes the tokens' real lifetime on the CRM side.
+    pub fn set_expires_in(&self, secs: serde_json::Value) {
+        lock(&self.shared.knobs).expires_in = secs;
+    }
+
+    /// Sets the HTTP status of the "Access Denied" throttle response (200 or 400 in the wild).
+    pub fn set_throttle_status(&self, status: u16) {
+        lock(&self.shared.knobs).throttle_status = status;
+    }
+
+    /// Server-side revoke: every live access token dies, refresh tokens stay valid.
+    pub fn revoke_all_access_tokens(&self) {
+        lock(&self.shared.ledger).revoke_all_access();
+        self.shared.notify();
+    }
+
+    /// Revokes a refresh token (and its access tokens); the refresh grant then answers
+    /// `{"error":"invalid_code"}`.
+    pub fn revoke_refresh_token(&self, rt: &str) {
+        lock(&self.shared.ledger).revoke_refresh(rt);
+        self.shared.notify();
+    }
+
+    /// Makes `rt` a valid refresh token (e.g. after revoking it).
+    pub fn add_refresh_token(&self, rt: &str) {
+        lock(&self.shared.ledger).add_refresh_token(rt);
+    }
+
+    /// Adds a self-client grant code valid for the configured code lifetime from now.
+    pub fn add_grant_code(&self, code: &str) {
+        lock(&self.shared.ledger).add_self_client_code(code, Instant::now());
+    }
+
+    /// Every `POST /oauth/v2/token` seen, whatever the outcome.
+    pub fn token_requests(&self) -> u64 {
+        self.shared.token_requests.load(Ordering::SeqCst)
+    }
+
+    /// Access tokens actually issued.
+    pub fn mints(&self) -> u64 {
+        lock(&self.shared.ledger).mints()
+    }
+
+    /// Currently valid access tokens, in no particular order.
+    pub fn live_tokens(&self) -> Vec<String> {
+        lock(&self.shared.ledger).live_tokens(Instant::now())
+    }
+
+    /// Whether `token` is currently a valid access token.
+    pub fn is_live(&self, token: &str) -> bool {
+        lock(&self.shared.ledger).is_live(token, Instant::now())
+    }
+
+    /// Every request the CRM API server received (rejected ones too), in arrival order.
+    pub fn crm_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.crm_log).snapshot()
+    }
+
+    /// Forgets the recorded CRM requests.
+    pub fn clear_crm_requests(&self) {
+        lock(&self.shared.crm_log).clear();
+        self.shared.notify();
+    }
+
+    /// Every request the accounts server received (token, revoke, consent), in arrival order,
+    /// with body prefix: e.g. to check that credentials travel in the body, not the URL.
+    pub fn accounts_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.accounts_log).snapshot()
+    }
+
+    /// Waits until at least `n` token requests were seen or `deadline` passed; returns whether
+    /// the count was reached.
+    pub fn wait_for_token_requests(
+        &self,
+        n: u64,
+        deadline: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let this = self.clone();
+        async move {
+            this.shared
+                .wait_until(deadline, || this.token_requests() >= n)
+                .await
+        }
+    }
+
+    /// Waits until at least `n` CRM requests are recorded or `deadline` passed; returns whether
+    /// the count was reached. A request counts as soon as its headers arrived.
+    pub fn wait_for_crm_requests(
+        &self,
+        n: usize,
+        deadline: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let this = self.clone();
+        async move {
+            this.shared
+                .wait_until(deadline, || lock(&this.shared.crm_log).len() >= n)
+                .await
+        }
+    }
+
+    /// Waits until at least `n` access tokens were minted or `deadline` passed.
+    pub fn wait_for_mints(
+        &self,
+        n: u64,
+        deadline: Duration,
+    ) -> impl Future<Output = bool> + Send + 'static {
+        let this = self.clone();
+        async move { this.shared.wait_until(deadline, || this.mints() >= n).await }
+    }
+
+    /// Codes issued by the auto-approving consent page (`GET /oauth/v2/auth`), oldest first.
+    pub fn issued_auth_codes(&self) -> Vec<String> {
+        lock(&self.shared.issued_codes).clone()
+    }
+
+    /// TLS connections accepted by the accounts server so far.
+    pub fn accounts_connections(&self) -> u64 {
+        self.shared.accounts_connections.load(Ordering::SeqCst)
+    }
+
+    /// TLS connections accepted by the CRM API server so far (tests of connection reuse).
+    pub fn crm_connections(&self) -> u64 {
+        self.shared.crm_connections.load(Ordering::SeqCst)
+    }
+}
