@@ -72,7 +72,6 @@ impl Reloader {
             if !by_signal && now == last {
                 continue;
             }
-            last = now;
             let reason = if by_signal { "SIGHUP" } else { "file change" };
             self.reload(reason).await;
             // The new config may watch different secret files.

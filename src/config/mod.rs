@@ -70,6 +70,14 @@ impl std::fmt::Debug for SecretValue {
     }
 }
 
+impl PartialEq for SecretValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretValue {}
+
 impl SecretValue {
     /// Exposes the secret for the one place that sends it.
     pub fn expose(&self) -> &str {
@@ -318,7 +326,7 @@ impl Config {
                 message: "the config file is empty; start from the annotated proxy.yaml".to_string(),
             });
         }
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(&e))?;
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(&e, text))?;
         Validator { text, env, base }.validate(raw)
     }
 
@@ -390,22 +398,36 @@ fn secret_origin(secret: &SecretValue) -> String {
 }
 
 /// Turns a serde_yaml error into a `ConfigError` naming the key and line.
-fn yaml_error(e: &serde_yaml::Error) -> ConfigError {
-    let text = e.to_string();
+fn yaml_error(e: &serde_yaml::Error, text: &str) -> ConfigError {
+    let rendered = e.to_string();
     // serde_yaml formats as "path.to.key: message at line L column C".
-    let (key, message) = match text.split_once(": ") {
+    let (key, message) = match rendered.split_once(": ") {
         Some((k, m)) if !k.contains(' ') => (k.to_string(), m.to_string()),
-        _ => ("(file)".to_string(), text.clone()),
+        _ => ("(file)".to_string(), rendered.clone()),
     };
     let message = match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message,
     };
-    ConfigError {
-        key,
-        line: e.location().map(|l| l.line()),
-        message,
+    let mut line = e.location().map(|l| l.line());
+    // serde reports a duplicate at the start of its mapping; point at the second occurrence.
+    if let Some(name) = message.strip_prefix("duplicate field `").and_then(|r| r.split('`').next()) {
+        let start = line.unwrap_or(1).saturating_sub(1);
+        let hits: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .skip(start)
+            .filter(|(_, l)| {
+                let l = l.trim_start().trim_start_matches("- ");
+                l.strip_prefix(name).is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+            .map(|(i, _)| i + 1)
+            .collect();
+        if let Some(second) = hits.get(1) {
+            line = Some(*second);
+        }
     }
+    ConfigError { key, line, message }
 }
 
 struct Validator<'a> {

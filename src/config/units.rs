@@ -95,7 +95,7 @@ mod tests {
         ("1GiB", Some(1 << 30)),
         ("1000", Some(1000)),
         ("10MB", Some(10_000_000)),
-        (" 5 MiB", None),
+        (" 5 MiB", Some(5 << 20)),
         ("MiB", None),
         ("10XB", None),
         ("", None),

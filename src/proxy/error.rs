@@ -15,29 +15,17 @@ pub const ERROR_HEADER: &str = "x-zoho-proxy-error";
 /// An error the proxy answers itself.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
-    /// Malformed or non-canonical request (400/405/403 from the policy layer).
+    /// Malformed or non-canonical request (400/405), or one the allowlist does not cover (403).
     #[error("{message}")]
-    Rejected {
+    Policy {
         /// Status.
         status: StatusCode,
-        /// Stable code.
+        /// Stable code (`PROXY_SCOPE_DENIED`, `PROXY_BAD_PATH`, `PROXY_METHOD_NOT_ALLOWED`, ...).
         code: &'static str,
         /// What to fix.
         message: String,
-    },
-    /// The allowlist does not cover the request.
-    #[error("{message}")]
-    ScopeNotAllowed {
-        /// Stable code (`PROXY_SCOPE_DENIED`, `PROXY_UNKNOWN_OPERATION`, `PROXY_NOT_CRM`).
-        code: &'static str,
-        /// Human message.
-        message: String,
-        /// Scopes required.
-        required: Vec<String>,
-        /// Method.
-        method: String,
-        /// Canonical path.
-        path: String,
+        /// Machine-readable details (required and missing scopes, method, path).
+        details: serde_json::Value,
     },
     /// `X-Zoho-Account` names no account.
     #[error("unknown account `{name}`; known accounts: {known}")]
@@ -102,8 +90,7 @@ impl ProxyError {
     /// Status and stable code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ProxyError::Rejected { status, code, .. } => (*status, code),
-            ProxyError::ScopeNotAllowed { code, .. } => (StatusCode::FORBIDDEN, code),
+            ProxyError::Policy { status, code, .. } => (*status, code),
             ProxyError::UnknownAccount { .. } => (StatusCode::BAD_REQUEST, "PROXY_UNKNOWN_ACCOUNT"),
             ProxyError::AccountNotAuthorized { .. } => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_ACCOUNT_NOT_AUTHORIZED"),
             ProxyError::TokenUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_TOKEN_UNAVAILABLE"),
@@ -126,8 +113,8 @@ impl ProxyError {
         let (status, code) = self.status_and_code();
         let mut body = json!({ "code": code, "message": self.to_string(), "status": "error" });
         match &self {
-            ProxyError::ScopeNotAllowed { required, method, path, .. } => {
-                body["details"] = json!({ "required": required, "method": method, "path": path });
+            ProxyError::Policy { details, .. } if !details.is_null() => {
+                body["details"] = details.clone();
             }
             ProxyError::UnknownAccount { known, .. } => {
                 body["details"] = json!({ "known_accounts": known.split(", ").collect::<Vec<_>>() });
@@ -166,12 +153,11 @@ mod tests {
 
     #[tokio::test]
     async fn scope_denial_renders_the_documented_shape() {
-        let e = ProxyError::ScopeNotAllowed {
+        let e = ProxyError::Policy {
+            status: StatusCode::FORBIDDEN,
             code: "PROXY_SCOPE_DENIED",
             message: "GET /crm/v8/Contacts needs ZohoCRM.modules.contacts.READ, which proxy.yaml does not allow".into(),
-            required: vec!["ZohoCRM.modules.contacts.READ".into()],
-            method: "GET".into(),
-            path: "/crm/v8/Contacts".into(),
+            details: json!({"required": ["ZohoCRM.modules.contacts.READ"], "method": "GET", "path": "/crm/v8/Contacts"}),
         };
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);

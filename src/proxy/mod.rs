@@ -9,7 +9,7 @@ pub mod error;
 pub mod headers;
 pub mod upstream;
 
-use crate::policy::{Evaluation, PolicyMode};
+use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
 use crate::token::AccessToken;
 use body::{collect_capped, full, BodyFault, BodyWatch, Collected, ProxyBody, RequestBody, ResponseBody};
@@ -185,16 +185,16 @@ async fn forward(
 
     // 1. Decide.
     let (target_path, target_query, required) = match evaluation {
-        Evaluation::Rejected(r) => {
+        Evaluation::Rejected(_) => {
             access.path = log_safe(parts.uri.path());
             access.decision = "invalid";
-            return Err(ProxyError::Rejected { status: r.status, code: r.code, message: r.message });
+            return Err(refusal(&evaluation, &parts.method));
         }
-        Evaluation::Allowed { target, required } => (target.path, target.query, required.to_string()),
-        Evaluation::Denied { target, required, missing } => {
+        Evaluation::Allowed { ref target, ref required } => (target.path, target.query, required.to_string()),
+        Evaluation::Denied { ref target, ref required, .. } => {
             access.path = target.path.to_string();
             access.scope = required.to_string();
-            denied(account, &parts.method, target.path, &required, &missing, access)?;
+            denied(account, &parts.method, &evaluation, access)?;
             (target.path, target.query, required.to_string())
         }
         Evaluation::NeedsBody { target, pending } => {
@@ -211,23 +211,25 @@ async fn forward(
                     return Err(fault_error(fault, limits.max_body));
                 }
             };
-            let decided = match account.policy.evaluate_body(&pending, &bytes) {
-                Evaluation::Rejected(r) => {
+            let second = account.policy.evaluate_body(&pending, &bytes);
+            let decided = match &second {
+                Evaluation::Rejected(_) => {
                     access.decision = "invalid";
-                    return Err(ProxyError::Rejected { status: r.status, code: r.code, message: r.message });
+                    return Err(refusal(&second, &parts.method));
                 }
                 Evaluation::Allowed { required, .. } => required.to_string(),
-                Evaluation::Denied { required, missing, .. } => {
+                Evaluation::Denied { required, .. } => {
                     access.scope = required.to_string();
-                    denied(account, &parts.method, target.path, &required, &missing, access)?;
+                    denied(account, &parts.method, &second, access)?;
                     required.to_string()
                 }
                 Evaluation::NeedsBody { .. } => {
                     access.decision = "invalid";
-                    return Err(ProxyError::Rejected {
+                    return Err(ProxyError::Policy {
                         status: StatusCode::BAD_REQUEST,
                         code: "PROXY_BAD_BODY",
                         message: "the request body could not be classified".into(),
+                        details: serde_json::Value::Null,
                     });
                 }
             };
@@ -247,32 +249,40 @@ async fn forward(
     .await
 }
 
-/// A denied decision: 403 in enforce mode; logged and counted in report mode.
-fn denied(
-    account: &AccountRuntime,
-    method: &Method,
-    path: &str,
-    required: &crate::policy::Required,
-    missing: &crate::policy::Required,
-    access: &mut Access,
-) -> Result<(), ProxyError> {
-    let (code, message) = crate::policy::denial(method, path, required, missing);
-    match account.policy.mode() {
-        PolicyMode::Enforce => {
-            access.decision = "denied";
-            Err(ProxyError::ScopeNotAllowed {
-                code,
-                message,
-                required: required.iter().map(|s| s.to_string()).collect(),
-                method: method.to_string(),
-                path: path.to_string(),
-            })
-        }
-        PolicyMode::Report => {
-            access.decision = "reported";
-            warn!(account = %account.name, method = %method, path = %path, missing = %missing, "policy would deny (report mode): forwarding");
-            Ok(())
-        }
+/// A denied decision: 403 in enforce mode; logged, counted and forwarded in report mode (never
+/// for paths outside the CRM API).
+fn denied(account: &AccountRuntime, method: &Method, evaluation: &Evaluation<'_>, access: &mut Access) -> Result<(), ProxyError> {
+    if evaluation.forwards(account.policy.mode()) {
+        access.decision = "reported";
+        warn!(
+            account = %account.name,
+            method = %method,
+            path = %access.path,
+            "policy would deny (report mode): {}",
+            evaluation.denial_message(method).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    access.decision = "denied";
+    Err(refusal(evaluation, method))
+}
+
+/// The proxy error for a refused evaluation.
+fn refusal(evaluation: &Evaluation<'_>, method: &Method) -> ProxyError {
+    let status = evaluation.error_code().map_or(StatusCode::FORBIDDEN, |(s, _)| s);
+    match evaluation.error_body(method) {
+        Some(body) => ProxyError::Policy {
+            status,
+            code: body.code,
+            message: body.message,
+            details: serde_json::to_value(&body.details).unwrap_or_default(),
+        },
+        None => ProxyError::Policy {
+            status: StatusCode::FORBIDDEN,
+            code: "PROXY_SCOPE_DENIED",
+            message: "the request is not allowed".into(),
+            details: serde_json::Value::Null,
+        },
     }
 }
 
@@ -420,7 +430,7 @@ impl ChainRest for ProxyBody {
         use futures_util::StreamExt;
         let head = http_body_util::BodyStream::new(self);
         let tail = http_body_util::BodyStream::new(rest.map_err(|e| -> body::BodyError { Box::new(e) }));
-        http_body_util::StreamBody::new(head.chain(tail)).boxed()
+        BodyExt::boxed(http_body_util::StreamBody::new(head.chain(tail)))
     }
 }
 
@@ -474,10 +484,11 @@ fn build_request(
 }
 
 fn bad_target() -> ProxyError {
-    ProxyError::Rejected {
+    ProxyError::Policy {
         status: StatusCode::BAD_REQUEST,
         code: "PROXY_BAD_PATH",
         message: "the request target could not be forwarded unchanged".into(),
+        details: serde_json::Value::Null,
     }
 }
 

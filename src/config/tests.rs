@@ -1,0 +1,137 @@
+//! Config validation tests: every error names its key (and line when known), never a secret.
+
+use super::*;
+use std::collections::HashMap;
+
+fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |name| map.get(name).cloned()
+}
+
+const GOOD: &str = "listen: 127.0.0.1:8080
+zoho:
+  data_center: eu
+  client_id: ${ZOHO_CLIENT_ID}
+  client_secret: ${ZOHO_CLIENT_SECRET}
+  refresh_token: ${ZOHO_REFRESH_TOKEN}
+allow:
+  - ZohoCRM.modules.leads.READ
+";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    let e = env(&[("ZOHO_CLIENT_ID", "1000.ID"), ("ZOHO_CLIENT_SECRET", "CS-CANARY"), ("ZOHO_REFRESH_TOKEN", "RT-CANARY")]);
+    Config::from_yaml_str_with(text, &e, Path::new("/tmp"))
+}
+
+#[test]
+fn the_documented_single_account_form_is_valid() {
+    let c = parse(GOOD).expect("valid config");
+    assert_eq!(c.accounts.len(), 1);
+    let a = &c.accounts[0];
+    assert_eq!(a.name, "default");
+    assert_eq!(a.data_center, DataCenter::Eu);
+    assert_eq!(a.accounts_url.as_str(), "https://accounts.zoho.eu/");
+    assert_eq!(a.client_secret.expose(), "CS-CANARY");
+    assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9901");
+    let described = c.describe().to_string();
+    assert!(!described.contains("CS-CANARY") && !described.contains("RT-CANARY"), "check output hides secrets: {described}");
+    assert!(!format!("{c:?}").contains("CANARY"), "Debug hides secrets");
+}
+
+/// (case, yaml, key the error must name, line if the parser or locator knows it)
+const BAD: &[(&str, &str, &str, Option<usize>)] = &[
+    ("yaml syntax", "listen: 127.0.0.1:8080\nallow: [a, b\n", "(file)", Some(3)),
+    ("unknown top key", "listen: 127.0.0.1:8080\nallowlst: []\n", "(file)", Some(2)),
+    ("unknown nested key", "zoho:\n  client_idd: x\n", "zoho", Some(2)),
+    ("duplicate key", "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", "(file)", Some(2)),
+    ("missing secret", "zoho:\n  client_id: a\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.client_secret", None),
+    ("unset variable", "zoho:\n  client_id: a\n  client_secret: ${NOPE}\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.client_secret", Some(3)),
+    ("empty secret", "zoho:\n  client_id: a\n  client_secret: ''\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.client_secret", Some(3)),
+    ("unreadable secret file", "zoho:\n  client_id: a\n  client_secret_file: /nonexistent/secret\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.client_secret_file", Some(3)),
+    ("bad url", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\n  api_url: 'not a url'\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.api_url", Some(5)),
+    ("plain http remote", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\n  accounts_url: http://accounts.zoho.com\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.accounts_url", Some(5)),
+    ("url with path", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\n  api_url: https://www.zohoapis.com/crm\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.api_url", Some(5)),
+    ("unknown data center", "zoho:\n  data_center: mars\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.data_center", Some(2)),
+    ("empty allowlist", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: []\n", "allow", Some(5)),
+    ("bad scope", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READS]\n", "allow", Some(5)),
+    ("remote listen", "listen: 0.0.0.0:8080\nzoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "listen", Some(1)),
+    ("bad duration", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\nlimits:\n  request_timeout: soon\n", "limits.request_timeout", Some(7)),
+    ("bad size", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\nlimits:\n  max_body: lots\n", "limits.max_body", Some(7)),
+    ("budget over zoho's", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\ntoken:\n  mint_budget: 11\n", "token.mint_budget", Some(7)),
+    ("grant without store", "zoho:\n  client_id: a\n  client_secret: s\n  grant_token: g\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.grant_token", Some(4)),
+    ("no refresh token", "zoho:\n  client_id: a\n  client_secret: s\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.refresh_token", None),
+    ("empty file", "   \n", "(file)", None),
+];
+
+#[test]
+fn bad_configs_name_the_key_and_line() {
+    for (case, yaml, key, line) in BAD {
+        let err = match parse(yaml) {
+            Ok(_) => panic!("{case}: accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(err.key, *key, "{case}: key in {err}");
+        if line.is_some() {
+            assert_eq!(err.line, *line, "{case}: line in {err}");
+        }
+        let text = err.to_string();
+        assert!(!text.contains("CS-CANARY") && !text.contains("RT-CANARY"), "{case}: no secret in {text}");
+    }
+}
+
+#[test]
+fn unknown_key_messages_name_the_key() {
+    let err = parse("listen: 127.0.0.1:8080\nallowlst: []\n").map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("allowlst"), "{err}");
+    let err = parse("zoho:\n  client_id: a\n  client_id: b\n").map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("duplicate"), "{err}");
+}
+
+#[test]
+fn multi_account_form_with_shared_store_gets_one_file_per_account() {
+    let yaml = "routing: header
+token:
+  store: /var/lib/zap/token.json
+accounts:
+  - name: acme
+    client_id: a
+    client_secret: s
+    refresh_token: r
+    allow: [ZohoCRM.modules.leads.READ]
+  - name: globex
+    client_type: server
+    data_center: eu
+    client_id: b
+    client_secret: s2
+    redirect_uri: http://127.0.0.1:9901/oauth/callback
+    listen: 127.0.0.1:8081
+    allow: [ZohoCRM.modules.contacts.READ]
+";
+    let c = parse(yaml).expect("valid multi-account config");
+    assert_eq!(c.routing, Routing::Header);
+    let stores: Vec<_> = c.accounts.iter().map(|a| a.token.store.clone()).collect();
+    assert_eq!(
+        stores,
+        vec![
+            StoreConfig::File(PathBuf::from("/var/lib/zap/token.acme.json")),
+            StoreConfig::File(PathBuf::from("/var/lib/zap/token.globex.json"))
+        ]
+    );
+    assert_eq!(c.accounts[1].client_type, ClientType::Server);
+    let err = parse(&yaml.replace("name: globex", "name: acme")).map(|_| ()).unwrap_err();
+    assert!(err.to_string().contains("duplicate account name"), "{err}");
+}
+
+#[test]
+fn loopback_http_overrides_are_accepted_for_local_stand_ins() {
+    let yaml = GOOD.replace("  data_center: eu\n", "  accounts_url: http://127.0.0.1:9\n  api_url: https://127.0.0.1:10\n");
+    let c = parse(&yaml).expect("loopback http accepted");
+    assert_eq!(c.accounts[0].accounts_url.as_str(), "http://127.0.0.1:9/");
+}
+
+#[test]
+fn line_locator_finds_nested_and_indexed_keys() {
+    let text = "a: 1\naccounts:\n  - name: x\n    allow:\n      - A\n  - name: y\n    allow:\n      - B\n";
+    assert_eq!(line_of(text, "accounts[1].allow"), Some(7));
+    assert_eq!(line_of(text, "accounts[0].name"), Some(3));
+}
