@@ -1,0 +1,267 @@
+//! Shared integration-test helpers: the fake Zoho (the same code as `demo`), a test CA, and
+//! `RunningProxy`, which runs the real binary on loopback ports and captures all its output.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+pub use zoho_auth_proxy::sandbox::{FakeControl, FakeZoho, FakeZohoOptions, RecordedRequest, TestCa, TokenBehavior};
+
+/// Secrets used by tests; the leak checks grep every output for them.
+pub const CLIENT_SECRET: &str = "CS-CANARY-0123456789abcdef";
+pub const REFRESH_TOKEN: &str = "1000.RTCANARY0123456789abcdef.0123456789abcdef";
+pub const CLIENT_ID: &str = "1000.TESTCLIENT";
+
+/// A fake Zoho plus a temp dir holding its CA file.
+pub struct Zoho {
+    pub ca: TestCa,
+    pub fake: FakeZoho,
+    pub dir: tempfile::TempDir,
+    pub ca_file: PathBuf,
+}
+
+/// Fake-Zoho options with the canary credentials.
+pub fn options() -> FakeZohoOptions {
+    FakeZohoOptions {
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        refresh_tokens: vec![REFRESH_TOKEN.into()],
+        ..FakeZohoOptions::default()
+    }
+}
+
+impl Zoho {
+    pub async fn start() -> Zoho {
+        Zoho::start_with(options()).await
+    }
+
+    pub async fn start_with(opts: FakeZohoOptions) -> Zoho {
+        let ca = TestCa::new();
+        let fake = FakeZoho::start(opts, &ca).await.expect("fake Zoho starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.cert_pem()).expect("write CA");
+        Zoho { ca, fake, dir, ca_file }
+    }
+
+    pub fn control(&self) -> &FakeControl {
+        self.fake.control()
+    }
+
+    /// A complete single-account config with the given allow entries and extra top-level YAML.
+    pub fn config(&self, allow: &[&str], extra: &str) -> String {
+        let allow: String = allow.iter().map(|a| format!("  - {a}\n")).collect();
+        format!(
+            "listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nzoho:\n  data_center: us\n  accounts_url: {}\n  api_url: {}\n  client_id: {CLIENT_ID}\n  client_secret: ${{TEST_CLIENT_SECRET}}\n  refresh_token: ${{TEST_REFRESH_TOKEN}}\n  ca_file: {}\nallow:\n{allow}{extra}",
+            self.fake.accounts_url(),
+            self.fake.api_url(),
+            self.ca_file.display()
+        )
+    }
+}
+
+/// Output captured from the child.
+#[derive(Default)]
+struct Output {
+    text: Mutex<String>,
+    changed: Notify,
+}
+
+/// The proxy binary, running.
+pub struct RunningProxy {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    output: Arc<Output>,
+}
+
+fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R, output: Arc<Output>) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut t) = output.text.lock() {
+                t.push_str(&line);
+                t.push('\n');
+            }
+            output.changed.notify_waiters();
+        }
+    });
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_zoho-auth-proxy")
+}
+
+impl RunningProxy {
+    /// Writes `config` to `dir/proxy.yaml` and starts the proxy with the canary secrets in its
+    /// environment; returns once both listeners are bound.
+    pub async fn spawn(dir: &Path, config: &str) -> RunningProxy {
+        RunningProxy::spawn_with_env(dir, config, &[]).await
+    }
+
+    pub async fn spawn_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> RunningProxy {
+        let config_path = dir.join("proxy.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        RunningProxy::spawn_file(&config_path, env).await
+    }
+
+    pub async fn spawn_file(config_path: &Path, env: &[(&str, &str)]) -> RunningProxy {
+        let mut cmd = Command::new(binary());
+        cmd.arg("--config")
+            .arg(config_path)
+            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+            .env("TEST_REFRESH_TOKEN", REFRESH_TOKEN)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn proxy");
+        let output = Arc::new(Output::default());
+        pump(child.stdout.take().expect("stdout"), output.clone());
+        pump(child.stderr.take().expect("stderr"), output.clone());
+        let mut proxy = RunningProxy {
+            child,
+            proxy: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            config_path: config_path.to_path_buf(),
+            output,
+        };
+        let found = proxy
+            .wait_for_output(Duration::from_secs(30), |t| t.contains("listening proxy ") && t.contains("listening admin "))
+            .await;
+        assert!(found, "proxy did not start; output:\n{}", proxy.logs());
+        let logs = proxy.logs();
+        let addr = |role: &str| -> SocketAddr {
+            logs.lines()
+                .find_map(|l| l.strip_prefix(&format!("listening {role} ")))
+                .and_then(|a| a.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {role} address in output:\n{logs}"))
+        };
+        proxy.proxy = addr("proxy");
+        proxy.admin = addr("admin");
+        proxy
+    }
+
+    /// Everything the child printed so far (stdout and stderr).
+    pub fn logs(&self) -> String {
+        self.output.text.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the output satisfies `pred` (bounded).
+    pub async fn wait_for_output(&self, deadline: Duration, pred: impl Fn(&str) -> bool) -> bool {
+        let end = Instant::now() + deadline;
+        loop {
+            let notified = self.output.changed.notified();
+            if pred(&self.logs()) {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), notified).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Polls `/readyz` until 200 (bounded).
+    pub async fn wait_ready(&self, deadline: Duration) -> bool {
+        let c = client();
+        poll_until(deadline, || async {
+            c.get(self.admin_url("/readyz")).send().await.map(|r| r.status() == 200).unwrap_or(false)
+        })
+        .await
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("child running")
+    }
+
+    /// Sends a signal by name (TERM, INT, HUP).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits for the process to exit (bounded).
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(deadline, self.child.wait()).await.ok().and_then(|r| r.ok())
+    }
+
+    /// Peak resident memory in KiB (VmHWM) and current (VmRSS).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+
+    /// Asserts no canary secret or live token appears in the output.
+    pub fn assert_no_secrets(&self, tokens: &[String]) {
+        let logs = self.logs();
+        for secret in [CLIENT_SECRET, REFRESH_TOKEN, "CS-CANARY", "RTCANARY"] {
+            assert!(!logs.contains(secret), "secret {secret} leaked into output:\n{logs}");
+        }
+        for t in tokens {
+            assert!(!logs.contains(t.as_str()), "an access token leaked into output");
+        }
+    }
+}
+
+/// A plain HTTP client that ignores proxy environment variables.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+/// Polls `check` until it returns true or the deadline passes.
+pub async fn poll_until<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// Sends raw bytes and reads until the server closes or `deadline` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], deadline: Duration) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(deadline, s.read_to_end(&mut out)).await;
+    out
+}
