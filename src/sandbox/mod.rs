@@ -212,7 +212,7 @@ impl FakeZoho {
         };
         let shared = Arc::new(Shared {
             accounts_url: accounts_url.clone(),
-            api_domain: opts.api_domain.clone().unwrap_or_else(|| api_url.clone()),
+            api_domain: Mutex::new(opts.api_domain.clone().unwrap_or_else(|| api_url.clone())),
             location: opts.location.clone(),
             default_lifetime: Duration::from_secs(
                 u64::try_from(opts.expires_in).unwrap_or(3600).max(1),
