@@ -1234,3 +1234,12 @@ async fn large_bodies_stream_without_growing_memory() {
         "streaming 2 x 128 MiB grew RSS by {grown_mib} MiB (must not buffer)"
     );
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<TestCa>();
+    assert_send_sync::<FakeZoho>();
+    assert_send_sync::<zoho_auth_proxy::sandbox::FakeControl>();
+    assert_send_sync::<FakeZohoOptions>();
+}
