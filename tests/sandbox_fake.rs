@@ -828,6 +828,13 @@ async fn status_redirect_cookie_and_scope_switches() {
         ("__fake=invalid_token", 401, Some("INVALID_TOKEN")),
         ("__fake=scope_mismatch", 401, Some("OAUTH_SCOPE_MISMATCH")),
         ("__fake=no_such_switch", 400, Some("INVALID_FAKE_SWITCH")),
+        ("__fake=delay_ms", 400, Some("INVALID_FAKE_SWITCH")),
+        ("__fake=download", 400, Some("INVALID_FAKE_SWITCH")),
+        (
+            "__fake=echo&__fake=upload",
+            400,
+            Some("INVALID_FAKE_SWITCH"),
+        ),
         ("__fake=status&status=502&html=1", 502, None),
     ];
     for (q, status, code) in cases {
@@ -884,7 +891,7 @@ async fn slow_body_and_stall_deliver_partial_data() {
     let r = crm_get(
         &c,
         &fake,
-        "/crm/v8/Leads?__fake=slow_body&chunks=3&ms=5&chunk_bytes=4",
+        "/crm/v8/Leads?__fake=slow_body=3&ms=5&chunk_bytes=4",
         &token,
     )
     .await;
