@@ -828,6 +828,13 @@ async fn status_redirect_cookie_and_scope_switches() {
         ("__fake=invalid_token", 401, Some("INVALID_TOKEN")),
         ("__fake=scope_mismatch", 401, Some("OAUTH_SCOPE_MISMATCH")),
         ("__fake=no_such_switch", 400, Some("INVALID_FAKE_SWITCH")),
+        ("__fake=delay_ms", 400, Some("INVALID_FAKE_SWITCH")),
+        ("__fake=download", 400, Some("INVALID_FAKE_SWITCH")),
+        (
+            "__fake=echo&__fake=upload",
+            400,
+            Some("INVALID_FAKE_SWITCH"),
+        ),
         ("__fake=status&status=502&html=1", 502, None),
     ];
     for (q, status, code) in cases {
@@ -884,7 +891,7 @@ async fn slow_body_and_stall_deliver_partial_data() {
     let r = crm_get(
         &c,
         &fake,
-        "/crm/v8/Leads?__fake=slow_body&chunks=3&ms=5&chunk_bytes=4",
+        "/crm/v8/Leads?__fake=slow_body=3&ms=5&chunk_bytes=4",
         &token,
     )
     .await;
@@ -1005,11 +1012,19 @@ async fn token_behaviors_apply_in_order() {
         "string expires_in is sent verbatim"
     );
 
+    fake.control().set_api_domain("https://www.zohoapis.eu");
+    let (_, b) = token_form(&c, &fake, &form).await;
+    assert_eq!(
+        parse(&b)["api_domain"],
+        "https://www.zohoapis.eu",
+        "set_api_domain changes later responses"
+    );
+
     fake.control().set_token_behavior(TokenBehavior::Hang);
     let hung = tokio::time::timeout(Duration::from_millis(300), token_form(&c, &fake, &form)).await;
     assert!(hung.is_err(), "Hang never answers");
     assert!(
-        fake.control().wait_for_token_requests(8, DEADLINE).await,
+        fake.control().wait_for_token_requests(9, DEADLINE).await,
         "hung request was counted"
     );
 }
@@ -1164,4 +1179,74 @@ async fn other_ca_is_refused() {
         ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"),
         "cert_pem is PEM"
     );
+}
+
+/// Resident set size of this process in KiB (Linux).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn large_bodies_stream_without_growing_memory() {
+    const SIZE: u64 = 64 * 1024 * 1024;
+    let ca = TestCa::new();
+    let fake = start(FakeZohoOptions::default(), &ca).await;
+    let c = client(&ca);
+    let token = refresh(&c, &fake).await;
+    let before = rss_kib();
+
+    let mut r = crm_get(
+        &c,
+        &fake,
+        &format!("/crm/v8/Leads?__fake=download&bytes={SIZE}"),
+        &token,
+    )
+    .await;
+    let mut got = 0u64;
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .unwrap_or_else(|e| panic!("download chunk: {e}"))
+    {
+        got += chunk.len() as u64;
+    }
+    assert_eq!(got, SIZE, "whole download received");
+
+    let chunk = bytes::Bytes::from(vec![7u8; 1024 * 1024]);
+    let frames = futures_util::stream::iter(
+        (0..SIZE / (1024 * 1024))
+            .map(move |_| Ok::<_, std::io::Error>(http_body::Frame::data(chunk.clone()))),
+    );
+    let r = c
+        .post(format!("{}/crm/v8/Leads?__fake=upload", fake.api_url()))
+        .header(AUTHORIZATION, format!("Zoho-oauthtoken {token}"))
+        .body(reqwest::Body::wrap(http_body_util::StreamBody::new(frames)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("upload: {e}"));
+    assert_eq!(
+        parse(&r.text().await.unwrap_or_default())["received"],
+        SIZE,
+        "whole upload received"
+    );
+
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "streaming 2 x 128 MiB grew RSS by {grown_mib} MiB (must not buffer)"
+    );
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<TestCa>();
+    assert_send_sync::<FakeZoho>();
+    assert_send_sync::<zoho_auth_proxy::sandbox::FakeControl>();
+    assert_send_sync::<FakeZohoOptions>();
 }

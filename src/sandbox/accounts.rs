@@ -136,7 +136,7 @@ fn success_body(shared: &Shared, minted: &Minted, expires_in: &Value) -> String 
     if let Some(scope) = &minted.scope {
         fields.push(("scope", Value::from(scope.as_str())));
     }
-    fields.push(("api_domain", Value::from(shared.api_domain.as_str())));
+    fields.push(("api_domain", Value::from(lock(&shared.api_domain).as_str())));
     fields.push(("token_type", Value::from("Bearer")));
     if !expires_in.is_null() {
         fields.push(("expires_in", expires_in.clone()));

@@ -102,7 +102,7 @@ pub(crate) struct TokenKnobs {
 /// the client secret and live tokens.
 pub(crate) struct Shared {
     pub accounts_url: String,
-    pub api_domain: String,
+    pub api_domain: Mutex<String>,
     pub location: String,
     /// Server-side lifetime when `expires_in` is not a positive integer.
     pub default_lifetime: Duration,
@@ -234,6 +234,11 @@ impl FakeControl {
     /// the field. A positive integer also becomes the tokens' real lifetime on the CRM side.
     pub fn set_expires_in(&self, secs: serde_json::Value) {
         lock(&self.shared.knobs).expires_in = secs;
+    }
+
+    /// Changes what later token responses put in `api_domain` (e.g. to simulate another DC).
+    pub fn set_api_domain(&self, domain: &str) {
+        *lock(&self.shared.api_domain) = domain.to_owned();
     }
 
     /// Sets the HTTP status of the "Access Denied" throttle response (200 or 400 in the wild).

@@ -106,8 +106,8 @@ where
                 accepted = listener.accept() => accepted,
             };
             let Ok((tcp, _peer)) = accepted else {
-                // Accept errors (e.g. EMFILE) are transient; keep serving.
-                tokio::task::yield_now().await;
+                // Accept errors (e.g. EMFILE) are transient: back off briefly, keep serving.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
             let _ = tcp.set_nodelay(true);

@@ -46,6 +46,29 @@
 //! (`__fake=reset&after=10`). Unknown switches answer `400 INVALID_FAKE_SWITCH`.
 //! Without a switch the in-memory CRM answers: `/crm/{v}/{Leads|Contacts|Deals}[/{id}|/search]`,
 //! `/coql`, `/users`, `/org`, `/settings/modules`, `/settings/fields?module=`.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use zoho_auth_proxy::sandbox::{FakeZoho, FakeZohoOptions, TestCa};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let ca = TestCa::new(); // ca.cert_pem() goes into the proxy's ca_file
+//! let fake = FakeZoho::start(FakeZohoOptions { mint_limit: 3, ..Default::default() }, &ca).await?;
+//! let (accounts, api) = (fake.accounts_url(), fake.api_url());
+//! let opts = fake.options().clone(); // client_id, client_secret, refresh_token()
+//! // ... point the proxy at `accounts` / `api`, send it requests, then:
+//! let control = fake.control().clone();
+//! assert!(control.wait_for_token_requests(0, Duration::from_secs(5)).await);
+//! for req in control.crm_requests() {
+//!     let _injected = req.header("authorization"); // Some(b"Zoho-oauthtoken 1000....")
+//! }
+//! fake.shutdown().await;
+//! # let _ = (accounts, api, opts);
+//! # Ok(())
+//! # }
+//! # tokio::runtime::Runtime::new().map(|rt| rt.block_on(demo())).ok();
+//! ```
 
 mod accounts;
 mod ca;
@@ -212,7 +235,7 @@ impl FakeZoho {
         };
         let shared = Arc::new(Shared {
             accounts_url: accounts_url.clone(),
-            api_domain: opts.api_domain.clone().unwrap_or_else(|| api_url.clone()),
+            api_domain: Mutex::new(opts.api_domain.clone().unwrap_or_else(|| api_url.clone())),
             location: opts.location.clone(),
             default_lifetime: Duration::from_secs(
                 u64::try_from(opts.expires_in).unwrap_or(3600).max(1),

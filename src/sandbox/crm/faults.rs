@@ -211,7 +211,10 @@ pub(crate) async fn dispatch(
     for (name, inline) in &switches {
         match *name {
             "set_cookie" => set_cookie = true,
-            "delay_ms" | "delay" => delay_ms = inline.or(query.get("delay_ms")),
+            "delay_ms" | "delay" => match inline.or(query.get("delay_ms")) {
+                Some(ms) => delay_ms = Some(ms),
+                None => return fake_error("delay_ms needs a number of milliseconds"),
+            },
             _ if action.is_none() => action = Some((name, *inline)),
             _ => return fake_error("more than one __fake action given"),
         }
@@ -255,8 +258,18 @@ async fn act(
     name: &str,
     inline: Option<&str>,
 ) -> Resp {
-    // The switch's own argument: inline (`__fake=reset=10`) or the named query parameter.
-    let arg = |key: &str| inline.or_else(|| query.get(key));
+    // The switch's main argument may be inline (`__fake=reset=10`); others are query params.
+    let primary = match name {
+        "download" | "download_chunked" => "bytes",
+        "reset" | "stall" => "after",
+        "status" | "redirect" => "status",
+        "slow_body" => "chunks",
+        _ => "",
+    };
+    let arg = |key: &str| {
+        let inline = if key == primary { inline } else { None };
+        inline.or_else(|| query.get(key))
+    };
     let num = |key: &str, default: Option<u64>| -> Result<u64, String> {
         match arg(key) {
             Some(v) => v

@@ -6,6 +6,7 @@
 //! 1 MiB needed to parse JSON, or mint tokens.
 
 pub(crate) mod faults;
+mod query;
 pub(crate) mod records;
 
 use std::sync::Arc;
