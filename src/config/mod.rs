@@ -528,7 +528,7 @@ impl Validator<'_> {
         self.check_remote("listen", &listen, allow_remote_clients)?;
         let admin = raw.admin.unwrap_or_default();
         let admin_listen = self.listen("admin.listen", &admin.listen, "127.0.0.1:9901")?;
-        if admin_listen == listen {
+        if admin_listen == listen && !matches!(&listen, ListenAddr::Tcp(a) if a.port() == 0) {
             return Err(self.err("admin.listen", "the admin listener must differ from listen"));
         }
 
@@ -585,7 +585,8 @@ impl Validator<'_> {
             }
             if let Some(l) = &a.listen {
                 self.check_remote(&format!("{}.listen", a.key), l, allow_remote_clients)?;
-                if *l == listen || *l == admin_listen || accounts[..i].iter().any(|b| b.listen.as_ref() == Some(l)) {
+                let ephemeral = matches!(l, ListenAddr::Tcp(a) if a.port() == 0);
+                if !ephemeral && (*l == listen || *l == admin_listen || accounts[..i].iter().any(|b| b.listen.as_ref() == Some(l))) {
                     return Err(self.err(&format!("{}.listen", a.key), format!("{l} is already used by another listener")));
                 }
             }
