@@ -526,7 +526,10 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     if [[ $SKIP_PROXY != 1 ]]; then
         echo "Proxy: $PROXY_BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown))"
     fi
-    echo "Settings: quick=$QUICK duration=${DURATION}s conns='$CONNS' wrk threads=$THREADS nginx workers=$WORKERS stream=${STREAM_MIB}MiB idle=$IDLE_CONNS refresh=$REFRESH (${REFRESH_DURATION}s, expires_in ${REFRESH_EXPIRES_IN}s)"
+    refresh_desc="off"
+    [[ $SKIP_PROXY != 1 && $REFRESH == 1 ]] && refresh_desc="${REFRESH_DURATION}s at $REFRESH_CONNS conns, expires_in ${REFRESH_EXPIRES_IN}s"
+    echo "Command: BENCH_QUICK=$QUICK BENCH_SKIP_PROXY=$SKIP_PROXY bench/run.sh"
+    echo "Settings: duration=${DURATION}s conns='$CONNS' rounds=$ROUNDS wrk threads=$THREADS nginx workers=$WORKERS stream=${STREAM_MIB}MiB x$STREAM_REPEAT idle=$IDLE_CONNS refresh=$refresh_desc"
     echo
     echo '```'
     "$PY" "$HERE/bench.py" report "$RESULTS"
