@@ -143,32 +143,38 @@ def cmd_rss(args):
 
 
 def read_response(sock, deadline):
-    """Read one HTTP/1.1 response with Content-Length (or a 204/304); returns the status."""
-    data = b""
-    while b"\r\n\r\n" not in data:
+    """Read one HTTP/1.1 response (Content-Length or chunked) so the connection can stay open;
+    returns the status."""
+
+    def more(buf, what):
         if time.monotonic() > deadline:
-            raise TimeoutError("response headers")
+            raise TimeoutError(what)
         chunk = sock.recv(65536)
         if not chunk:
-            raise ConnectionError("closed before the response headers")
-        data += chunk
+            raise ConnectionError(f"closed before the end of the {what}")
+        return buf + chunk
+
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data = more(data, "response headers")
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ")[1])
-    length = 0
+    length, chunked = 0, False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value.strip())
-        if name.strip().lower() == b"transfer-encoding":
-            raise ValueError("chunked response: the idle test expects Content-Length")
-    while len(body) < length:
-        if time.monotonic() > deadline:
-            raise TimeoutError("response body")
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before the end of the body")
-        body += chunk
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        # Enough for the bench's small JSON bodies: read up to the last chunk (no trailers expected).
+        while not (body.endswith(b"\r\n0\r\n\r\n") or body == b"0\r\n\r\n"):
+            body = more(body, "chunked body")
+    else:
+        while len(body) < length:
+            body = more(body, "response body")
     return status
 
 
@@ -428,6 +434,9 @@ def cmd_report(args):
                            f"({num(r['value']):.1f} KiB per connection)")
         if r["kind"] == "refresh":
             out.append(f"Refresh under load: {r['note']}")
+            bad = next((kv.split("=", 1)[1] for kv in r["note"].split() if kv.startswith("bad=")), None)
+            if bad is not None:
+                targets.append(("zero non-2xx / socket errors during the refresh run", bad == "0", bad))
             ratio = num(r["value"])
             targets.append(("refresh under load raises p99.9 by <= 1.5x",
                             None if ratio is None or ratio != ratio else ratio <= 1.5,

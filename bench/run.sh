@@ -10,7 +10,8 @@
 # BENCH_WARMUP, BENCH_STREAM_MIB, BENCH_STREAM_REPEAT,
 # BENCH_IDLE_CONNS, BENCH_REFRESH (0/1), BENCH_REFRESH_DURATION, BENCH_REFRESH_SLICE,
 # BENCH_REFRESH_EXPIRES_IN, BENCH_REFRESH_CONNS, BENCH_PROXY_BIN, BENCH_PORT_BASE, BENCH_WRK_THREADS,
-# BENCH_NGINX_WORKERS, BENCH_LOG_LEVEL, BENCH_KEEP (keep the work directory), BENCH_RESULTS (report path).
+# BENCH_NGINX_WORKERS, BENCH_LOG_LEVEL, BENCH_MINT_BUDGET, BENCH_KEEP (keep the work directory),
+# BENCH_RESULTS (report path), BENCH_STRICT (1: exit 1 when a target is missed).
 #
 # Everything listens on 127.0.0.1; every load run is bounded in time; every process started here is
 # stopped by PID on exit.
@@ -52,6 +53,8 @@ PORT_BASE=${BENCH_PORT_BASE:-18400}
 THREADS=${BENCH_WRK_THREADS:-2}
 WORKERS=${BENCH_NGINX_WORKERS:-auto}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
+MINT_BUDGET=${BENCH_MINT_BUDGET:-8}
+STRICT=${BENCH_STRICT:-0}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PROXY_BIN=${BENCH_PROXY_BIN:-$TARGET_DIR/release/zoho-auth-proxy}
 RESULTS_MD=${BENCH_RESULTS:-$TARGET_DIR/bench/results.md}
@@ -204,7 +207,7 @@ start_nginx() { # NAME TEMPLATE -> NGINX_STARTED_PID
 proxy_config() {
     render "$HERE/proxy.yaml" "$WORK/proxy-$1.yaml" \
         PROXY_PORT="$3" ADMIN_PORT="$4" ACCOUNTS_PORT="$2" UP_PORT="$UP_PORT" WORK="$WORK" \
-        STORE="$5" LOG_LEVEL="$LOG_LEVEL"
+        STORE="$5" LOG_LEVEL="$LOG_LEVEL" MINT_BUDGET="$MINT_BUDGET"
 }
 
 # start_proxy_timed NAME ADMIN_PORT -> READY_MS, PROXY_STARTED_PID, SUPERVISOR_PID
@@ -538,3 +541,6 @@ mkdir -p "$(dirname "$RESULTS_MD")"
 cat "$RESULTS_MD"
 cp "$RESULTS" "${RESULTS_MD%.md}.tsv"
 log "report written to $RESULTS_MD"
+if [[ $STRICT == 1 ]] && grep -q '\[FAIL\]' "$RESULTS_MD"; then
+    die "BENCH_STRICT=1: at least one target was missed"
+fi
