@@ -135,3 +135,12 @@ fn line_locator_finds_nested_and_indexed_keys() {
     assert_eq!(line_of(text, "accounts[1].allow"), Some(7));
     assert_eq!(line_of(text, "accounts[0].name"), Some(3));
 }
+
+#[test]
+fn the_repository_example_proxy_yaml_is_valid() {
+    let text = include_str!("../../proxy.yaml");
+    let e = env(&[("ZOHO_CLIENT_ID", "1000.ID"), ("ZOHO_CLIENT_SECRET", "s"), ("ZOHO_REFRESH_TOKEN", "r")]);
+    let c = Config::from_yaml_str_with(text, &e, Path::new("/tmp")).expect("proxy.yaml is valid");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.limits, Limits::default(), "the example documents the defaults");
+}
