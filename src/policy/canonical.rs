@@ -293,6 +293,8 @@ pub(crate) enum Area {
 }
 
 /// The result of locating a canonical path in the API.
+// Kept on the stack on purpose: boxing the segments would allocate on every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Located<'p> {
     /// A CRM path: the area and the segments after the version.

@@ -5,6 +5,13 @@ use http::{Method, Uri};
 
 use super::*;
 
+/// (required scopes, (status, code) when refused, missing scopes)
+type Outcome = (
+    Option<Vec<String>>,
+    Option<(u16, &'static str)>,
+    Vec<String>,
+);
+
 #[derive(Debug, Clone, Copy)]
 enum Expect {
     /// Allowed with exactly these required scopes (in order).
@@ -803,16 +810,7 @@ const CASES: &[(&[&str], &str, &str, Option<&str>, Expect)] = &[
     ),
 ];
 
-fn run(
-    policy: &Policy,
-    method: &str,
-    target: &str,
-    body: Option<&str>,
-) -> (
-    Option<Vec<String>>,
-    Option<(u16, &'static str)>,
-    Vec<String>,
-) {
+fn run(policy: &Policy, method: &str, target: &str, body: Option<&str>) -> Outcome {
     let method = Method::from_bytes(method.as_bytes()).expect("test method is a token");
     let uri: Uri = target.parse().expect("test target parses as a Uri");
     let first = policy.evaluate(&method, &uri);
@@ -833,14 +831,7 @@ fn run(
     summarize(&evaluation, &method)
 }
 
-fn summarize(
-    e: &Evaluation<'_>,
-    method: &Method,
-) -> (
-    Option<Vec<String>>,
-    Option<(u16, &'static str)>,
-    Vec<String>,
-) {
+fn summarize(e: &Evaluation<'_>, method: &Method) -> Outcome {
     let missing = match e {
         Evaluation::Denied { missing, .. } => missing.to_strings(),
         _ => Vec::new(),
