@@ -998,6 +998,14 @@ fn settings_near(text: &str) -> Option<&'static str> {
         .map(|(word, ..)| *word)
 }
 
+/// Whether some row of `area` has `text` (ignoring case) as the fixed word at `position`.
+fn is_fixed_word(area: Area, position: usize, text: &str) -> bool {
+    ROUTES.iter().any(|r| {
+        r.area == area
+            && matches!(r.pat.get(position), Some(Seg::Lit(word)) if word.eq_ignore_ascii_case(text))
+    })
+}
+
 #[derive(Clone, Copy, Default)]
 struct Caps {
     modules: [Option<&'static str>; 2],
@@ -1010,13 +1018,16 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
     // Positions where some row (with a matching prefix) has a fixed word equal to the segment,
     // ignoring case; and the first such word per position, for the message.
     let mut literal_seen: u32 = 0;
+    let mut variant_seen: u32 = 0;
     let mut literal_word: [&str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
     let mut near_miss: Option<usize> = None;
-    let mut found: Option<(&Route, Caps, u32)> = None;
+    // (row, captures, generic positions, positions taken by `Rest`)
+    let mut found: Option<(&Route, Caps, u32, u32)> = None;
 
     for route in ROUTES.iter().filter(|r| r.area == area) {
         let mut caps = Caps::default();
         let mut generic: u32 = 0;
+        let mut rest: u32 = 0;
         let mut matched = true;
         let mut consumed = 0;
         for (i, seg) in route.pat.iter().enumerate() {
@@ -1026,7 +1037,7 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                     break;
                 }
                 for j in i..segs.len() {
-                    generic |= 1 << j;
+                    rest |= 1 << j;
                 }
                 consumed = segs.len();
                 break;
@@ -1048,6 +1059,9 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                         }
                         literal_seen |= 1 << i;
                     }
+                    if variant {
+                        variant_seen |= 1 << i;
+                    }
                     if text == word {
                         true
                     } else {
@@ -1057,6 +1071,8 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                         false
                     }
                 }
+                // A fixed word of this position (in any case) is never a module name.
+                Seg::Module(_) if is_fixed_word(area, i, text) => false,
                 Seg::Module(slot) => match map.resolve(text) {
                     Some(scope) => {
                         caps.modules[usize::from(slot)] = Some(scope);
@@ -1088,6 +1104,7 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                                 literal_word[i] = word;
                             }
                             literal_seen |= 1 << i;
+                            variant_seen |= 1 << i;
                             near_miss.get_or_insert(i);
                         }
                         false
@@ -1102,12 +1119,14 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
             consumed = i + 1;
         }
         if matched && consumed == segs.len() && route.methods & bit != 0 && found.is_none() {
-            found = Some((route, caps, generic));
+            found = Some((route, caps, generic, rest));
         }
     }
 
-    if let Some((route, caps, generic)) = found {
-        if generic & literal_seen == 0 {
+    if let Some((route, caps, generic, rest)) = found {
+        // Under one settings resource every sub-path has the same scope, so only case variants
+        // of fixed words matter there.
+        if generic & literal_seen == 0 && rest & variant_seen == 0 {
             return match build(route, &caps, verb) {
                 Some(required) => Classified::Scopes(required, route.body),
                 None => Classified::Unknown,
