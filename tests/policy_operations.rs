@@ -5,52 +5,13 @@
 use std::collections::BTreeSet;
 
 use http::{Method, Uri};
-use zoho_auth_proxy::policy::{BodyKind, Evaluation, Policy, PolicyMode};
+use zoho_auth_proxy::policy::{Evaluation, Policy, PolicyMode};
 
-const OPERATIONS: &str = include_str!("data/crm-v8-operations.tsv");
+mod policy_support;
+use policy_support::{fill, sample_body};
+
+use policy_support::OPERATIONS;
 const EXPECTED: &str = include_str!("data/crm-v8-expected.tsv");
-
-/// Sample values for the spec's path placeholders.
-fn fill(template: &str) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find('}')
-            .map(|e| start + e)
-            .unwrap_or(rest.len() - 1);
-        let name = &rest[start + 1..end];
-        out.push_str(match name {
-            "module" | "module_api_name" | "module_name" | "moduleName" => "Leads",
-            "related_list_api_name" => "Contacts",
-            "external_value" | "external_field_value" => "EXT-1001",
-            "api_name" => "Sales_Target",
-            "portal" | "portal_name" => "PartnerPortal",
-            "feature_api_name" => "record_locking",
-            "message_id" => "c6085fae06cbd7b75001fe669d4e5e0c",
-            "download_url" => "v2/crm/4150868/backup/file.zip",
-            _ => "4150868000000224005",
-        });
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A representative body for each body-dependent endpoint.
-fn sample_body(kind: BodyKind) -> &'static str {
-    match kind {
-        BodyKind::Coql => r#"{"select_query":"select Last_Name from Leads where id is not null"}"#,
-        BodyKind::BulkRead => r#"{"query":{"module":{"api_name":"Leads"}}}"#,
-        BodyKind::BulkWrite => {
-            r#"{"operation":"insert","resource":[{"type":"data","module":{"api_name":"Leads"},"file_id":"1"}]}"#
-        }
-        BodyKind::Composite => {
-            r#"{"__composite_requests":[{"method":"GET","uri":"/crm/v8/Leads/4150868000000224005"}]}"#
-        }
-    }
-}
 
 /// The classification of one operation: the sorted required scopes, or a refusal code.
 fn classify(policy: &Policy, method: &str, template: &str) -> String {

@@ -18,6 +18,8 @@
 //! Pure and allocation-free. Must not know about allowlists or bodies (it only says that a body
 //! is needed).
 
+use std::sync::OnceLock;
+
 use super::canonical::{ambiguous, Area, Verb, MAX_SEGMENTS};
 use super::modules::ModuleMap;
 use super::required::Required;
@@ -1000,10 +1002,44 @@ fn settings_near(text: &str) -> Option<&'static str> {
 
 /// Whether some row of `area` has `text` (ignoring case) as the fixed word at `position`.
 fn is_fixed_word(area: Area, position: usize, text: &str) -> bool {
-    ROUTES.iter().any(|r| {
-        r.area == area
-            && matches!(r.pat.get(position), Some(Seg::Lit(word)) if word.eq_ignore_ascii_case(text))
-    })
+    fixed_words(area, position)
+        .iter()
+        .any(|word| word.eq_ignore_ascii_case(text))
+}
+
+/// The fixed words of each area and position, computed once from [`ROUTES`] (one allocation
+/// for the process lifetime, none per request).
+fn fixed_words(area: Area, position: usize) -> &'static [&'static str] {
+    static WORDS: OnceLock<Vec<Vec<Vec<&'static str>>>> = OnceLock::new();
+    let table = WORDS.get_or_init(|| {
+        [Area::Crm, Area::Bulk, Area::Email]
+            .iter()
+            .map(|a| {
+                (0..MAX_SEGMENTS)
+                    .map(|pos| {
+                        let mut words: Vec<&'static str> = Vec::new();
+                        for route in ROUTES.iter().filter(|r| r.area == *a) {
+                            if let Some(Seg::Lit(word)) = route.pat.get(pos) {
+                                if !words.contains(word) {
+                                    words.push(word);
+                                }
+                            }
+                        }
+                        words
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let a = match area {
+        Area::Crm => 0,
+        Area::Bulk => 1,
+        Area::Email => 2,
+    };
+    table
+        .get(a)
+        .and_then(|positions| positions.get(position))
+        .map_or(&[], Vec::as_slice)
 }
 
 #[derive(Clone, Copy, Default)]
