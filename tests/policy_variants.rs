@@ -217,11 +217,10 @@ fn apply(method: &mut String, path: &mut String, query: &mut Option<String>, m: 
     }
 }
 
-fn evaluate_summary(
-    policy: &Policy,
-    method: &str,
-    target: &str,
-) -> Option<(Summary, Option<(String, Option<String>)>, Uri)> {
+/// (decision, returned (path, query), the parsed request target)
+type Observed = (Summary, Option<(String, Option<String>)>, Uri);
+
+fn evaluate_summary(policy: &Policy, method: &str, target: &str) -> Option<Observed> {
     let method = Method::from_bytes(method.as_bytes()).ok()?;
     let uri: Uri = target.parse().ok()?;
     let e = policy.evaluate(&method, &uri);
@@ -243,7 +242,7 @@ proptest! {
         let corpus = corpus();
         let policy = policy();
         let (base_method, base_path) = &corpus[index % corpus.len()];
-        let (canonical, _, _) = evaluate_summary(&policy, base_method, base_path)
+        let (canonical, _, _) = evaluate_summary(policy, base_method, base_path)
             .expect("corpus entries parse");
 
         let mut method = base_method.clone();
@@ -257,7 +256,7 @@ proptest! {
             None => path.clone(),
         };
         // A target that `http::Uri` refuses never reaches the proxy (hyper answers 400 itself).
-        let Some((variant, returned, uri)) = evaluate_summary(&policy, &method, &target) else {
+        let Some((variant, returned, uri)) = evaluate_summary(policy, &method, &target) else {
             return Ok(());
         };
         if variant == Summary::Rejected {
