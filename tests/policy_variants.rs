@@ -19,6 +19,7 @@ use proptest::prelude::*;
 use zoho_auth_proxy::policy::{Evaluation, Policy, PolicyMode};
 
 mod policy_support;
+use policy_support::invariants;
 
 fn corpus() -> &'static [(String, String)] {
     static CORPUS: OnceLock<Vec<(String, String)>> = OnceLock::new();
@@ -295,40 +296,31 @@ proptest! {
         let policy = policy();
         let mut text = String::from("/");
         text.push_str(&String::from_utf8_lossy(&raw));
-        let Ok(uri) = text.parse::<Uri>() else { return Ok(()) };
         let method = Method::from_bytes(method.as_bytes()).expect("listed methods are tokens");
-        let e = policy.evaluate(&method, &uri);
-        if let Some(t) = e.target() {
-            let path = t.path;
-            prop_assert_eq!(path, uri.path(), "target is the request path");
-            prop_assert!(is_canonical(path), "non-canonical path {:?} was not rejected", path);
-            prop_assert!(
-                ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()),
-                "method {} was classified", method
-            );
-            if let Some(q) = t.query {
-                let lower = q.to_ascii_lowercase();
-                prop_assert!(!lower.contains("_method"), "override parameter {:?} passed", q);
-            }
-        }
+        let verdict = invariants::check_request(policy, &method, &text);
+        prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
     }
+
 }
 
-/// An independent definition of a canonical CRM path (same rules as the policy, written apart).
-fn is_canonical(path: &str) -> bool {
-    if path == "/" {
-        return true;
+proptest! {
+    // Regex-generated bodies are slower to produce in debug builds: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bodies_never_panic_or_drop_base_scopes(
+        kind in prop::sample::select(vec!["coql", "bulk_read", "bulk_write", "composite"]),
+        body in prop_oneof![
+            ".{0,80}",
+            r#"\{"select_query":"select [A-Za-z_.,' ]{0,30} from [A-Za-z_]{1,12}( where [a-z =']{0,20})?"\}"#,
+            r#"\{"__composite_requests":\[\{"method":"(GET|DELETE|get)","uri":"/crm/v8/[A-Za-z_./%]{0,20}"\}\]\}"#,
+            r#"\{"query":\{"module":\{"api_name":"[A-Za-z_]{0,12}"\}\}\}"#,
+        ],
+    ) {
+        let input = format!("BODY {kind}\n{body}");
+        let verdict = invariants::check_input(policy(), input.as_bytes());
+        prop_assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
     }
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    rest.split('/').all(|seg| {
-        !seg.is_empty()
-            && !seg.chars().all(|c| c == '.')
-            && seg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    })
 }
 
 #[test]
@@ -439,4 +431,22 @@ fn catalogue_bypass_variants_are_rejected_or_equal() {
             );
         }
     }
+}
+
+#[test]
+fn fuzz_seed_corpus_satisfies_the_invariants() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/seeds exists") {
+        let path = entry.expect("readable dir entry").path();
+        let data = std::fs::read(&path).expect("readable seed");
+        if let Err(violation) = invariants::check_input(policy(), &data) {
+            panic!("seed {}: {violation}", path.display());
+        }
+        count += 1;
+    }
+    assert!(
+        count >= 40,
+        "the seed corpus holds the catalogue cases ({count} found)"
+    );
 }

@@ -4,6 +4,8 @@
 
 use zoho_auth_proxy::policy::BodyKind;
 
+pub mod invariants;
+
 /// The v8 operations file.
 pub const OPERATIONS: &str = include_str!("../data/crm-v8-operations.tsv");
 
