@@ -7,7 +7,11 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const ALLOW: &[&str] = &["ZohoCRM.modules.leads.READ", "ZohoCRM.coql.READ", "ZohoCRM.composite_requests.CUSTOM"];
+const ALLOW: &[&str] = &[
+    "ZohoCRM.modules.leads.READ",
+    "ZohoCRM.coql.READ",
+    "ZohoCRM.composite_requests.CUSTOM",
+];
 
 /// (method, target, body, expected status; 0 = forwarded, whatever the fake answers)
 const CASES: &[(&str, &str, &str, u16)] = &[
@@ -18,7 +22,12 @@ const CASES: &[(&str, &str, &str, u16)] = &[
     ("GET", "/crm/v2.1/Leads", "", 200),
     ("GET", "/crm/v8/Contacts", "", 403),
     ("GET", "/crm/v8/CONTACTS", "", 403),
-    ("POST", "/crm/v8/Leads", "{\"data\":[{\"Last_Name\":\"x\"}]}", 403),
+    (
+        "POST",
+        "/crm/v8/Leads",
+        "{\"data\":[{\"Last_Name\":\"x\"}]}",
+        403,
+    ),
     ("DELETE", "/crm/v8/Leads/554023000000235011", "", 403),
     ("GET", "/crm/v8/Leads/554023000000235011/Contacts", "", 403),
     ("GET", "/crm/v8/LeadsX", "", 403),
@@ -30,10 +39,25 @@ const CASES: &[(&str, &str, &str, u16)] = &[
     ("GET", "/crm/v8/Le%61ds", "", 400),
     ("GET", "/crm/v8/Leads;x=1", "", 400),
     ("GET", "/crm/v8/Leads?_method=DELETE", "", 400),
-    ("POST", "/crm/v8/coql", "{\"select_query\":\"select Last_Name from Leads where Last_Name is not null\"}", 200),
-    ("POST", "/crm/v8/coql", "{\"select_query\":\"select Email from Contacts where id is not null\"}", 403),
+    (
+        "POST",
+        "/crm/v8/coql",
+        "{\"select_query\":\"select Last_Name from Leads where Last_Name is not null\"}",
+        200,
+    ),
+    (
+        "POST",
+        "/crm/v8/coql",
+        "{\"select_query\":\"select Email from Contacts where id is not null\"}",
+        403,
+    ),
     ("POST", "/crm/v8/coql", "{not json", 400),
-    ("POST", "/crm/v8/__composite_requests", "{\"__composite_requests\":[{\"method\":\"DELETE\",\"uri\":\"/crm/v8/Contacts/1\"}]}", 403),
+    (
+        "POST",
+        "/crm/v8/__composite_requests",
+        "{\"__composite_requests\":[{\"method\":\"DELETE\",\"uri\":\"/crm/v8/Contacts/1\"}]}",
+        403,
+    ),
     ("TRACE", "/crm/v8/Leads", "", 405),
     ("OPTIONS", "/crm/v8/Leads", "", 405),
 ];
@@ -51,7 +75,11 @@ async fn decisions_through_the_proxy_and_nothing_denied_reaches_zoho() {
         );
         let response = raw(proxy.proxy, request.as_bytes(), Duration::from_secs(5)).await;
         let text = String::from_utf8_lossy(&response);
-        let status: u16 = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if *expected != 0 {
             assert_eq!(status, *expected, "{method} {target}: {text}");
         }
@@ -62,8 +90,14 @@ async fn decisions_through_the_proxy_and_nothing_denied_reaches_zoho() {
             let sent = target.split('?').next().unwrap_or("");
             assert_eq!(path, sent, "{method} {target}: forwarded byte-identical");
         } else {
-            assert!(seen.is_empty(), "{method} {target}: a refused request never reaches Zoho");
-            assert!(text.contains("x-zoho-proxy-error"), "{method} {target}: marked as the proxy's answer");
+            assert!(
+                seen.is_empty(),
+                "{method} {target}: a refused request never reaches Zoho"
+            );
+            assert!(
+                text.contains("x-zoho-proxy-error"),
+                "{method} {target}: marked as the proxy's answer"
+            );
         }
     }
 }
@@ -71,16 +105,45 @@ async fn decisions_through_the_proxy_and_nothing_denied_reaches_zoho() {
 #[tokio::test]
 async fn report_mode_forwards_what_enforce_would_deny_and_counts_it() {
     let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW, "policy:\n  mode: report\n")).await;
+    let proxy = RunningProxy::spawn(
+        zoho.dir.path(),
+        &zoho.config(ALLOW, "policy:\n  mode: report\n"),
+    )
+    .await;
     assert!(proxy.wait_ready(Duration::from_secs(10)).await);
-    let r = client().get(proxy.url("/crm/v8/Contacts")).send().await.expect("send");
+    let r = client()
+        .get(proxy.url("/crm/v8/Contacts"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 200, "forwarded in report mode");
     // Raw bytes: an HTTP client library would normalise the dot segments away.
-    let response = raw(proxy.proxy, b"GET /crm/v8/Leads/%2e%2e/Contacts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", Duration::from_secs(5)).await;
-    assert!(response.starts_with(b"HTTP/1.1 400"), "malformed requests are refused in every mode");
-    assert!(proxy.logs().contains("report mode"), "the would-be denial is logged");
-    let metrics = client().get(proxy.admin_url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("decision=\"reported\""), "counted as reported:\n{metrics}");
+    let response = raw(
+        proxy.proxy,
+        b"GET /crm/v8/Leads/%2e%2e/Contacts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        response.starts_with(b"HTTP/1.1 400"),
+        "malformed requests are refused in every mode"
+    );
+    assert!(
+        proxy.logs().contains("report mode"),
+        "the would-be denial is logged"
+    );
+    let metrics = client()
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("decision=\"reported\""),
+        "counted as reported:\n{metrics}"
+    );
 }
 
 #[test]
@@ -100,9 +163,16 @@ fn explain_and_check_print_the_decision() {
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "explain exits 0: {text}");
-    assert!(text.contains("ZohoCRM.modules.contacts.READ") && text.contains("ZohoCRM.modules.ALL"), "names the scope and the entry: {text}");
+    assert!(
+        text.contains("ZohoCRM.modules.contacts.READ") && text.contains("ZohoCRM.modules.ALL"),
+        "names the scope and the entry: {text}"
+    );
     let body = dir.path().join("coql.json");
-    std::fs::write(&body, r#"{"select_query":"select Name from Deals where id is not null"}"#).expect("write");
+    std::fs::write(
+        &body,
+        r#"{"select_query":"select Name from Deals where id is not null"}"#,
+    )
+    .expect("write");
     let out = std::process::Command::new(binary())
         .args(["explain", "--config"])
         .arg(&path)
@@ -111,9 +181,23 @@ fn explain_and_check_print_the_decision() {
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("ZohoCRM.modules.deals.READ") && text.contains("ZohoCRM.coql.READ"), "COQL needs both: {text}");
-    let out = std::process::Command::new(binary()).arg("check").arg("--config").arg(&path).output().expect("run");
+    assert!(
+        text.contains("ZohoCRM.modules.deals.READ") && text.contains("ZohoCRM.coql.READ"),
+        "COQL needs both: {text}"
+    );
+    let out = std::process::Command::new(binary())
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("ZohoCRM.modules.ALL"), "check prints the policy: {text}");
-    assert!(!text.contains(": \"s\"") && !text.contains(": \"r\""), "check hides secrets: {text}");
+    assert!(
+        out.status.success() && text.contains("ZohoCRM.modules.ALL"),
+        "check prints the policy: {text}"
+    );
+    assert!(
+        !text.contains(": \"s\"") && !text.contains(": \"r\""),
+        "check hides secrets: {text}"
+    );
 }
