@@ -629,17 +629,18 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, ANY, &[l("settings"), S], &[SET_MT]),
     r(C, ANY, &[l("settings"), S, REST], &[SET_MT]),
     // ---- modules: collection level ---------------------------------------------------------
+    // Contact roles are configured on the Contacts module (the spec names module scopes).
     r(
         C,
         G | P | U | D,
         &[Seg::Named("Contacts", 0), l("roles")],
-        &[st("contact_roles", MT)],
+        &[mo(0, MT)],
     ),
     r(
         C,
         G | U | D,
         &[Seg::Named("Contacts", 0), l("roles"), K],
-        &[st("contact_roles", MT)],
+        &[mo(0, MT)],
     ),
     r(C, G | P | U | D, &[M], &[mo(0, MT)]),
     // Upsert can overwrite existing records: it needs UPDATE as well as CREATE.
