@@ -48,23 +48,35 @@ fn evaluate_does_not_allocate_for_body_less_requests() {
         let _ = policy.evaluate(method, uri);
     }
 
-    let region = Region::new(GLOBAL);
+    // The counter is process-wide and the test harness's own thread may allocate now and then
+    // (more so on a loaded machine), so measure several rounds and keep the quietest: an
+    // allocation inside `evaluate` would show up in every round.
     let mut allowed = 0;
-    for _ in 0..100 {
-        for (method, uri) in &requests {
-            if let Evaluation::Allowed { .. } = policy.evaluate(method, uri) {
-                allowed += 1;
+    let mut quietest: Option<stats_alloc::Stats> = None;
+    for _ in 0..10 {
+        let region = Region::new(GLOBAL);
+        for _ in 0..100 {
+            for (method, uri) in &requests {
+                if let Evaluation::Allowed { .. } = policy.evaluate(method, uri) {
+                    allowed += 1;
+                }
             }
         }
+        let stats = region.change();
+        if quietest.is_none_or(|q| {
+            stats.allocations + stats.reallocations < q.allocations + q.reallocations
+        }) {
+            quietest = Some(stats);
+        }
     }
-    let stats = region.change();
+    let stats = quietest.expect("ten rounds measured");
     assert_eq!(
         stats.allocations, 0,
-        "evaluate allocated on the hot path: {stats:?}"
+        "evaluate allocated on the hot path in every round: {stats:?}"
     );
     assert_eq!(
         stats.reallocations, 0,
-        "evaluate reallocated on the hot path: {stats:?}"
+        "evaluate reallocated on the hot path in every round: {stats:?}"
     );
     assert!(allowed > 0, "the measured loop includes allowed requests");
 }
