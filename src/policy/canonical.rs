@@ -347,6 +347,14 @@ pub(crate) fn ambiguous(segment: &str, expected: &str) -> Rejection {
     ))
 }
 
+fn bad_version(segment: &str) -> Rejection {
+    let shown: String = segment.chars().take(16).collect();
+    bad_path(format!(
+        "API version `{shown}` must be written in lower case, e.g. `{}`",
+        shown.to_ascii_lowercase()
+    ))
+}
+
 /// Splits a canonical path (already checked) into its area and the segments after the version.
 pub(crate) fn locate(path: &str) -> Result<Located<'_>, Rejection> {
     let mut parts = path[1..].split('/');
@@ -374,14 +382,14 @@ pub(crate) fn locate(path: &str) -> Result<Located<'_>, Rejection> {
                     return Err(ambiguous(other, "email"));
                 }
                 if is_version(&other.to_ascii_lowercase()) {
-                    return Err(ambiguous(other, "v…"));
+                    return Err(bad_version(other));
                 }
                 return Ok(Located::UnknownCrm);
             }
         };
         match parts.next() {
             Some(v) if is_version(v) => area,
-            Some(v) if is_version(&v.to_ascii_lowercase()) => return Err(ambiguous(v, "v…")),
+            Some(v) if is_version(&v.to_ascii_lowercase()) => return Err(bad_version(v)),
             _ => return Ok(Located::UnknownCrm),
         }
     };

@@ -8,7 +8,29 @@
 //!
 //! The decision is always taken on the exact bytes that will be forwarded: nothing is
 //! normalised, anything non-canonical is rejected. Pure: no async, no I/O, no tokens or sockets;
-//! the body-less path allocates nothing.
+//! the body-less path allocates nothing (`tests/policy_alloc.rs` measures it).
+//!
+//! Decisions worth knowing (details at each rule):
+//! - Methods: GET, HEAD (= GET), POST, PUT, PATCH, DELETE, exactly; anything else is 405.
+//! - Targets: origin-form only (400 `PROXY_BAD_TARGET`). Paths: segments of `[A-Za-z0-9_.-]`, no
+//!   `%`, no dot or empty segments, no trailing `/` (400 `PROXY_BAD_PATH`). A query carrying a
+//!   method-override parameter in any spelling or encoding is 400 `PROXY_BAD_QUERY`; otherwise
+//!   the query is forwarded unchanged.
+//! - Fixed words are case-sensitive; a case variant of one is 400 (`/crm/v8/SETTINGS/fields`), a
+//!   fixed word in a module position is never a module (`GET /crm/v8/coql` is unknown, 403).
+//!   Module names are case-insensitive (`LEADS` = `leads`).
+//! - Unclassifiable requests are `Denied` with an empty [`Required`] whose
+//!   [`Required::unclassified_reason`] is `UnknownOperation` (403 `PROXY_UNKNOWN_OPERATION`) or
+//!   `NotCrm` (403 `PROXY_NOT_CRM`). Report mode forwards denials except `NotCrm`.
+//! - COQL: `ZohoCRM.coql.READ` + READ on every module after FROM/JOIN; a dotted lookup field
+//!   (`Account_Name.Account_Name`) also needs `ZohoCRM.modules.READ`, except through the queried
+//!   module's own name or alias and the user lookups `Owner`, `Created_By`, `Modified_By`.
+//!   Backslash escapes, comments, `;`, double-quoted names: 400.
+//! - Composite: `ZohoCRM.composite_requests.CUSTOM` + every sub-request through the same
+//!   canonicaliser and table; COQL and bulk sub-requests are classified from their `body`; a
+//!   nested composite, an unknown key, a forbidden header or a rejected sub-request is 400; an
+//!   unknown or non-CRM sub-request is 403.
+//! - JSON bodies: duplicate keys and keys differing from an expected key only in case are 400.
 
 mod body;
 mod canonical;
@@ -608,6 +630,13 @@ impl Policy {
         }
     }
 }
+
+// The policy is shared across request tasks behind an `Arc`/`ArcSwap`.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<PendingBody>();
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,435 @@
+//! The classifier: one data table mapping method + canonical path shape to the scopes a request
+//! needs. Every CRM operation the proxy knows is a row of [`ROUTES`]; nothing is decided by
+//! scattered `if`s.
+//!
+//! Matching rules, chosen so that no spelling variant of a path can get a broader decision than
+//! its canonical form:
+//! - fixed words (`settings`, `actions`, `search`, ...) match exactly (case-sensitive);
+//! - module names match case-insensitively (`LEADS` = `Leads` = `leads`);
+//! - the first row (in table order) whose shape and method match wins, so specific rows come
+//!   before generic ones;
+//! - a segment taken by a generic position (module, id, related list) that some other row, with
+//!   the same prefix, has as a fixed word in that position is rejected with 400: always when it
+//!   differs only in letter case (`/crm/v8/Leads/SEARCH`, `/crm/v8/SETTINGS/fields`,
+//!   `/crm/v8/Leads/1/Photo`: 400); and the exact word, where a row serving the same method (or
+//!   any row, for the first segment) has it, makes the request unknown (`GET /crm/v8/settings`,
+//!   `GET /crm/v8/coql`, `GET /crm/v8/users/actions`: 403).
+//!
+//! Pure and allocation-free. Must not know about allowlists or bodies (it only says that a body
+//! is needed).
+
+use std::sync::OnceLock;
+
+use super::canonical::{ambiguous, Area, Verb, MAX_SEGMENTS};
+
+mod table;
+
+use super::modules::ModuleMap;
+use super::required::Required;
+use super::scope::{Operation, Scope, Service};
+use super::Rejection;
+use table::{A, D, G, P, U};
+pub(crate) use table::{ROUTES, SETTINGS_RESOURCES};
+
+/// One position in a path shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Seg {
+    /// A fixed word, matched exactly.
+    Lit(&'static str),
+    /// A module API name, resolved to its scope name into slot 0 (the module) or 1 (a related list).
+    Module(u8),
+    /// One particular module API name (case-insensitive), into a slot.
+    Named(&'static str, u8),
+    /// A record id, external id or other identifier: `[A-Za-z0-9][A-Za-z0-9_-]*`.
+    Key,
+    /// A settings resource name (see [`SETTINGS_RESOURCES`]).
+    Settings,
+    /// One or more further segments of `[A-Za-z0-9_-]`, all governed by the same scope.
+    Rest,
+}
+
+/// Where a needed scope's sub-scope comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SubT {
+    No,
+    Fixed(&'static str),
+    Slot(u8),
+}
+
+/// Where a needed scope's operation comes from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum OpT {
+    /// GET/HEAD → READ, POST → CREATE, PUT/PATCH → UPDATE, DELETE → DELETE.
+    Method,
+    Is(Operation),
+}
+
+/// One scope a route needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Need {
+    Scope {
+        service: Service,
+        family: &'static str,
+        sub: SubT,
+        op: OpT,
+    },
+    /// The scope of the matched settings resource.
+    Settings(OpT),
+}
+
+/// Requests whose scopes depend on their body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `POST /crm/{v}/coql`: modules after FROM.
+    Coql,
+    /// `POST /crm/bulk/{v}/read`: `query.module`.
+    BulkRead,
+    /// `POST /crm/bulk/{v}/write`: `resource[].module`.
+    BulkWrite,
+    /// `POST /crm/{v}/__composite_requests`: every sub-request.
+    Composite,
+}
+
+/// One row of the classifier table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Route {
+    pub area: Area,
+    pub methods: u8,
+    pub pat: &'static [Seg],
+    pub needs: &'static [Need],
+    pub body: Option<BodyKind>,
+}
+
+fn verb_bit(verb: Verb) -> u8 {
+    match verb {
+        Verb::Get | Verb::Head => G,
+        Verb::Post => P,
+        Verb::Put => U,
+        Verb::Patch => A,
+        Verb::Delete => D,
+    }
+}
+
+pub(crate) fn method_op(verb: Verb) -> Operation {
+    match verb {
+        Verb::Get | Verb::Head => Operation::Read,
+        Verb::Post => Operation::Create,
+        Verb::Put | Verb::Patch => Operation::Update,
+        Verb::Delete => Operation::Delete,
+    }
+}
+
+/// What the table says about one request.
+#[derive(Debug)]
+pub(crate) enum Classified {
+    /// The scopes it needs; `Some` body kind when the body adds more.
+    Scopes(Required, Option<BodyKind>),
+    /// A CRM path the table does not know (or a method the table has no row for).
+    Unknown,
+    /// Ambiguous spelling of a fixed word: 400.
+    Ambiguous(Rejection),
+}
+
+fn is_key(text: &str) -> bool {
+    let b = text.as_bytes();
+    !b.is_empty()
+        && b.len() <= 200
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+fn is_rest(text: &str) -> bool {
+    let b = text.as_bytes();
+    !b.is_empty()
+        && b.len() <= 200
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
+fn settings_index(text: &str) -> Option<usize> {
+    SETTINGS_RESOURCES
+        .iter()
+        .position(|(word, ..)| *word == text)
+}
+
+fn settings_near(text: &str) -> Option<&'static str> {
+    SETTINGS_RESOURCES
+        .iter()
+        .find(|(word, ..)| word.eq_ignore_ascii_case(text) && *word != text)
+        .map(|(word, ..)| *word)
+}
+
+/// Whether some row of `area` has `text` (ignoring case) as the fixed word at `position`.
+fn is_fixed_word(area: Area, position: usize, text: &str) -> bool {
+    fixed_words(area, position)
+        .iter()
+        .any(|word| word.eq_ignore_ascii_case(text))
+}
+
+/// The fixed words of each area and position, computed once from [`ROUTES`] (one allocation
+/// for the process lifetime, none per request).
+fn fixed_words(area: Area, position: usize) -> &'static [&'static str] {
+    static WORDS: OnceLock<Vec<Vec<Vec<&'static str>>>> = OnceLock::new();
+    let table = WORDS.get_or_init(|| {
+        [Area::Crm, Area::Bulk, Area::Email]
+            .iter()
+            .map(|a| {
+                (0..MAX_SEGMENTS)
+                    .map(|pos| {
+                        let mut words: Vec<&'static str> = Vec::new();
+                        for route in ROUTES.iter().filter(|r| r.area == *a) {
+                            if let Some(Seg::Lit(word)) = route.pat.get(pos) {
+                                if !words.contains(word) {
+                                    words.push(word);
+                                }
+                            }
+                        }
+                        words
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let a = match area {
+        Area::Crm => 0,
+        Area::Bulk => 1,
+        Area::Email => 2,
+    };
+    table
+        .get(a)
+        .and_then(|positions| positions.get(position))
+        .map_or(&[], Vec::as_slice)
+}
+
+#[derive(Clone, Copy, Default)]
+struct Caps {
+    modules: [Option<&'static str>; 2],
+    settings: Option<usize>,
+}
+
+/// Classifies the segments after the version. Allocation-free.
+pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -> Classified {
+    let bit = verb_bit(verb);
+    // Positions where some row (with a matching prefix) has a fixed word equal to the segment,
+    // ignoring case; and the first such word per position, for the message.
+    let mut literal_seen: u32 = 0;
+    let mut variant_seen: u32 = 0;
+    let mut literal_word: [&str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
+    let mut near_miss: Option<usize> = None;
+    // (row, captures, generic positions, positions taken by `Rest`)
+    let mut found: Option<(&Route, Caps, u32, u32)> = None;
+
+    for route in ROUTES.iter().filter(|r| r.area == area) {
+        let mut caps = Caps::default();
+        let mut generic: u32 = 0;
+        let mut rest: u32 = 0;
+        let mut matched = true;
+        let mut consumed = 0;
+        for (i, seg) in route.pat.iter().enumerate() {
+            if let Seg::Rest = seg {
+                if i >= segs.len() || !segs[i..].iter().all(|s| is_rest(s)) {
+                    matched = false;
+                    break;
+                }
+                for j in i..segs.len() {
+                    rest |= 1 << j;
+                }
+                consumed = segs.len();
+                break;
+            }
+            let Some(text) = segs.get(i).copied() else {
+                matched = false;
+                break;
+            };
+            let ok = match *seg {
+                Seg::Lit(word) => {
+                    // A case variant always counts (it must never reach a generic row); the
+                    // exact word counts where this row serves the request's method.
+                    // Area words in the first position (`settings`, `coql`, `users`, ...) are
+                    // never module names, whatever the method.
+                    let variant = text != word && text.eq_ignore_ascii_case(word);
+                    if variant || (text == word && (route.methods & bit != 0 || i == 0)) {
+                        if literal_seen & (1 << i) == 0 {
+                            literal_word[i] = word;
+                        }
+                        literal_seen |= 1 << i;
+                    }
+                    if variant {
+                        variant_seen |= 1 << i;
+                    }
+                    if text == word {
+                        true
+                    } else {
+                        if text.eq_ignore_ascii_case(word) && near_miss.is_none() {
+                            near_miss = Some(i);
+                        }
+                        false
+                    }
+                }
+                // A fixed word of this position (in any case) is never a module name.
+                Seg::Module(_) if is_fixed_word(area, i, text) => false,
+                Seg::Module(slot) => match map.resolve(text) {
+                    Some(scope) => {
+                        caps.modules[usize::from(slot)] = Some(scope);
+                        generic |= 1 << i;
+                        true
+                    }
+                    None => false,
+                },
+                Seg::Named(name, slot) => {
+                    if text.eq_ignore_ascii_case(name) {
+                        caps.modules[usize::from(slot)] = map.resolve(text);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Seg::Key => {
+                    generic |= 1 << i;
+                    is_key(text)
+                }
+                Seg::Settings => match settings_index(text) {
+                    Some(n) => {
+                        caps.settings = Some(n);
+                        true
+                    }
+                    None => {
+                        if let Some(word) = settings_near(text) {
+                            if literal_seen & (1 << i) == 0 {
+                                literal_word[i] = word;
+                            }
+                            literal_seen |= 1 << i;
+                            variant_seen |= 1 << i;
+                            near_miss.get_or_insert(i);
+                        }
+                        false
+                    }
+                },
+                Seg::Rest => false,
+            };
+            if !ok {
+                matched = false;
+                break;
+            }
+            consumed = i + 1;
+        }
+        if matched && consumed == segs.len() && route.methods & bit != 0 && found.is_none() {
+            found = Some((route, caps, generic, rest));
+        }
+    }
+
+    if let Some((route, caps, generic, rest)) = found {
+        // Under one settings resource every sub-path has the same scope, so only case variants
+        // of fixed words matter there.
+        if generic & literal_seen == 0 && rest & variant_seen == 0 {
+            return match build(route, &caps, verb) {
+                Some(required) => Classified::Scopes(required, route.body),
+                None => Classified::Unknown,
+            };
+        }
+    }
+    // No row, or the matching row captured a fixed word generically: a case variant of a fixed
+    // word is ambiguous (400); the exact word with a method or shape no row serves is unknown.
+    match near_miss {
+        Some(i) => Classified::Ambiguous(ambiguous(segs[i], literal_word[i])),
+        None => Classified::Unknown,
+    }
+}
+
+fn build(route: &Route, caps: &Caps, verb: Verb) -> Option<Required> {
+    let mut required = Required::new();
+    for need in route.needs {
+        let scope = match *need {
+            Need::Scope {
+                service,
+                family,
+                sub,
+                op,
+            } => {
+                let sub = match sub {
+                    SubT::No => None,
+                    SubT::Fixed(s) => Some(s),
+                    // A slot the pattern did not fill is a table bug: fail closed.
+                    SubT::Slot(n) => Some(caps.modules[usize::from(n)]?),
+                };
+                Scope::from_parts(service, family, sub, resolve_op(op, verb))
+            }
+            Need::Settings(op) => {
+                let (_, service, family, sub) = SETTINGS_RESOURCES.get(caps.settings?)?;
+                Scope::from_parts(*service, family, *sub, resolve_op(op, verb))
+            }
+        };
+        required.push(scope);
+    }
+    Some(required)
+}
+
+fn resolve_op(op: OpT, verb: Verb) -> Operation {
+    match op {
+        OpT::Method => method_op(verb),
+        OpT::Is(op) => op,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::scope::{find_family, Subs, SETTINGS_SUBS};
+
+    #[test]
+    fn every_table_scope_is_in_the_grammar() {
+        let mut scopes: Vec<(Service, &str, Option<&str>)> = Vec::new();
+        for route in ROUTES {
+            for need in route.needs {
+                if let Need::Scope {
+                    service,
+                    family,
+                    sub,
+                    ..
+                } = need
+                {
+                    let sub = match sub {
+                        SubT::Fixed(s) => Some(*s),
+                        _ => None,
+                    };
+                    scopes.push((*service, family, sub));
+                }
+            }
+        }
+        for (_, service, family, sub) in SETTINGS_RESOURCES {
+            scopes.push((*service, family, *sub));
+        }
+        for (service, family, sub) in scopes {
+            let fam = find_family(service, family)
+                .unwrap_or_else(|| panic!("family {family} of a route is not in the grammar"));
+            assert_eq!(
+                fam.name, family,
+                "route family {family} uses the canonical spelling"
+            );
+            if let Some(sub) = sub {
+                let known = match fam.subs {
+                    Subs::Settings => SETTINGS_SUBS.contains(&sub),
+                    Subs::Module => crate::policy::modules::MODULE_SCOPES.contains(&sub),
+                    Subs::Fixed(list) => list.contains(&sub),
+                    Subs::None => false,
+                };
+                assert!(
+                    known,
+                    "sub-scope {family}.{sub} of a route is not in the grammar"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn patterns_fit_the_segment_limit() {
+        for route in ROUTES {
+            assert!(
+                route.pat.len() <= MAX_SEGMENTS,
+                "route {:?} is longer than MAX_SEGMENTS",
+                route.pat
+            );
+        }
+    }
+}
