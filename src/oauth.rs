@@ -81,38 +81,70 @@ impl OAuthFlows {
         rand::thread_rng().fill_bytes(&mut bytes);
         let state: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         {
-            let mut pending = self.pending.lock().map_err(|_| "state store poisoned".to_string())?;
+            let mut pending = self
+                .pending
+                .lock()
+                .map_err(|_| "state store poisoned".to_string())?;
             pending.retain(|_, p| now.saturating_duration_since(p.created) < STATE_TTL);
             if pending.len() >= MAX_PENDING {
-                if let Some(oldest) = pending.iter().min_by_key(|(_, p)| p.created).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = pending
+                    .iter()
+                    .min_by_key(|(_, p)| p.created)
+                    .map(|(k, _)| k.clone())
+                {
                     pending.remove(&oldest);
                 }
             }
-            pending.insert(state.clone(), Pending { account: account.name.clone(), created: now });
+            pending.insert(
+                state.clone(),
+                Pending {
+                    account: account.name.clone(),
+                    created: now,
+                },
+            );
         }
         Ok(authorize_url(account, redirect_uri.as_str(), &state))
     }
 
     /// Checks a callback's query: the state (single use, 10 minutes), the code, and the accounts
     /// server (one of Zoho's, or the account's configured one).
-    pub fn callback(&self, query: &str, accounts: &[AccountConfig]) -> Result<Callback, CallbackError> {
+    pub fn callback(
+        &self,
+        query: &str,
+        accounts: &[AccountConfig],
+    ) -> Result<Callback, CallbackError> {
         self.callback_at(query, accounts, Instant::now())
     }
 
     /// [`OAuthFlows::callback`] at a given time. The state is consumed by any callback that
     /// names it, whether or not the rest checks out.
-    pub fn callback_at(&self, query: &str, accounts: &[AccountConfig], now: Instant) -> Result<Callback, CallbackError> {
+    pub fn callback_at(
+        &self,
+        query: &str,
+        accounts: &[AccountConfig],
+        now: Instant,
+    ) -> Result<Callback, CallbackError> {
         let mut params: HashMap<String, String> = HashMap::new();
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            if params.insert(key.clone().into_owned(), value.into_owned()).is_some()
-                && matches!(&*key, "state" | "code" | "accounts-server" | "location" | "error")
+            if params
+                .insert(key.clone().into_owned(), value.into_owned())
+                .is_some()
+                && matches!(
+                    &*key,
+                    "state" | "code" | "accounts-server" | "location" | "error"
+                )
             {
-                return Err(CallbackError::BadParameter(format!("the callback repeats `{key}`")));
+                return Err(CallbackError::BadParameter(format!(
+                    "the callback repeats `{key}`"
+                )));
             }
         }
         let state = params.get("state").ok_or(CallbackError::UnknownState)?;
         let pending = {
-            let mut map = self.pending.lock().map_err(|_| CallbackError::UnknownState)?;
+            let mut map = self
+                .pending
+                .lock()
+                .map_err(|_| CallbackError::UnknownState)?;
             map.remove(state).ok_or(CallbackError::UnknownState)?
         };
         if now.saturating_duration_since(pending.created) >= STATE_TTL {
@@ -128,7 +160,9 @@ impl OAuthFlows {
         let account = accounts
             .iter()
             .find(|a| a.name == pending.account)
-            .ok_or_else(|| CallbackError::BadParameter("the account no longer exists in the config".into()))?;
+            .ok_or_else(|| {
+                CallbackError::BadParameter("the account no longer exists in the config".into())
+            })?;
         let accounts_url = match params.get("accounts-server") {
             None => account.accounts_url.clone(),
             Some(server) => url::Url::parse(server)
@@ -156,7 +190,11 @@ impl OAuthFlows {
     pub fn pending_at(&self, now: Instant) -> usize {
         self.pending
             .lock()
-            .map(|p| p.values().filter(|p| now.saturating_duration_since(p.created) < STATE_TTL).count())
+            .map(|p| {
+                p.values()
+                    .filter(|p| now.saturating_duration_since(p.created) < STATE_TTL)
+                    .count()
+            })
             .unwrap_or(0)
     }
 }
@@ -218,11 +256,16 @@ mod tests {
 ";
 
     fn accounts() -> Vec<AccountConfig> {
-        Config::from_yaml_str(YAML).expect("test config is valid").accounts
+        Config::from_yaml_str(YAML)
+            .expect("test config is valid")
+            .accounts
     }
 
     fn state_of(url: &url::Url) -> String {
-        url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).expect("state in the URL")
+        url.query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("state in the URL")
     }
 
     fn query(state: &str, extra: &str) -> String {
@@ -232,12 +275,21 @@ mod tests {
     #[test]
     fn the_authorize_url_carries_every_parameter_zoho_needs() {
         let accounts = accounts();
-        let url = OAuthFlows::default().start(&accounts[0]).expect("server account starts");
-        assert_eq!(url.origin().ascii_serialization(), "https://127.0.0.1:4443", "configured accounts server");
+        let url = OAuthFlows::default()
+            .start(&accounts[0])
+            .expect("server account starts");
+        assert_eq!(
+            url.origin().ascii_serialization(),
+            "https://127.0.0.1:4443",
+            "configured accounts server"
+        );
         assert_eq!(url.path(), "/oauth/v2/auth", "authorize endpoint");
         let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
         let expect = [
-            ("scope", "ZohoCRM.modules.leads.READ,ZohoCRM.modules.contacts.ALL"),
+            (
+                "scope",
+                "ZohoCRM.modules.leads.READ,ZohoCRM.modules.contacts.ALL",
+            ),
             ("client_id", "1000.CID"),
             ("response_type", "code"),
             ("access_type", "offline"),
@@ -245,12 +297,23 @@ mod tests {
             ("redirect_uri", "http://127.0.0.1:9901/oauth/callback"),
         ];
         for (k, v) in expect {
-            assert_eq!(q.get(k).map(String::as_str), Some(v), "authorize URL parameter {k}");
+            assert_eq!(
+                q.get(k).map(String::as_str),
+                Some(v),
+                "authorize URL parameter {k}"
+            );
         }
-        assert_eq!(q.get("state").map(String::len), Some(48), "state is 24 random bytes in hex");
+        assert_eq!(
+            q.get("state").map(String::len),
+            Some(48),
+            "state is 24 random bytes in hex"
+        );
         let second = OAuthFlows::default().start(&accounts[0]).expect("starts");
         assert_ne!(state_of(&url), state_of(&second), "states are random");
-        assert!(OAuthFlows::default().start(&accounts[1]).is_err(), "a self client cannot start the browser flow");
+        assert!(
+            OAuthFlows::default().start(&accounts[1]).is_err(),
+            "a self client cannot start the browser flow"
+        );
     }
 
     #[test]
@@ -264,13 +327,48 @@ mod tests {
         assert_eq!(flows.pending_at(t0), 3, "three outstanding states");
 
         let cases: &[(&str, String, Duration, Result<(), CallbackError>)] = &[
-            ("forged state", query("00ff", ""), Duration::ZERO, Err(CallbackError::UnknownState)),
-            ("no state", "code=1000.code".to_string(), Duration::ZERO, Err(CallbackError::UnknownState)),
-            ("fresh state just before 10 min", query(&s1, ""), STATE_TTL - Duration::from_millis(1), Ok(())),
-            ("the same state again", query(&s1, ""), Duration::from_secs(1), Err(CallbackError::UnknownState)),
-            ("state at exactly 10 min", query(&s2, ""), STATE_TTL, Err(CallbackError::ExpiredState)),
-            ("expired state is gone afterwards", query(&s2, ""), Duration::ZERO, Err(CallbackError::UnknownState)),
-            ("state long expired", query(&s3, ""), STATE_TTL * 3, Err(CallbackError::ExpiredState)),
+            (
+                "forged state",
+                query("00ff", ""),
+                Duration::ZERO,
+                Err(CallbackError::UnknownState),
+            ),
+            (
+                "no state",
+                "code=1000.code".to_string(),
+                Duration::ZERO,
+                Err(CallbackError::UnknownState),
+            ),
+            (
+                "fresh state just before 10 min",
+                query(&s1, ""),
+                STATE_TTL - Duration::from_millis(1),
+                Ok(()),
+            ),
+            (
+                "the same state again",
+                query(&s1, ""),
+                Duration::from_secs(1),
+                Err(CallbackError::UnknownState),
+            ),
+            (
+                "state at exactly 10 min",
+                query(&s2, ""),
+                STATE_TTL,
+                Err(CallbackError::ExpiredState),
+            ),
+            (
+                "expired state is gone afterwards",
+                query(&s2, ""),
+                Duration::ZERO,
+                Err(CallbackError::UnknownState),
+            ),
+            (
+                "state long expired",
+                query(&s3, ""),
+                STATE_TTL * 3,
+                Err(CallbackError::ExpiredState),
+            ),
         ];
         for (name, q, after, expected) in cases {
             let got = flows.callback_at(q, &accounts, t0 + *after).map(|_| ());
@@ -286,7 +384,11 @@ mod tests {
         let t0 = Instant::now();
         flows.start_at(&accounts[0], t0).expect("start");
         flows.start_at(&accounts[0], t0 + STATE_TTL).expect("start");
-        assert_eq!(flows.pending.lock().map(|p| p.len()).unwrap_or(0), 1, "the expired state was dropped");
+        assert_eq!(
+            flows.pending.lock().map(|p| p.len()).unwrap_or(0),
+            1,
+            "the expired state was dropped"
+        );
     }
 
     #[test]
@@ -316,7 +418,11 @@ mod tests {
             let got = flows.callback(&query(&state, extra), &accounts);
             match (expected, got) {
                 (Some(want), Ok(cb)) => {
-                    assert_eq!(cb.accounts_url.as_str(), *want, "accounts server for `{extra}`");
+                    assert_eq!(
+                        cb.accounts_url.as_str(),
+                        *want,
+                        "accounts server for `{extra}`"
+                    );
                     assert_eq!(cb.account, "globex", "account for `{extra}`");
                     assert_eq!(cb.code.expose_secret(), "1000.code", "code for `{extra}`");
                     assert_eq!(cb.location.as_deref(), Some("eu"), "location for `{extra}`");
@@ -333,18 +439,32 @@ mod tests {
         let flows = OAuthFlows::default();
         let s1 = state_of(&flows.start(&accounts[0]).expect("start"));
         let denied = flows.callback(&format!("state={s1}&error=access_denied"), &accounts);
-        assert_eq!(denied.map(|_| ()), Err(CallbackError::Denied("access_denied".into())), "denial reported");
+        assert_eq!(
+            denied.map(|_| ()),
+            Err(CallbackError::Denied("access_denied".into())),
+            "denial reported"
+        );
         let again = flows.callback(&query(&s1, ""), &accounts);
-        assert_eq!(again.map(|_| ()), Err(CallbackError::UnknownState), "a denied state cannot be reused");
+        assert_eq!(
+            again.map(|_| ()),
+            Err(CallbackError::UnknownState),
+            "a denied state cannot be reused"
+        );
         let s2 = state_of(&flows.start(&accounts[0]).expect("start"));
         let no_code = flows.callback(&format!("state={s2}"), &accounts);
-        assert!(matches!(no_code, Err(CallbackError::BadParameter(_))), "missing code refused: {no_code:?}");
+        assert!(
+            matches!(no_code, Err(CallbackError::BadParameter(_))),
+            "missing code refused: {no_code:?}"
+        );
     }
 
     #[test]
     fn pages_escape_what_they_show() {
         let page = html_page("A <b>", "x\"'&<script>");
         assert!(!page.contains("<script>"), "markup escaped: {page}");
-        assert!(page.contains("&lt;script&gt;") && page.contains("&#39;"), "entities used: {page}");
+        assert!(
+            page.contains("&lt;script&gt;") && page.contains("&#39;"),
+            "entities used: {page}"
+        );
     }
 }
