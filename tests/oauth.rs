@@ -278,6 +278,16 @@ async fn get(
     (status, body)
 }
 
+/// (what, listener, X-Zoho-Account, path, data center, tokens of the account)
+type RouteCase<'a> = (
+    &'a str,
+    std::net::SocketAddr,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    &'a HashSet<String>,
+);
+
 const LEADS: &str = "/crm/v8/Leads?__fake=echo";
 const CONTACTS: &str = "/crm/v8/Contacts?__fake=echo";
 
@@ -391,14 +401,7 @@ async fn two_data_centers_authorized_in_the_browser_are_served_by_header_and_by_
     // Routing by header (main listener) and by listener reach the right DC with the right token.
     us.clear_crm_requests();
     eu.clear_crm_requests();
-    let cases: &[(
-        &str,
-        std::net::SocketAddr,
-        Option<&str>,
-        &str,
-        &str,
-        &HashSet<String>,
-    )] = &[
+    let cases: &[RouteCase<'_>] = &[
         ("own by header", main, Some("own"), LEADS, "us", &own_tokens),
         (
             "globex by header",

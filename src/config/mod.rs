@@ -890,7 +890,7 @@ impl Validator<'_> {
                         "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
                     ));
                 }
-                let password = self.secret(&tkey, "redis_password", &raw.redis_password, &raw.redis_password_file, false)?;
+                let password = self.secret(tkey, "redis_password", &raw.redis_password, &raw.redis_password_file, false)?;
                 StoreConfig::Redis { url: s, password }
             }
             Some(path) => {

@@ -81,9 +81,9 @@ fn bad_configs_name_the_key_and_line() {
 
 #[test]
 fn unknown_key_messages_name_the_key() {
-    let err = parse("listen: 127.0.0.1:8080\nallowlst: []\n").map(|_| ()).unwrap_err();
+    let err = parse("listen: 127.0.0.1:8080\nallowlst: []\n").map(|_| ()).expect_err("refused");
     assert!(err.to_string().contains("allowlst"), "{err}");
-    let err = parse("zoho:\n  client_id: a\n  client_id: b\n").map(|_| ()).unwrap_err();
+    let err = parse("zoho:\n  client_id: a\n  client_id: b\n").map(|_| ()).expect_err("refused");
     assert!(err.to_string().contains("duplicate"), "{err}");
 }
 
@@ -118,7 +118,7 @@ accounts:
         ]
     );
     assert_eq!(c.accounts[1].client_type, ClientType::Server);
-    let err = parse(&yaml.replace("name: globex", "name: acme")).map(|_| ()).unwrap_err();
+    let err = parse(&yaml.replace("name: globex", "name: acme")).map(|_| ()).expect_err("refused");
     assert!(err.to_string().contains("duplicate account name"), "{err}");
 }
 
