@@ -68,7 +68,7 @@ impl Dcs {
     fn config(&self, admin: &str, redirect_uri: &str) -> String {
         let redirect = format!("    redirect_uri: {redirect_uri}\n");
         format!(
-            "listen: 127.0.0.1:0\nadmin:\n  listen: {admin}\nrouting: header\ntoken:\n  store: {store}\naccounts:\n{}{}{}{}",
+            "listen: 127.0.0.1:0\nadmin:\n  listen: {admin}\nrouting: header\nlimits:\n  token_wait: 1s\ntoken:\n  store: {store}\naccounts:\n{}{}{}{}",
             self.account("own", "self", "us", "ZohoCRM.modules.leads.READ", ""),
             self.account("globex", "server", "us", "ZohoCRM.modules.leads.ALL", &redirect),
             self.account("initech", "server", "eu", "ZohoCRM.modules.contacts.READ", &format!("{redirect}    listen: 127.0.0.1:0\n")),
@@ -849,6 +849,64 @@ async fn an_authorization_survives_a_restart_and_refreshes_at_its_own_data_cente
     assert_eq!(
         status, 503,
         "hooli is still unauthorized after the restart: {body}"
+    );
+
+    // The person removes the app in Zoho (refresh token revoked): initech needs authorization
+    // again, requests say how, and a new pass through the flow restores service.
+    let revoked = stored["refresh_token"]
+        .as_str()
+        .expect("stored refresh token")
+        .to_string();
+    eu.revoke_refresh_token(&revoked);
+    let (status, _) = get(initech, CONTACTS, None).await;
+    assert_eq!(
+        status, 401,
+        "the request that finds the token dead gets Zoho's 401 (the refresh failed)"
+    );
+    let last = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let told = poll_until(READY, || {
+        let last = last.clone();
+        async move {
+            let (status, body) = get(initech, CONTACTS, None).await;
+            let told = status == 503 && body["code"] == "PROXY_ACCOUNT_NOT_AUTHORIZED";
+            *last.lock().expect("lock") = body;
+            told
+        }
+    })
+    .await;
+    assert!(
+        told,
+        "a revoked account answers 503 with authorization instructions: {:?}",
+        last.lock().map(|l| l.to_string())
+    );
+    let ready: serde_json::Value = client()
+        .get(proxy.admin_url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ready["awaiting_authorization"],
+        serde_json::json!(["globex", "initech", "hooli"]),
+        "initech awaits authorization again: {ready}"
+    );
+    authorize(&proxy, &tls, "initech", &dcs.eu.accounts_url(), "eu").await;
+    eu.clear_crm_requests();
+    let (status, body) = get(initech, CONTACTS, None).await;
+    assert_eq!(
+        status, 200,
+        "initech serves again after re-authorization: {body}"
+    );
+    forwarded_token(eu, "after re-authorization");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&store).expect("store")).expect("JSON");
+    assert!(
+        stored["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t != revoked),
+        "the store holds the new refresh token"
     );
     proxy.assert_no_secrets(&eu.live_tokens());
 }

@@ -391,6 +391,7 @@ impl Config {
                     "refresh_token": a.refresh_token.as_ref().map(secret_origin),
                     "grant_token": a.grant_token.as_ref().map(|_| "set (exchanged once)"),
                     "redirect_uri": a.redirect_uri.as_ref().map(|u| u.as_str()),
+                    "scopes": (a.client_type == ClientType::Server).then_some(&a.scopes),
                     "ca_file": a.ca_file.as_ref().map(|p| p.display().to_string()),
                     "token_store": match &a.token.store {
                         StoreConfig::Memory => "memory (a restart mints a new token)".to_string(),
