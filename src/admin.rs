@@ -14,6 +14,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::{info, warn};
 
 /// Admin-side state.
 #[derive(Clone)]
@@ -40,6 +41,24 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Proxy
     r
 }
 
+/// Headers of every OAuth response: not cached, not framed, and no `Referer` carrying the
+/// callback's code to anything the page might load.
+fn oauth_headers(r: &mut Response<ProxyBody>) {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+}
+
 fn html_response(status: StatusCode, title: &str, message: &str) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from(html_page(title, message))));
     *r.status_mut() = status;
@@ -47,8 +66,7 @@ fn html_response(status: StatusCode, title: &str, message: &str) -> Response<Pro
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    oauth_headers(&mut r);
     r
 }
 
@@ -62,6 +80,17 @@ impl Admin {
             ));
         }
         let query = req.uri().query().unwrap_or("").to_string();
+        if req.uri().path() == "/oauth/callback" && req.method() != Method::GET {
+            // A HEAD (link scanners, prefetchers) must not consume the state or the code.
+            let mut r = html_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "the callback answers GET only",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return Ok(r);
+        }
         Ok(match req.uri().path() {
             "/healthz" => json_response(StatusCode::OK, json!({"status": "ok"})),
             "/readyz" => self.readyz(&query),
@@ -83,14 +112,26 @@ impl Admin {
             .map(|(_, v)| v.into_owned());
         let mut reasons = Vec::new();
         let mut waiting = Vec::new();
+        // An account nobody has authorized yet does not make the whole proxy unready: the other
+        // accounts serve, and the browser flow may need traffic to reach this instance. It is
+        // listed, and `/readyz?account=NAME` reports it as not ready.
         for a in runtime
             .accounts
             .iter()
             .filter(|a| only.as_deref().is_none_or(|n| *a.name == *n))
         {
             if let Err(reason) = a.token.ready() {
-                if a.token.status().state == TokenState::NotAuthorized && only.is_none() {
-                    waiting.push(a.name.to_string());
+                if a.token.status().state == TokenState::NotAuthorized {
+                    if only.is_none() {
+                        waiting.push(a.name.to_string());
+                        continue;
+                    }
+                    let start = runtime
+                        .config
+                        .account(&a.name)
+                        .map(|c| c.authorize_start_url(&self.state.admin_listen))
+                        .unwrap_or_default();
+                    reasons.push(json!({"account": &*a.name, "reason": format!("not authorized yet: open {start} in a browser; {reason}")}));
                 } else {
                     reasons.push(json!({"account": &*a.name, "reason": reason}));
                 }
@@ -143,12 +184,17 @@ impl Admin {
             .map(|a| {
                 let status = a.token.status();
                 let config = runtime.config.account(&a.name);
+                let authorize = (status.state == TokenState::NotAuthorized)
+                    .then(|| config.map(|c| c.authorize_start_url(&self.state.admin_listen)))
+                    .flatten();
                 json!({
                     "name": &*a.name,
                     "client_type": a.client_type,
+                    "listen": config.and_then(|c| c.listen.as_ref()).map(|l| l.to_string()),
                     "data_center": config.map(|c| c.data_center.code()),
                     "api_host": status.api_host,
                     "ready": a.token.ready().is_ok(),
+                    "authorize": authorize,
                     "token": {
                         "state": status.state,
                         "expires_in_s": a.token.seconds_left().floor(),
@@ -193,13 +239,18 @@ impl Admin {
         };
         match self.oauth.start(account) {
             Ok(url) => {
+                let Ok(location) = HeaderValue::from_str(url.as_str()) else {
+                    return html_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Cannot authorize this account",
+                        "the authorize URL is not a valid header value",
+                    );
+                };
+                info!(account = %account.name, accounts_server = %account.accounts_url.origin().ascii_serialization(), "browser authorization started");
                 let mut r = Response::new(full(Bytes::new()));
                 *r.status_mut() = StatusCode::FOUND;
-                if let Ok(v) = HeaderValue::from_str(url.as_str()) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                r.headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r.headers_mut().insert(header::LOCATION, location);
+                oauth_headers(&mut r);
                 r
             }
             Err(message) => html_response(
@@ -219,6 +270,7 @@ impl Admin {
                 | CallbackError::ExpiredState
                 | CallbackError::BadParameter(_)),
             ) => {
+                warn!("OAuth callback refused: {e}");
                 return html_response(
                     StatusCode::BAD_REQUEST,
                     "Authorization refused",
@@ -226,6 +278,7 @@ impl Admin {
                 );
             }
             Err(e @ CallbackError::Denied(_)) => {
+                warn!("OAuth callback: {e}");
                 return html_response(
                     StatusCode::BAD_REQUEST,
                     "Authorization not granted",
@@ -233,6 +286,12 @@ impl Admin {
                 );
             }
         };
+        info!(
+            account = %callback.account,
+            location = callback.location.as_deref().unwrap_or("-"),
+            accounts_server = %callback.accounts_url.origin().ascii_serialization(),
+            "OAuth callback accepted; exchanging the code"
+        );
         let Some(account) = runtime.account(&callback.account) else {
             return html_response(
                 StatusCode::BAD_REQUEST,
@@ -255,7 +314,10 @@ impl Admin {
                 "Authorized",
                 &format!("Account `{}` is authorized. The proxy now serves it; you can close this window.", account.name),
             ),
-            Ok(Ok(Err(message))) => html_response(StatusCode::BAD_GATEWAY, "Authorization failed", &message),
+            Ok(Ok(Err(message))) => {
+                warn!(account = %account.name, "authorization failed: {message}");
+                html_response(StatusCode::BAD_GATEWAY, "Authorization failed", &message)
+            }
             _ => html_response(StatusCode::GATEWAY_TIMEOUT, "Authorization failed", "the token exchange did not finish in time"),
         }
     }

@@ -1,8 +1,12 @@
-//! `zoho-auth-proxy authorize --account NAME`: the browser authorization flow for headless
-//! machines. Prints the authorize URL, serves the account's `redirect_uri` on loopback until the
-//! callback arrives, exchanges the code and stores the refresh token in the account's store.
+//! `zoho-auth-proxy authorize --config FILE --account NAME`: the browser authorization flow for
+//! headless machines. Prints the authorize URL, serves the account's `redirect_uri` on loopback
+//! until a valid callback arrives, exchanges the code (through the account's refresher, the only
+//! token minter) and stores the refresh token in the account's file store.
+//!
+//! Must not run beside a proxy that serves the same account: both would write its store (the
+//! proxy's admin listener usually holds the redirect port anyway, and then this command says so).
 
-use crate::config::{ClientType, Config};
+use crate::config::{ClientType, Config, StoreConfig};
 use crate::metrics::Metrics;
 use crate::oauth::{html_page, OAuthFlows, STATE_TTL};
 use crate::proxy::body::{full, ProxyBody};
@@ -12,16 +16,25 @@ use http::{Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 fn page(status: StatusCode, title: &str, message: &str) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from(html_page(title, message))));
     *r.status_mut() = status;
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        http::HeaderValue::from_static("no-referrer"),
     );
     r
 }
@@ -55,6 +68,11 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
             "redirect_uri {redirect} is not an http loopback address; register one like http://127.0.0.1:9901/oauth/callback for headless authorization"
         ));
     }
+    if account.token.store == StoreConfig::Memory {
+        return Err(format!(
+            "account `{name}` keeps tokens in memory only; set token.store to a file so the refresh token survives this command"
+        ));
+    }
     let port = redirect.port_or_known_default().unwrap_or(80);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -73,7 +91,7 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
     );
     let refresher = Refresher::new(account, handle.clone(), commands, metrics)?;
     let cancel = CancellationToken::new();
-    let refresher_task = tokio::spawn(refresher.run(cancel.clone()));
+    let refresher_task = tokio::spawn(refresher.run_commands_only(cancel.clone()));
 
     let flows = Arc::new(OAuthFlows::default());
     let url = flows.start(account)?;
@@ -94,18 +112,29 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
             let done = done_tx.clone();
             let path = path.clone();
             tokio::spawn(async move {
+                // The outcome is reported only after the connection has closed, i.e. after the
+                // browser got its page: the process exits right after.
+                let outcome: Arc<Mutex<Option<Result<(), String>>>> = Arc::default();
+                let slot = outcome.clone();
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let flows = flows.clone();
                     let accounts = accounts.clone();
                     let handle = handle.clone();
-                    let done = done.clone();
                     let path = path.clone();
+                    let slot = slot.clone();
                     async move {
                         if req.uri().path() != path {
                             return Ok::<_, Infallible>(page(
                                 StatusCode::NOT_FOUND,
                                 "Not found",
                                 "waiting for the OAuth callback",
+                            ));
+                        }
+                        if req.method() != http::Method::GET {
+                            return Ok(page(
+                                StatusCode::METHOD_NOT_ALLOWED,
+                                "Method not allowed",
+                                "the callback answers GET only",
                             ));
                         }
                         let callback =
@@ -131,7 +160,7 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
                                 .unwrap_or_else(|_| Err("the refresher stopped".into())),
                             Err(e) => Err(e),
                         };
-                        let response = match &result {
+                        let mut response = match &result {
                             Ok(()) => page(
                                 StatusCode::OK,
                                 "Authorized",
@@ -139,13 +168,23 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
                             ),
                             Err(e) => page(StatusCode::BAD_GATEWAY, "Authorization failed", e),
                         };
-                        let _ = done.send(result).await;
+                        response.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                        if let Ok(mut s) = slot.lock() {
+                            *s = Some(result);
+                        }
                         Ok(response)
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
+                let result = outcome.lock().ok().and_then(|mut s| s.take());
+                if let Some(result) = result {
+                    let _ = done.send(result).await;
+                }
             });
         }
         #[allow(unreachable_code)]

@@ -181,6 +181,53 @@ impl AccountConfig {
             url::Url::parse(self.data_center.api_url()).expect("data center table holds valid URLs")
         })
     }
+
+    /// Whether the client secret may be sent to `candidate`, an accounts server named by Zoho's
+    /// OAuth redirect (`accounts-server=`) or remembered in the token store. Accepted: a bare
+    /// origin that is one of Zoho's data-center accounts servers, or the origin of this
+    /// account's configured `accounts_url`. Returns the normalised origin; `None` for anything
+    /// else (other hosts, credentials, paths, queries), so a query parameter can never direct
+    /// the secret to an arbitrary host.
+    pub fn accepted_accounts_server(&self, candidate: &url::Url) -> Option<url::Url> {
+        let bare = candidate.username().is_empty()
+            && candidate.password().is_none()
+            && matches!(candidate.path(), "" | "/")
+            && candidate.query().is_none()
+            && candidate.fragment().is_none();
+        if !bare || candidate.host().is_none() {
+            return None;
+        }
+        let origin = url::Url::parse(&candidate.origin().ascii_serialization()).ok()?;
+        let configured = candidate.origin() == self.accounts_url.origin();
+        let zoho =
+            origin.scheme() == "https" && DataCenter::from_accounts_url(origin.as_str()).is_some();
+        (configured || zoho).then_some(origin)
+    }
+
+    /// Where a person starts the browser authorization of this account: the origin (and path
+    /// prefix) of the registered `redirect_uri` with `/oauth/start?account=NAME`, since the
+    /// browser must reach that address anyway; the admin listener otherwise.
+    pub fn authorize_start_url(&self, admin: &ListenAddr) -> String {
+        let via_redirect = self.redirect_uri.as_ref().and_then(|r| {
+            let prefix = r.path().strip_suffix("/oauth/callback")?;
+            let mut url = r.clone();
+            url.set_path(&format!("{prefix}/oauth/start"));
+            url.set_query(None);
+            url.set_fragment(None);
+            url.query_pairs_mut().append_pair("account", &self.name);
+            Some(url.to_string())
+        });
+        via_redirect.unwrap_or_else(|| match admin {
+            ListenAddr::Tcp(addr) => format!("http://{addr}/oauth/start?account={}", self.name),
+            ListenAddr::Unix(path) => {
+                format!(
+                    "/oauth/start?account={} on the admin socket unix:{}",
+                    self.name,
+                    path.display()
+                )
+            }
+        })
+    }
 }
 
 /// Request limits (live-reloadable).
@@ -350,6 +397,7 @@ impl Config {
                     "refresh_token": a.refresh_token.as_ref().map(secret_origin),
                     "grant_token": a.grant_token.as_ref().map(|_| "set (exchanged once)"),
                     "redirect_uri": a.redirect_uri.as_ref().map(|u| u.as_str()),
+                    "scopes": (a.client_type == ClientType::Server).then_some(&a.scopes),
                     "ca_file": a.ca_file.as_ref().map(|p| p.display().to_string()),
                     "token_store": match &a.token.store {
                         StoreConfig::Memory => "memory (a restart mints a new token)".to_string(),
@@ -836,12 +884,17 @@ impl Validator<'_> {
         )?;
         let grant_token = self.secret(key, "grant_token", &raw.grant_token, &None, false)?;
         let redirect_uri = match self.string(&format!("{key}.redirect_uri"), &raw.redirect_uri)? {
-            Some(text) => Some(url::Url::parse(&text).map_err(|e| {
-                self.err(
-                    &format!("{key}.redirect_uri"),
-                    format!("`{text}` is not a valid URL: {e}"),
-                )
-            })?),
+            Some(text) => {
+                let url = url::Url::parse(&text).map_err(|e| {
+                    self.err(
+                        &format!("{key}.redirect_uri"),
+                        format!("`{text}` is not a valid URL: {e}"),
+                    )
+                })?;
+                check_redirect_uri(&url)
+                    .map_err(|m| self.err(&format!("{key}.redirect_uri"), m))?;
+                Some(url)
+            }
             None => None,
         };
         let ca_file = self.path(&format!("{key}.ca_file"), &raw.ca_file)?;
@@ -911,7 +964,21 @@ impl Validator<'_> {
             }
         }
         let scopes = match raw.scopes {
-            Some(s) if !s.is_empty() => s,
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .enumerate()
+                .map(|(i, scope)| {
+                    let skey = format!("{key}.scopes[{i}]");
+                    let scope = self.string(&skey, &Some(scope.clone()))?.unwrap_or_default();
+                    let valid = !scope.is_empty()
+                        && scope.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                    if valid {
+                        Ok(scope)
+                    } else {
+                        Err(self.err(&skey, format!("`{scope}` is not a Zoho scope name (e.g. ZohoCRM.modules.leads.READ)")))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
             _ => allow.clone(),
         };
         Ok(AccountConfig {
@@ -1100,6 +1167,34 @@ pub fn check_base_url(url: &url::Url) -> Result<(), String> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{url}` must not have a query or fragment"));
+    }
+    Ok(())
+}
+
+/// Checks a registered OAuth `redirect_uri`: https (plain http only to a loopback host, so the
+/// authorization code never crosses a network in clear), no credentials, no fragment.
+pub fn check_redirect_uri(url: &url::Url) -> Result<(), String> {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err(format!("`{url}` has no host")),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "`{url}` uses plain http to a non-loopback host: the authorization code would travel in clear; use https (or a 127.0.0.1 address)"
+            ))
+        }
+        other => return Err(format!("`{url}` has scheme `{other}`; use http://127.0.0.1:PORT/oauth/callback or an https URL")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the redirect_uri must not contain credentials".to_string());
+    }
+    if url.fragment().is_some() {
+        return Err(format!("`{url}` must not have a fragment"));
     }
     Ok(())
 }

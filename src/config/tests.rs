@@ -96,11 +96,11 @@ fn bad_configs_name_the_key_and_line() {
 fn unknown_key_messages_name_the_key() {
     let err = parse("listen: 127.0.0.1:8080\nallowlst: []\n")
         .map(|_| ())
-        .expect_err("must fail");
+        .expect_err("refused");
     assert!(err.to_string().contains("allowlst"), "{err}");
     let err = parse("zoho:\n  client_id: a\n  client_id: b\n")
         .map(|_| ())
-        .expect_err("must fail");
+        .expect_err("refused");
     assert!(err.to_string().contains("duplicate"), "{err}");
 }
 
@@ -137,7 +137,7 @@ accounts:
     assert_eq!(c.accounts[1].client_type, ClientType::Server);
     let err = parse(&yaml.replace("name: globex", "name: acme"))
         .map(|_| ())
-        .expect_err("must fail");
+        .expect_err("refused");
     assert!(err.to_string().contains("duplicate account name"), "{err}");
 }
 
@@ -157,6 +157,130 @@ fn line_locator_finds_nested_and_indexed_keys() {
         "a: 1\naccounts:\n  - name: x\n    allow:\n      - A\n  - name: y\n    allow:\n      - B\n";
     assert_eq!(line_of(text, "accounts[1].allow"), Some(7));
     assert_eq!(line_of(text, "accounts[0].name"), Some(3));
+}
+
+const SERVER: &str = "token:
+  store: /var/lib/zap/token.json
+accounts:
+  - name: globex
+    client_type: server
+    client_id: b
+    client_secret: s2
+    redirect_uri: REDIRECT
+    scopes: SCOPES
+    allow: [ZohoCRM.modules.contacts.READ]
+";
+
+#[test]
+fn server_accounts_check_redirect_uri_and_scopes() {
+    let with = |redirect: &str, scopes: &str| {
+        parse(
+            &SERVER
+                .replace("REDIRECT", redirect)
+                .replace("SCOPES", scopes),
+        )
+    };
+    let cases: &[(&str, &str, &str, Option<&str>)] = &[
+        (
+            "loopback http",
+            "http://127.0.0.1:9901/oauth/callback",
+            "[ZohoCRM.modules.ALL]",
+            None,
+        ),
+        (
+            "localhost http",
+            "http://localhost:9901/oauth/callback",
+            "[ZohoCRM.modules.ALL]",
+            None,
+        ),
+        (
+            "public https",
+            "https://proxy.example.com/zoho/oauth/callback",
+            "[ZohoCRM.modules.ALL, ZohoCRM.users.READ]",
+            None,
+        ),
+        (
+            "public plain http",
+            "http://proxy.example.com/oauth/callback",
+            "[ZohoCRM.modules.ALL]",
+            Some("accounts[0].redirect_uri"),
+        ),
+        (
+            "credentials",
+            "https://u:p@proxy.example.com/oauth/callback",
+            "[ZohoCRM.modules.ALL]",
+            Some("accounts[0].redirect_uri"),
+        ),
+        (
+            "fragment",
+            "https://proxy.example.com/oauth/callback#x",
+            "[ZohoCRM.modules.ALL]",
+            Some("accounts[0].redirect_uri"),
+        ),
+        (
+            "other scheme",
+            "ftp://127.0.0.1/oauth/callback",
+            "[ZohoCRM.modules.ALL]",
+            Some("accounts[0].redirect_uri"),
+        ),
+        (
+            "scope with comma",
+            "http://127.0.0.1:9901/oauth/callback",
+            "['ZohoCRM.modules.ALL,x']",
+            Some("accounts[0].scopes[0]"),
+        ),
+        (
+            "scope with space",
+            "http://127.0.0.1:9901/oauth/callback",
+            "[ZohoCRM.users.READ, 'a b']",
+            Some("accounts[0].scopes[1]"),
+        ),
+    ];
+    for (case, redirect, scopes, bad_key) in cases {
+        match (with(redirect, scopes), bad_key) {
+            (Ok(_), None) => {}
+            (Err(e), Some(key)) => assert_eq!(e.key, *key, "{case}: key in {e}"),
+            (got, want) => panic!(
+                "{case}: expected error at {want:?}, got {:?}",
+                got.map(|_| ())
+            ),
+        }
+    }
+    let c = with("http://127.0.0.1:9901/oauth/callback", "[]")
+        .expect("empty scopes fall back to allow");
+    assert_eq!(
+        c.accounts[0].scopes,
+        vec!["ZohoCRM.modules.contacts.READ".to_string()],
+        "scopes default to the allowlist"
+    );
+}
+
+#[test]
+fn the_authorize_start_url_follows_the_redirect_uri() {
+    let admin = ListenAddr::Tcp("127.0.0.1:9901".parse().expect("addr"));
+    let cases: &[(&str, &str)] = &[
+        (
+            "http://127.0.0.1:9901/oauth/callback",
+            "http://127.0.0.1:9901/oauth/start?account=globex",
+        ),
+        (
+            "https://proxy.example.com/zoho/oauth/callback",
+            "https://proxy.example.com/zoho/oauth/start?account=globex",
+        ),
+        (
+            "https://proxy.example.com/cb",
+            "http://127.0.0.1:9901/oauth/start?account=globex",
+        ),
+    ];
+    for (redirect, want) in cases {
+        let c =
+            parse(&SERVER.replace("REDIRECT", redirect).replace("SCOPES", "[]")).expect("valid");
+        assert_eq!(
+            c.accounts[0].authorize_start_url(&admin),
+            *want,
+            "start URL for redirect_uri {redirect}"
+        );
+    }
 }
 
 #[test]

@@ -35,8 +35,17 @@ pub enum ProxyError {
         /// Known names, comma-separated.
         known: String,
     },
-    /// A server-based account nobody authorized yet.
-    #[error("account `{account}` is not authorized yet: open {start_url} in a browser, or run `zoho-auth-proxy authorize --account {account}`")]
+    /// `routing: header` with several accounts, and the request names none (or several).
+    #[error("send exactly one `X-Zoho-Account: NAME` header to pick the account; known accounts: {known}")]
+    AccountRequired {
+        /// Known names, comma-separated.
+        known: String,
+    },
+    /// A server-based account nobody authorized yet (or whose refresh token Zoho revoked).
+    #[error(
+        "account `{account}` is not authorized: open {start_url} in a browser and approve the access \
+         (or, with the proxy stopped, run `zoho-auth-proxy authorize --config <proxy.yaml> --account {account}`)"
+    )]
     AccountNotAuthorized {
         /// Account name.
         account: String,
@@ -92,6 +101,9 @@ impl ProxyError {
         match self {
             ProxyError::Policy { status, code, .. } => (*status, code),
             ProxyError::UnknownAccount { .. } => (StatusCode::BAD_REQUEST, "PROXY_UNKNOWN_ACCOUNT"),
+            ProxyError::AccountRequired { .. } => {
+                (StatusCode::BAD_REQUEST, "PROXY_ACCOUNT_REQUIRED")
+            }
             ProxyError::AccountNotAuthorized { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "PROXY_ACCOUNT_NOT_AUTHORIZED",
@@ -130,9 +142,12 @@ impl ProxyError {
             ProxyError::Policy { details, .. } if !details.is_null() => {
                 body["details"] = details.clone();
             }
-            ProxyError::UnknownAccount { known, .. } => {
+            ProxyError::UnknownAccount { known, .. } | ProxyError::AccountRequired { known } => {
                 body["details"] =
                     json!({ "known_accounts": known.split(", ").collect::<Vec<_>>() });
+            }
+            ProxyError::AccountNotAuthorized { account, start_url } => {
+                body["details"] = json!({ "account": account, "authorize_url": start_url });
             }
             ProxyError::BodyTooLarge { limit, key } => {
                 body["details"] = json!({ "limit_bytes": limit, "setting": key });

@@ -27,6 +27,8 @@ use tracing::{info, warn};
 
 /// Header that picks the account when `routing: header` is on.
 pub const ACCOUNT_HEADER: &str = "x-zoho-account";
+/// Metrics label of requests refused before an account was picked (never a valid account name).
+const UNROUTED_LABEL: &str = "(none)";
 /// Largest 401 body inspected for `INVALID_TOKEN`.
 const MAX_401_BODY: u64 = 64 * 1024;
 
@@ -104,11 +106,8 @@ pub async fn handle(
     let account = match select_account(&runtime, &role, req.headers()) {
         Ok(a) => a,
         Err(e) => {
-            let label = runtime
-                .accounts
-                .first()
-                .map(|a| a.label.clone())
-                .unwrap_or(crate::metrics::AccountLabel("".into()));
+            // Not the first account's label: a bad header must not count as that account's traffic.
+            let label = crate::metrics::AccountLabel(UNROUTED_LABEL.into());
             let access = Access {
                 account: label,
                 method,
@@ -158,23 +157,37 @@ fn select_account<'r>(
     };
     match role {
         ListenerRole::Account(name) => by_name(name),
+        // An account's own listener serves that account whatever the header says (the header is
+        // removed before forwarding either way).
         ListenerRole::Main => {
-            let header = headers.get(ACCOUNT_HEADER);
-            match (runtime.routing, header) {
-                (crate::config::Routing::Header, Some(value)) => {
+            let mut values = headers.get_all(ACCOUNT_HEADER).iter();
+            let first = runtime
+                .accounts
+                .first()
+                .ok_or_else(|| ProxyError::UnknownAccount {
+                    name: String::new(),
+                    known: String::new(),
+                });
+            match (runtime.routing, values.next(), values.next()) {
+                (crate::config::Routing::Header, Some(_), Some(_)) => {
+                    Err(ProxyError::AccountRequired {
+                        known: runtime.account_names(),
+                    })
+                }
+                (crate::config::Routing::Header, Some(value), None) => {
                     let name = value.to_str().map_err(|_| ProxyError::UnknownAccount {
                         name: "(non-ASCII)".into(),
                         known: runtime.account_names(),
                     })?;
                     by_name(name.trim())
                 }
-                _ => runtime
-                    .accounts
-                    .first()
-                    .ok_or_else(|| ProxyError::UnknownAccount {
-                        name: String::new(),
-                        known: String::new(),
-                    }),
+                // With several accounts, guessing would act on the wrong organisation's data.
+                (crate::config::Routing::Header, None, _) if runtime.accounts.len() > 1 => {
+                    Err(ProxyError::AccountRequired {
+                        known: runtime.account_names(),
+                    })
+                }
+                _ => first,
             }
         }
     }
@@ -555,12 +568,17 @@ async fn token_or_wait(
             && status.last_refresh_unix_ms.is_none()
             && status.last_error.is_none())
     {
-        return Err(ProxyError::AccountNotAuthorized {
-            account: account.name.to_string(),
-            start_url: format!(
+        let runtime = state.runtime.load();
+        let start_url = match runtime.config.account(&account.name) {
+            Some(config) => config.authorize_start_url(&state.admin_listen),
+            None => format!(
                 "http://{}/oauth/start?account={}",
                 state.admin_listen, account.name
             ),
+        };
+        return Err(ProxyError::AccountNotAuthorized {
+            account: account.name.to_string(),
+            start_url,
         });
     }
     Err(ProxyError::TokenUnavailable {

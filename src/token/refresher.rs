@@ -95,6 +95,7 @@ pub struct Refresher {
     generation: u64,
     last_error_label: Option<&'static str>,
     metrics: Arc<Metrics>,
+    restored: bool,
 }
 
 impl Refresher {
@@ -130,11 +131,24 @@ impl Refresher {
             generation: 0,
             last_error_label: None,
             metrics,
+            restored: false,
         })
     }
 
-    /// Restores the stored state; installs a stored token that is still valid.
+    /// Restores the stored state; installs a stored token that is still valid. Runs once:
+    /// [`Refresher::run`] skips it when the caller already restored.
     pub async fn restore(&mut self) {
+        if std::mem::replace(&mut self.restored, true) {
+            return;
+        }
+        self.restore_stored().await;
+        if !self.can_mint() {
+            // Say "not authorized" before the first request or readiness probe can ask.
+            self.explain_idle();
+        }
+    }
+
+    async fn restore_stored(&mut self) {
         if let Store::File(f) = &self.store {
             if let Some(w) = f.permission_warning() {
                 warn!(account = %self.account.name, "{w}");
@@ -246,15 +260,38 @@ impl Refresher {
         }
     }
 
-    /// The refresh token to use: configured, else the one the proxy obtained.
-    fn refresh_token(&self) -> Option<SecretString> {
-        if let Some(rt) = &self.handle.secrets().refresh_token {
-            return Some(rt.clone());
+    /// Restores the store, then only answers commands until cancelled: never refreshes. For the
+    /// `authorize` command, which must not spend mints on access tokens it will not use.
+    pub async fn run_commands_only(mut self, cancel: CancellationToken) {
+        self.restore().await;
+        loop {
+            tokio::select! {
+                Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
+                _ = cancel.cancelled() => return,
+            }
         }
-        self.state
+    }
+
+    /// The refresh token to use: the configured one, else the one the proxy obtained. A refresh
+    /// token from a browser authorization supersedes the configured one it replaced, until the
+    /// configured one changes (a rotated secret file, an edited config).
+    fn refresh_token(&self) -> Option<SecretString> {
+        let stored = self
+            .state
             .refresh_token
             .as_ref()
-            .map(|rt| SecretString::from(rt.clone()))
+            .map(|rt| SecretString::from(rt.clone()));
+        match &self.handle.secrets().refresh_token {
+            None => stored,
+            Some(configured) => {
+                let superseded = self.state.supersedes_sha256.as_deref()
+                    == Some(fingerprint(configured.expose_secret()).as_str());
+                match stored {
+                    Some(rt) if superseded => Some(rt),
+                    _ => Some(configured.clone()),
+                }
+            }
+        }
     }
 
     /// A grant token that has not been exchanged yet.
@@ -290,12 +327,23 @@ impl Refresher {
         self.refresh_token().is_some() || self.pending_grant().is_some()
     }
 
+    /// Where token requests go: the accounts server of the data center that authorized the
+    /// stored refresh token (server-based clients; re-checked against the same rule as the
+    /// callback, so an edited store cannot direct the client secret elsewhere), else the
+    /// configured one.
     fn accounts_url(&self) -> url::Url {
+        let authorized_rt = self.state.refresh_token.as_ref().map(|rt| fingerprint(rt));
+        let using_authorized = authorized_rt.is_some()
+            && self
+                .refresh_token()
+                .map(|rt| fingerprint(rt.expose_secret()))
+                == authorized_rt;
         self.state
             .accounts_url
             .as_deref()
+            .filter(|_| self.account.client_type == ClientType::Server && using_authorized)
             .and_then(|u| url::Url::parse(u).ok())
-            .filter(|_| self.account.client_type == ClientType::Server)
+            .and_then(|u| self.account.accepted_accounts_server(&u))
             .unwrap_or_else(|| self.account.accounts_url.clone())
     }
 
@@ -462,6 +510,12 @@ impl Refresher {
                     if let Some(u) = accounts_url {
                         self.state.accounts_url =
                             Some(u.as_str().trim_end_matches('/').to_string());
+                        self.state.supersedes_sha256 = self
+                            .handle
+                            .secrets()
+                            .refresh_token
+                            .as_ref()
+                            .map(|c| fingerprint(c.expose_secret()));
                     }
                     info!(account = %self.account.name, store = %self.store.describe(), "obtained a refresh token and stored it");
                 }
@@ -535,11 +589,16 @@ impl Refresher {
             }
             FailureClass::Permanent => {
                 let jitter: f64 = rand::thread_rng().gen();
-                self.wait(
-                    PERMANENT_RETRY.mul_f64(0.8 + 0.4 * jitter),
-                    TokenState::Failed,
-                    message,
-                );
+                // A server-based account whose refresh token is gone needs its owner to
+                // authorize again: say so (requests then get the authorization instructions).
+                let state = if self.account.client_type == ClientType::Server
+                    && e == TokenError::RefreshTokenRejected
+                {
+                    TokenState::NotAuthorized
+                } else {
+                    TokenState::Failed
+                };
+                self.wait(PERMANENT_RETRY.mul_f64(0.8 + 0.4 * jitter), state, message);
             }
             FailureClass::Throttled => {
                 self.state.throttled_until_unix_ms =
@@ -599,9 +658,15 @@ impl Refresher {
             }
             Ok(_) => Err("Zoho returned no refresh token; authorize again (the request asks for access_type=offline and prompt=consent)".to_string()),
             Err(e) => {
-                let text = e.to_string();
                 self.metrics.token_refresh(&self.account.name, e.label());
-                Err(text)
+                Err(match e {
+                    // The self-client wording ("generate a grant token") does not fit a browser code.
+                    TokenError::InvalidGrantCode => format!(
+                        "Zoho answered invalid_code at {}: the authorization code expired or was already used; start again from /oauth/start",
+                        accounts_url.host_str().unwrap_or("the accounts server")
+                    ),
+                    other => other.to_string(),
+                })
             }
         };
         self.handle.set_minting(false);
@@ -767,6 +832,221 @@ mod tests {
         for (name, input, expected) in cases {
             assert_eq!(plan(*input), *expected, "{name}");
         }
+    }
+
+    /// A refresher for the first account of `yaml` (no I/O until restore).
+    fn refresher(yaml: &str) -> Refresher {
+        let config = crate::config::Config::from_yaml_str(yaml).expect("test config is valid");
+        let account = &config.accounts[0];
+        let secrets = super::super::Secrets {
+            client_secret: account.client_secret.value.clone(),
+            refresh_token: account.refresh_token.as_ref().map(|s| s.value.clone()),
+        };
+        let (handle, commands) = TokenHandle::new(&account.name, secrets, 8, String::new());
+        Refresher::new(account, handle, commands, Arc::new(Metrics::new()))
+            .expect("refresher builds")
+    }
+
+    fn server_yaml(store: &std::path::Path, extra: &str) -> String {
+        format!(
+            "accounts:\n  - name: globex\n    client_type: server\n    data_center: us\n    client_id: 1000.CID\n    client_secret: s\n    \
+             redirect_uri: http://127.0.0.1:9901/oauth/callback\n    token:\n      store: {}\n    allow: [ZohoCRM.modules.leads.READ]\n{extra}",
+            store.display()
+        )
+    }
+
+    #[test]
+    fn the_user_data_center_decides_where_tokens_and_requests_go() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut r = refresher(&server_yaml(&dir.path().join("t.json"), ""));
+        assert_eq!(
+            r.accounts_url().as_str(),
+            "https://accounts.zoho.com/",
+            "configured DC before authorization"
+        );
+        r.state.refresh_token = Some("1000.rt.eu".into());
+        let cases: &[(&str, Option<&str>, &str, &str)] = &[
+            // (stored accounts_url, api_domain of the token reply, token endpoint used, API host used)
+            (
+                "https://accounts.zoho.eu",
+                Some("https://www.zohoapis.eu"),
+                "https://accounts.zoho.eu/",
+                "https://www.zohoapis.eu",
+            ),
+            (
+                "https://accounts.zoho.eu",
+                None,
+                "https://accounts.zoho.eu/",
+                "https://www.zohoapis.eu",
+            ),
+            (
+                "https://accounts.zoho.in",
+                Some("https://evil.example"),
+                "https://accounts.zoho.in/",
+                "https://www.zohoapis.in",
+            ),
+            (
+                "https://accounts.zoho.com.au",
+                Some("https://sandbox.zohoapis.com.au"),
+                "https://accounts.zoho.com.au/",
+                "https://sandbox.zohoapis.com.au",
+            ),
+            (
+                "https://evil.example",
+                None,
+                "https://accounts.zoho.com/",
+                "https://www.zohoapis.com",
+            ),
+            (
+                "https://accounts.zoho.eu/oauth/v2/token",
+                None,
+                "https://accounts.zoho.com/",
+                "https://www.zohoapis.com",
+            ),
+        ];
+        for (stored, api_domain, token_endpoint, api) in cases {
+            r.state.accounts_url = Some(stored.to_string());
+            assert_eq!(
+                r.accounts_url().as_str(),
+                *token_endpoint,
+                "token endpoint for stored {stored}"
+            );
+            assert_eq!(
+                r.api_base(*api_domain, false).origin(),
+                *api,
+                "API host for stored {stored}, api_domain {api_domain:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_configured_api_url_overrides_every_api_domain() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut r = refresher(&server_yaml(
+            &dir.path().join("t.json"),
+            "    api_url: https://127.0.0.1:4444\n",
+        ));
+        r.state.refresh_token = Some("1000.rt.eu".into());
+        r.state.accounts_url = Some("https://accounts.zoho.eu".into());
+        assert_eq!(
+            r.api_base(Some("https://www.zohoapis.eu"), false).origin(),
+            "https://127.0.0.1:4444",
+            "api_url wins"
+        );
+    }
+
+    #[test]
+    fn an_authorized_refresh_token_supersedes_the_configured_one_until_that_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut r = refresher(&server_yaml(
+            &dir.path().join("t.json"),
+            "    refresh_token: 1000.configured\n",
+        ));
+        let current = |r: &Refresher| r.refresh_token().map(|t| t.expose_secret().to_string());
+        assert_eq!(
+            current(&r).as_deref(),
+            Some("1000.configured"),
+            "configured token before authorization"
+        );
+        r.state.refresh_token = Some("1000.authorized".into());
+        r.state.accounts_url = Some("https://accounts.zoho.eu".into());
+        assert_eq!(
+            current(&r).as_deref(),
+            Some("1000.configured"),
+            "a stored token alone does not override the config"
+        );
+        assert_eq!(
+            r.accounts_url().as_str(),
+            "https://accounts.zoho.com/",
+            "the configured token goes to the configured DC"
+        );
+        r.state.supersedes_sha256 = Some(fingerprint("1000.configured"));
+        assert_eq!(
+            current(&r).as_deref(),
+            Some("1000.authorized"),
+            "authorization supersedes the configured token"
+        );
+        assert_eq!(
+            r.accounts_url().as_str(),
+            "https://accounts.zoho.eu/",
+            "and uses the DC that authorized it"
+        );
+        r.handle.set_secrets(super::super::Secrets {
+            client_secret: "s".to_string().into(),
+            refresh_token: Some("1000.rotated".to_string().into()),
+        });
+        assert_eq!(
+            current(&r).as_deref(),
+            Some("1000.rotated"),
+            "a changed configured token wins again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restart_restores_an_authorized_account_from_its_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.json");
+        let never = refresher(&server_yaml(&path, ""));
+        let mut never = never;
+        never.restore().await;
+        assert_eq!(
+            never.handle.status().state,
+            TokenState::NotAuthorized,
+            "no store: not authorized right after restore"
+        );
+        assert!(never.handle.usable().is_none(), "no token");
+
+        let state = StoredState {
+            version: STORE_VERSION,
+            client_id: "1000.CID".into(),
+            refresh_token: Some("1000.rt.eu".into()),
+            refresh_token_sha256: Some(fingerprint("1000.rt.eu")),
+            accounts_url: Some("https://accounts.zoho.eu".into()),
+            access_token: Some("1000.at.eu".into()),
+            expires_at_unix_ms: Some(now_unix_ms() + 3_000_000),
+            lifetime_secs: Some(3600.0),
+            api_domain: Some("https://www.zohoapis.eu".into()),
+            ..Default::default()
+        };
+        FileStore::new(path.clone())
+            .save(&state)
+            .await
+            .expect("store written");
+        let mut r = refresher(&server_yaml(&path, ""));
+        r.restore().await;
+        let token = r
+            .handle
+            .usable()
+            .expect("the stored access token is installed");
+        assert_eq!(
+            token.api.origin(),
+            "https://www.zohoapis.eu",
+            "requests go to the authorizing DC's API"
+        );
+        assert_eq!(
+            r.handle.status().state,
+            TokenState::Ready,
+            "ready without a token request"
+        );
+        assert_eq!(
+            r.refresh_token()
+                .map(|t| t.expose_secret().to_string())
+                .as_deref(),
+            Some("1000.rt.eu"),
+            "stored refresh token used"
+        );
+        assert_eq!(
+            r.accounts_url().as_str(),
+            "https://accounts.zoho.eu/",
+            "refreshes go to the authorizing DC"
+        );
+        let generation = token.generation;
+        r.restore().await;
+        assert_eq!(
+            r.handle.usable().map(|t| t.generation),
+            Some(generation),
+            "a second restore is a no-op"
+        );
     }
 
     #[test]

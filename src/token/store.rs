@@ -28,6 +28,10 @@ pub struct StoredState {
     /// The accounts server that issued `refresh_token` (server-based clients in other DCs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounts_url: Option<String>,
+    /// Browser authorization only: SHA-256 of the configured refresh token that `refresh_token`
+    /// superseded (`None`: none was configured). Once the configured one changes, it wins again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes_sha256: Option<String>,
     /// Current access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,

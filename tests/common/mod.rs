@@ -186,6 +186,21 @@ impl RunningProxy {
         }
     }
 
+    /// The address of the listener announced as `listening <role> ADDR` (e.g. `account:NAME`),
+    /// waiting (bounded) for the line.
+    pub async fn listening(&self, role: &str) -> SocketAddr {
+        let prefix = format!("listening {role} ");
+        self.wait_for_output(Duration::from_secs(10), |t| {
+            t.lines().any(|l| l.starts_with(&prefix))
+        })
+        .await;
+        let logs = self.logs();
+        logs.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `listening {role}` line in output:\n{logs}"))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy)
     }
@@ -269,6 +284,18 @@ pub fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// A client that trusts the test CA (to talk to the fake Zoho directly) and follows no redirects.
+pub fn tls_client(ca: &TestCa) -> reqwest::Client {
+    let cert =
+        reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).expect("test CA certificate");
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(cert)
+        .build()
+        .expect("tls client")
 }
 
 /// Polls `check` until it returns true or the deadline passes.
