@@ -160,8 +160,9 @@ pub async fn serve<F, Fut, B>(
                 }
             },
         };
-        metrics.connections().inc();
-        let guard = ConnGuard(metrics.connections().clone());
+        let open = metrics.connections(name);
+        open.inc();
+        let guard = ConnGuard(open);
         let builder = http1(settings());
         let service = service.clone();
         let drain = drain.clone();
