@@ -81,9 +81,10 @@ fn bad_target() -> Rejection {
     Rejection {
         status: StatusCode::BAD_REQUEST,
         code: "PROXY_BAD_TARGET",
-        message: "the request target must be a path such as /crm/v8/Leads (origin-form); absolute URLs, \
+        message:
+            "the request target must be a path such as /crm/v8/Leads (origin-form); absolute URLs, \
                   authority-form targets and `*` are not accepted"
-            .to_string(),
+                .to_string(),
     }
 }
 
@@ -292,6 +293,8 @@ pub(crate) enum Area {
 }
 
 /// The result of locating a canonical path in the API.
+// Kept on the stack on purpose: boxing the segments would allocate on every request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Located<'p> {
     /// A CRM path: the area and the segments after the version.
@@ -441,8 +444,15 @@ mod tests {
                 (Ok(()), Ok(())) => {}
                 (Err(needle), Err(r)) => {
                     assert_eq!(r.status, StatusCode::BAD_REQUEST, "case {path:?}: status");
-                    assert!(r.message.contains(needle), "case {path:?}: message {:?} should contain {needle:?}", r.message);
-                    assert!(!r.message.contains('\n'), "case {path:?}: message never echoes control bytes");
+                    assert!(
+                        r.message.contains(needle),
+                        "case {path:?}: message {:?} should contain {needle:?}",
+                        r.message
+                    );
+                    assert!(
+                        !r.message.contains('\n'),
+                        "case {path:?}: message never echoes control bytes"
+                    );
                 }
                 (exp, got) => panic!("case {path:?}: expected {exp:?}, got {got:?}"),
             }

@@ -11,11 +11,14 @@
 //! - a segment taken by a generic position (module, id, related list) that some other row, with
 //!   the same prefix, has as a fixed word in that position is rejected with 400: always when it
 //!   differs only in letter case (`/crm/v8/Leads/SEARCH`, `/crm/v8/SETTINGS/fields`,
-//!   `/crm/v8/Leads/1/Photo`), and when it is the exact word of a row serving the same method
-//!   (`GET /crm/v8/settings`, `GET /crm/v8/users/actions`).
+//!   `/crm/v8/Leads/1/Photo`: 400); and the exact word, where a row serving the same method (or
+//!   any row, for the first segment) has it, makes the request unknown (`GET /crm/v8/settings`,
+//!   `GET /crm/v8/coql`, `GET /crm/v8/users/actions`: 403).
 //!
 //! Pure and allocation-free. Must not know about allowlists or bodies (it only says that a body
 //! is needed).
+
+use std::sync::OnceLock;
 
 use super::canonical::{ambiguous, Area, Verb, MAX_SEGMENTS};
 use super::modules::ModuleMap;
@@ -215,24 +218,64 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
     ("fields", Service::Crm, "settings", Some("fields")),
     ("layouts", Service::Crm, "settings", Some("layouts")),
     ("modules", Service::Crm, "settings", Some("modules")),
-    ("custom_views", Service::Crm, "settings", Some("custom_views")),
-    ("related_lists", Service::Crm, "settings", Some("related_lists")),
+    (
+        "custom_views",
+        Service::Crm,
+        "settings",
+        Some("custom_views"),
+    ),
+    (
+        "related_lists",
+        Service::Crm,
+        "settings",
+        Some("related_lists"),
+    ),
     ("roles", Service::Crm, "settings", Some("roles")),
     ("profiles", Service::Crm, "settings", Some("profiles")),
     ("territories", Service::Crm, "settings", Some("territories")),
     ("variables", Service::Crm, "settings", Some("variables")),
-    ("variable_groups", Service::Crm, "settings", Some("variable_groups")),
+    (
+        "variable_groups",
+        Service::Crm,
+        "settings",
+        Some("variable_groups"),
+    ),
     ("tags", Service::Crm, "settings", Some("tags")),
     ("tab_groups", Service::Crm, "settings", Some("tab_groups")),
     ("macros", Service::Crm, "settings", Some("macros")),
-    ("custom_links", Service::Crm, "settings", Some("custom_links")),
-    ("custom_buttons", Service::Crm, "settings", Some("custom_buttons")),
+    (
+        "custom_links",
+        Service::Crm,
+        "settings",
+        Some("custom_links"),
+    ),
+    (
+        "custom_buttons",
+        Service::Crm,
+        "settings",
+        Some("custom_buttons"),
+    ),
     ("pipeline", Service::Crm, "settings", Some("pipeline")),
     ("wizards", Service::Crm, "settings", Some("wizards")),
-    ("assignment_rules", Service::Crm, "settings", Some("assignment_rules")),
+    (
+        "assignment_rules",
+        Service::Crm,
+        "settings",
+        Some("assignment_rules"),
+    ),
     ("cadences", Service::Crm, "settings", Some("cadences")),
-    ("scoring_rules", Service::Crm, "settings", Some("scoring_rules")),
-    ("business_hours", Service::Crm, "settings", Some("business_hours")),
+    (
+        "scoring_rules",
+        Service::Crm,
+        "settings",
+        Some("scoring_rules"),
+    ),
+    (
+        "business_hours",
+        Service::Crm,
+        "settings",
+        Some("business_hours"),
+    ),
     // Holidays belong to business hours (shift and business-hours calendars).
     ("holidays", Service::Crm, "settings", Some("business_hours")),
     ("portals", Service::Crm, "settings", Some("clientportal")),
@@ -244,8 +287,18 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
     ),
     ("emails", Service::Crm, "settings", Some("emails")),
     ("fiscal_year", Service::Crm, "settings", Some("fiscal_year")),
-    ("global_picklists", Service::Crm, "settings", Some("global_picklist")),
-    ("map_dependency", Service::Crm, "settings", Some("map_dependency")),
+    (
+        "global_picklists",
+        Service::Crm,
+        "settings",
+        Some("global_picklist"),
+    ),
+    (
+        "map_dependency",
+        Service::Crm,
+        "settings",
+        Some("map_dependency"),
+    ),
     (
         "record_locking_configurations",
         Service::Crm,
@@ -253,8 +306,18 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
         Some("record_locking_configurations"),
     ),
     ("recycle_bin", Service::Crm, "settings", Some("recycle_bin")),
-    ("unsubscribe_links", Service::Crm, "settings", Some("unsubscribe")),
-    ("unsubscribe_link", Service::Crm, "settings", Some("unsubscribe")),
+    (
+        "unsubscribe_links",
+        Service::Crm,
+        "settings",
+        Some("unsubscribe"),
+    ),
+    (
+        "unsubscribe_link",
+        Service::Crm,
+        "settings",
+        Some("unsubscribe"),
+    ),
     ("user_groups", Service::Crm, "settings", Some("user_groups")),
     (
         "users_unavailability",
@@ -262,16 +325,46 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
         "settings",
         Some("users_unavailability"),
     ),
-    ("audit_log_export", Service::Crm, "settings", Some("audit_logs")),
-    ("data_sharing", Service::Crm, "settings", Some("data_sharing")),
+    (
+        "audit_log_export",
+        Service::Crm,
+        "settings",
+        Some("audit_logs"),
+    ),
+    (
+        "data_sharing",
+        Service::Crm,
+        "settings",
+        Some("data_sharing"),
+    ),
     ("signals", Service::Crm, "settings", Some("signals")),
     ("currencies", Service::Crm, "settings", Some("currencies")),
     // The v8 OpenAPI files name these scopes for the preference endpoints.
-    ("call_preferences", Service::Crm, "settings", Some("modules")),
-    ("service_preferences", Service::Crm, "settings", Some("modules")),
-    ("appointment_preferences", Service::Crm, "modules", Some("appointments")),
+    (
+        "call_preferences",
+        Service::Crm,
+        "settings",
+        Some("modules"),
+    ),
+    (
+        "service_preferences",
+        Service::Crm,
+        "settings",
+        Some("modules"),
+    ),
+    (
+        "appointment_preferences",
+        Service::Crm,
+        "modules",
+        Some("appointments"),
+    ),
     ("email_templates", Service::Crm, "templates", Some("email")),
-    ("inventory_templates", Service::Crm, "templates", Some("inventory")),
+    (
+        "inventory_templates",
+        Service::Crm,
+        "templates",
+        Some("inventory"),
+    ),
 ];
 
 /// The classifier table. Order matters: the first row whose shape and method match wins, so
@@ -289,12 +382,42 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, G, &[l("__features")], &[crm("features", RD)]),
     r(C, G, &[l("__features"), K], &[crm("features", RD)]),
     r(C, G, &[l("__apis")], &[crm("apis", RD)]),
-    r(C, G | P, &[l("__zia_org_enrichment")], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, G, &[l("__zia_org_enrichment"), K], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, G | P, &[l("__zia_people_enrichment")], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, G, &[l("__zia_people_enrichment"), K], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, ANY, &[l("actions"), l("watch")], &[crm("notifications", MT)]),
-    r(C, G, &[l("actions"), l("email_available")], &[mod_named("emails", RD)]),
+    r(
+        C,
+        G | P,
+        &[l("__zia_org_enrichment")],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        G,
+        &[l("__zia_org_enrichment"), K],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        G | P,
+        &[l("__zia_people_enrichment")],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        G,
+        &[l("__zia_people_enrichment"), K],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        ANY,
+        &[l("actions"), l("watch")],
+        &[crm("notifications", MT)],
+    ),
+    r(
+        C,
+        G,
+        &[l("actions"), l("email_available")],
+        &[mod_named("emails", RD)],
+    ),
     r(C, G | P, &[l("files")], &[crm("Files", MT)]),
     r(
         C,
@@ -318,9 +441,24 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     // ---- users ---------------------------------------------------------------------------
     r(C, G | P | U, &[l("users")], &[crm("users", MT)]),
-    r(C, G, &[l("users"), l("actions"), l("count")], &[crm("users", RD)]),
-    r(C, P, &[l("users"), l("actions"), l("transfer_and_delete")], &[crm("users", DL)]),
-    r(C, G, &[l("users"), l("actions"), l("transfer_and_delete")], &[crm("users", RD)]),
+    r(
+        C,
+        G,
+        &[l("users"), l("actions"), l("count")],
+        &[crm("users", RD)],
+    ),
+    r(
+        C,
+        P,
+        &[l("users"), l("actions"), l("transfer_and_delete")],
+        &[crm("users", DL)],
+    ),
+    r(
+        C,
+        G,
+        &[l("users"), l("actions"), l("transfer_and_delete")],
+        &[crm("users", RD)],
+    ),
     r(C, G | U | D, &[l("users"), K], &[crm("users", MT)]),
     r(
         C,
@@ -334,12 +472,27 @@ pub(crate) const ROUTES: &[Route] = &[
         &[l("users"), K, l("actions"), l("transfer_and_delete")],
         &[crm("users", DL)],
     ),
-    r(C, G | U | D, &[l("users"), K, l("territories")], &[st("territories", MT)]),
-    r(C, G | D, &[l("users"), K, l("territories"), K], &[st("territories", MT)]),
+    r(
+        C,
+        G | U | D,
+        &[l("users"), K, l("territories")],
+        &[st("territories", MT)],
+    ),
+    r(
+        C,
+        G | D,
+        &[l("users"), K, l("territories"), K],
+        &[st("territories", MT)],
+    ),
     // ---- org -----------------------------------------------------------------------------
     r(C, G, &[l("org")], &[crm("org", RD)]),
     r(C, G | P | D, &[l("org"), l("photo")], &[crm("org", MT)]),
-    r(C, G | P | U, &[l("org"), l("currencies")], &[st("currencies", MT)]),
+    r(
+        C,
+        G | P | U,
+        &[l("org"), l("currencies")],
+        &[st("currencies", MT)],
+    ),
     r(
         C,
         P | U,
@@ -349,22 +502,42 @@ pub(crate) const ROUTES: &[Route] = &[
     r(
         C,
         G,
-        &[l("org"), l("currencies"), l("actions"), l("available_currencies")],
+        &[
+            l("org"),
+            l("currencies"),
+            l("actions"),
+            l("available_currencies"),
+        ],
         &[st("currencies", RD)],
     ),
-    r(C, G | U, &[l("org"), l("currencies"), K], &[st("currencies", MT)]),
+    r(
+        C,
+        G | U,
+        &[l("org"), l("currencies"), K],
+        &[st("currencies", MT)],
+    ),
     // ---- settings ------------------------------------------------------------------------
     // POST endpoints that only read or that delete.
     r(
         C,
         P,
-        &[l("settings"), l("user_groups"), l("actions"), l("get_assigned")],
+        &[
+            l("settings"),
+            l("user_groups"),
+            l("actions"),
+            l("get_assigned"),
+        ],
         &[st("user_groups", RD)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("user_groups"), l("actions"), l("get_unassigned")],
+        &[
+            l("settings"),
+            l("user_groups"),
+            l("actions"),
+            l("get_unassigned"),
+        ],
         &[st("user_groups", RD)],
     ),
     r(
@@ -376,25 +549,48 @@ pub(crate) const ROUTES: &[Route] = &[
     r(
         C,
         G | P,
-        &[l("settings"), l("data_sharing"), l("rules"), l("actions"), l("summary")],
+        &[
+            l("settings"),
+            l("data_sharing"),
+            l("rules"),
+            l("actions"),
+            l("summary"),
+        ],
         &[st("data_sharing", RD)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("data_sharing"), l("rules"), l("actions"), l("run")],
+        &[
+            l("settings"),
+            l("data_sharing"),
+            l("rules"),
+            l("actions"),
+            l("run"),
+        ],
         &[st("data_sharing", UP)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("territories"), l("actions"), l("transfer_and_delete")],
+        &[
+            l("settings"),
+            l("territories"),
+            l("actions"),
+            l("transfer_and_delete"),
+        ],
         &[st("territories", DL)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("territories"), K, l("actions"), l("transfer_and_delete")],
+        &[
+            l("settings"),
+            l("territories"),
+            K,
+            l("actions"),
+            l("transfer_and_delete"),
+        ],
         &[st("territories", DL)],
     ),
     r(
@@ -418,8 +614,18 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     // Scoring, assignment and cadence rules sit under `automation`.
     r(C, ANY, &[l("settings"), l("automation"), S], &[SET_MT]),
-    r(C, ANY, &[l("settings"), l("automation"), S, REST], &[SET_MT]),
-    r(C, G, &[l("settings"), S, K, l("__child_territories")], &[SET_RD]),
+    r(
+        C,
+        ANY,
+        &[l("settings"), l("automation"), S, REST],
+        &[SET_MT],
+    ),
+    r(
+        C,
+        G,
+        &[l("settings"), S, K, l("__child_territories")],
+        &[SET_RD],
+    ),
     r(C, ANY, &[l("settings"), S], &[SET_MT]),
     r(C, ANY, &[l("settings"), S, REST], &[SET_MT]),
     // ---- modules: collection level ---------------------------------------------------------
@@ -441,33 +647,118 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, G, &[M, l("search")], &[mo(0, RD), SEARCH]),
     r(C, G, &[M, l("deleted")], &[mo(0, RD)]),
     r(C, G, &[M, l("deleted"), K, R], &[mo(0, RD), mo(1, RD)]),
-    r(C, G | P, &[M, l("actions"), l("count")], &[mo(0, RD), SEARCH]),
-    r(C, P, &[M, l("actions"), l("mass_update")], &[crm_slot("mass_update", 0, UP)]),
-    r(C, G, &[M, l("actions"), l("mass_update")], &[crm_slot("mass_update", 0, RD)]),
-    r(C, P, &[M, l("actions"), l("mass_delete")], &[crm_slot("mass_delete", 0, DL)]),
-    r(C, G, &[M, l("actions"), l("mass_delete")], &[crm_slot("mass_delete", 0, RD)]),
-    r(C, P, &[M, l("actions"), l("mass_convert")], &[crm_slot("mass_convert", 0, CR)]),
-    r(C, G, &[M, l("actions"), l("mass_convert")], &[crm_slot("mass_convert", 0, RD)]),
-    r(C, P, &[M, l("actions"), l("change_owner")], &[crm("change_owner", CR)]),
-    r(C, P, &[M, l("actions"), l("mass_change_owner")], &[crm("change_owner", CR)]),
-    r(C, G, &[M, l("actions"), l("mass_change_owner")], &[crm("change_owner", RD)]),
+    r(
+        C,
+        G | P,
+        &[M, l("actions"), l("count")],
+        &[mo(0, RD), SEARCH],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_update")],
+        &[crm_slot("mass_update", 0, UP)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_update")],
+        &[crm_slot("mass_update", 0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_delete")],
+        &[crm_slot("mass_delete", 0, DL)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_delete")],
+        &[crm_slot("mass_delete", 0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_convert")],
+        &[crm_slot("mass_convert", 0, CR)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_convert")],
+        &[crm_slot("mass_convert", 0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("change_owner")],
+        &[crm("change_owner", CR)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_change_owner")],
+        &[crm("change_owner", CR)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_change_owner")],
+        &[crm("change_owner", RD)],
+    ),
     r(C, P, &[M, l("actions"), l("add_tags")], &[mo(0, UP)]),
     r(C, P, &[M, l("actions"), l("remove_tags")], &[mo(0, UP)]),
-    r(C, P, &[M, l("actions"), l("assign_territories")], &[mo(0, UP)]),
-    r(C, P, &[M, l("actions"), l("remove_territories")], &[mo(0, UP)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("assign_territories")],
+        &[mo(0, UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("remove_territories")],
+        &[mo(0, UP)],
+    ),
     r(C, G, &[M, l("actions"), l("fetch_full_data")], &[mo(0, RD)]),
-    r(C, P, &[M, l("actions"), l("share_emails")], &[mo(0, UP), mod_named("emails", UP)]),
-    r(C, P, &[M, l("actions"), l("unshare_emails")], &[mo(0, UP), mod_named("emails", UP)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("share_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("unshare_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
     r(C, P, &[M, l("actions"), l("unblock_email")], &[mo(0, UP)]),
-    r(C, P, &[M, l("actions"), l("enrol_in_cadences")], &[mo(0, UP), st("cadences", RD)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("enrol_in_cadences")],
+        &[mo(0, UP), st("cadences", RD)],
+    ),
     r(
         C,
         P,
         &[M, l("actions"), l("unenrol_from_cadences")],
         &[mo(0, UP), st("cadences", RD)],
     ),
-    r(C, P, &[M, l("actions"), l("portal_invite")], &[st("clientportal", CR)]),
-    r(C, G, &[M, l("actions"), l("portal_invite")], &[st("clientportal", RD)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("portal_invite")],
+        &[st("clientportal", CR)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("portal_invite")],
+        &[st("clientportal", RD)],
+    ),
     r(
         C,
         U,
@@ -479,30 +770,115 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, G | P | D, &[M, K, l("photo")], &[mo(0, MT)]),
     r(C, G, &[M, K, l("__conversion_options")], &[mo(0, RD)]),
     r(C, G, &[M, K, l("__timeline")], &[mo(0, RD)]),
-    r(C, G, &[M, K, l("__emails_sharing_details")], &[mo(0, RD), mod_named("emails", RD)]),
-    r(C, G | P | U, &[M, K, l("__email_drafts")], &[mo(0, MT), mod_named("emails", MT)]),
-    r(C, G | U | D, &[M, K, l("__email_drafts"), K], &[mo(0, MT), mod_named("emails", MT)]),
+    r(
+        C,
+        G,
+        &[M, K, l("__emails_sharing_details")],
+        &[mo(0, RD), mod_named("emails", RD)],
+    ),
+    r(
+        C,
+        G | P | U,
+        &[M, K, l("__email_drafts")],
+        &[mo(0, MT), mod_named("emails", MT)],
+    ),
+    r(
+        C,
+        G | U | D,
+        &[M, K, l("__email_drafts"), K],
+        &[mo(0, MT), mod_named("emails", MT)],
+    ),
     r(C, P, &[M, K, l("actions"), l("convert")], &[mo(0, CR)]),
-    r(C, G | U, &[M, K, l("actions"), l("blueprint")], &[mo(0, MT)]),
-    r(C, P, &[M, K, l("actions"), l("send_mail")], &[crm_slot("send_mail", 0, CR)]),
-    r(C, ANY ^ A, &[M, K, l("actions"), l("share")], &[crm_slot("share", 0, MT)]),
-    r(C, P, &[M, K, l("actions"), l("change_owner")], &[crm("change_owner", CR)]),
+    r(
+        C,
+        G | U,
+        &[M, K, l("actions"), l("blueprint")],
+        &[mo(0, MT)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("send_mail")],
+        &[crm_slot("send_mail", 0, CR)],
+    ),
+    r(
+        C,
+        ANY ^ A,
+        &[M, K, l("actions"), l("share")],
+        &[crm_slot("share", 0, MT)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("change_owner")],
+        &[crm("change_owner", CR)],
+    ),
     r(C, P, &[M, K, l("actions"), l("add_tags")], &[mo(0, UP)]),
     r(C, P, &[M, K, l("actions"), l("remove_tags")], &[mo(0, UP)]),
     r(C, G, &[M, K, l("actions"), l("merge")], &[mo(0, RD)]),
     // A merge rewrites the master record and deletes the others.
-    r(C, P, &[M, K, l("actions"), l("merge")], &[mo(0, UP), mo(0, DL)]),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("merge")],
+        &[mo(0, UP), mo(0, DL)],
+    ),
     r(C, P, &[M, K, l("actions"), l("clone")], &[mo(0, CR)]),
-    r(C, P, &[M, K, l("actions"), l("assign_territories")], &[mo(0, UP)]),
-    r(C, P, &[M, K, l("actions"), l("remove_territories")], &[mo(0, UP)]),
-    r(C, G, &[M, K, l("actions"), l("fetch_full_data")], &[mo(0, RD)]),
-    r(C, G, &[M, K, l("actions"), l("download_fields_attachment")], &[mo(0, RD)]),
-    r(C, P, &[M, K, l("actions"), l("share_emails")], &[mo(0, UP), mod_named("emails", UP)]),
-    r(C, P, &[M, K, l("actions"), l("unshare_emails")], &[mo(0, UP), mod_named("emails", UP)]),
-    r(C, P, &[M, K, l("actions"), l("unblock_email")], &[mo(0, UP)]),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("assign_territories")],
+        &[mo(0, UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("remove_territories")],
+        &[mo(0, UP)],
+    ),
+    r(
+        C,
+        G,
+        &[M, K, l("actions"), l("fetch_full_data")],
+        &[mo(0, RD)],
+    ),
+    r(
+        C,
+        G,
+        &[M, K, l("actions"), l("download_fields_attachment")],
+        &[mo(0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("share_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("unshare_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("unblock_email")],
+        &[mo(0, UP)],
+    ),
     r(C, P, &[M, K, l("actions"), l("cancel")], &[mo(0, UP)]),
-    r(C, P, &[M, K, l("actions"), l("associate_email")], &[mo(0, CR), mod_named("emails", CR)]),
-    r(C, P, &[M, K, l("actions"), l("portal_invite")], &[st("clientportal", CR)]),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("associate_email")],
+        &[mo(0, CR), mod_named("emails", CR)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("portal_invite")],
+        &[st("clientportal", CR)],
+    ),
     r(
         C,
         P,
@@ -524,13 +900,25 @@ pub(crate) const ROUTES: &[Route] = &[
     r(
         C,
         G,
-        &[M, K, Seg::Named("Emails", 1), l("actions"), l("download_attachments")],
+        &[
+            M,
+            K,
+            Seg::Named("Emails", 1),
+            l("actions"),
+            l("download_attachments"),
+        ],
         &[mo(0, RD), mo(1, RD)],
     ),
     r(
         C,
         G,
-        &[M, K, Seg::Named("Emails", 1), l("actions"), l("download_inline_images")],
+        &[
+            M,
+            K,
+            Seg::Named("Emails", 1),
+            l("actions"),
+            l("download_inline_images"),
+        ],
         &[mo(0, RD), mo(1, RD)],
     ),
     // Related lists, notes, attachments, emails and locking information under a record: the
@@ -544,8 +932,18 @@ pub(crate) const ROUTES: &[Route] = &[
     rb(B, P, &[l("write")], &[crm("bulk", CR)], BodyKind::BulkWrite),
     r(B, G, &[l("write"), K], &[crm("bulk", RD)]),
     r(B, G | P, &[l("backup")], &[crm_sub("bulk", "backup", MT)]),
-    r(B, G, &[l("backup"), l("urls")], &[crm_sub("bulk", "backup", RD)]),
-    r(B, G, &[l("backup"), l("history")], &[crm_sub("bulk", "backup", RD)]),
+    r(
+        B,
+        G,
+        &[l("backup"), l("urls")],
+        &[crm_sub("bulk", "backup", RD)],
+    ),
+    r(
+        B,
+        G,
+        &[l("backup"), l("history")],
+        &[crm_sub("bulk", "backup", RD)],
+    ),
     r(
         B,
         U,
@@ -553,7 +951,12 @@ pub(crate) const ROUTES: &[Route] = &[
         &[crm_sub("bulk", "backup", UP)],
     ),
     // ---- email settings --------------------------------------------------------------------
-    r(E, G | U, &[l("settings"), l("compose")], &[st("emails", MT)]),
+    r(
+        E,
+        G | U,
+        &[l("settings"), l("compose")],
+        &[st("emails", MT)],
+    ),
 ];
 
 /// What the table says about one request.
@@ -572,16 +975,22 @@ fn is_key(text: &str) -> bool {
     !b.is_empty()
         && b.len() <= 200
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
 }
 
 fn is_rest(text: &str) -> bool {
     let b = text.as_bytes();
-    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    !b.is_empty()
+        && b.len() <= 200
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
 }
 
 fn settings_index(text: &str) -> Option<usize> {
-    SETTINGS_RESOURCES.iter().position(|(word, ..)| *word == text)
+    SETTINGS_RESOURCES
+        .iter()
+        .position(|(word, ..)| *word == text)
 }
 
 fn settings_near(text: &str) -> Option<&'static str> {
@@ -589,6 +998,48 @@ fn settings_near(text: &str) -> Option<&'static str> {
         .iter()
         .find(|(word, ..)| word.eq_ignore_ascii_case(text) && *word != text)
         .map(|(word, ..)| *word)
+}
+
+/// Whether some row of `area` has `text` (ignoring case) as the fixed word at `position`.
+fn is_fixed_word(area: Area, position: usize, text: &str) -> bool {
+    fixed_words(area, position)
+        .iter()
+        .any(|word| word.eq_ignore_ascii_case(text))
+}
+
+/// The fixed words of each area and position, computed once from [`ROUTES`] (one allocation
+/// for the process lifetime, none per request).
+fn fixed_words(area: Area, position: usize) -> &'static [&'static str] {
+    static WORDS: OnceLock<Vec<Vec<Vec<&'static str>>>> = OnceLock::new();
+    let table = WORDS.get_or_init(|| {
+        [Area::Crm, Area::Bulk, Area::Email]
+            .iter()
+            .map(|a| {
+                (0..MAX_SEGMENTS)
+                    .map(|pos| {
+                        let mut words: Vec<&'static str> = Vec::new();
+                        for route in ROUTES.iter().filter(|r| r.area == *a) {
+                            if let Some(Seg::Lit(word)) = route.pat.get(pos) {
+                                if !words.contains(word) {
+                                    words.push(word);
+                                }
+                            }
+                        }
+                        words
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let a = match area {
+        Area::Crm => 0,
+        Area::Bulk => 1,
+        Area::Email => 2,
+    };
+    table
+        .get(a)
+        .and_then(|positions| positions.get(position))
+        .map_or(&[], Vec::as_slice)
 }
 
 #[derive(Clone, Copy, Default)]
@@ -603,13 +1054,16 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
     // Positions where some row (with a matching prefix) has a fixed word equal to the segment,
     // ignoring case; and the first such word per position, for the message.
     let mut literal_seen: u32 = 0;
+    let mut variant_seen: u32 = 0;
     let mut literal_word: [&str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
     let mut near_miss: Option<usize> = None;
-    let mut found: Option<(&Route, Caps, u32)> = None;
+    // (row, captures, generic positions, positions taken by `Rest`)
+    let mut found: Option<(&Route, Caps, u32, u32)> = None;
 
     for route in ROUTES.iter().filter(|r| r.area == area) {
         let mut caps = Caps::default();
         let mut generic: u32 = 0;
+        let mut rest: u32 = 0;
         let mut matched = true;
         let mut consumed = 0;
         for (i, seg) in route.pat.iter().enumerate() {
@@ -619,7 +1073,7 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                     break;
                 }
                 for j in i..segs.len() {
-                    generic |= 1 << j;
+                    rest |= 1 << j;
                 }
                 consumed = segs.len();
                 break;
@@ -632,12 +1086,17 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                 Seg::Lit(word) => {
                     // A case variant always counts (it must never reach a generic row); the
                     // exact word counts where this row serves the request's method.
+                    // Area words in the first position (`settings`, `coql`, `users`, ...) are
+                    // never module names, whatever the method.
                     let variant = text != word && text.eq_ignore_ascii_case(word);
-                    if variant || (text == word && route.methods & bit != 0) {
+                    if variant || (text == word && (route.methods & bit != 0 || i == 0)) {
                         if literal_seen & (1 << i) == 0 {
                             literal_word[i] = word;
                         }
                         literal_seen |= 1 << i;
+                    }
+                    if variant {
+                        variant_seen |= 1 << i;
                     }
                     if text == word {
                         true
@@ -648,6 +1107,8 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                         false
                     }
                 }
+                // A fixed word of this position (in any case) is never a module name.
+                Seg::Module(_) if is_fixed_word(area, i, text) => false,
                 Seg::Module(slot) => match map.resolve(text) {
                     Some(scope) => {
                         caps.modules[usize::from(slot)] = Some(scope);
@@ -679,6 +1140,7 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                                 literal_word[i] = word;
                             }
                             literal_seen |= 1 << i;
+                            variant_seen |= 1 << i;
                             near_miss.get_or_insert(i);
                         }
                         false
@@ -693,37 +1155,25 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
             consumed = i + 1;
         }
         if matched && consumed == segs.len() && route.methods & bit != 0 && found.is_none() {
-            found = Some((route, caps, generic));
+            found = Some((route, caps, generic, rest));
         }
     }
 
-    match found {
-        Some((route, caps, generic)) => {
-            let clash = generic & literal_seen;
-            if clash != 0 {
-                let i = clash.trailing_zeros() as usize;
-                return Classified::Ambiguous(ambiguous_or_reserved(segs[i], literal_word[i]));
-            }
-            match build(route, &caps, verb) {
+    if let Some((route, caps, generic, rest)) = found {
+        // Under one settings resource every sub-path has the same scope, so only case variants
+        // of fixed words matter there.
+        if generic & literal_seen == 0 && rest & variant_seen == 0 {
+            return match build(route, &caps, verb) {
                 Some(required) => Classified::Scopes(required, route.body),
                 None => Classified::Unknown,
-            }
+            };
         }
-        None => match near_miss {
-            Some(i) => Classified::Ambiguous(ambiguous(segs[i], literal_word[i])),
-            None => Classified::Unknown,
-        },
     }
-}
-
-fn ambiguous_or_reserved(segment: &str, word: &str) -> Rejection {
-    if segment == word {
-        super::canonical::bad_path(format!(
-            "path segment `{word}` is a fixed word of the CRM API and cannot be used as a module name, \
-             record id or related list here"
-        ))
-    } else {
-        ambiguous(segment, word)
+    // No row, or the matching row captured a fixed word generically: a case variant of a fixed
+    // word is ambiguous (400); the exact word with a method or shape no row serves is unknown.
+    match near_miss {
+        Some(i) => Classified::Ambiguous(ambiguous(segs[i], literal_word[i])),
+        None => Classified::Unknown,
     }
 }
 
@@ -793,7 +1243,10 @@ mod tests {
         for (service, family, sub) in scopes {
             let fam = find_family(service, family)
                 .unwrap_or_else(|| panic!("family {family} of a route is not in the grammar"));
-            assert_eq!(fam.name, family, "route family {family} uses the canonical spelling");
+            assert_eq!(
+                fam.name, family,
+                "route family {family} uses the canonical spelling"
+            );
             if let Some(sub) = sub {
                 let known = match fam.subs {
                     Subs::Settings => SETTINGS_SUBS.contains(&sub),
@@ -801,7 +1254,10 @@ mod tests {
                     Subs::Fixed(list) => list.contains(&sub),
                     Subs::None => false,
                 };
-                assert!(known, "sub-scope {family}.{sub} of a route is not in the grammar");
+                assert!(
+                    known,
+                    "sub-scope {family}.{sub} of a route is not in the grammar"
+                );
             }
         }
     }
@@ -809,7 +1265,11 @@ mod tests {
     #[test]
     fn patterns_fit_the_segment_limit() {
         for route in ROUTES {
-            assert!(route.pat.len() <= MAX_SEGMENTS, "route {:?} is longer than MAX_SEGMENTS", route.pat);
+            assert!(
+                route.pat.len() <= MAX_SEGMENTS,
+                "route {:?} is longer than MAX_SEGMENTS",
+                route.pat
+            );
         }
     }
 }
