@@ -1059,6 +1059,34 @@ async fn a_unix_socket_listener_works_with_curl_and_has_mode_0660() {
         "UnixStream client gets 200: {out}"
     );
 
+    // A second start on the same socket fails and leaves the running proxy alone.
+    let second_dir = zoho.dir.path().join("second");
+    std::fs::create_dir_all(&second_dir).expect("dir");
+    let second_config = second_dir.join("proxy.yaml");
+    std::fs::write(&second_config, &config).expect("write config");
+    let out = tokio::process::Command::new(binary())
+        .arg("--config")
+        .arg(&second_config)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_REFRESH_TOKEN", REFRESH_TOKEN)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("the second start ends promptly")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a socket in use is a runtime failure: {stderr}"
+    );
+    assert!(
+        stderr.contains("another process is listening"),
+        "the message says why: {stderr}"
+    );
+    let (code, _) = curl(&["--unix-socket", &sock, &format!("http://localhost{A_LEAD}")]).await;
+    assert_eq!(code, 200, "the first proxy still owns its socket");
+
     proxy.signal("TERM");
     let exit = proxy
         .wait_exit(Duration::from_secs(10))
@@ -1066,6 +1094,21 @@ async fn a_unix_socket_listener_works_with_curl_and_has_mode_0660() {
         .expect("exits");
     assert_eq!(exit.code(), Some(0), "clean exit");
     assert!(!socket.exists(), "the socket file is removed on exit");
+
+    // A stale socket file (its process is gone) is replaced.
+    let stale = std::os::unix::net::UnixListener::bind(&socket).expect("stale socket");
+    drop(stale);
+    assert!(socket.exists(), "a stale socket file is left behind");
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready over a stale socket file"
+    );
+    let (code, _) = curl(&["--unix-socket", &sock, &format!("http://localhost{A_LEAD}")]).await;
+    assert_eq!(
+        code, 200,
+        "the stale socket file was replaced by a live one"
+    );
 }
 
 #[tokio::test]
