@@ -1900,3 +1900,82 @@ fn shipped_configmaps_load_with_the_real_config_parser() {
         }
     }
 }
+
+#[tokio::test]
+async fn shrinking_max_connections_on_reload_applies_even_below_the_connections_open() {
+    let zoho = Zoho::start().await;
+    let roomy = zoho.config(
+        LEADS_READ,
+        "limits:\n  max_connections: 3\n  header_timeout: 30s\n",
+    );
+    let tight = zoho.config(
+        LEADS_READ,
+        "limits:\n  max_connections: 1\n  header_timeout: 30s\n",
+    );
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &roomy).await;
+    assert!(proxy.wait_ready(Duration::from_secs(10)).await, "ready");
+    let open = |n: f64| {
+        let proxy = &proxy;
+        move || async move {
+            metric(
+                &scrape(proxy).await,
+                "zoho_proxy_open_connections",
+                &[("listener", "proxy")],
+            ) == Some(n)
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(proxy.proxy).await.expect("connect"));
+    }
+    assert!(
+        poll_until(Duration::from_secs(5), open(3.0)).await,
+        "3 connections open"
+    );
+
+    // Shrink to 1 while 3 are open: no slot is free to take away yet.
+    write_atomic(&proxy.config_path, &tight);
+    proxy.signal("HUP");
+    assert!(
+        proxy
+            .wait_for_output(Duration::from_secs(5), |t| t
+                .contains("configuration reloaded"))
+            .await,
+        "reloaded: {}",
+        proxy.logs()
+    );
+    let mut extra = TcpStream::connect(proxy.proxy).await.expect("connect");
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)).await,
+        "over the new cap: a new connection is shed"
+    );
+    held.clear();
+    assert!(
+        poll_until(Duration::from_secs(5), open(0.0)).await,
+        "all connections closed"
+    );
+
+    // Now the cap is 1: one connection is served, a second one is shed.
+    let mut first = TcpStream::connect(proxy.proxy).await.expect("connect");
+    assert!(
+        poll_until(Duration::from_secs(5), open(1.0)).await,
+        "the first connection is admitted"
+    );
+    let mut second = TcpStream::connect(proxy.proxy).await.expect("connect");
+    assert!(
+        closed_within(&mut second, Duration::from_secs(2)).await,
+        "a second connection is shed: the cap shrank to 1 once the old connections closed"
+    );
+    first
+        .write_all(
+            format!("GET {A_LEAD} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut out)).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "the admitted connection is served"
+    );
+}
