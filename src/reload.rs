@@ -107,6 +107,9 @@ impl Reloader {
         for note in restart_only_changes(&old.config, &config) {
             warn!("reload: {note} changed; this takes effect only after a restart");
         }
+        if old.config.log_level != config.log_level && crate::logging::rust_log_overrides() {
+            warn!("reload: log.level changed, but RUST_LOG is set and takes precedence over it");
+        }
         if let Err(e) = (self.set_log_level)(&config.log_level) {
             self.state.metrics.reload(false);
             error!("reload ({reason}) failed, keeping the previous configuration: log.level: {e}");
