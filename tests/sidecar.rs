@@ -1979,3 +1979,75 @@ async fn shrinking_max_connections_on_reload_applies_even_below_the_connections_
         "the admitted connection is served"
     );
 }
+
+#[tokio::test]
+async fn a_secret_rotated_after_zoho_refused_the_old_one_is_tried_at_once() {
+    const NEW_REFRESH_TOKEN: &str = "1000.RTCANARY3aaaabbbbccccdddd.0123456789abcdef";
+    let zoho = Zoho::start().await;
+    let mut volume = SecretVolume::new(
+        zoho.dir.path().join("secrets"),
+        &[
+            ("client_secret", CLIENT_SECRET),
+            ("refresh_token", REFRESH_TOKEN),
+        ],
+    );
+    let config = zoho
+        .config(LEADS_READ, "")
+        .replace(
+            "client_secret: ${TEST_CLIENT_SECRET}",
+            &format!(
+                "client_secret_file: {}",
+                volume.path("client_secret").display()
+            ),
+        )
+        .replace(
+            "refresh_token: ${TEST_REFRESH_TOKEN}",
+            &format!(
+                "refresh_token_file: {}",
+                volume.path("refresh_token").display()
+            ),
+        );
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
+    assert!(proxy.wait_ready(Duration::from_secs(10)).await, "ready");
+    let mut seen_tokens = zoho.control().live_tokens();
+
+    // The refresh token is revoked (Connected Apps, say): Zoho refuses it, a permanent failure.
+    zoho.control().revoke_refresh_token(REFRESH_TOKEN);
+    zoho.control().revoke_all_access_tokens();
+    let c = client();
+    assert_ne!(
+        status_of(&c, &proxy.url(A_LEAD)).await,
+        200,
+        "no token after the revocation"
+    );
+    assert!(
+        proxy
+            .wait_for_output(Duration::from_secs(5), |t| t.contains("invalid_code"))
+            .await,
+        "the refusal is logged: {}",
+        proxy.logs()
+    );
+    let (code, body) = curl(&[&proxy.admin_url("/readyz")]).await;
+    assert_eq!(code, 503, "not ready after the refusal: {body}");
+
+    // The operator updates the Secret: the new refresh token is used within seconds, not minutes.
+    zoho.control().add_refresh_token(NEW_REFRESH_TOKEN);
+    let rotated = Instant::now();
+    volume.swap(&[
+        ("client_secret", CLIENT_SECRET),
+        ("refresh_token", NEW_REFRESH_TOKEN),
+    ]);
+    assert!(
+        proxy.wait_ready(Duration::from_secs(5)).await,
+        "ready again within 5 s of the rotation: {}",
+        proxy.logs()
+    );
+    eprintln!("ready {:?} after the rotation", rotated.elapsed());
+    assert_eq!(
+        status_of(&c, &proxy.url(A_LEAD)).await,
+        200,
+        "serving with the rotated refresh token"
+    );
+    seen_tokens.extend(zoho.control().live_tokens());
+    proxy.assert_no_secrets(&seen_tokens);
+}
