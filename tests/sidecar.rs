@@ -525,6 +525,10 @@ async fn sigterm_finishes_the_request_in_flight_refuses_new_connections_and_exit
         "new connections are refused right after SIGTERM: {}",
         proxy.logs()
     );
+    eprintln!(
+        "measured: connections refused {:?} after SIGTERM",
+        signalled.elapsed()
+    );
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
         "refused within 2 s of the signal"
@@ -746,6 +750,10 @@ async fn sighup_reloads_policy_keeps_the_old_one_on_errors_and_file_changes_appl
         status_of(&c, &contacts).await == 200
     })
     .await;
+    eprintln!(
+        "measured: SIGHUP reload applied after {:?}",
+        signalled.elapsed()
+    );
     assert!(
         applied,
         "Contacts allowed within 1 s of SIGHUP (took {:?}): {}",
@@ -770,6 +778,10 @@ async fn sighup_reloads_policy_keeps_the_old_one_on_errors_and_file_changes_appl
         status_of(&c, &contacts).await == 403
     })
     .await;
+    eprintln!(
+        "measured: file change applied after {:?}",
+        changed.elapsed()
+    );
     assert!(
         applied,
         "the file change applied within 2 s (took {:?}): {}",
@@ -1521,6 +1533,10 @@ async fn a_body_over_max_body_gets_413_while_streaming_with_flat_memory() {
     );
     let (peak, _) = proxy.memory_kib();
     let grew = peak.saturating_sub(rss_before);
+    eprintln!(
+        "measured: 413 after {} MiB streamed; RSS before {rss_before} KiB, peak {peak} KiB (+{grew} KiB)",
+        sent >> 20
+    );
     assert!(
         grew < 30 * 1024,
         "memory stayed flat: peak grew {grew} KiB over {} KiB",
@@ -1605,6 +1621,7 @@ async fn slow_clients_are_cut_at_the_header_and_body_timeouts_while_others_are_s
         let cut = task.await.expect("slow task");
         let kind = if i < 8 { "trickling" } else { "silent" };
         let cut = cut.unwrap_or_else(|| panic!("{kind} client {i} was never cut"));
+        eprintln!("measured: {kind} client {i} cut after {cut:?}");
         assert!(
             cut >= Duration::from_millis(800) && cut < Duration::from_secs(4),
             "{kind} client {i} cut at the 1 s header timeout, got {cut:?}"
