@@ -14,6 +14,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Admin-side state.
@@ -25,6 +26,9 @@ pub struct Admin {
     pub oauth: Arc<OAuthFlows>,
     /// Process start.
     pub started: Instant,
+    /// Cancelled when a shutdown signal arrives: `/readyz` then answers 503 (also during
+    /// `shutdown.delay`, while connections are still accepted) so traffic moves elsewhere.
+    pub shutting_down: CancellationToken,
 }
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
@@ -106,6 +110,12 @@ impl Admin {
     }
 
     fn readyz(&self, query: &str) -> Response<ProxyBody> {
+        if self.shutting_down.is_cancelled() {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "shutting_down", "reasons": [{"reason": "a shutdown signal was received; finishing in-flight requests"}]}),
+            );
+        }
         let runtime = self.state.runtime.load();
         let only = url::form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "account")

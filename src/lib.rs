@@ -169,10 +169,12 @@ pub async fn run(
             tracker.clone(),
         ));
     }
+    let shutting_down = CancellationToken::new();
     let admin = Admin {
         state: state.clone(),
         oauth: Arc::default(),
         started,
+        shutting_down: shutting_down.clone(),
     };
     tracker.spawn(server::serve(
         admin_listener,
@@ -211,6 +213,7 @@ pub async fn run(
     );
 
     shutdown.await;
+    shutting_down.cancel();
     let grace = config.shutdown_grace;
     let delay = config.shutdown_delay;
     if !delay.is_zero() {

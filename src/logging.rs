@@ -25,12 +25,21 @@ const CAPPED: &[&str] = &[
     "want",
 ];
 
-/// The effective filter: `RUST_LOG` if set, else `level`, plus the dependency caps.
-pub fn filter_directive(level: &str) -> String {
-    let base = std::env::var("RUST_LOG")
+/// `RUST_LOG`, when set to something non-blank.
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| level.to_string());
+}
+
+/// Whether `RUST_LOG` is set, so `log.level` (and its reloads) have no effect.
+pub fn rust_log_overrides() -> bool {
+    rust_log().is_some()
+}
+
+/// The effective filter: `RUST_LOG` if set, else `level`, plus the dependency caps.
+pub fn filter_directive(level: &str) -> String {
+    let base = rust_log().unwrap_or_else(|| level.to_string());
     let mut directive = base.clone();
     for dep in CAPPED {
         if !base.contains(dep) {

@@ -52,6 +52,11 @@ struct ResultOnly {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerOnly {
+    listener: &'static str,
+}
+
 /// All metrics.
 pub struct Metrics {
     registry: Registry,
@@ -63,7 +68,7 @@ pub struct Metrics {
     ready: Family<AccountOnly, Gauge>,
     reloads: Family<ResultOnly, Counter>,
     in_flight: Gauge,
-    connections: Gauge,
+    connections: Family<ListenerOnly, Gauge>,
     shed: Counter,
 }
 
@@ -154,16 +159,20 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        // Both series exist from the start, so `increase()` and alerts see the first failure.
+        for result in ["ok", "error"] {
+            let _ = reloads.get_or_create(&ResultOnly { result });
+        }
         let in_flight = Gauge::default();
         registry.register(
             "requests_in_flight",
             "Requests being handled",
             in_flight.clone(),
         );
-        let connections = Gauge::default();
+        let connections = Family::<ListenerOnly, Gauge>::default();
         registry.register(
             "open_connections",
-            "Open client connections",
+            "Open client connections by listener (proxy, account, admin); max_connections caps proxy + account",
             connections.clone(),
         );
         let shed = Counter::default();
@@ -238,9 +247,11 @@ impl Metrics {
         &self.in_flight
     }
 
-    /// Open connection gauge.
-    pub fn connections(&self) -> &Gauge {
-        &self.connections
+    /// Open connection gauge of one listener kind (`proxy`, `account` or `admin`).
+    pub fn connections(&self, listener: &'static str) -> Gauge {
+        self.connections
+            .get_or_create(&ListenerOnly { listener })
+            .clone()
     }
 
     /// Counts a shed connection.

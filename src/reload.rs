@@ -107,6 +107,9 @@ impl Reloader {
         for note in restart_only_changes(&old.config, &config) {
             warn!("reload: {note} changed; this takes effect only after a restart");
         }
+        if old.config.log_level != config.log_level && crate::logging::rust_log_overrides() {
+            warn!("reload: log.level changed, but RUST_LOG is set and takes precedence over it");
+        }
         if let Err(e) = (self.set_log_level)(&config.log_level) {
             self.state.metrics.reload(false);
             error!("reload ({reason}) failed, keeping the previous configuration: log.level: {e}");
@@ -165,12 +168,24 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
     AppState::build_runtime(Arc::new(config), &tokens, &clients, Some(old))
 }
 
-/// Grows or shrinks the connection cap in place (shrinking takes effect as connections close).
-fn resize(slots: &tokio::sync::Semaphore, old: u32, new: u32) {
+/// Grows or shrinks the connection cap in place. Shrinking below the number of connections open
+/// right now takes the missing slots as those connections close: a queued acquire collects and
+/// forgets them (the semaphore is fair, so new connections are shed until it is paid).
+fn resize(slots: &Arc<tokio::sync::Semaphore>, old: u32, new: u32) {
     if new > old {
         slots.add_permits((new - old) as usize);
     } else if new < old {
-        slots.forget_permits((old - new) as usize);
+        let wanted = old - new;
+        let forgotten = slots.forget_permits(wanted as usize) as u32;
+        if forgotten < wanted {
+            let slots = slots.clone();
+            // Ends as soon as enough connections close; nothing to cancel at shutdown.
+            tokio::spawn(async move {
+                if let Ok(owed) = slots.acquire_many_owned(wanted - forgotten).await {
+                    owed.forget();
+                }
+            });
+        }
     }
 }
 

@@ -42,8 +42,8 @@ impl Drop for UnixSocketGuard {
 }
 
 impl Listener {
-    /// Binds `addr`. A Unix socket is created with mode 0660; a stale socket file is replaced,
-    /// anything else at that path is an error.
+    /// Binds `addr`. A Unix socket is created with mode 0660; a stale socket file (nobody accepts
+    /// on it) is replaced, a live one or anything else at that path is an error.
     pub async fn bind(addr: &ListenAddr) -> Result<Listener, String> {
         match addr {
             ListenAddr::Tcp(sock) => TcpListener::bind(sock)
@@ -54,6 +54,14 @@ impl Listener {
                 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
                 if let Ok(meta) = std::fs::symlink_metadata(path) {
                     if meta.file_type().is_socket() {
+                        // A socket that still accepts belongs to a running process (another
+                        // replica sharing the volume, or a second start): never take it over.
+                        if tokio::net::UnixStream::connect(path).await.is_ok() {
+                            return Err(format!(
+                                "cannot listen on unix:{}: another process is listening on it",
+                                path.display()
+                            ));
+                        }
                         let _ = std::fs::remove_file(path);
                     } else {
                         return Err(format!(
@@ -166,8 +174,9 @@ pub async fn serve<F, Fut, B>(
                 }
             },
         };
-        metrics.connections().inc();
-        let guard = ConnGuard(metrics.connections().clone());
+        let open = metrics.connections(name);
+        open.inc();
+        let guard = ConnGuard(open);
         let builder = http1(settings());
         let service = service.clone();
         let drain = drain.clone();

@@ -98,7 +98,6 @@ pub struct RawToken {
 pub struct RawLimits {
     pub max_body: Option<String>,
     pub replay_body: Option<String>,
-    pub policy_body: Option<String>,
     pub request_timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub header_timeout: Option<String>,

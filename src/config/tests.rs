@@ -66,6 +66,7 @@ const BAD: &[(&str, &str, &str, Option<usize>)] = &[
     ("bad scope", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READS]\n", "allow", Some(5)),
     ("remote listen", "listen: 0.0.0.0:8080\nzoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "listen", Some(1)),
     ("bad duration", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\nlimits:\n  request_timeout: soon\n", "limits.request_timeout", Some(7)),
+    ("limit key that does nothing", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\nlimits:\n  policy_body: 1MiB\n", "limits", Some(7)),
     ("bad size", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\nlimits:\n  max_body: lots\n", "limits.max_body", Some(7)),
     ("budget over zoho's", "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\ntoken:\n  mint_budget: 11\n", "token.mint_budget", Some(7)),
     ("grant without store", "zoho:\n  client_id: a\n  client_secret: s\n  grant_token: g\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.grant_token", Some(4)),

@@ -212,6 +212,8 @@ pub struct ResponseBody<B> {
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
     bytes: u64,
+    /// The body's exact length when known (Content-Length), to tell a complete body from a cut one.
+    expected: Option<u64>,
     clean: bool,
     on_finish: Option<OnFinish>,
     _guard: Option<Box<dyn Send + Sync>>,
@@ -224,8 +226,13 @@ impl<B> ResponseBody<B> {
         idle: Duration,
         on_finish: OnFinish,
         guard: Option<Box<dyn Send + Sync>>,
-    ) -> ResponseBody<B> {
+    ) -> ResponseBody<B>
+    where
+        B: Body,
+    {
+        let expected = inner.size_hint().exact();
         ResponseBody {
+            expected,
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
@@ -271,6 +278,13 @@ where
                 this.sleep.as_mut().reset(deadline);
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                }
+                // With a Content-Length, hyper stops polling once the last byte is handed over and
+                // drops the body without seeing its end (an HTTP/2 upstream flags the end later):
+                // record completion here.
+                if this.inner.is_end_stream() || this.expected == Some(this.bytes) {
+                    this.clean = true;
+                    this.finish();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

@@ -138,7 +138,10 @@ pub async fn handle(
 
 fn local_error(e: ProxyError, access: &Access, state: &AppState) -> Response<ProxyBody> {
     let response = e.into_response();
-    access.log(response.status(), 0, true, &state.metrics);
+    let bytes = http_body::Body::size_hint(response.body())
+        .exact()
+        .unwrap_or(0);
+    access.log(response.status(), bytes, true, &state.metrics);
     response
 }
 

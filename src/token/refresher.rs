@@ -10,7 +10,7 @@ use super::client::{AccountsClient, FailureClass, Grant, Minted, TokenError};
 use super::store::{
     fingerprint, now_unix_ms, FileStore, Loaded, Store, StoredState, STORE_VERSION,
 };
-use super::{refresh_margin, AccessToken, ApiBase, Command, TokenHandle, TokenState};
+use super::{refresh_margin, AccessToken, ApiBase, Command, Secrets, TokenHandle, TokenState};
 use crate::config::{is_zoho_api_host, AccountConfig, ClientType, DataCenter, StoreConfig};
 use crate::metrics::Metrics;
 use rand::Rng;
@@ -96,6 +96,8 @@ pub struct Refresher {
     last_error_label: Option<&'static str>,
     metrics: Arc<Metrics>,
     restored: bool,
+    /// The credentials the last attempt was planned with (a reload may rotate them).
+    secrets_seen: Arc<Secrets>,
 }
 
 impl Refresher {
@@ -115,6 +117,7 @@ impl Refresher {
             }
         };
         Ok(Refresher {
+            secrets_seen: handle.secrets(),
             handle,
             commands,
             account: account.clone(),
@@ -221,6 +224,7 @@ impl Refresher {
     pub async fn run(mut self, cancel: CancellationToken) {
         self.restore().await;
         loop {
+            self.notice_rotated_secrets();
             let input = PlanInput {
                 now: Instant::now(),
                 token: self
@@ -269,6 +273,22 @@ impl Refresher {
                 Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                 _ = cancel.cancelled() => return,
             }
+        }
+    }
+
+    /// After a reload rotated the credentials (a Kubernetes Secret update, say), a permanent
+    /// failure (refused client secret or refresh token) no longer stands: retry now instead of
+    /// minutes later. The mint budget still applies.
+    fn notice_rotated_secrets(&mut self) {
+        let secrets = self.handle.secrets();
+        if Arc::ptr_eq(&secrets, &self.secrets_seen) {
+            return;
+        }
+        self.secrets_seen = secrets;
+        if self.handle.status().state == TokenState::Failed && self.not_before.is_some() {
+            info!(account = %self.account.name, "credentials rotated after a refused token request: retrying now");
+            self.not_before = None;
+            self.failures = 0;
         }
     }
 

@@ -84,6 +84,9 @@ pub struct RunningProxy {
     pub child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The proxy listener as printed (`127.0.0.1:PORT` or `unix:/path`); `proxy` is unspecified
+    /// (port 0) for a Unix socket.
+    pub proxy_listen: String,
     pub config_path: PathBuf,
     output: Arc<Output>,
 }
@@ -140,6 +143,7 @@ impl RunningProxy {
             child,
             proxy: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            proxy_listen: String::new(),
             config_path: config_path.to_path_buf(),
             output,
         };
@@ -150,13 +154,22 @@ impl RunningProxy {
             .await;
         assert!(found, "proxy did not start; output:\n{}", proxy.logs());
         let logs = proxy.logs();
-        let addr = |role: &str| -> SocketAddr {
+        let text = |role: &str| -> String {
             logs.lines()
                 .find_map(|l| l.strip_prefix(&format!("listening {role} ")))
-                .and_then(|a| a.trim().parse().ok())
+                .map(|a| a.trim().to_string())
                 .unwrap_or_else(|| panic!("no {role} address in output:\n{logs}"))
         };
-        proxy.proxy = addr("proxy");
+        let addr = |role: &str| -> SocketAddr {
+            let t = text(role);
+            t.parse()
+                .unwrap_or_else(|_| panic!("{role} address `{t}` is not host:port"))
+        };
+        proxy.proxy_listen = text("proxy");
+        proxy.proxy = proxy
+            .proxy_listen
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
         proxy.admin = addr("admin");
         proxy
     }
