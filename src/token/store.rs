@@ -2,7 +2,9 @@
 //! refresh token obtained from a grant, and recent mint times).
 //!
 //! The file store writes atomically (temp file, fsync, rename, mode 0600) from a blocking thread.
-//! A corrupt or foreign file is renamed aside, never overwritten in place.
+//! A corrupt or foreign file is renamed aside, never overwritten in place. The Redis store (fleet
+//! mode, `redis_store.rs`) is read here like any store; its writes need the minting lease and are
+//! made by the refresher's fleet code, never through [`Store::save`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -87,6 +89,8 @@ pub enum Loaded {
     State(StoredState),
     /// The file was unusable and has been moved aside; the message says where and why.
     SetAside(String),
+    /// The store could not be reached (fleet mode: Redis down); nothing was changed.
+    Unavailable(String),
 }
 
 /// A JSON file store.
@@ -262,21 +266,29 @@ pub enum Store {
     Memory,
     /// A local JSON file.
     File(FileStore),
+    /// A Redis shared by a fleet of replicas (fleet mode).
+    Redis(std::sync::Arc<crate::token::redis_store::RedisStore>),
 }
 
 impl Store {
-    /// Reads the stored state for `client_id`.
-    pub async fn load(&self, client_id: &str) -> Loaded {
+    /// Reads the stored state for `client_id`. The Redis store keeps one state per refresh token,
+    /// so it needs `refresh_token` (without one it has nothing to read).
+    pub async fn load(&self, client_id: &str, refresh_token: Option<&str>) -> Loaded {
         match self {
             Store::Memory => Loaded::Empty,
             Store::File(f) => f.load(client_id).await,
+            Store::Redis(r) => match refresh_token {
+                Some(rt) => r.load(&r.namespace(rt), fingerprint(rt)).await,
+                None => Loaded::Empty,
+            },
         }
     }
 
-    /// Persists the state.
+    /// Persists the state. A no-op for Redis: the shared state is written only by the lease
+    /// holder (`refresher/fleet.rs`), never wholesale.
     pub async fn save(&self, state: &StoredState) -> Result<(), String> {
         match self {
-            Store::Memory => Ok(()),
+            Store::Memory | Store::Redis(_) => Ok(()),
             Store::File(f) => f.save(state).await,
         }
     }
@@ -286,6 +298,7 @@ impl Store {
         match self {
             Store::Memory => "memory".to_string(),
             Store::File(f) => f.path().display().to_string(),
+            Store::Redis(r) => format!("Redis at {}", r.url()),
         }
     }
 }
