@@ -81,7 +81,9 @@ impl Namespace {
     /// appears in key names.
     pub fn new(client_id: &str, refresh_token: &str) -> Namespace {
         let hash = fingerprint(refresh_token);
-        Namespace { base: format!("{KEY_PREFIX}:{{{client_id}:{}}}", &hash[..16]) }
+        Namespace {
+            base: format!("{KEY_PREFIX}:{{{client_id}:{}}}", &hash[..16]),
+        }
     }
 
     fn key(&self, what: &str) -> String {
@@ -160,18 +162,27 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not the client: its connection info holds the password.
-        f.debug_struct("RedisStore").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
     /// A store at `url` (`redis://` or `rediss://`, no password in it); no I/O yet.
-    pub fn new(url: &str, password: Option<&SecretValue>, client_id: &str) -> Result<RedisStore, String> {
-        let mut info = url.into_connection_info().map_err(|e| format!("token.store: not a usable Redis URL ({url}): {e}"))?;
+    pub fn new(
+        url: &str,
+        password: Option<&SecretValue>,
+        client_id: &str,
+    ) -> Result<RedisStore, String> {
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| format!("token.store: not a usable Redis URL ({url}): {e}"))?;
         if let Some(p) = password {
             info.redis.password = Some(p.expose().to_string());
         }
-        let client = redis::Client::open(info).map_err(|e| format!("token.store: cannot use Redis at {url}: {e}"))?;
+        let client = redis::Client::open(info)
+            .map_err(|e| format!("token.store: cannot use Redis at {url}: {e}"))?;
         Ok(RedisStore {
             url: url.to_string(),
             client,
@@ -221,10 +232,15 @@ impl RedisStore {
 
     /// The shared token, if there is one that has not expired.
     pub async fn token(&self, ns: &Namespace) -> Result<Option<SharedToken>, String> {
-        let fields: HashMap<String, String> = self.query(redis::cmd("HGETALL").arg(ns.key("token"))).await?;
+        let fields: HashMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(ns.key("token")))
+            .await?;
         let number = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
-        let (Some(value), Some(expires), Some(lifetime_ms)) = (fields.get("access_token"), number("expires_at_ms"), number("lifetime_ms"))
-        else {
+        let (Some(value), Some(expires), Some(lifetime_ms)) = (
+            fields.get("access_token"),
+            number("expires_at_ms"),
+            number("lifetime_ms"),
+        ) else {
             return Ok(None);
         };
         if expires <= now_unix_ms() || value.is_empty() {
@@ -247,9 +263,17 @@ impl RedisStore {
 
     /// Records a failed token request for the whole fleet.
     pub async fn set_backoff(&self, ns: &Namespace, backoff: &SharedBackoff) -> Result<(), String> {
-        let json = serde_json::to_string(backoff).map_err(|e| format!("cannot encode the back-off record: {e}"))?;
+        let json = serde_json::to_string(backoff)
+            .map_err(|e| format!("cannot encode the back-off record: {e}"))?;
         let ttl = backoff.until_unix_ms.saturating_sub(now_unix_ms()) + WINDOW.as_millis() as u64;
-        self.query::<()>(redis::cmd("SET").arg(ns.key("backoff")).arg(json).arg("PX").arg(ttl)).await
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(ns.key("backoff"))
+                .arg(json)
+                .arg("PX")
+                .arg(ttl),
+        )
+        .await
     }
 
     /// Token requests of the last 10 minutes (Unix ms, oldest first), fleet-wide.
@@ -257,10 +281,21 @@ impl RedisStore {
         let key = ns.key("mints");
         let cutoff = now_ms.saturating_sub(WINDOW.as_millis() as u64);
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(cutoff).ignore();
-        pipe.cmd("ZRANGE").arg(&key).arg(0).arg(-1).arg("WITHSCORES");
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(cutoff)
+            .ignore();
+        pipe.cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
         let (entries,): (Vec<(String, f64)>,) = self.query_pipe(&pipe).await?;
-        let mut times: Vec<u64> = entries.into_iter().map(|(_, score)| score.max(0.0) as u64).collect();
+        let mut times: Vec<u64> = entries
+            .into_iter()
+            .map(|(_, score)| score.max(0.0) as u64)
+            .collect();
         times.sort_unstable();
         Ok(times)
     }
@@ -276,19 +311,32 @@ impl RedisStore {
             let member = format!("{t}:{:016x}", rand::thread_rng().gen::<u64>());
             pipe.cmd("ZADD").arg(&key).arg(t).arg(member).ignore();
         }
-        pipe.cmd("PEXPIRE").arg(&key).arg(WINDOW.as_millis() as u64).ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(WINDOW.as_millis() as u64)
+            .ignore();
         self.query_pipe::<()>(&pipe).await
     }
 
     /// Tries to become the fleet's minter for `lease` (`SET NX PX` with a random value).
     pub async fn try_lease(&self, ns: &Namespace, lease: Duration) -> Result<Lease, String> {
         let value = format!("{:032x}", rand::thread_rng().gen::<u128>());
-        let set: Option<String> =
-            self.query(redis::cmd("SET").arg(ns.key("lease")).arg(&value).arg("NX").arg("PX").arg(lease.as_millis() as u64)).await?;
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(ns.key("lease"))
+                    .arg(&value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease.as_millis() as u64),
+            )
+            .await?;
         if set.is_some() {
             return Ok(Lease::Acquired(LeaseValue(value)));
         }
-        Ok(Lease::HeldByOther(self.lease_ttl(ns).await?.unwrap_or(Duration::ZERO)))
+        Ok(Lease::HeldByOther(
+            self.lease_ttl(ns).await?.unwrap_or(Duration::ZERO),
+        ))
     }
 
     /// Time left on the lease, `None` if nobody holds it.
@@ -303,7 +351,12 @@ impl RedisStore {
     }
 
     /// Extends our lease to `lease` from now; `false` if it is no longer ours.
-    pub async fn renew(&self, ns: &Namespace, value: &LeaseValue, lease: Duration) -> Result<bool, String> {
+    pub async fn renew(
+        &self,
+        ns: &Namespace,
+        value: &LeaseValue,
+        lease: Duration,
+    ) -> Result<bool, String> {
         let mut inv = self.renew.key(ns.key("lease"));
         inv.arg(&value.0).arg(lease.as_millis() as u64);
         let n: i64 = self.invoke(&inv).await?;
@@ -319,15 +372,26 @@ impl RedisStore {
     }
 
     /// Shares a new token, only while `value` still holds the lease; `false` if it no longer does.
-    pub async fn publish(&self, ns: &Namespace, value: &LeaseValue, token: &SharedToken) -> Result<bool, String> {
-        let ttl = token.expires_at_unix_ms.saturating_sub(now_unix_ms()).max(1);
+    pub async fn publish(
+        &self,
+        ns: &Namespace,
+        value: &LeaseValue,
+        token: &SharedToken,
+    ) -> Result<bool, String> {
+        let ttl = token
+            .expires_at_unix_ms
+            .saturating_sub(now_unix_ms())
+            .max(1);
         let mut inv = self.publish.key(ns.key("lease"));
         inv.key(ns.key("token")).key(ns.key("backoff"));
         inv.arg(&value.0).arg(ttl).arg(ns.channel());
-        inv.arg("access_token").arg(token.access_token.expose_secret());
+        inv.arg("access_token")
+            .arg(token.access_token.expose_secret());
         inv.arg("expires_at_ms").arg(token.expires_at_unix_ms);
-        inv.arg("lifetime_ms").arg(token.lifetime.as_millis() as u64);
-        inv.arg("api_domain").arg(token.api_domain.as_deref().unwrap_or(""));
+        inv.arg("lifetime_ms")
+            .arg(token.lifetime.as_millis() as u64);
+        inv.arg("api_domain")
+            .arg(token.api_domain.as_deref().unwrap_or(""));
         inv.arg("minted_by").arg(&token.minted_by);
         inv.arg("minted_at_ms").arg(now_unix_ms());
         let n: i64 = self.invoke(&inv).await?;
@@ -337,14 +401,18 @@ impl RedisStore {
     /// Listens for "new token" notices of this client's namespaces and for connection changes,
     /// and wakes `wake` on each; reconnects with backoff. Runs until cancelled.
     pub async fn watch(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) {
-        let pattern = format!("{KEY_PREFIX}:{{{}:*}}:updated", glob_escape(&self.client_id));
+        let pattern = format!(
+            "{KEY_PREFIX}:{{{}:*}}:updated",
+            glob_escape(&self.client_id)
+        );
         let mut failures: u32 = 0;
         loop {
             let connected = async {
-                let mut pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
+                let mut pubsub =
+                    tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+                        .await
+                        .map_err(|_| "timed out".to_string())?
+                        .map_err(|e| e.to_string())?;
                 tokio::time::timeout(REDIS_TIMEOUT, pubsub.psubscribe(&pattern))
                     .await
                     .map_err(|_| "timed out".to_string())?
@@ -400,7 +468,12 @@ impl RedisStore {
             .set_response_timeout(REDIS_TIMEOUT)
             .set_number_of_retries(1)
             .set_max_delay(500);
-        let manager = match tokio::time::timeout(REDIS_TIMEOUT * 2, ConnectionManager::new_with_config(self.client.clone(), config)).await {
+        let manager = match tokio::time::timeout(
+            REDIS_TIMEOUT * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return Err(self.describe(&e)),
             Err(_) => return Err(self.timed_out()),
@@ -429,13 +502,19 @@ impl RedisStore {
         self.outcome(result)
     }
 
-    async fn invoke<T: FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T, String> {
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
         let mut conn = self.connection().await?;
         let result = tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await;
         self.outcome(result)
     }
 
-    fn outcome<T>(&self, result: Result<Result<T, RedisError>, tokio::time::error::Elapsed>) -> Result<T, String> {
+    fn outcome<T>(
+        &self,
+        result: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, String> {
         match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -452,15 +531,27 @@ impl RedisStore {
     }
 
     fn timed_out(&self) -> String {
-        format!("Redis at {} did not answer within {} s", self.url, REDIS_TIMEOUT.as_secs())
+        format!(
+            "Redis at {} did not answer within {} s",
+            self.url,
+            REDIS_TIMEOUT.as_secs()
+        )
     }
 
     /// A secret-free description naming Redis and its URL.
     fn describe(&self, e: &RedisError) -> String {
-        let auth = e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+        let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
         if auth {
-            format!("Redis at {}: authentication failed ({e}); check token.redis_password", self.url)
-        } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() {
+            format!(
+                "Redis at {}: authentication failed ({e}); check token.redis_password",
+                self.url
+            )
+        } else if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+        {
             format!("Redis at {} is unreachable: {e}", self.url)
         } else {
             format!("Redis at {}: {e}", self.url)
@@ -492,10 +583,22 @@ mod tests {
         assert_ne!(a, b, "another refresh token, another namespace");
         assert_ne!(a, c, "another client, another namespace");
         for ns in [&a, &b, &c] {
-            assert!(!ns.key("token").contains("secret"), "the refresh token is not in the key: {}", ns.key("token"));
-            assert!(ns.key("token").starts_with("zoho-auth-proxy:{1000."), "prefixed and hash-tagged: {}", ns.key("token"));
+            assert!(
+                !ns.key("token").contains("secret"),
+                "the refresh token is not in the key: {}",
+                ns.key("token")
+            );
+            assert!(
+                ns.key("token").starts_with("zoho-auth-proxy:{1000."),
+                "prefixed and hash-tagged: {}",
+                ns.key("token")
+            );
         }
-        assert!(a.channel().ends_with("}:updated"), "channel name: {}", a.channel());
+        assert!(
+            a.channel().ends_with("}:updated"),
+            "channel name: {}",
+            a.channel()
+        );
     }
 
     #[test]
@@ -505,7 +608,10 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_token_and_the_password() {
-        let pw = SecretValue { value: SecretString::from("REDIS-PW-CANARY".to_string()), file: None };
+        let pw = SecretValue {
+            value: SecretString::from("REDIS-PW-CANARY".to_string()),
+            file: None,
+        };
         let store = RedisStore::new("redis://127.0.0.1:1/0", Some(&pw), "1000.A").expect("store");
         assert!(!format!("{store:?}").contains("CANARY"), "{store:?}");
         let token = SharedToken {
@@ -522,7 +628,13 @@ mod tests {
     async fn an_unreachable_redis_is_named_in_the_error() {
         // Port 1 on loopback: nothing listens there.
         let store = RedisStore::new("redis://127.0.0.1:1/0", None, "1000.A").expect("store");
-        let err = store.token(&store.namespace("rt")).await.expect_err("nothing listens on port 1");
-        assert!(err.contains("Redis at redis://127.0.0.1:1/0"), "names Redis and its URL: {err}");
+        let err = store
+            .token(&store.namespace("rt"))
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(
+            err.contains("Redis at redis://127.0.0.1:1/0"),
+            "names Redis and its URL: {err}"
+        );
     }
 }

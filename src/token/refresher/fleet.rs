@@ -22,7 +22,9 @@ use super::{backoff, Refresher, TOKEN_REQUEST_TIMEOUT};
 use crate::config::{RedisDownPolicy, TokenConfig};
 use crate::token::budget::MintBudget;
 use crate::token::client::{Grant, Minted, TokenError};
-use crate::token::redis_store::{Lease, LeaseValue, Namespace, RedisStore, SharedBackoff, SharedToken};
+use crate::token::redis_store::{
+    Lease, LeaseValue, Namespace, RedisStore, SharedBackoff, SharedToken,
+};
 use crate::token::store::{fingerprint, now_unix_ms};
 use crate::token::{refresh_margin, AccessToken, TokenState};
 use rand::Rng;
@@ -80,7 +82,12 @@ impl Fleet {
         let lease = token.lease.max(MIN_LEASE);
         let replica = std::env::var("HOSTNAME")
             .ok()
-            .filter(|h| !h.is_empty() && h.len() <= 64 && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+            .filter(|h| {
+                !h.is_empty()
+                    && h.len() <= 64
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            })
             .map(|h| format!("{h}/{}", std::process::id()))
             .unwrap_or_else(|| format!("pid-{}", std::process::id()));
         Fleet {
@@ -100,7 +107,10 @@ impl Fleet {
     }
 
     /// The notice listener, to run beside the refresher loop.
-    pub(super) fn watcher(&self, cancel: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    pub(super) fn watcher(
+        &self,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
         self.store.clone().watch(self.wake.clone(), cancel)
     }
 }
@@ -116,7 +126,12 @@ pub(super) fn redis_retry(failures: u32, jitter: f64) -> Duration {
 }
 
 /// Renews the lease every third of its length; returns (why) when it can no longer be renewed.
-async fn keep_lease(store: Arc<RedisStore>, ns: Namespace, value: LeaseValue, lease: Duration) -> String {
+async fn keep_lease(
+    store: Arc<RedisStore>,
+    ns: Namespace,
+    value: LeaseValue,
+    lease: Duration,
+) -> String {
     loop {
         tokio::time::sleep(lease / 3).await;
         match store.renew(&ns, &value, lease).await {
@@ -148,7 +163,12 @@ impl Refresher {
     /// Probe: checks Redis is reachable and adopts a newer shared token (e.g. one minted after a
     /// revoke another replica noticed first).
     pub(super) async fn on_fleet_wake(&mut self) {
-        let (Some(store), Some(ns)) = (self.fleet.as_ref().map(|f| f.store.clone()), self.namespace()) else { return };
+        let (Some(store), Some(ns)) = (
+            self.fleet.as_ref().map(|f| f.store.clone()),
+            self.namespace(),
+        ) else {
+            return;
+        };
         match store.token(&ns).await {
             Ok(shared) => {
                 self.redis_up(&ns).await;
@@ -164,7 +184,9 @@ impl Refresher {
     pub(super) async fn attempt_fleet(&mut self) {
         self.note_rejection();
         let Some(ns) = self.namespace() else { return };
-        let Some(lease) = self.fleet.as_ref().map(|f| f.lease) else { return };
+        let Some(lease) = self.fleet.as_ref().map(|f| f.lease) else {
+            return;
+        };
         self.handle.set_minting(true);
         let give_up = Instant::now() + lease * 2 + TOKEN_REQUEST_TIMEOUT;
         loop {
@@ -188,7 +210,9 @@ impl Refresher {
     /// One pass: adopt, follow the fleet's back-off, mint under the lease, or wait for the holder.
     /// `Err` is a Redis failure.
     async fn fleet_step(&mut self, ns: &Namespace, give_up: Instant) -> Result<Step, String> {
-        let Some((store, lease)) = self.fleet.as_ref().map(|f| (f.store.clone(), f.lease)) else { return Ok(Step::Done) };
+        let Some((store, lease)) = self.fleet.as_ref().map(|f| (f.store.clone(), f.lease)) else {
+            return Ok(Step::Done);
+        };
         let shared = store.token(ns).await?;
         self.redis_up(ns).await;
         if let Some(t) = shared.filter(|t| self.adoptable(t)) {
@@ -196,7 +220,11 @@ impl Refresher {
                 return Ok(Step::Done);
             }
         }
-        if let Some(b) = store.backoff(ns).await?.filter(|b| b.until_unix_ms > now_unix_ms()) {
+        if let Some(b) = store
+            .backoff(ns)
+            .await?
+            .filter(|b| b.until_unix_ms > now_unix_ms())
+        {
             self.follow_backoff(b);
             return Ok(Step::Done);
         }
@@ -217,8 +245,16 @@ impl Refresher {
     }
 
     /// Waits until Redis has a token this replica would adopt, or nobody holds the lease any more.
-    async fn wait_for_holder(&mut self, store: &RedisStore, ns: &Namespace, lease: Duration, give_up: Instant) -> Result<(), String> {
-        let Some(wake) = self.fleet.as_ref().map(|f| f.wake.clone()) else { return Ok(()) };
+    async fn wait_for_holder(
+        &mut self,
+        store: &RedisStore,
+        ns: &Namespace,
+        lease: Duration,
+        give_up: Instant,
+    ) -> Result<(), String> {
+        let Some(wake) = self.fleet.as_ref().map(|f| f.wake.clone()) else {
+            return Ok(());
+        };
         let poll = (lease / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
         while Instant::now() < give_up {
             tokio::select! {
@@ -236,7 +272,13 @@ impl Refresher {
     }
 
     /// Holding the lease: look again, check the fleet's back-off and budget, mint, share.
-    async fn mint_under_lease(&mut self, store: &Arc<RedisStore>, ns: &Namespace, value: &LeaseValue, lease: Duration) -> Result<(), String> {
+    async fn mint_under_lease(
+        &mut self,
+        store: &Arc<RedisStore>,
+        ns: &Namespace,
+        value: &LeaseValue,
+        lease: Duration,
+    ) -> Result<(), String> {
         // Between our look and SET NX another replica may have shared a token.
         if let Some(t) = store.token(ns).await?.filter(|t| self.adoptable(t)) {
             if self.adopt(t) {
@@ -249,7 +291,10 @@ impl Refresher {
             return Ok(());
         }
         let now_ms = now_unix_ms();
-        self.budget = MintBudget::new(self.account.token.mint_budget, store.mint_log(ns, now_ms).await?);
+        self.budget = MintBudget::new(
+            self.account.token.mint_budget,
+            store.mint_log(ns, now_ms).await?,
+        );
         if let Some(delay) = self.budget.wait(now_ms) {
             let message = format!(
                 "fleet mint budget spent: {} token requests in the last 10 minutes across all replicas (token.mint_budget); next one in {} s",
@@ -268,7 +313,11 @@ impl Refresher {
         self.budget.record(now_ms);
         self.publish_budget();
         self.failures = self.failures.max(prior.map_or(0, |b| b.failures));
-        let replica = self.fleet.as_ref().map(|f| f.replica.clone()).unwrap_or_default();
+        let replica = self
+            .fleet
+            .as_ref()
+            .map(|f| f.replica.clone())
+            .unwrap_or_default();
         info!(account = %self.account.name, replica = %replica, "holding the fleet lease; requesting a new access token");
 
         let result = {
@@ -303,14 +352,27 @@ impl Refresher {
     }
 
     /// Publishes the token just accepted.
-    async fn share_token(&mut self, store: &RedisStore, ns: &Namespace, value: &LeaseValue, replica: String) -> Result<(), String> {
-        let (Some(access_token), Some(expires_at_unix_ms)) = (self.state.access_token.clone(), self.state.expires_at_unix_ms) else {
+    async fn share_token(
+        &mut self,
+        store: &RedisStore,
+        ns: &Namespace,
+        value: &LeaseValue,
+        replica: String,
+    ) -> Result<(), String> {
+        let (Some(access_token), Some(expires_at_unix_ms)) = (
+            self.state.access_token.clone(),
+            self.state.expires_at_unix_ms,
+        ) else {
             return Ok(());
         };
         let shared = SharedToken {
             access_token: SecretString::from(access_token),
             expires_at_unix_ms,
-            lifetime: self.state.lifetime_secs.map(Duration::from_secs_f64).unwrap_or(Duration::from_secs(3600)),
+            lifetime: self
+                .state
+                .lifetime_secs
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_secs(3600)),
             api_domain: self.state.api_domain.clone(),
             minted_by: replica,
         };
@@ -329,7 +391,9 @@ impl Refresher {
         let record = SharedBackoff {
             until_unix_ms: status.next_attempt_unix_ms.unwrap_or_else(now_unix_ms),
             state: status.state,
-            message: status.last_error.unwrap_or_else(|| "the token request failed".to_string()),
+            message: status
+                .last_error
+                .unwrap_or_else(|| "the token request failed".to_string()),
             failures: self.failures,
         };
         store.set_backoff(ns, &record).await
@@ -354,11 +418,18 @@ impl Refresher {
     /// Redis is down and the token is due: refuse, or mint locally within the small budget.
     async fn when_redis_down(&mut self) {
         let Some(f) = self.fleet.as_mut() else { return };
-        let error = self.handle.status().store_error.unwrap_or_else(|| "Redis is unreachable".to_string());
+        let error = self
+            .handle
+            .status()
+            .store_error
+            .unwrap_or_else(|| "Redis is unreachable".to_string());
         match f.when_down {
             RedisDownPolicy::Refuse => {
                 f.blocked_on_redis = true;
-                let delay = f.next_probe.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+                let delay = f
+                    .next_probe
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(100));
                 let message = format!("no token request while the shared token store is down (token.when_redis_down: refuse): {error}");
                 if self.last_error_label != Some("redis") {
                     warn!(account = %self.account.name, "the token is due but Redis is unreachable; not minting until it is back (token.when_redis_down: refuse)");
@@ -446,11 +517,16 @@ impl Refresher {
 
     /// Remembers the current token as rejected if Zoho rejected it, so it is never adopted again.
     fn note_rejection(&mut self) {
-        let Some(current) = self.handle.current() else { return };
+        let Some(current) = self.handle.current() else {
+            return;
+        };
         if current.generation > self.handle.invalidated() || current.generation != self.generation {
             return;
         }
-        let (Some(f), Some(value)) = (self.fleet.as_mut(), self.state.access_token.as_deref()) else { return };
+        let (Some(f), Some(value)) = (self.fleet.as_mut(), self.state.access_token.as_deref())
+        else {
+            return;
+        };
         let fp = fingerprint(value);
         if !f.rejected.contains(&fp) {
             if f.rejected.len() == REJECTED_KEPT {
@@ -467,14 +543,20 @@ impl Refresher {
         if self.state.access_token.as_deref().map(fingerprint).as_ref() == Some(&fp) {
             return false;
         }
-        if self.fleet.as_ref().is_some_and(|f| f.rejected.contains(&fp)) {
+        if self
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.rejected.contains(&fp))
+        {
             return false;
         }
         let remaining = Duration::from_millis(t.expires_at_unix_ms.saturating_sub(now_unix_ms()));
         if remaining <= refresh_margin(t.lifetime) {
             return false;
         }
-        let ours_good = self.handle.current().is_some_and(|c| c.generation > self.handle.invalidated() && c.usable_at(Instant::now()));
+        let ours_good = self.handle.current().is_some_and(|c| {
+            c.generation > self.handle.invalidated() && c.usable_at(Instant::now())
+        });
         !ours_good || t.expires_at_unix_ms > self.state.expires_at_unix_ms.unwrap_or(0)
     }
 
@@ -483,7 +565,13 @@ impl Refresher {
         let remaining = Duration::from_millis(t.expires_at_unix_ms.saturating_sub(now_unix_ms()));
         let api = self.api_base(t.api_domain.as_deref(), true);
         let value = t.access_token.expose_secret();
-        let Some(token) = AccessToken::new(value, self.generation + 1, t.lifetime, remaining, api.clone()) else {
+        let Some(token) = AccessToken::new(
+            value,
+            self.generation + 1,
+            t.lifetime,
+            remaining,
+            api.clone(),
+        ) else {
             warn!(account = %self.account.name, "the token in Redis cannot be sent as a header; ignoring it");
             if let Some(f) = self.fleet.as_mut() {
                 f.rejected.push_back(fingerprint(value));
@@ -510,7 +598,8 @@ impl Refresher {
         );
         self.set_ready(&api);
         let now = now_unix_ms();
-        self.handle.update_status(|s| s.last_refresh_unix_ms = Some(now));
+        self.handle
+            .update_status(|s| s.last_refresh_unix_ms = Some(now));
         true
     }
 
@@ -523,9 +612,18 @@ impl Refresher {
 
     /// One refresh-token request to Zoho Accounts.
     async fn send_refresh(&self) -> Result<Minted, TokenError> {
-        let Some(rt) = self.refresh_token() else { return Err(TokenError::Other("no refresh token".to_string())) };
+        let Some(rt) = self.refresh_token() else {
+            return Err(TokenError::Other("no refresh token".to_string()));
+        };
         let secrets = self.handle.secrets();
-        self.client.request(&self.accounts_url(), &self.account.client_id, &secrets.client_secret, Grant::Refresh(&rt)).await
+        self.client
+            .request(
+                &self.accounts_url(),
+                &self.account.client_id,
+                &secrets.client_secret,
+                Grant::Refresh(&rt),
+            )
+            .await
     }
 }
 
@@ -536,10 +634,18 @@ mod tests {
     #[test]
     fn probes_scale_with_the_lease_and_retries_are_capped() {
         let s = Duration::from_secs;
-        assert_eq!(health_interval(s(15)), s(5), "default lease: a look every 5 s");
+        assert_eq!(
+            health_interval(s(15)),
+            s(5),
+            "default lease: a look every 5 s"
+        );
         assert_eq!(health_interval(s(2)), s(1), "never more than once a second");
         assert_eq!(health_interval(s(600)), s(5), "never less than every 5 s");
-        assert_eq!(redis_retry(1, 1.0), s(1), "first retry after about a second");
+        assert_eq!(
+            redis_retry(1, 1.0),
+            s(1),
+            "first retry after about a second"
+        );
         assert_eq!(redis_retry(20, 1.0), REDIS_RETRY_CAP, "capped");
     }
 }
