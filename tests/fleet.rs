@@ -353,19 +353,21 @@ async fn ten_replicas_started_together_mint_exactly_once() {
         "the fleet-wide mint log in Redis has the one request"
     );
 
-    let status: serde_json::Value = client()
-        .get(fleet[0].admin_url("/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
-    let text = status.to_string();
-    assert!(
-        text.contains("\"mint_budget_left\":7"),
-        "status shows the fleet-wide budget (8 - 1): {text}"
-    );
+    for (i, p) in fleet.iter().enumerate() {
+        let status: serde_json::Value = client()
+            .get(p.admin_url("/status"))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+        let text = status.to_string();
+        assert!(
+            text.contains("\"mint_budget_left\":7"),
+            "replica {i}: status shows the fleet-wide budget left (8 - 1): {text}"
+        );
+    }
     assert_fleet_keeps_secrets(&zoho, &fleet);
 }
 
@@ -824,17 +826,26 @@ async fn fleet_mode_without_a_configured_refresh_token_is_refused_at_start() {
 #[test]
 fn the_kubernetes_fleet_example_uses_the_fleet_keys_the_proxy_understands() {
     use zoho_auth_proxy::config::{Config, RedisDownPolicy, StoreConfig};
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes/fleet/configmap.yaml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes/fleet/configmap.yaml");
     let configmap: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read the ConfigMap")).expect("ConfigMap YAML");
-    let proxy_yaml = configmap["data"]["proxy.yaml"].as_str().expect("data.proxy.yaml");
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read the ConfigMap"))
+            .expect("ConfigMap YAML");
+    let proxy_yaml = configmap["data"]["proxy.yaml"]
+        .as_str()
+        .expect("data.proxy.yaml");
     // The Secret files the pod mounts, here in a temp dir.
     let secrets = tempfile::tempdir().expect("temp dir");
     std::fs::write(secrets.path().join("client_secret"), CLIENT_SECRET).expect("write secret");
-    std::fs::write(secrets.path().join("refresh_token"), REFRESH_TOKEN).expect("write refresh token");
-    let text = proxy_yaml.replace("/run/secrets/zoho/", &format!("{}/", secrets.path().display()));
+    std::fs::write(secrets.path().join("refresh_token"), REFRESH_TOKEN)
+        .expect("write refresh token");
+    let text = proxy_yaml.replace(
+        "/run/secrets/zoho/",
+        &format!("{}/", secrets.path().display()),
+    );
     let env = |name: &str| (name == "ZOHO_CLIENT_ID").then(|| CLIENT_ID.to_string());
-    let config = Config::from_yaml_str_with(&text, &env, secrets.path()).expect("the example's proxy.yaml is a valid config");
+    let config = Config::from_yaml_str_with(&text, &env, secrets.path())
+        .expect("the example's proxy.yaml is a valid config");
     let token = &config.accounts[0].token;
     assert!(
         matches!(&token.store, StoreConfig::Redis { url, password: None } if url == "redis://redis:6379/0"),
@@ -842,6 +853,13 @@ fn the_kubernetes_fleet_example_uses_the_fleet_keys_the_proxy_understands() {
         token.store
     );
     assert_eq!(token.lease, Duration::from_secs(15), "lease as documented");
-    assert_eq!(token.when_redis_down, RedisDownPolicy::Refuse, "when_redis_down as documented");
-    assert!(config.accounts[0].refresh_token.is_some(), "fleet mode needs the refresh token configured");
+    assert_eq!(
+        token.when_redis_down,
+        RedisDownPolicy::Refuse,
+        "when_redis_down as documented"
+    );
+    assert!(
+        config.accounts[0].refresh_token.is_some(),
+        "fleet mode needs the refresh token configured"
+    );
 }

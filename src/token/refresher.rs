@@ -236,7 +236,7 @@ impl Refresher {
                     tokio::select! {
                         _ = tokio::time::sleep_until(at.into()) => {}
                         _ = kicked => {}
-                        _ = fleet_wake => self.on_fleet_wake().await,
+                        _ = fleet_wake => if self.fleet_probe(&cancel).await.is_break() { return },
                         Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                         _ = cancel.cancelled() => return,
                     }
@@ -247,7 +247,7 @@ impl Refresher {
                     let fleet_wake = self.fleet_wake();
                     tokio::select! {
                         _ = kicked => {}
-                        _ = fleet_wake => self.on_fleet_wake().await,
+                        _ = fleet_wake => if self.fleet_probe(&cancel).await.is_break() { return },
                         Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                         _ = cancel.cancelled() => return,
                     }

@@ -18,7 +18,7 @@
 //! Must not: touch Redis outside the refresher task (requests only read the token cell), mint
 //! without the lease while Redis is reachable, or log a token.
 
-use super::{backoff, Refresher, TOKEN_REQUEST_TIMEOUT};
+use super::{backoff, plan, Plan, PlanInput, Refresher, TOKEN_REQUEST_TIMEOUT};
 use crate::config::{RedisDownPolicy, TokenConfig};
 use crate::token::budget::MintBudget;
 use crate::token::client::{Grant, Minted, TokenError};
@@ -160,9 +160,20 @@ impl Refresher {
         }
     }
 
+    /// [`Refresher::on_fleet_wake`], abandoned on shutdown (a hung Redis must not delay it).
+    pub(super) async fn fleet_probe(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> std::ops::ControlFlow<()> {
+        tokio::select! {
+            _ = self.on_fleet_wake() => std::ops::ControlFlow::Continue(()),
+            _ = cancel.cancelled() => std::ops::ControlFlow::Break(()),
+        }
+    }
+
     /// Probe: checks Redis is reachable and adopts a newer shared token (e.g. one minted after a
     /// revoke another replica noticed first).
-    pub(super) async fn on_fleet_wake(&mut self) {
+    async fn on_fleet_wake(&mut self) {
         let (Some(store), Some(ns)) = (
             self.fleet.as_ref().map(|f| f.store.clone()),
             self.namespace(),
@@ -173,6 +184,7 @@ impl Refresher {
             Ok(shared) => {
                 self.redis_up(&ns).await;
                 if let Some(t) = shared.filter(|t| self.adoptable(t)) {
+                    self.refresh_budget(&store, &ns).await;
                     self.adopt(t);
                 }
             }
@@ -188,8 +200,17 @@ impl Refresher {
             return;
         };
         self.handle.set_minting(true);
+        // Known down and not yet time to look again: the probe (fleet_wake) does the looking.
+        let known_down = self
+            .fleet
+            .as_ref()
+            .is_some_and(|f| f.down_since.is_some() && Instant::now() < f.next_probe);
         let give_up = Instant::now() + lease * 2 + TOKEN_REQUEST_TIMEOUT;
         loop {
+            if known_down {
+                self.when_redis_down().await;
+                break;
+            }
             match self.fleet_step(&ns, give_up).await {
                 Ok(Step::Done) => break,
                 Ok(Step::Again) if Instant::now() < give_up => continue,
@@ -199,7 +220,10 @@ impl Refresher {
                 }
                 Err(e) => {
                     self.redis_down(e);
-                    self.when_redis_down().await;
+                    // Redis may have failed after this replica got its token (e.g. while sharing it).
+                    if self.token_due() {
+                        self.when_redis_down().await;
+                    }
                     break;
                 }
             }
@@ -216,6 +240,8 @@ impl Refresher {
         let shared = store.token(ns).await?;
         self.redis_up(ns).await;
         if let Some(t) = shared.filter(|t| self.adoptable(t)) {
+            // Budget first: once the token is installed the replica reports ready.
+            self.refresh_budget(&store, ns).await;
             if self.adopt(t) {
                 return Ok(Step::Done);
             }
@@ -281,6 +307,7 @@ impl Refresher {
     ) -> Result<(), String> {
         // Between our look and SET NX another replica may have shared a token.
         if let Some(t) = store.token(ns).await?.filter(|t| self.adoptable(t)) {
+            self.refresh_budget(store, ns).await;
             if self.adopt(t) {
                 return Ok(());
             }
@@ -383,6 +410,20 @@ impl Refresher {
             );
         }
         Ok(())
+    }
+
+    /// Reloads the fleet-wide mint log, so status and metrics show the budget left fleet-wide.
+    async fn refresh_budget(&mut self, store: &RedisStore, ns: &Namespace) {
+        let now_ms = now_unix_ms();
+        match store.mint_log(ns, now_ms).await {
+            Ok(log) => {
+                self.budget = MintBudget::new(self.account.token.mint_budget, log);
+                self.publish_budget();
+            }
+            Err(e) => {
+                debug!(account = %self.account.name, "could not read the fleet's mint log: {e}")
+            }
+        }
     }
 
     /// Tells the fleet the token request failed and until when nobody should retry.
@@ -601,6 +642,21 @@ impl Refresher {
         self.handle
             .update_status(|s| s.last_refresh_unix_ms = Some(now));
         true
+    }
+
+    /// Whether the current token needs replacing now (none, rejected, or inside the margin).
+    fn token_due(&self) -> bool {
+        let input = PlanInput {
+            now: Instant::now(),
+            token: self
+                .handle
+                .current()
+                .map(|t| (t.expires_at, t.lifetime, t.generation)),
+            invalidated: self.handle.invalidated(),
+            not_before: None,
+            can_mint: true,
+        };
+        plan(input) == Plan::MintNow
     }
 
     /// The namespace of the refresh token in use.
