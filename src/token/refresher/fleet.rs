@@ -41,8 +41,8 @@ use tracing::{debug, info, warn};
 /// (`when_redis_down: mint_locally`), whatever `token.mint_budget` says.
 pub const LOCAL_MINT_BUDGET: u32 = 2;
 
-/// Shortest lease accepted (a shorter `token.lease` is raised to it).
-const MIN_LEASE: Duration = Duration::from_secs(1);
+/// Shortest lease accepted (a shorter `token.lease` is raised to it): a few Redis round trips.
+const MIN_LEASE: Duration = Duration::from_millis(250);
 /// Longest pause between two attempts to reach a Redis that is down.
 const REDIS_RETRY_CAP: Duration = Duration::from_secs(30);
 /// Rejected tokens remembered (never adopted again).
