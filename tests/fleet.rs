@@ -447,8 +447,11 @@ async fn three_expiry_cycles_cost_one_mint_each_fleet_wide_without_failed_reques
 async fn a_server_side_revoke_costs_one_mint_and_every_replica_recovers() {
     let bin = require_redis!();
     let zoho = Zoho::start().await;
-    let redis = Redis::start(&bin, None).await;
+    let redis = Redis::start(&bin, Some(REDIS_PASSWORD)).await;
     let config = fleet_config(&zoho, &redis, "");
+    // At trace level, so the leak check below sees everything the fleet code can log.
+    let yaml = std::fs::read_to_string(&config).expect("read config") + "log:\n  level: trace\n";
+    std::fs::write(&config, yaml).expect("write config");
     let fleet = start_fleet(&config, 8).await;
     wait_all_ready(&fleet, Duration::from_secs(30)).await;
     let before = wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(5)).await;
@@ -490,6 +493,12 @@ async fn a_server_side_revoke_costs_one_mint_and_every_replica_recovers() {
     let after = wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(5)).await;
     assert_ne!(after, before, "every replica uses the new token");
     assert_eq!(zoho.control().token_requests(), 2, "and still one mint");
+    assert!(
+        fleet
+            .iter()
+            .any(|p| p.logs().contains("another replica is minting")),
+        "the leak check below covers debug output of replicas that waited for the lease holder"
+    );
     assert_fleet_keeps_secrets(&zoho, &fleet);
 }
 
