@@ -872,3 +872,34 @@ fn the_kubernetes_fleet_example_uses_the_fleet_keys_the_proxy_understands() {
         "fleet mode needs the refresh token configured"
     );
 }
+
+#[tokio::test]
+async fn a_lease_left_without_expiry_cannot_block_the_fleet_for_ever() {
+    let bin = require_redis!();
+    let zoho = Zoho::start().await;
+    let redis = Redis::start(&bin, None).await;
+    // Someone SET the lease key by hand, with no expiry.
+    let ns = zoho_auth_proxy::token::redis_store::Namespace::new(CLIENT_ID, REFRESH_TOKEN);
+    let lease_key = ns.channel().replace(":updated", ":lease");
+    let mut conn = redis.connection().await.expect("redis reachable");
+    let _: () = redis::cmd("SET")
+        .arg(&lease_key)
+        .arg("by-hand")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let config = fleet_config(&zoho, &redis, "");
+    let fleet = start_fleet(&config, 2).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&lease_key)
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    assert_ne!(ttl, -1, "the stray lease got an expiry");
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "once it expired, one replica minted for both"
+    );
+}

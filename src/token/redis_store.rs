@@ -344,8 +344,15 @@ impl RedisStore {
         let ms: i64 = self.query(redis::cmd("PTTL").arg(ns.key("lease"))).await?;
         Ok(match ms {
             -2 => None,
-            // A lease without expiry was not set by us; treat it as held (an operator can DEL it).
-            -1 => Some(REDIS_TIMEOUT),
+            -1 => {
+                // No expiry: not set by a replica (someone SET it by hand). Give it one, so it
+                // cannot block the fleet for ever.
+                let key = ns.key("lease");
+                let ms = REDIS_TIMEOUT.as_millis() as u64 * 5;
+                self.query::<()>(redis::cmd("PEXPIRE").arg(key).arg(ms))
+                    .await?;
+                Some(Duration::from_millis(ms))
+            }
             ms => Some(Duration::from_millis(ms.max(0) as u64)),
         })
     }
