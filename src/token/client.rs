@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn invalid_client_names_the_host_and_data_center() {
-        let e = parse_reply(200, br#"{"error":"invalid_client"}"#, "accounts.zoho.com", false).map(|_| ()).unwrap_err();
+        let e = parse_reply(200, br#"{"error":"invalid_client"}"#, "accounts.zoho.com", false).map(|_| ()).expect_err("invalid_client is an error");
         let text = e.to_string();
         assert!(text.contains("accounts.zoho.com") && text.contains("data center"), "{text}");
         assert_eq!(e.class(), FailureClass::Permanent);

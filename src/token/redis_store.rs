@@ -227,7 +227,7 @@ impl RedisStore {
             state.lifetime_secs = Some(t.lifetime.as_secs_f64());
             state.api_domain = t.api_domain;
         }
-        Loaded::State(state)
+        Loaded::State(Box::new(state))
     }
 
     /// The shared token, if there is one that has not expired.

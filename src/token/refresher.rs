@@ -164,7 +164,7 @@ impl Refresher {
                 self.redis_down(message);
                 return;
             }
-            Loaded::State(s) => s,
+            Loaded::State(s) => *s,
         };
         self.state = stored;
         self.state.client_id = self.account.client_id.clone();
@@ -568,7 +568,7 @@ pub async fn exchange_once(account: &AccountConfig, code: &str) -> Result<String
     };
     let store = FileStore::new(path.clone());
     let mut state = match store.load(&account.client_id).await {
-        Loaded::State(s) => s,
+        Loaded::State(s) => *s,
         Loaded::Empty => StoredState { version: STORE_VERSION, client_id: account.client_id.clone(), ..Default::default() },
         Loaded::SetAside(m) | Loaded::Unavailable(m) => {
             warn!("{m}");

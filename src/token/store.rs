@@ -85,8 +85,8 @@ pub fn now_unix_ms() -> u64 {
 pub enum Loaded {
     /// Nothing stored yet.
     Empty,
-    /// A usable state for this client.
-    State(StoredState),
+    /// A usable state for this client (boxed: it is much larger than the other variants).
+    State(Box<StoredState>),
     /// The file was unusable and has been moved aside; the message says where and why.
     SetAside(String),
     /// The store could not be reached (fleet mode: Redis down); nothing was changed.
@@ -174,7 +174,7 @@ fn load_blocking(path: &Path, client_id: &str) -> Loaded {
     if state.client_id != client_id {
         return set_aside(path, "foreign", "belongs to another client_id");
     }
-    Loaded::State(state)
+    Loaded::State(Box::new(state))
 }
 
 fn save_blocking(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -231,7 +231,7 @@ mod tests {
         assert_eq!(mode, 0o600, "store file mode");
         assert!(store.permission_warning().is_none(), "no warning at 0600");
         match store.load("1000.CLIENT").await {
-            Loaded::State(s) => assert!(s == saved, "round trip"),
+            Loaded::State(s) => assert!(*s == saved, "round trip"),
             other => panic!("expected state, got {other:?}"),
         }
     }
