@@ -27,18 +27,28 @@ pub struct Admin {
 }
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from(serde_json::to_vec_pretty(&value).unwrap_or_default())));
+    let mut r = Response::new(full(Bytes::from(
+        serde_json::to_vec_pretty(&value).unwrap_or_default(),
+    )));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
 fn html_response(status: StatusCode, title: &str, message: &str) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from(html_page(title, message))));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -68,10 +78,16 @@ impl Admin {
 
     fn readyz(&self, query: &str) -> Response<ProxyBody> {
         let runtime = self.state.runtime.load();
-        let only = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "account").map(|(_, v)| v.into_owned());
+        let only = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "account")
+            .map(|(_, v)| v.into_owned());
         let mut reasons = Vec::new();
         let mut waiting = Vec::new();
-        for a in runtime.accounts.iter().filter(|a| only.as_deref().is_none_or(|n| *a.name == *n)) {
+        for a in runtime
+            .accounts
+            .iter()
+            .filter(|a| only.as_deref().is_none_or(|n| *a.name == *n))
+        {
             if let Err(reason) = a.token.ready() {
                 if a.token.status().state == TokenState::NotAuthorized && only.is_none() {
                     waiting.push(a.name.to_string());
@@ -81,12 +97,21 @@ impl Admin {
             }
         }
         if only.is_some() && runtime.account(only.as_deref().unwrap_or("")).is_none() {
-            return json_response(StatusCode::NOT_FOUND, json!({"status": "error", "message": "unknown account"}));
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"status": "error", "message": "unknown account"}),
+            );
         }
         if reasons.is_empty() {
-            json_response(StatusCode::OK, json!({"status": "ready", "awaiting_authorization": waiting}))
+            json_response(
+                StatusCode::OK,
+                json!({"status": "ready", "awaiting_authorization": waiting}),
+            )
         } else {
-            json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not_ready", "reasons": reasons}))
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "not_ready", "reasons": reasons}),
+            )
         }
     }
 
@@ -94,7 +119,12 @@ impl Admin {
         let runtime = self.state.runtime.load();
         for a in &runtime.accounts {
             let status = a.token.status();
-            self.state.metrics.set_token_gauges(&a.name, a.token.seconds_left(), status.mint_budget_left, a.token.ready().is_ok());
+            self.state.metrics.set_token_gauges(
+                &a.name,
+                a.token.seconds_left(),
+                status.mint_budget_left,
+                a.token.ready().is_ok(),
+            );
         }
         let mut r = Response::new(full(Bytes::from(self.state.metrics.render())));
         r.headers_mut().insert(
@@ -148,12 +178,17 @@ impl Admin {
 
     fn oauth_start(&self, query: &str) -> Response<ProxyBody> {
         let runtime = self.state.runtime.load();
-        let name = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "account").map(|(_, v)| v.into_owned());
+        let name = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "account")
+            .map(|(_, v)| v.into_owned());
         let Some(account) = name.as_deref().and_then(|n| runtime.config.account(n)) else {
             return html_response(
                 StatusCode::BAD_REQUEST,
                 "Unknown account",
-                &format!("Use /oauth/start?account=NAME with one of: {}", runtime.account_names()),
+                &format!(
+                    "Use /oauth/start?account=NAME with one of: {}",
+                    runtime.account_names()
+                ),
             );
         };
         match self.oauth.start(account) {
@@ -163,10 +198,15 @@ impl Admin {
                 if let Ok(v) = HeaderValue::from_str(url.as_str()) {
                     r.headers_mut().insert(header::LOCATION, v);
                 }
-                r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 r
             }
-            Err(message) => html_response(StatusCode::BAD_REQUEST, "Cannot authorize this account", &message),
+            Err(message) => html_response(
+                StatusCode::BAD_REQUEST,
+                "Cannot authorize this account",
+                &message,
+            ),
         }
     }
 
@@ -174,18 +214,38 @@ impl Admin {
         let runtime = self.state.runtime.load_full();
         let callback = match self.oauth.callback(query, &runtime.config.accounts) {
             Ok(c) => c,
-            Err(e @ (CallbackError::UnknownState | CallbackError::ExpiredState | CallbackError::BadParameter(_))) => {
-                return html_response(StatusCode::BAD_REQUEST, "Authorization refused", &e.to_string());
+            Err(
+                e @ (CallbackError::UnknownState
+                | CallbackError::ExpiredState
+                | CallbackError::BadParameter(_)),
+            ) => {
+                return html_response(
+                    StatusCode::BAD_REQUEST,
+                    "Authorization refused",
+                    &e.to_string(),
+                );
             }
             Err(e @ CallbackError::Denied(_)) => {
-                return html_response(StatusCode::BAD_REQUEST, "Authorization not granted", &e.to_string());
+                return html_response(
+                    StatusCode::BAD_REQUEST,
+                    "Authorization not granted",
+                    &e.to_string(),
+                );
             }
         };
         let Some(account) = runtime.account(&callback.account) else {
-            return html_response(StatusCode::BAD_REQUEST, "Unknown account", "the account is no longer configured");
+            return html_response(
+                StatusCode::BAD_REQUEST,
+                "Unknown account",
+                "the account is no longer configured",
+            );
         };
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        let command = Command::Authorize { code: callback.code, accounts_url: callback.accounts_url, reply };
+        let command = Command::Authorize {
+            code: callback.code,
+            accounts_url: callback.accounts_url,
+            reply,
+        };
         if let Err(e) = account.token.command(command).await {
             return html_response(StatusCode::SERVICE_UNAVAILABLE, "Authorization failed", &e);
         }

@@ -19,20 +19,35 @@ use tokio_util::sync::CancellationToken;
 fn page(status: StatusCode, title: &str, message: &str) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from(html_page(title, message))));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
 /// Runs the flow for account `name`; returns a message for the person.
 pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String> {
-    let account = config
-        .account(name)
-        .ok_or_else(|| format!("unknown account `{name}`; known: {}", config.accounts.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")))?;
+    let account = config.account(name).ok_or_else(|| {
+        format!(
+            "unknown account `{name}`; known: {}",
+            config
+                .accounts
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
     if account.client_type != ClientType::Server {
-        return Err(format!("account `{name}` is a self client; use `exchange --code` for self-client grant tokens"));
+        return Err(format!(
+            "account `{name}` is a self client; use `exchange --code` for self-client grant tokens"
+        ));
     }
-    let redirect = account.redirect_uri.clone().ok_or("the account has no redirect_uri")?;
+    let redirect = account
+        .redirect_uri
+        .clone()
+        .ok_or("the account has no redirect_uri")?;
     let loopback = matches!(redirect.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
         || matches!(redirect.host(), Some(url::Host::Domain("localhost")));
     if redirect.scheme() != "http" || !loopback {
@@ -50,14 +65,21 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
         client_secret: account.client_secret.value.clone(),
         refresh_token: account.refresh_token.as_ref().map(|s| s.value.clone()),
     };
-    let (handle, commands) = TokenHandle::new(&account.name, secrets, account.token.mint_budget, String::new());
+    let (handle, commands) = TokenHandle::new(
+        &account.name,
+        secrets,
+        account.token.mint_budget,
+        String::new(),
+    );
     let refresher = Refresher::new(account, handle.clone(), commands, metrics)?;
     let cancel = CancellationToken::new();
     let refresher_task = tokio::spawn(refresher.run(cancel.clone()));
 
     let flows = Arc::new(OAuthFlows::default());
     let url = flows.start(account)?;
-    println!("Open this URL in a browser and approve the access (valid for 10 minutes):\n\n  {url}\n");
+    println!(
+        "Open this URL in a browser and approve the access (valid for 10 minutes):\n\n  {url}\n"
+    );
     println!("Waiting for Zoho to redirect to {redirect} ...");
 
     let (done_tx, mut done_rx) = mpsc::channel::<Result<(), String>>(1);
@@ -80,27 +102,50 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
                     let path = path.clone();
                     async move {
                         if req.uri().path() != path {
-                            return Ok::<_, Infallible>(page(StatusCode::NOT_FOUND, "Not found", "waiting for the OAuth callback"));
+                            return Ok::<_, Infallible>(page(
+                                StatusCode::NOT_FOUND,
+                                "Not found",
+                                "waiting for the OAuth callback",
+                            ));
                         }
-                        let callback = match flows.callback(req.uri().query().unwrap_or(""), &accounts) {
-                            Ok(c) => c,
-                            Err(e) => return Ok(page(StatusCode::BAD_REQUEST, "Authorization refused", &e.to_string())),
-                        };
+                        let callback =
+                            match flows.callback(req.uri().query().unwrap_or(""), &accounts) {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    return Ok(page(
+                                        StatusCode::BAD_REQUEST,
+                                        "Authorization refused",
+                                        &e.to_string(),
+                                    ))
+                                }
+                            };
                         let (reply, outcome) = tokio::sync::oneshot::channel();
-                        let cmd = Command::Authorize { code: callback.code, accounts_url: callback.accounts_url, reply };
+                        let cmd = Command::Authorize {
+                            code: callback.code,
+                            accounts_url: callback.accounts_url,
+                            reply,
+                        };
                         let result = match handle.command(cmd).await {
-                            Ok(()) => outcome.await.unwrap_or_else(|_| Err("the refresher stopped".into())),
+                            Ok(()) => outcome
+                                .await
+                                .unwrap_or_else(|_| Err("the refresher stopped".into())),
                             Err(e) => Err(e),
                         };
                         let response = match &result {
-                            Ok(()) => page(StatusCode::OK, "Authorized", "The proxy stored the refresh token. You can close this window."),
+                            Ok(()) => page(
+                                StatusCode::OK,
+                                "Authorized",
+                                "The proxy stored the refresh token. You can close this window.",
+                            ),
                             Err(e) => page(StatusCode::BAD_GATEWAY, "Authorization failed", e),
                         };
                         let _ = done.send(result).await;
                         Ok(response)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
         #[allow(unreachable_code)]
@@ -113,5 +158,7 @@ pub async fn authorize_cli(config: &Config, name: &str) -> Result<String, String
     };
     cancel.cancel();
     let _ = refresher_task.await;
-    outcome.map(|()| format!("account `{name}` is authorized; the refresh token is in its token store"))
+    outcome.map(|()| {
+        format!("account `{name}` is authorized; the refresh token is in its token store")
+    })
 }

@@ -53,15 +53,21 @@ limits:
 }
 
 /// Runs the demo until `shutdown` resolves.
-pub async fn run(options: DemoOptions, set_log_level: SetLogLevel, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    options: DemoOptions,
+    set_log_level: SetLogLevel,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let ca = TestCa::new();
     let fake = FakeZoho::start(FakeZohoOptions::default(), &ca)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot start the fake Zoho: {e}")))?;
     let dir = std::env::temp_dir().join(format!("zoho-auth-proxy-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| StartError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StartError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
     let ca_file = dir.join("demo-ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).map_err(|e| StartError::Runtime(format!("cannot write {}: {e}", ca_file.display())))?;
+    std::fs::write(&ca_file, ca.cert_pem())
+        .map_err(|e| StartError::Runtime(format!("cannot write {}: {e}", ca_file.display())))?;
     let text = demo_config(&fake, &ca_file, &options);
     let config = Config::from_yaml_str_with(&text, &|_| None, &dir)?;
     let p = &options.listen;

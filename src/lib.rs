@@ -82,18 +82,28 @@ pub async fn run(
             client_secret: account.client_secret.value.clone(),
             refresh_token: account.refresh_token.as_ref().map(|s| s.value.clone()),
         };
-        let api = token::ApiBase::from_url(&account.default_api_url()).map(|b| b.origin()).unwrap_or_default();
-        let (handle, commands) = TokenHandle::new(&account.name, secrets, account.token.mint_budget, api);
-        let refresher = Refresher::new(account, handle.clone(), commands, metrics.clone()).map_err(StartError::Runtime)?;
-        let client = proxy::upstream::build(account.ca_file.as_deref(), config.limits.connect_timeout).map_err(StartError::Runtime)?;
+        let api = token::ApiBase::from_url(&account.default_api_url())
+            .map(|b| b.origin())
+            .unwrap_or_default();
+        let (handle, commands) =
+            TokenHandle::new(&account.name, secrets, account.token.mint_budget, api);
+        let refresher = Refresher::new(account, handle.clone(), commands, metrics.clone())
+            .map_err(StartError::Runtime)?;
+        let client =
+            proxy::upstream::build(account.ca_file.as_deref(), config.limits.connect_timeout)
+                .map_err(StartError::Runtime)?;
         tokens.push(handle);
         clients.push(client);
         refreshers.push(refresher);
     }
 
     // Bind everything before serving anything, so a port in use fails the start cleanly.
-    let main_listener = Listener::bind(&config.listen).await.map_err(StartError::Runtime)?;
-    let admin_listener = Listener::bind(&config.admin_listen).await.map_err(StartError::Runtime)?;
+    let main_listener = Listener::bind(&config.listen)
+        .await
+        .map_err(StartError::Runtime)?;
+    let admin_listener = Listener::bind(&config.admin_listen)
+        .await
+        .map_err(StartError::Runtime)?;
     let mut account_listeners = Vec::new();
     for account in &config.accounts {
         if let Some(addr) = &account.listen {
@@ -118,10 +128,18 @@ pub async fn run(
     }
 
     let settings_state = state.clone();
-    let settings: Arc<dyn Fn() -> ConnSettings + Send + Sync> =
-        Arc::new(move || ConnSettings { header_timeout: settings_state.runtime.load().limits.header_timeout });
-    let mut announce = vec![("proxy".to_string(), main_listener.local_addr()), ("admin".to_string(), admin_listener.local_addr())];
-    announce.extend(account_listeners.iter().map(|(n, l)| (format!("account:{n}"), l.local_addr())));
+    let settings: Arc<dyn Fn() -> ConnSettings + Send + Sync> = Arc::new(move || ConnSettings {
+        header_timeout: settings_state.runtime.load().limits.header_timeout,
+    });
+    let mut announce = vec![
+        ("proxy".to_string(), main_listener.local_addr()),
+        ("admin".to_string(), admin_listener.local_addr()),
+    ];
+    announce.extend(
+        account_listeners
+            .iter()
+            .map(|(n, l)| (format!("account:{n}"), l.local_addr())),
+    );
 
     let proxy_service = |role: ListenerRole| {
         let state = state.clone();
@@ -151,7 +169,11 @@ pub async fn run(
             tracker.clone(),
         ));
     }
-    let admin = Admin { state: state.clone(), oauth: Arc::default(), started };
+    let admin = Admin {
+        state: state.clone(),
+        oauth: Arc::default(),
+        started,
+    };
     tracker.spawn(server::serve(
         admin_listener,
         "admin",
@@ -164,7 +186,11 @@ pub async fn run(
         tracker.clone(),
     ));
     if let Some(path) = config_path {
-        let reloader = Reloader { path, state: state.clone(), set_log_level };
+        let reloader = Reloader {
+            path,
+            state: state.clone(),
+            set_log_level,
+        };
         tracker.spawn(reloader.run(background.clone()));
     }
 
@@ -188,10 +214,16 @@ pub async fn run(
     let grace = config.shutdown_grace;
     let delay = config.shutdown_delay;
     if !delay.is_zero() {
-        info!(delay_ms = delay.as_millis() as u64, "shutdown requested: still accepting for shutdown.delay");
+        info!(
+            delay_ms = delay.as_millis() as u64,
+            "shutdown requested: still accepting for shutdown.delay"
+        );
         tokio::time::sleep(delay).await;
     }
-    info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, draining in-flight requests");
+    info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections, draining in-flight requests"
+    );
     stop_accept.cancel();
     drain.cancel();
     background.cancel();

@@ -14,7 +14,12 @@ use zoho_auth_proxy::{logging, StartError};
 #[command(name = "zoho-auth-proxy", version, about, long_about = None)]
 struct Cli {
     /// Config file.
-    #[arg(long, global = true, env = "ZOHO_PROXY_CONFIG", default_value = "proxy.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "ZOHO_PROXY_CONFIG",
+        default_value = "proxy.yaml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -73,16 +78,22 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("zoho-auth-proxy: cannot start the runtime: {e}");
-        ExitCode::from(1)
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("zoho-auth-proxy: cannot start the runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         eprintln!("zoho-auth-proxy: cannot install signal handlers");
         return std::future::pending().await;
     };
@@ -127,17 +138,30 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let (set_level, _guard) = logging::init(config.log_format, &config.log_level);
-            exit_for(rt.block_on(zoho_auth_proxy::run(config, Some(cli.config.clone()), set_level, shutdown_signal())))
+            exit_for(rt.block_on(zoho_auth_proxy::run(
+                config,
+                Some(cli.config.clone()),
+                set_level,
+                shutdown_signal(),
+            )))
         }
         Cmd::Check => match load(&cli.config) {
             Ok(config) => {
                 println!("configuration OK: {}", cli.config.display());
-                println!("{}", serde_json::to_string_pretty(&config.describe()).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&config.describe()).unwrap_or_default()
+                );
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Cmd::Explain { method, path, body, account } => {
+        Cmd::Explain {
+            method,
+            path,
+            body,
+            account,
+        } => {
             let config = match load(&cli.config) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -157,7 +181,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let (Ok(method), Ok(uri)) = (http::Method::from_bytes(method.as_bytes()), path.parse::<http::Uri>()) else {
+            let (Ok(method), Ok(uri)) = (
+                http::Method::from_bytes(method.as_bytes()),
+                path.parse::<http::Uri>(),
+            ) else {
                 eprintln!("zoho-auth-proxy: give a method and a request path, e.g. `explain GET /crm/v8/Leads`");
                 return ExitCode::from(2);
             };
@@ -169,7 +196,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let Some(account) = account.as_deref().map_or(config.accounts.first(), |n| config.account(n)) else {
+            let Some(account) = account
+                .as_deref()
+                .map_or(config.accounts.first(), |n| config.account(n))
+            else {
                 eprintln!("zoho-auth-proxy: unknown account");
                 return ExitCode::from(2);
             };
@@ -177,7 +207,9 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match rt.block_on(zoho_auth_proxy::token::refresher::exchange_once(account, &code)) {
+            match rt.block_on(zoho_auth_proxy::token::refresher::exchange_once(
+                account, &code,
+            )) {
                 Ok(message) => {
                     println!("{message}");
                     ExitCode::SUCCESS
@@ -216,7 +248,11 @@ fn main() -> ExitCode {
             };
             let (set_level, _guard) = logging::init(LogFormat::Text, "info");
             let options = zoho_auth_proxy::demo::DemoOptions { listen, admin };
-            exit_for(rt.block_on(zoho_auth_proxy::demo::run(options, set_level, shutdown_signal())))
+            exit_for(rt.block_on(zoho_auth_proxy::demo::run(
+                options,
+                set_level,
+                shutdown_signal(),
+            )))
         }
     }
 }

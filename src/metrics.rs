@@ -109,9 +109,15 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("zoho_proxy");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests by account, method, policy decision and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by account, method, policy decision and status class",
+            requests.clone(),
+        );
         let upstream_latency = Family::<AccountOnly, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0])
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ])
         });
         registry.register(
             "upstream_latency_seconds",
@@ -119,21 +125,53 @@ impl Metrics {
             upstream_latency.clone(),
         );
         let refreshes = Family::<RefreshLabels, Counter>::default();
-        registry.register("token_refreshes", "Token requests to Zoho Accounts by result", refreshes.clone());
+        registry.register(
+            "token_refreshes",
+            "Token requests to Zoho Accounts by result",
+            refreshes.clone(),
+        );
         let expiry = Family::<AccountOnly, Gauge<f64, AtomicU64>>::default();
-        registry.register("token_expiry_seconds", "Seconds until the current access token expires", expiry.clone());
+        registry.register(
+            "token_expiry_seconds",
+            "Seconds until the current access token expires",
+            expiry.clone(),
+        );
         let budget_left = Family::<AccountOnly, Gauge>::default();
-        registry.register("mint_budget_left", "Token requests left in the current 10-minute window", budget_left.clone());
+        registry.register(
+            "mint_budget_left",
+            "Token requests left in the current 10-minute window",
+            budget_left.clone(),
+        );
         let ready = Family::<AccountOnly, Gauge>::default();
-        registry.register("token_ready", "1 when the account has a usable token with margin left", ready.clone());
+        registry.register(
+            "token_ready",
+            "1 when the account has a usable token with margin left",
+            ready.clone(),
+        );
         let reloads = Family::<ResultOnly, Counter>::default();
-        registry.register("config_reloads", "Configuration reloads by result", reloads.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
         let in_flight = Gauge::default();
-        registry.register("requests_in_flight", "Requests being handled", in_flight.clone());
+        registry.register(
+            "requests_in_flight",
+            "Requests being handled",
+            in_flight.clone(),
+        );
         let connections = Gauge::default();
-        registry.register("open_connections", "Open client connections", connections.clone());
+        registry.register(
+            "open_connections",
+            "Open client connections",
+            connections.clone(),
+        );
         let shed = Counter::default();
-        registry.register("connections_shed", "Client connections closed because max_connections was reached", shed.clone());
+        registry.register(
+            "connections_shed",
+            "Client connections closed because max_connections was reached",
+            shed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -150,7 +188,13 @@ impl Metrics {
     }
 
     /// Counts a finished request.
-    pub fn request(&self, account: &AccountLabel, method: &http::Method, decision: &'static str, status: http::StatusCode) {
+    pub fn request(
+        &self,
+        account: &AccountLabel,
+        method: &http::Method,
+        decision: &'static str,
+        status: http::StatusCode,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
                 account: account.clone(),
@@ -163,19 +207,30 @@ impl Metrics {
 
     /// Records an upstream round trip.
     pub fn upstream_latency(&self, account: &AccountLabel, seconds: f64) {
-        self.upstream_latency.get_or_create(&AccountOnly { account: account.clone() }).observe(seconds);
+        self.upstream_latency
+            .get_or_create(&AccountOnly {
+                account: account.clone(),
+            })
+            .observe(seconds);
     }
 
     /// Counts a token request outcome (`ok` or an error label).
     pub fn token_refresh(&self, account: &str, result: &'static str) {
         self.refreshes
-            .get_or_create(&RefreshLabels { account: AccountLabel(account.into()), result })
+            .get_or_create(&RefreshLabels {
+                account: AccountLabel(account.into()),
+                result,
+            })
             .inc();
     }
 
     /// Counts a config reload (`ok` or `error`).
     pub fn reload(&self, ok: bool) {
-        self.reloads.get_or_create(&ResultOnly { result: if ok { "ok" } else { "error" } }).inc();
+        self.reloads
+            .get_or_create(&ResultOnly {
+                result: if ok { "ok" } else { "error" },
+            })
+            .inc();
     }
 
     /// In-flight request gauge.
@@ -195,9 +250,13 @@ impl Metrics {
 
     /// Sets the per-account token gauges (called right before rendering).
     pub fn set_token_gauges(&self, account: &str, expiry_secs: f64, budget_left: u32, ready: bool) {
-        let labels = AccountOnly { account: AccountLabel(account.into()) };
+        let labels = AccountOnly {
+            account: AccountLabel(account.into()),
+        };
         self.expiry.get_or_create(&labels).set(expiry_secs);
-        self.budget_left.get_or_create(&labels).set(i64::from(budget_left));
+        self.budget_left
+            .get_or_create(&labels)
+            .set(i64::from(budget_left));
         self.ready.get_or_create(&labels).set(i64::from(ready));
     }
 

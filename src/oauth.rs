@@ -70,25 +70,47 @@ impl OAuthFlows {
         rand::thread_rng().fill_bytes(&mut bytes);
         let state: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         {
-            let mut pending = self.pending.lock().map_err(|_| "state store poisoned".to_string())?;
+            let mut pending = self
+                .pending
+                .lock()
+                .map_err(|_| "state store poisoned".to_string())?;
             pending.retain(|_, p| p.created.elapsed() < STATE_TTL);
             if pending.len() >= MAX_PENDING {
-                if let Some(oldest) = pending.iter().min_by_key(|(_, p)| p.created).map(|(k, _)| k.clone()) {
+                if let Some(oldest) = pending
+                    .iter()
+                    .min_by_key(|(_, p)| p.created)
+                    .map(|(k, _)| k.clone())
+                {
                     pending.remove(&oldest);
                 }
             }
-            pending.insert(state.clone(), Pending { account: account.name.clone(), created: Instant::now() });
+            pending.insert(
+                state.clone(),
+                Pending {
+                    account: account.name.clone(),
+                    created: Instant::now(),
+                },
+            );
         }
         Ok(authorize_url(account, redirect_uri.as_str(), &state))
     }
 
     /// Checks a callback's query: the state (single use, 10 minutes), the code, and the accounts
     /// server (a known Zoho accounts server, or the account's configured one).
-    pub fn callback(&self, query: &str, accounts: &[AccountConfig]) -> Result<Callback, CallbackError> {
-        let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    pub fn callback(
+        &self,
+        query: &str,
+        accounts: &[AccountConfig],
+    ) -> Result<Callback, CallbackError> {
+        let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
         let state = params.get("state").ok_or(CallbackError::UnknownState)?;
         let pending = {
-            let mut map = self.pending.lock().map_err(|_| CallbackError::UnknownState)?;
+            let mut map = self
+                .pending
+                .lock()
+                .map_err(|_| CallbackError::UnknownState)?;
             map.remove(state).ok_or(CallbackError::UnknownState)?
         };
         if pending.created.elapsed() >= STATE_TTL {
@@ -104,12 +126,15 @@ impl OAuthFlows {
         let account = accounts
             .iter()
             .find(|a| a.name == pending.account)
-            .ok_or_else(|| CallbackError::BadParameter("the account no longer exists in the config".into()))?;
+            .ok_or_else(|| {
+                CallbackError::BadParameter("the account no longer exists in the config".into())
+            })?;
         let accounts_url = match params.get("accounts-server") {
             None => account.accounts_url.clone(),
             Some(server) => {
-                let url = url::Url::parse(server)
-                    .map_err(|_| CallbackError::BadParameter("accounts-server is not a URL".into()))?;
+                let url = url::Url::parse(server).map_err(|_| {
+                    CallbackError::BadParameter("accounts-server is not a URL".into())
+                })?;
                 let configured = url.origin() == account.accounts_url.origin();
                 if !configured && DataCenter::from_accounts_url(url.as_str()).is_none() {
                     // Never send the client secret to a server named by a query parameter unless
@@ -122,7 +147,11 @@ impl OAuthFlows {
                 url
             }
         };
-        Ok(Callback { account: account.name.clone(), code: secrecy::SecretString::from(code.clone()), accounts_url })
+        Ok(Callback {
+            account: account.name.clone(),
+            code: secrecy::SecretString::from(code.clone()),
+            accounts_url,
+        })
     }
 }
 
@@ -143,7 +172,12 @@ pub fn authorize_url(account: &AccountConfig, redirect_uri: &str, state: &str) -
 
 /// A small HTML page for the person in the browser.
 pub fn html_page(title: &str, message: &str) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
          <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\"><h1>{t}</h1><p>{m}</p></body></html>",

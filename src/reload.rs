@@ -57,7 +57,9 @@ impl Reloader {
         let watched = |state: &AppState| state.runtime.load().config.watched_files.clone();
         let mut last = {
             let paths = watched(&self.state);
-            tokio::task::spawn_blocking(move || fingerprint(&paths)).await.unwrap_or_default()
+            tokio::task::spawn_blocking(move || fingerprint(&paths))
+                .await
+                .unwrap_or_default()
         };
         let mut tick = tokio::time::interval(POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -68,7 +70,9 @@ impl Reloader {
                 _ = tick.tick() => false,
             };
             let paths = watched(&self.state);
-            let now = tokio::task::spawn_blocking(move || fingerprint(&paths)).await.unwrap_or_default();
+            let now = tokio::task::spawn_blocking(move || fingerprint(&paths))
+                .await
+                .unwrap_or_default();
             if !by_signal && now == last {
                 continue;
             }
@@ -76,7 +80,9 @@ impl Reloader {
             self.reload(reason).await;
             // The new config may watch different secret files.
             let paths = watched(&self.state);
-            last = tokio::task::spawn_blocking(move || fingerprint(&paths)).await.unwrap_or_default();
+            last = tokio::task::spawn_blocking(move || fingerprint(&paths))
+                .await
+                .unwrap_or_default();
         }
     }
 
@@ -106,7 +112,11 @@ impl Reloader {
             error!("reload ({reason}) failed, keeping the previous configuration: log.level: {e}");
             return;
         }
-        resize(&self.state.connection_slots, old.limits.max_connections, config.limits.max_connections);
+        resize(
+            &self.state.connection_slots,
+            old.limits.max_connections,
+            config.limits.max_connections,
+        );
         let runtime = apply(&old, config);
         self.state.runtime.store(Arc::new(runtime));
         self.state.metrics.reload(true);
@@ -125,7 +135,8 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
                 merged.policy = new.policy.clone();
                 merged.allow = new.allow.clone();
                 if secret_changed(&previous.client_secret, &new.client_secret)
-                    || previous.refresh_token.as_ref().map(SecretValue::expose) != new.refresh_token.as_ref().map(SecretValue::expose)
+                    || previous.refresh_token.as_ref().map(SecretValue::expose)
+                        != new.refresh_token.as_ref().map(SecretValue::expose)
                 {
                     info!(account = %new.name, "credentials changed: the next token request uses them");
                     merged.client_secret = new.client_secret.clone();
@@ -189,7 +200,11 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
                 if o.listen != n.listen {
                     notes.push(format!("{}.listen", n.key));
                 }
-                if o.client_id != n.client_id || o.data_center != n.data_center || o.accounts_url != n.accounts_url || o.api_url != n.api_url {
+                if o.client_id != n.client_id
+                    || o.data_center != n.data_center
+                    || o.accounts_url != n.accounts_url
+                    || o.api_url != n.api_url
+                {
                     notes.push(format!("{} client or data center", n.key));
                 }
                 if o.token.store != n.token.store || o.token.mint_budget != n.token.mint_budget {

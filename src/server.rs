@@ -56,11 +56,14 @@ impl Listener {
                     if meta.file_type().is_socket() {
                         let _ = std::fs::remove_file(path);
                     } else {
-                        return Err(format!("cannot listen on unix:{}: a non-socket file is in the way", path.display()));
+                        return Err(format!(
+                            "cannot listen on unix:{}: a non-socket file is in the way",
+                            path.display()
+                        ));
                     }
                 }
-                let listener =
-                    UnixListener::bind(path).map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
+                let listener = UnixListener::bind(path)
+                    .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
                     .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))?;
                 Ok(Listener::Unix(listener, UnixSocketGuard(path.clone())))
@@ -154,7 +157,10 @@ pub async fn serve<F, Fut, B>(
                 Ok(p) => Some(p),
                 Err(_) => {
                     metrics.shed();
-                    debug!(listener = name, "max_connections reached: closing a new connection");
+                    debug!(
+                        listener = name,
+                        "max_connections reached: closing a new connection"
+                    );
                     drop(io);
                     continue;
                 }
@@ -170,8 +176,12 @@ pub async fn serve<F, Fut, B>(
                 let _permit = permit;
                 let _guard = guard;
                 let conn = match io {
-                    Accepted::Tcp(s) => ServedConn::boxed(builder.serve_connection(TokioIo::new(s), service_fn(service))),
-                    Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(TokioIo::new(s), service_fn(service))),
+                    Accepted::Tcp(s) => ServedConn::boxed(
+                        builder.serve_connection(TokioIo::new(s), service_fn(service)),
+                    ),
+                    Accepted::Unix(s) => ServedConn::boxed(
+                        builder.serve_connection(TokioIo::new(s), service_fn(service)),
+                    ),
                 };
                 run_connection(conn, drain).await;
             }

@@ -4,7 +4,7 @@
 //! A request loads the snapshot once and uses it to the end, so a reload never changes the rules
 //! under a request in flight.
 
-use crate::config::{AccountConfig, ClientType, Config, ListenAddr, Limits, Routing};
+use crate::config::{AccountConfig, ClientType, Config, Limits, ListenAddr, Routing};
 use crate::metrics::{AccountLabel, Metrics};
 use crate::policy::Policy;
 use crate::proxy::upstream::UpstreamClient;
@@ -51,7 +51,11 @@ impl Runtime {
 
     /// Known account names, comma-separated.
     pub fn account_names(&self) -> String {
-        self.accounts.iter().map(|a| &*a.name).collect::<Vec<_>>().join(", ")
+        self.accounts
+            .iter()
+            .map(|a| &*a.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -89,14 +93,16 @@ impl AppState {
             .accounts
             .iter()
             .zip(tokens.iter().zip(clients.iter()))
-            .map(|(a, (token, upstream)): (&AccountConfig, _)| AccountRuntime {
-                name: a.name.as_str().into(),
-                label: AccountLabel(a.name.as_str().into()),
-                client_type: a.client_type,
-                policy: a.policy.clone(),
-                token: token.clone(),
-                upstream: upstream.clone(),
-            })
+            .map(
+                |(a, (token, upstream)): (&AccountConfig, _)| AccountRuntime {
+                    name: a.name.as_str().into(),
+                    label: AccountLabel(a.name.as_str().into()),
+                    client_type: a.client_type,
+                    policy: a.policy.clone(),
+                    token: token.clone(),
+                    upstream: upstream.clone(),
+                },
+            )
             .collect();
         let limit = config.limits.upstream_concurrency;
         let upstream_slots = match previous {

@@ -12,9 +12,18 @@ const ALLOW_LEADS: &[&str] = &["ZohoCRM.modules.leads.ALL"];
 async fn every_method_arrives_with_exactly_one_proxy_token_and_no_client_credentials() {
     let zoho = Zoho::start().await;
     let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "")).await;
-    assert!(proxy.wait_ready(Duration::from_secs(10)).await, "ready: {}", proxy.logs());
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready: {}",
+        proxy.logs()
+    );
     let c = client();
-    for (method, path) in [("GET", "/crm/v8/Leads"), ("POST", "/crm/v8/Leads"), ("PUT", "/crm/v8/Leads/554023000000235011"), ("DELETE", "/crm/v8/Leads/554023000000235012")] {
+    for (method, path) in [
+        ("GET", "/crm/v8/Leads"),
+        ("POST", "/crm/v8/Leads"),
+        ("PUT", "/crm/v8/Leads/554023000000235011"),
+        ("DELETE", "/crm/v8/Leads/554023000000235012"),
+    ] {
         zoho.control().clear_crm_requests();
         let mut req = c
             .request(method.parse().expect("method"), proxy.url(path))
@@ -23,20 +32,43 @@ async fn every_method_arrives_with_exactly_one_proxy_token_and_no_client_credent
             .header("Connection", "Authorization")
             .header("X-Forwarded-For", "1.2.3.4");
         if method == "POST" || method == "PUT" {
-            req = req.header("content-type", "application/json").body(r#"{"data":[{"Last_Name":"Lovelace"}]}"#);
+            req = req
+                .header("content-type", "application/json")
+                .body(r#"{"data":[{"Last_Name":"Lovelace"}]}"#);
         }
         let resp = req.send().await.expect("send");
-        assert!(resp.status().is_success(), "{method} {path}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "{method} {path}: {}",
+            resp.status()
+        );
         let seen = zoho.control().crm_requests();
         assert_eq!(seen.len(), 1, "{method}: exactly one upstream request");
         let r = &seen[0];
-        assert_eq!(r.header_count("authorization"), 1, "{method}: one Authorization header");
+        assert_eq!(
+            r.header_count("authorization"),
+            1,
+            "{method}: one Authorization header"
+        );
         let auth = r.header_str("authorization").expect("authorization");
-        let token = auth.strip_prefix("Zoho-oauthtoken ").expect("Zoho-oauthtoken scheme");
-        assert!(zoho.control().is_live(token), "{method}: the injected token is a live one");
+        let token = auth
+            .strip_prefix("Zoho-oauthtoken ")
+            .expect("Zoho-oauthtoken scheme");
+        assert!(
+            zoho.control().is_live(token),
+            "{method}: the injected token is a live one"
+        );
         assert_eq!(r.header_count("cookie"), 0, "{method}: no client cookie");
-        assert_eq!(r.header_count("x-forwarded-for"), 0, "{method}: no forwarded-for");
-        assert_eq!(r.header_count("host") + usize::from(r.version == "HTTP/2.0"), 1, "{method}: one Host");
+        assert_eq!(
+            r.header_count("x-forwarded-for"),
+            0,
+            "{method}: no forwarded-for"
+        );
+        assert_eq!(
+            r.header_count("host") + usize::from(r.version == "HTTP/2.0"),
+            1,
+            "{method}: one Host"
+        );
     }
     proxy.assert_no_secrets(&zoho.control().live_tokens());
 }
@@ -53,7 +85,12 @@ async fn a_thousand_requests_cause_one_token_request() {
         tasks.push(tokio::spawn(async move {
             let mut ok = 0;
             for _ in 0..125 {
-                if c.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
+                if c.get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+                {
                     ok += 1;
                 }
             }
@@ -65,20 +102,36 @@ async fn a_thousand_requests_cause_one_token_request() {
         ok += t.await.expect("task");
     }
     assert_eq!(ok, 1000, "every request succeeded");
-    assert_eq!(zoho.control().token_requests(), 1, "one token request for 1000 requests");
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "one token request for 1000 requests"
+    );
 }
 
 #[tokio::test]
 async fn short_lived_tokens_are_refreshed_ahead_without_failed_requests() {
-    let zoho = Zoho::start_with(FakeZohoOptions { expires_in: 3, ..options() }).await;
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "token:\n  mint_budget: 10\n")).await;
+    let zoho = Zoho::start_with(FakeZohoOptions {
+        expires_in: 3,
+        ..options()
+    })
+    .await;
+    let proxy = RunningProxy::spawn(
+        zoho.dir.path(),
+        &zoho.config(ALLOW_LEADS, "token:\n  mint_budget: 10\n"),
+    )
+    .await;
     assert!(proxy.wait_ready(Duration::from_secs(10)).await);
     let c = client();
     let end = std::time::Instant::now() + Duration::from_secs(8);
     let mut failures = 0;
     let mut count = 0;
     while std::time::Instant::now() < end {
-        let r = c.get(proxy.url("/crm/v8/Leads/554023000000235011")).send().await.expect("send");
+        let r = c
+            .get(proxy.url("/crm/v8/Leads/554023000000235011"))
+            .send()
+            .await
+            .expect("send");
         if !r.status().is_success() {
             failures += 1;
         }
@@ -88,7 +141,10 @@ async fn short_lived_tokens_are_refreshed_ahead_without_failed_requests() {
     assert!(count > 100, "steady traffic was sent ({count})");
     assert_eq!(failures, 0, "no failed request across token lifetimes");
     let mints = zoho.control().mints();
-    assert!((3..=5).contains(&mints), "about one mint per 3 s lifetime over 8 s, got {mints}");
+    assert!(
+        (3..=5).contains(&mints),
+        "about one mint per 3 s lifetime over 8 s, got {mints}"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +155,11 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
     let (_, before) = proxy.memory_kib();
     let size: u64 = 200 << 20;
     let c = client();
-    let mut resp = c.get(proxy.url(&format!("/crm/v8/Leads?__fake=download&bytes={size}"))).send().await.expect("download");
+    let mut resp = c
+        .get(proxy.url(&format!("/crm/v8/Leads?__fake=download&bytes={size}")))
+        .send()
+        .await
+        .expect("download");
     assert_eq!(resp.status(), 200);
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut got = 0u64;
@@ -108,10 +168,19 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
         sha2::Digest::update(&mut hasher, &chunk);
     }
     assert_eq!(got, size, "all bytes arrived");
-    let digest: String = sha2::Digest::finalize(hasher).iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(digest, zoho_auth_proxy::sandbox::download_sha256(size), "download is byte-identical");
+    let digest: String = sha2::Digest::finalize(hasher)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest,
+        zoho_auth_proxy::sandbox::download_sha256(size),
+        "download is byte-identical"
+    );
 
-    let chunks = futures_util::stream::iter((0..200).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1 << 20]))));
+    let chunks = futures_util::stream::iter(
+        (0..200).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1 << 20]))),
+    );
     let resp = c
         .post(proxy.url("/crm/v8/Leads?__fake=upload"))
         .body(reqwest::Body::wrap_stream(chunks))
@@ -122,18 +191,26 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
     let v: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(v["received"], size, "upload arrived whole");
     let (peak, _) = proxy.memory_kib();
-    assert!(peak.saturating_sub(before) < 30 * 1024, "resident memory grew {} KiB (limit 30 MiB)", peak - before);
+    assert!(
+        peak.saturating_sub(before) < 30 * 1024,
+        "resident memory grew {} KiB (limit 30 MiB)",
+        peak - before
+    );
 }
 
 #[tokio::test]
 async fn redirects_are_returned_unfollowed_and_the_other_host_sees_nothing() {
     let zoho = Zoho::start().await;
-    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let other = elsewhere.local_addr().expect("addr");
     let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "")).await;
     let location = format!("http://{other}/steal");
     let resp = client()
-        .get(proxy.url(&format!("/crm/v8/Leads?__fake=redirect&status=302&location={location}")))
+        .get(proxy.url(&format!(
+            "/crm/v8/Leads?__fake=redirect&status=302&location={location}"
+        )))
         .send()
         .await
         .expect("send");
@@ -141,19 +218,38 @@ async fn redirects_are_returned_unfollowed_and_the_other_host_sees_nothing() {
     assert_eq!(resp.headers()["location"], location.as_str());
     let accepted = tokio::time::timeout(Duration::from_millis(300), elsewhere.accept()).await;
     assert!(accepted.is_err(), "the redirect target got no connection");
-    assert_eq!(zoho.control().crm_requests().len(), 1, "one upstream request");
+    assert_eq!(
+        zoho.control().crm_requests().len(),
+        1,
+        "one upstream request"
+    );
 }
 
 #[tokio::test]
 async fn upstream_errors_pass_through_and_proxy_errors_are_marked() {
     let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "limits:\n  request_timeout: 1s\n")).await;
+    let proxy = RunningProxy::spawn(
+        zoho.dir.path(),
+        &zoho.config(ALLOW_LEADS, "limits:\n  request_timeout: 1s\n"),
+    )
+    .await;
     assert!(proxy.wait_ready(Duration::from_secs(10)).await);
     let c = client();
-    let r = c.get(proxy.url("/crm/v8/Leads?__fake=status=500&html=1")).send().await.expect("send");
+    let r = c
+        .get(proxy.url("/crm/v8/Leads?__fake=status=500&html=1"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 500, "Zoho's 500 passes through");
-    assert!(r.headers().get("x-zoho-proxy-error").is_none(), "not marked as ours");
-    let r = c.get(proxy.url("/crm/v8/Leads?__fake=hang")).send().await.expect("send");
+    assert!(
+        r.headers().get("x-zoho-proxy-error").is_none(),
+        "not marked as ours"
+    );
+    let r = c
+        .get(proxy.url("/crm/v8/Leads?__fake=hang"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 504, "an upstream that never answers gives 504");
     assert_eq!(r.headers()["x-zoho-proxy-error"], "PROXY_UPSTREAM_TIMEOUT");
     let v: serde_json::Value = r.json().await.expect("json body");
@@ -163,15 +259,26 @@ async fn upstream_errors_pass_through_and_proxy_errors_are_marked() {
 #[tokio::test]
 async fn unreachable_upstream_gives_502() {
     let zoho = Zoho::start().await;
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = dead.local_addr().expect("addr").port();
     drop(dead);
-    let config = zoho.config(ALLOW_LEADS, "").replace(&zoho.fake.api_url(), &format!("https://127.0.0.1:{port}"));
+    let config = zoho
+        .config(ALLOW_LEADS, "")
+        .replace(&zoho.fake.api_url(), &format!("https://127.0.0.1:{port}"));
     let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
     assert!(proxy.wait_ready(Duration::from_secs(10)).await);
-    let r = client().get(proxy.url("/crm/v8/Leads")).send().await.expect("send");
+    let r = client()
+        .get(proxy.url("/crm/v8/Leads"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 502);
-    assert_eq!(r.headers()["x-zoho-proxy-error"], "PROXY_UPSTREAM_UNREACHABLE");
+    assert_eq!(
+        r.headers()["x-zoho-proxy-error"],
+        "PROXY_UPSTREAM_UNREACHABLE"
+    );
 }
 
 #[tokio::test]
@@ -184,16 +291,38 @@ async fn token_endpoint_failures_give_503_quickly_with_few_token_calls() {
     ] {
         let zoho = Zoho::start().await;
         zoho.control().set_token_behavior(behavior);
-        let proxy = RunningProxy::spawn_with_env(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "log:\n  level: trace\n"), &[]).await;
+        let proxy = RunningProxy::spawn_with_env(
+            zoho.dir.path(),
+            &zoho.config(ALLOW_LEADS, "log:\n  level: trace\n"),
+            &[],
+        )
+        .await;
         let started = std::time::Instant::now();
-        let r = client().get(proxy.url("/crm/v8/Leads")).send().await.expect("send");
+        let r = client()
+            .get(proxy.url("/crm/v8/Leads"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), 503, "{name}: no token means 503");
-        assert!(r.headers().contains_key("retry-after"), "{name}: Retry-After");
-        assert!(started.elapsed() < Duration::from_secs(15), "{name}: answered within 15 s");
+        assert!(
+            r.headers().contains_key("retry-after"),
+            "{name}: Retry-After"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{name}: answered within 15 s"
+        );
         let v: serde_json::Value = r.json().await.expect("json");
         assert_eq!(v["code"], "PROXY_TOKEN_UNAVAILABLE", "{name}");
-        assert!(zoho.control().token_requests() <= 3, "{name}: a handful of token calls, got {}", zoho.control().token_requests());
-        assert!(zoho.control().crm_requests().is_empty(), "{name}: nothing forwarded without a token");
+        assert!(
+            zoho.control().token_requests() <= 3,
+            "{name}: a handful of token calls, got {}",
+            zoho.control().token_requests()
+        );
+        assert!(
+            zoho.control().crm_requests().is_empty(),
+            "{name}: nothing forwarded without a token"
+        );
         proxy.assert_no_secrets(&[]);
     }
 }
@@ -201,14 +330,29 @@ async fn token_endpoint_failures_give_503_quickly_with_few_token_calls() {
 #[tokio::test]
 async fn invalid_client_names_the_accounts_host_and_the_data_center() {
     let zoho = Zoho::start().await;
-    zoho.control().set_token_behavior(TokenBehavior::Error("invalid_client".into()));
+    zoho.control()
+        .set_token_behavior(TokenBehavior::Error("invalid_client".into()));
     let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "")).await;
-    let found = proxy.wait_for_output(Duration::from_secs(10), |t| t.contains("invalid_client")).await;
+    let found = proxy
+        .wait_for_output(Duration::from_secs(10), |t| t.contains("invalid_client"))
+        .await;
     assert!(found, "invalid_client is logged");
     let logs = proxy.logs();
-    assert!(logs.contains("127.0.0.1") && logs.contains("data center"), "names host and hints at data center: {logs}");
-    let status: serde_json::Value = client().get(proxy.admin_url("/status")).send().await.expect("status").json().await.expect("json");
-    let error = status["accounts"][0]["token"]["last_error"].as_str().unwrap_or("");
+    assert!(
+        logs.contains("127.0.0.1") && logs.contains("data center"),
+        "names host and hints at data center: {logs}"
+    );
+    let status: serde_json::Value = client()
+        .get(proxy.admin_url("/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    let error = status["accounts"][0]["token"]["last_error"]
+        .as_str()
+        .unwrap_or("");
     assert!(error.contains("data center"), "status explains: {error}");
 }
 
@@ -225,10 +369,20 @@ async fn bad_configs_exit_2_naming_the_key() {
     for (name, yaml, needle) in cases {
         let path = dir.path().join("bad.yaml");
         std::fs::write(&path, yaml).expect("write");
-        let out = std::process::Command::new(binary()).arg("--config").arg(&path).output().expect("run");
+        let out = std::process::Command::new(binary())
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .expect("run");
         assert_eq!(out.status.code(), Some(2), "{name}: exit code 2");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(needle), "{name}: message names `{needle}`: {stderr}");
-        assert!(stderr.lines().count() <= 2, "{name}: one clear message: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{name}: message names `{needle}`: {stderr}"
+        );
+        assert!(
+            stderr.lines().count() <= 2,
+            "{name}: one clear message: {stderr}"
+        );
     }
 }

@@ -78,14 +78,13 @@ const TABLE: &[(&str, DataCenter, &str, &str)] = &[
 ];
 
 /// Top-level domains of Zoho API hosts (`*.zohoapis.<tld>`).
-const API_TLDS: &[&str] = &["com", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa", "uk"];
+const API_TLDS: &[&str] = &[
+    "com", "eu", "in", "com.au", "jp", "com.cn", "ca", "sa", "uk",
+];
 
 impl DataCenter {
     fn row(self) -> &'static (&'static str, DataCenter, &'static str, &'static str) {
-        TABLE
-            .iter()
-            .find(|row| row.1 == self)
-            .unwrap_or(&TABLE[0])
+        TABLE.iter().find(|row| row.1 == self).unwrap_or(&TABLE[0])
     }
 
     /// The short code used in `proxy.yaml` (`us`, `eu`, ...).
@@ -165,7 +164,10 @@ mod tests {
             assert!(api.starts_with("https://www.zohoapis."), "{code} api");
             assert_eq!(DataCenter::from_accounts_url(accounts), Some(*dc));
         }
-        assert!("xx".parse::<DataCenter>().is_err(), "unknown code is refused");
+        assert!(
+            "xx".parse::<DataCenter>().is_err(),
+            "unknown code is refused"
+        );
     }
 
     const HOSTS: &[(&str, bool)] = &[
@@ -185,7 +187,11 @@ mod tests {
     #[test]
     fn api_host_check_follows_the_table() {
         for (host, expected) in HOSTS {
-            assert_eq!(is_zoho_api_host(host), *expected, "is_zoho_api_host({host})");
+            assert_eq!(
+                is_zoho_api_host(host),
+                *expected,
+                "is_zoho_api_host({host})"
+            );
         }
     }
 }

@@ -58,9 +58,7 @@ pub fn interpolate(
             None => (inner, None),
         };
         let valid_name = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid_name {
             return Err(InterpolateError::Malformed(format!(
@@ -101,8 +99,14 @@ mod tests {
         ("cost $5", Ok("cost $5")),
         ("${MISSING}", Err("environment variable MISSING is not set")),
         ("${EMPTY}", Err("environment variable EMPTY is not set")),
-        ("${SET", Err("bad ${...} reference: `${` without a closing `}`")),
-        ("${1X}", Err("bad ${...} reference: `1X` is not a valid variable name")),
+        (
+            "${SET",
+            Err("bad ${...} reference: `${` without a closing `}`"),
+        ),
+        (
+            "${1X}",
+            Err("bad ${...} reference: `1X` is not a valid variable name"),
+        ),
     ];
 
     #[test]

@@ -298,8 +298,8 @@ impl Config {
                 meta.len()
             )));
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| file_error(format!("cannot read the config file: {e}")))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| file_error(format!("cannot read the config file: {e}")))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| file_error("the config file is not UTF-8 text".to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -323,7 +323,8 @@ impl Config {
             return Err(ConfigError {
                 key: "(file)".to_string(),
                 line: None,
-                message: "the config file is empty; start from the annotated proxy.yaml".to_string(),
+                message: "the config file is empty; start from the annotated proxy.yaml"
+                    .to_string(),
             });
         }
         let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| yaml_error(&e, text))?;
@@ -411,7 +412,10 @@ fn yaml_error(e: &serde_yaml::Error, text: &str) -> ConfigError {
     };
     let mut line = e.location().map(|l| l.line());
     // serde reports a duplicate at the start of its mapping; point at the second occurrence.
-    if let Some(name) = message.strip_prefix("duplicate field `").and_then(|r| r.split('`').next()) {
+    if let Some(name) = message
+        .strip_prefix("duplicate field `")
+        .and_then(|r| r.split('`').next())
+    {
         let start = line.unwrap_or(1).saturating_sub(1);
         let hits: Vec<usize> = text
             .lines()
@@ -419,7 +423,8 @@ fn yaml_error(e: &serde_yaml::Error, text: &str) -> ConfigError {
             .skip(start)
             .filter(|(_, l)| {
                 let l = l.trim_start().trim_start_matches("- ");
-                l.strip_prefix(name).is_some_and(|r| r.trim_start().starts_with(':'))
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
             })
             .map(|(i, _)| i + 1)
             .collect();
@@ -448,7 +453,8 @@ impl Validator<'_> {
     /// Interpolates a string value; an empty result counts as missing.
     fn string(&self, key: &str, value: &Option<String>) -> Result<Option<String>, ConfigError> {
         let Some(value) = value else { return Ok(None) };
-        let value = interpolate::interpolate(value, self.env).map_err(|e| self.err(key, e.to_string()))?;
+        let value =
+            interpolate::interpolate(value, self.env).map_err(|e| self.err(key, e.to_string()))?;
         let value = value.trim().to_string();
         Ok((!value.is_empty()).then_some(value))
     }
@@ -496,14 +502,21 @@ impl Validator<'_> {
     }
 
     fn url(&self, key: &str, value: &Option<String>) -> Result<Option<url::Url>, ConfigError> {
-        let Some(text) = self.string(key, value)? else { return Ok(None) };
+        let Some(text) = self.string(key, value)? else {
+            return Ok(None);
+        };
         let url = url::Url::parse(&text)
             .map_err(|e| self.err(key, format!("`{text}` is not a valid URL: {e}")))?;
         check_base_url(&url).map_err(|m| self.err(key, m))?;
         Ok(Some(url))
     }
 
-    fn duration(&self, key: &str, value: &Option<String>, default: Duration) -> Result<Duration, ConfigError> {
+    fn duration(
+        &self,
+        key: &str,
+        value: &Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
         match self.string(key, value)? {
             Some(text) => parse_duration(&text).map_err(|m| self.err(key, m)),
             None => Ok(default),
@@ -517,8 +530,15 @@ impl Validator<'_> {
         }
     }
 
-    fn listen(&self, key: &str, value: &Option<String>, default: &str) -> Result<ListenAddr, ConfigError> {
-        let text = self.string(key, value)?.unwrap_or_else(|| default.to_string());
+    fn listen(
+        &self,
+        key: &str,
+        value: &Option<String>,
+        default: &str,
+    ) -> Result<ListenAddr, ConfigError> {
+        let text = self
+            .string(key, value)?
+            .unwrap_or_else(|| default.to_string());
         parse_listen(&text).map_err(|m| self.err(key, m))
     }
 
@@ -533,34 +553,44 @@ impl Validator<'_> {
         }
 
         let policy_mode = match self
-            .string("policy.mode", &raw.policy.as_ref().and_then(|p| p.mode.clone()))?
+            .string(
+                "policy.mode",
+                &raw.policy.as_ref().and_then(|p| p.mode.clone()),
+            )?
             .as_deref()
         {
             None | Some("enforce") => PolicyMode::Enforce,
             Some("report") => PolicyMode::Report,
             Some(other) => {
-                return Err(self.err("policy.mode", format!("unknown mode `{other}`; use enforce or report")))
+                return Err(self.err(
+                    "policy.mode",
+                    format!("unknown mode `{other}`; use enforce or report"),
+                ))
             }
         };
         let routing = match self.string("routing", &raw.routing)?.as_deref() {
             None | Some("listener") => Routing::Listener,
             Some("header") => Routing::Header,
             Some(other) => {
-                return Err(self.err("routing", format!("unknown routing `{other}`; use listener or header")))
+                return Err(self.err(
+                    "routing",
+                    format!("unknown routing `{other}`; use listener or header"),
+                ))
             }
         };
 
         let default_token = raw.token.unwrap_or_default();
         let mut accounts = Vec::new();
         match (raw.accounts, raw.zoho) {
-            (Some(_), Some(_)) => {
-                return Err(self.err(
-                    "zoho",
-                    "use either the single-account `zoho:` + `allow:` form or `accounts:`, not both",
-                ))
-            }
+            (Some(_), Some(_)) => return Err(self.err(
+                "zoho",
+                "use either the single-account `zoho:` + `allow:` form or `accounts:`, not both",
+            )),
             (Some(_), None) if raw.allow.is_some() => {
-                return Err(self.err("allow", "with `accounts:`, each account has its own `allow:`"))
+                return Err(self.err(
+                    "allow",
+                    "with `accounts:`, each account has its own `allow:`",
+                ))
             }
             (Some(list), None) => {
                 if list.is_empty() {
@@ -573,7 +603,10 @@ impl Validator<'_> {
             }
             (None, zoho) => {
                 let Some(zoho) = zoho else {
-                    return Err(self.err("zoho", "the `zoho:` section (client id, secret, refresh token) is required"));
+                    return Err(self.err(
+                        "zoho",
+                        "the `zoho:` section (client id, secret, refresh token) is required",
+                    ));
                 };
                 let account = single_account(zoho, raw.allow, raw.modules);
                 accounts.push(self.account("zoho", account, &default_token, policy_mode)?);
@@ -581,13 +614,23 @@ impl Validator<'_> {
         }
         for (i, a) in accounts.iter().enumerate() {
             if accounts[..i].iter().any(|b| b.name == a.name) {
-                return Err(self.err(&format!("{}.name", a.key), format!("duplicate account name `{}`", a.name)));
+                return Err(self.err(
+                    &format!("{}.name", a.key),
+                    format!("duplicate account name `{}`", a.name),
+                ));
             }
             if let Some(l) = &a.listen {
                 self.check_remote(&format!("{}.listen", a.key), l, allow_remote_clients)?;
                 let ephemeral = matches!(l, ListenAddr::Tcp(a) if a.port() == 0);
-                if !ephemeral && (*l == listen || *l == admin_listen || accounts[..i].iter().any(|b| b.listen.as_ref() == Some(l))) {
-                    return Err(self.err(&format!("{}.listen", a.key), format!("{l} is already used by another listener")));
+                if !ephemeral
+                    && (*l == listen
+                        || *l == admin_listen
+                        || accounts[..i].iter().any(|b| b.listen.as_ref() == Some(l)))
+                {
+                    return Err(self.err(
+                        &format!("{}.listen", a.key),
+                        format!("{l} is already used by another listener"),
+                    ));
                 }
             }
         }
@@ -597,18 +640,33 @@ impl Validator<'_> {
         let log_format = match self.string("log.format", &log.format)?.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(self.err("log.format", format!("unknown format `{other}`; use text or json"))),
+            Some(other) => {
+                return Err(self.err(
+                    "log.format",
+                    format!("unknown format `{other}`; use text or json"),
+                ))
+            }
         };
-        let log_level = self.string("log.level", &log.level)?.unwrap_or_else(|| "info".to_string());
-        tracing_subscriber::EnvFilter::try_new(&log_level)
-            .map_err(|e| self.err("log.level", format!("`{log_level}` is not a level or filter: {e}")))?;
+        let log_level = self
+            .string("log.level", &log.level)?
+            .unwrap_or_else(|| "info".to_string());
+        tracing_subscriber::EnvFilter::try_new(&log_level).map_err(|e| {
+            self.err(
+                "log.level",
+                format!("`{log_level}` is not a level or filter: {e}"),
+            )
+        })?;
         let shutdown = raw.shutdown.unwrap_or_default();
-        let shutdown_grace = self.duration("shutdown.grace", &shutdown.grace, Duration::from_secs(20))?;
+        let shutdown_grace =
+            self.duration("shutdown.grace", &shutdown.grace, Duration::from_secs(20))?;
         let shutdown_delay = self.duration("shutdown.delay", &shutdown.delay, Duration::ZERO)?;
 
         let mut watched_files = Vec::new();
         for a in &accounts {
-            for s in [Some(&a.client_secret), a.refresh_token.as_ref()].into_iter().flatten() {
+            for s in [Some(&a.client_secret), a.refresh_token.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 if let Some(f) = &s.file {
                     watched_files.push(f.clone());
                 }
@@ -651,10 +709,26 @@ impl Validator<'_> {
         let limits = Limits {
             max_body: self.size("limits.max_body", &raw.max_body, d.max_body)?,
             replay_body: self.size("limits.replay_body", &raw.replay_body, d.replay_body)?,
-            request_timeout: self.duration("limits.request_timeout", &raw.request_timeout, d.request_timeout)?,
-            connect_timeout: self.duration("limits.connect_timeout", &raw.connect_timeout, d.connect_timeout)?,
-            header_timeout: self.duration("limits.header_timeout", &raw.header_timeout, d.header_timeout)?,
-            body_idle_timeout: self.duration("limits.body_idle_timeout", &raw.body_idle_timeout, d.body_idle_timeout)?,
+            request_timeout: self.duration(
+                "limits.request_timeout",
+                &raw.request_timeout,
+                d.request_timeout,
+            )?,
+            connect_timeout: self.duration(
+                "limits.connect_timeout",
+                &raw.connect_timeout,
+                d.connect_timeout,
+            )?,
+            header_timeout: self.duration(
+                "limits.header_timeout",
+                &raw.header_timeout,
+                d.header_timeout,
+            )?,
+            body_idle_timeout: self.duration(
+                "limits.body_idle_timeout",
+                &raw.body_idle_timeout,
+                d.body_idle_timeout,
+            )?,
             max_connections: raw.max_connections.unwrap_or(d.max_connections),
             upstream_concurrency: raw.upstream_concurrency.unwrap_or(d.upstream_concurrency),
             upstream_queue_timeout: self.duration(
@@ -696,14 +770,26 @@ impl Validator<'_> {
             None if single => "default".to_string(),
             None => return Err(self.err(&format!("{key}.name"), "every account needs a name")),
         };
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(self.err(&format!("{key}.name"), "use letters, digits, `-` and `_` only"));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(self.err(
+                &format!("{key}.name"),
+                "use letters, digits, `-` and `_` only",
+            ));
         }
-        let client_type = match self.string(&format!("{key}.client_type"), &raw.client_type)?.as_deref() {
+        let client_type = match self
+            .string(&format!("{key}.client_type"), &raw.client_type)?
+            .as_deref()
+        {
             None | Some("self") => ClientType::SelfClient,
             Some("server") => ClientType::Server,
             Some(other) => {
-                return Err(self.err(&format!("{key}.client_type"), format!("unknown client type `{other}`; use self or server")))
+                return Err(self.err(
+                    &format!("{key}.client_type"),
+                    format!("unknown client type `{other}`; use self or server"),
+                ))
             }
         };
         let listen = match &raw.listen {
@@ -711,25 +797,50 @@ impl Validator<'_> {
             None => None,
         };
         let data_center = match self.string(&format!("{key}.data_center"), &raw.data_center)? {
-            Some(code) => code.parse::<DataCenter>().map_err(|m| self.err(&format!("{key}.data_center"), m))?,
+            Some(code) => code
+                .parse::<DataCenter>()
+                .map_err(|m| self.err(&format!("{key}.data_center"), m))?,
             None => DataCenter::Us,
         };
         let accounts_url = match self.url(&format!("{key}.accounts_url"), &raw.accounts_url)? {
             Some(u) => u,
-            None => url::Url::parse(data_center.accounts_url()).expect("data center table holds valid URLs"),
+            None => url::Url::parse(data_center.accounts_url())
+                .expect("data center table holds valid URLs"),
         };
         let api_url = self.url(&format!("{key}.api_url"), &raw.api_url)?;
         let client_id = self
             .string(&format!("{key}.client_id"), &raw.client_id)?
-            .ok_or_else(|| self.err(&format!("{key}.client_id"), "client_id is required (from the Zoho API console)"))?;
+            .ok_or_else(|| {
+                self.err(
+                    &format!("{key}.client_id"),
+                    "client_id is required (from the Zoho API console)",
+                )
+            })?;
         let client_secret = self
-            .secret(key, "client_secret", &raw.client_secret, &raw.client_secret_file, true)?
-            .ok_or_else(|| self.err(&format!("{key}.client_secret"), "client_secret is required"))?;
-        let refresh_token = self.secret(key, "refresh_token", &raw.refresh_token, &raw.refresh_token_file, false)?;
+            .secret(
+                key,
+                "client_secret",
+                &raw.client_secret,
+                &raw.client_secret_file,
+                true,
+            )?
+            .ok_or_else(|| {
+                self.err(&format!("{key}.client_secret"), "client_secret is required")
+            })?;
+        let refresh_token = self.secret(
+            key,
+            "refresh_token",
+            &raw.refresh_token,
+            &raw.refresh_token_file,
+            false,
+        )?;
         let grant_token = self.secret(key, "grant_token", &raw.grant_token, &None, false)?;
         let redirect_uri = match self.string(&format!("{key}.redirect_uri"), &raw.redirect_uri)? {
             Some(text) => Some(url::Url::parse(&text).map_err(|e| {
-                self.err(&format!("{key}.redirect_uri"), format!("`{text}` is not a valid URL: {e}"))
+                self.err(
+                    &format!("{key}.redirect_uri"),
+                    format!("`{text}` is not a valid URL: {e}"),
+                )
             })?),
             None => None,
         };
@@ -737,7 +848,11 @@ impl Validator<'_> {
         if let Some(path) = &ca_file {
             crate::tls::read_pem_certs(path).map_err(|m| self.err(&format!("{key}.ca_file"), m))?;
         }
-        let allow_key = if single { "allow".to_string() } else { format!("{key}.allow") };
+        let allow_key = if single {
+            "allow".to_string()
+        } else {
+            format!("{key}.allow")
+        };
         let allow = raw.allow.unwrap_or_default();
         if allow.is_empty() {
             return Err(self.err(
@@ -754,7 +869,8 @@ impl Validator<'_> {
             })
             .collect::<Result<_, _>>()?;
         let modules = raw.modules.unwrap_or(OrderedMap(Vec::new())).0;
-        let policy = Policy::new(&allow, &modules, mode).map_err(|e| self.err(&allow_key, e.to_string()))?;
+        let policy =
+            Policy::new(&allow, &modules, mode).map_err(|e| self.err(&allow_key, e.to_string()))?;
         let token = match &raw.token {
             Some(own) => self.token(&format!("{key}.token"), own, None)?,
             None if single => self.token("token", default_token, None)?,
@@ -769,7 +885,10 @@ impl Validator<'_> {
                         "refresh_token (or refresh_token_file, or a one-time grant_token) is required for a self client",
                     ));
                 }
-                if grant_token.is_some() && refresh_token.is_none() && token.store == StoreConfig::Memory {
+                if grant_token.is_some()
+                    && refresh_token.is_none()
+                    && token.store == StoreConfig::Memory
+                {
                     return Err(self.err(
                         &format!("{key}.grant_token"),
                         "a grant token can be exchanged only once: set token.store so the refresh token obtained from it survives a restart",
@@ -818,19 +937,34 @@ impl Validator<'_> {
 
     /// `shared_by`: the account name when a top-level `token:` serves several accounts, so each
     /// gets its own store file.
-    fn token(&self, tkey: &str, raw: &RawToken, shared_by: Option<&str>) -> Result<TokenConfig, ConfigError> {
+    fn token(
+        &self,
+        tkey: &str,
+        raw: &RawToken,
+        shared_by: Option<&str>,
+    ) -> Result<TokenConfig, ConfigError> {
         let store = match self.string(&format!("{tkey}.store"), &raw.store)? {
             None => StoreConfig::Memory,
             Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
-                let url = url::Url::parse(&s)
-                    .map_err(|e| self.err(&format!("{tkey}.store"), format!("not a valid Redis URL: {e}")))?;
+                let url = url::Url::parse(&s).map_err(|e| {
+                    self.err(
+                        &format!("{tkey}.store"),
+                        format!("not a valid Redis URL: {e}"),
+                    )
+                })?;
                 if url.password().is_some() {
                     return Err(self.err(
                         &format!("{tkey}.store"),
                         "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
                     ));
                 }
-                let password = self.secret(&tkey, "redis_password", &raw.redis_password, &raw.redis_password_file, false)?;
+                let password = self.secret(
+                    &tkey,
+                    "redis_password",
+                    &raw.redis_password,
+                    &raw.redis_password_file,
+                    false,
+                )?;
                 StoreConfig::Redis { url: s, password }
             }
             Some(path) => {
@@ -838,8 +972,14 @@ impl Validator<'_> {
                 match shared_by {
                     // token.json -> token.NAME.json: accounts never share a file.
                     Some(name) => {
-                        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                        let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+                        let stem = path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default();
+                        let ext = path
+                            .extension()
+                            .map(|e| format!(".{}", e.to_string_lossy()))
+                            .unwrap_or_default();
                         StoreConfig::File(path.with_file_name(format!("{stem}.{name}{ext}")))
                     }
                     None => StoreConfig::File(path),
@@ -853,8 +993,15 @@ impl Validator<'_> {
                 "must be between 1 and 10 (Zoho allows 10 access tokens per refresh token per 10 minutes)",
             ));
         }
-        let lease = self.duration(&format!("{tkey}.lease"), &raw.lease, Duration::from_secs(15))?;
-        let when_redis_down = match self.string(&format!("{tkey}.when_redis_down"), &raw.when_redis_down)?.as_deref() {
+        let lease = self.duration(
+            &format!("{tkey}.lease"),
+            &raw.lease,
+            Duration::from_secs(15),
+        )?;
+        let when_redis_down = match self
+            .string(&format!("{tkey}.when_redis_down"), &raw.when_redis_down)?
+            .as_deref()
+        {
             None | Some("refuse") => RedisDownPolicy::Refuse,
             Some("mint_locally") => RedisDownPolicy::MintLocally,
             Some(other) => {
@@ -864,12 +1011,21 @@ impl Validator<'_> {
                 ))
             }
         };
-        Ok(TokenConfig { store, mint_budget, lease, when_redis_down })
+        Ok(TokenConfig {
+            store,
+            mint_budget,
+            lease,
+            when_redis_down,
+        })
     }
 }
 
 /// The single-account form (`zoho:` + `allow:`) as an account entry.
-fn single_account(zoho: RawZoho, allow: Option<Vec<String>>, modules: Option<OrderedMap>) -> RawAccount {
+fn single_account(
+    zoho: RawZoho,
+    allow: Option<Vec<String>>,
+    modules: Option<OrderedMap>,
+) -> RawAccount {
     RawAccount {
         name: None,
         listen: None,
@@ -894,11 +1050,16 @@ fn single_account(zoho: RawZoho, allow: Option<Vec<String>>, modules: Option<Ord
 
 /// Reads a secret file: trimmed, non-empty, at most 16 KiB.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.len() > 16 * 1024 {
-        return Err(format!("{} is larger than 16 KiB; is it the right file?", path.display()));
+        return Err(format!(
+            "{} is larger than 16 KiB; is it the right file?",
+            path.display()
+        ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value = text.trim();
     if value.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -926,10 +1087,16 @@ pub fn check_base_url(url: &url::Url) -> Result<(), String> {
         other => return Err(format!("`{url}` has scheme `{other}`; use https")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("`{}` must not contain credentials", url.host_str().unwrap_or("")));
+        return Err(format!(
+            "`{}` must not contain credentials",
+            url.host_str().unwrap_or("")
+        ));
     }
     if url.path() != "/" && !url.path().is_empty() {
-        return Err(format!("`{url}` must be a bare origin without a path (got `{}`)", url.path()));
+        return Err(format!(
+            "`{url}` must be a bare origin without a path (got `{}`)",
+            url.path()
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{url}` must not have a query or fragment"));
@@ -941,17 +1108,27 @@ pub fn check_base_url(url: &url::Url) -> Result<(), String> {
 pub fn parse_listen(text: &str) -> Result<ListenAddr, String> {
     if let Some(path) = text.strip_prefix("unix:") {
         if path.is_empty() {
-            return Err("`unix:` needs a socket path, e.g. unix:/run/zoho-auth-proxy/proxy.sock".to_string());
+            return Err(
+                "`unix:` needs a socket path, e.g. unix:/run/zoho-auth-proxy/proxy.sock"
+                    .to_string(),
+            );
         }
         return Ok(ListenAddr::Unix(PathBuf::from(path)));
     }
     if let Some(port) = text.strip_prefix("localhost:") {
-        let port: u16 = port.parse().map_err(|_| format!("`{text}` has a bad port"))?;
-        return Ok(ListenAddr::Tcp(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port)));
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{text}` has a bad port"))?;
+        return Ok(ListenAddr::Tcp(SocketAddr::new(
+            IpAddr::from([127, 0, 0, 1]),
+            port,
+        )));
     }
     text.parse::<SocketAddr>()
         .map(ListenAddr::Tcp)
-        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:8080 or unix:/path/proxy.sock"))
+        .map_err(|_| {
+            format!("`{text}` is not an address like 127.0.0.1:8080 or unix:/path/proxy.sock")
+        })
 }
 
 /// Best-effort 1-based line of a dotted key (`zoho.client_secret`, `accounts[1].allow[0]`).
@@ -966,7 +1143,8 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
         };
         let pos = (from..lines.len()).find(|&i| {
             let l = lines[i].trim_start().trim_start_matches("- ").trim_start();
-            l.strip_prefix(name).is_some_and(|r| r.trim_start().starts_with(':'))
+            l.strip_prefix(name)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
         })?;
         found = Some(pos);
         from = pos + 1;
@@ -974,7 +1152,9 @@ fn line_of(text: &str, key: &str) -> Option<usize> {
             let items: Vec<usize> = (from..lines.len())
                 .filter(|&i| lines[i].trim_start().starts_with('-'))
                 .collect();
-            let indent = items.first().map(|&i| lines[i].len() - lines[i].trim_start().len())?;
+            let indent = items
+                .first()
+                .map(|&i| lines[i].len() - lines[i].trim_start().len())?;
             let item = items
                 .into_iter()
                 .filter(|&i| lines[i].len() - lines[i].trim_start().len() == indent)

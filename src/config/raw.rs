@@ -142,9 +142,7 @@ impl<'de> Deserialize<'de> for OrderedMap {
                 let mut entries: Vec<(String, String)> = Vec::new();
                 while let Some((key, value)) = map.next_entry::<String, String>()? {
                     if entries.iter().any(|(k, _)| k.eq_ignore_ascii_case(&key)) {
-                        return Err(serde::de::Error::custom(format!(
-                            "duplicate entry `{key}`"
-                        )));
+                        return Err(serde::de::Error::custom(format!("duplicate entry `{key}`")));
                     }
                     entries.push((key, value));
                 }

@@ -4,7 +4,10 @@ use super::*;
 use std::collections::HashMap;
 
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     move |name| map.get(name).cloned()
 }
 
@@ -19,7 +22,11 @@ allow:
 ";
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    let e = env(&[("ZOHO_CLIENT_ID", "1000.ID"), ("ZOHO_CLIENT_SECRET", "CS-CANARY"), ("ZOHO_REFRESH_TOKEN", "RT-CANARY")]);
+    let e = env(&[
+        ("ZOHO_CLIENT_ID", "1000.ID"),
+        ("ZOHO_CLIENT_SECRET", "CS-CANARY"),
+        ("ZOHO_REFRESH_TOKEN", "RT-CANARY"),
+    ]);
     Config::from_yaml_str_with(text, &e, Path::new("/tmp"))
 }
 
@@ -34,7 +41,10 @@ fn the_documented_single_account_form_is_valid() {
     assert_eq!(a.client_secret.expose(), "CS-CANARY");
     assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9901");
     let described = c.describe().to_string();
-    assert!(!described.contains("CS-CANARY") && !described.contains("RT-CANARY"), "check output hides secrets: {described}");
+    assert!(
+        !described.contains("CS-CANARY") && !described.contains("RT-CANARY"),
+        "check output hides secrets: {described}"
+    );
     assert!(!format!("{c:?}").contains("CANARY"), "Debug hides secrets");
 }
 
@@ -75,15 +85,22 @@ fn bad_configs_name_the_key_and_line() {
             assert_eq!(err.line, *line, "{case}: line in {err}");
         }
         let text = err.to_string();
-        assert!(!text.contains("CS-CANARY") && !text.contains("RT-CANARY"), "{case}: no secret in {text}");
+        assert!(
+            !text.contains("CS-CANARY") && !text.contains("RT-CANARY"),
+            "{case}: no secret in {text}"
+        );
     }
 }
 
 #[test]
 fn unknown_key_messages_name_the_key() {
-    let err = parse("listen: 127.0.0.1:8080\nallowlst: []\n").map(|_| ()).unwrap_err();
+    let err = parse("listen: 127.0.0.1:8080\nallowlst: []\n")
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("allowlst"), "{err}");
-    let err = parse("zoho:\n  client_id: a\n  client_id: b\n").map(|_| ()).unwrap_err();
+    let err = parse("zoho:\n  client_id: a\n  client_id: b\n")
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("duplicate"), "{err}");
 }
 
@@ -118,20 +135,26 @@ accounts:
         ]
     );
     assert_eq!(c.accounts[1].client_type, ClientType::Server);
-    let err = parse(&yaml.replace("name: globex", "name: acme")).map(|_| ()).unwrap_err();
+    let err = parse(&yaml.replace("name: globex", "name: acme"))
+        .map(|_| ())
+        .unwrap_err();
     assert!(err.to_string().contains("duplicate account name"), "{err}");
 }
 
 #[test]
 fn loopback_http_overrides_are_accepted_for_local_stand_ins() {
-    let yaml = GOOD.replace("  data_center: eu\n", "  accounts_url: http://127.0.0.1:9\n  api_url: https://127.0.0.1:10\n");
+    let yaml = GOOD.replace(
+        "  data_center: eu\n",
+        "  accounts_url: http://127.0.0.1:9\n  api_url: https://127.0.0.1:10\n",
+    );
     let c = parse(&yaml).expect("loopback http accepted");
     assert_eq!(c.accounts[0].accounts_url.as_str(), "http://127.0.0.1:9/");
 }
 
 #[test]
 fn line_locator_finds_nested_and_indexed_keys() {
-    let text = "a: 1\naccounts:\n  - name: x\n    allow:\n      - A\n  - name: y\n    allow:\n      - B\n";
+    let text =
+        "a: 1\naccounts:\n  - name: x\n    allow:\n      - A\n  - name: y\n    allow:\n      - B\n";
     assert_eq!(line_of(text, "accounts[1].allow"), Some(7));
     assert_eq!(line_of(text, "accounts[0].name"), Some(3));
 }

@@ -12,7 +12,9 @@ use http::StatusCode;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::canonical::{check_path, check_query, is_override_name, method_override_rejection, Verb};
+use super::canonical::{
+    check_path, check_query, is_override_name, method_override_rejection, Verb,
+};
 use super::modules::ModuleMap;
 use super::required::{Required, Unclassified};
 use super::routes::BodyKind;
@@ -110,7 +112,10 @@ pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Rejection>
 
 /// Looks up `key` exactly, refusing a key that differs from it only in letter case (another
 /// parser might honour that one instead).
-fn get_exact<'v>(object: &'v Map<String, Value>, key: &str) -> Result<Option<&'v Value>, Rejection> {
+fn get_exact<'v>(
+    object: &'v Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'v Value>, Rejection> {
     for k in object.keys() {
         if k != key && k.eq_ignore_ascii_case(key) {
             return Err(bad_body(format!(
@@ -126,7 +131,12 @@ fn modules_read(op: Operation) -> Scope {
     Scope::from_parts(Service::Crm, "modules", None, op)
 }
 
-fn module_scope(map: &ModuleMap, name: &str, op: Operation, what: &str) -> Result<Scope, Rejection> {
+fn module_scope(
+    map: &ModuleMap,
+    name: &str,
+    op: Operation,
+    what: &str,
+) -> Result<Scope, Rejection> {
     match map.resolve(name) {
         Some(scope) => Ok(Scope::from_parts(Service::Crm, "modules", Some(scope), op)),
         None => Err(bad_body(format!(
@@ -212,13 +222,20 @@ fn tokenize(query: &str) -> Result<Vec<Tok<'_>>, Rejection> {
                 "the COQL query uses double quotes or backticks; write module and field API names unquoted and \
                  values in single quotes",
             ));
-        } else if (c == b'-' && next == Some(b'-')) || (c == b'/' && next == Some(b'*')) || c == b'#' {
+        } else if (c == b'-' && next == Some(b'-'))
+            || (c == b'/' && next == Some(b'*'))
+            || c == b'#'
+        {
             return Err(bad_body("the COQL query contains a comment; remove it"));
         } else if c == b';' {
-            return Err(bad_body("the COQL query contains `;`; send exactly one query"));
+            return Err(bad_body(
+                "the COQL query contains `;`; send exactly one query",
+            ));
         } else if c.is_ascii_alphabetic() || c == b'_' || c == b'$' {
             let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'$')) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'$'))
+            {
                 i += 1;
             }
             out.push(Tok::Word(&query[start..i]));
@@ -274,7 +291,9 @@ pub(crate) fn coql_modules(query: &str) -> Result<(Vec<&str>, bool), Rejection> 
                 modules.push(module);
                 // `FROM Leads AS l` or `FROM Leads l`
                 match (tokens.get(i + 2), tokens.get(i + 3)) {
-                    (Some(Tok::Word(a)), Some(Tok::Word(alias))) if a.eq_ignore_ascii_case("as") => {
+                    (Some(Tok::Word(a)), Some(Tok::Word(alias)))
+                        if a.eq_ignore_ascii_case("as") =>
+                    {
                         aliases.push(alias);
                     }
                     (Some(Tok::Word(alias)), _) if !is_keyword(alias) && !alias.contains('.') => {
@@ -289,7 +308,9 @@ pub(crate) fn coql_modules(query: &str) -> Result<(Vec<&str>, bool), Rejection> 
         i += 1;
     }
     if modules.is_empty() {
-        return Err(bad_body("the COQL query has no FROM clause naming a module"));
+        return Err(bad_body(
+            "the COQL query has no FROM clause naming a module",
+        ));
     }
     let lookup = tokens.iter().any(|t| match t {
         Tok::Word(w) => match w.split_once('.') {
@@ -311,9 +332,19 @@ fn coql(map: &ModuleMap, object: &Map<String, Value>, out: &mut Required) -> Res
         None => return Err(bad_body("the body has no `select_query`")),
     };
     let (modules, lookup) = coql_modules(query)?;
-    out.push(Scope::from_parts(Service::Crm, "coql", None, Operation::Read));
+    out.push(Scope::from_parts(
+        Service::Crm,
+        "coql",
+        None,
+        Operation::Read,
+    ));
     for module in modules {
-        out.push(module_scope(map, module, Operation::Read, "the module after FROM")?);
+        out.push(module_scope(
+            map,
+            module,
+            Operation::Read,
+            "the module after FROM",
+        )?);
     }
     if lookup {
         out.push(modules_read(Operation::Read));
@@ -328,9 +359,13 @@ fn module_name<'v>(value: Option<&'v Value>, what: &str) -> Result<&'v str, Reje
         Some(Value::String(s)) => Ok(s),
         Some(Value::Object(m)) => match get_exact(m, "api_name")? {
             Some(Value::String(s)) => Ok(s),
-            _ => Err(bad_body(format!("{what} must name the module by `api_name`"))),
+            _ => Err(bad_body(format!(
+                "{what} must name the module by `api_name`"
+            ))),
         },
-        _ => Err(bad_body(format!("{what} is missing: name the module by `api_name`"))),
+        _ => Err(bad_body(format!(
+            "{what} is missing: name the module by `api_name`"
+        ))),
     }
 }
 
@@ -344,19 +379,30 @@ fn is_lookup_field(name: &str) -> bool {
 
 fn has_lookup_field(value: &Value, key: Option<&str>) -> bool {
     match value {
-        Value::String(s) => matches!(key, Some("api_name" | "field" | "fields")) && is_lookup_field(s),
+        Value::String(s) => {
+            matches!(key, Some("api_name" | "field" | "fields")) && is_lookup_field(s)
+        }
         Value::Array(items) => items.iter().any(|v| has_lookup_field(v, key)),
         Value::Object(m) => m.iter().any(|(k, v)| has_lookup_field(v, Some(k.as_str()))),
         _ => false,
     }
 }
 
-fn bulk_read(map: &ModuleMap, object: &Map<String, Value>, out: &mut Required) -> Result<(), Rejection> {
+fn bulk_read(
+    map: &ModuleMap,
+    object: &Map<String, Value>,
+    out: &mut Required,
+) -> Result<(), Rejection> {
     let Some(Value::Object(query)) = get_exact(object, "query")? else {
         return Err(bad_body("a bulk read job needs a `query` object"));
     };
     let name = module_name(get_exact(query, "module")?, "`query.module`")?;
-    out.push(Scope::from_parts(Service::Crm, "bulk", None, Operation::Read));
+    out.push(Scope::from_parts(
+        Service::Crm,
+        "bulk",
+        None,
+        Operation::Read,
+    ));
     out.push(module_scope(map, name, Operation::Read, "`query.module`")?);
     let lookup = query
         .iter()
@@ -368,7 +414,11 @@ fn bulk_read(map: &ModuleMap, object: &Map<String, Value>, out: &mut Required) -
     Ok(())
 }
 
-fn bulk_write(map: &ModuleMap, object: &Map<String, Value>, out: &mut Required) -> Result<(), Rejection> {
+fn bulk_write(
+    map: &ModuleMap,
+    object: &Map<String, Value>,
+    out: &mut Required,
+) -> Result<(), Rejection> {
     let ops: &[Operation] = match get_exact(object, "operation")? {
         Some(Value::String(s)) if s == "insert" => &[Operation::Create],
         Some(Value::String(s)) if s == "update" => &[Operation::Update],
@@ -381,9 +431,18 @@ fn bulk_write(map: &ModuleMap, object: &Map<String, Value>, out: &mut Required) 
     };
     let resources = match get_exact(object, "resource")? {
         Some(Value::Array(items)) if !items.is_empty() => items,
-        _ => return Err(bad_body("a bulk write job needs a non-empty `resource` array")),
+        _ => {
+            return Err(bad_body(
+                "a bulk write job needs a non-empty `resource` array",
+            ))
+        }
     };
-    out.push(Scope::from_parts(Service::Crm, "bulk", None, Operation::Create));
+    out.push(Scope::from_parts(
+        Service::Crm,
+        "bulk",
+        None,
+        Operation::Create,
+    ));
     for resource in resources {
         let Value::Object(resource) = resource else {
             return Err(bad_body("each `resource` entry must be an object"));
@@ -398,7 +457,14 @@ fn bulk_write(map: &ModuleMap, object: &Map<String, Value>, out: &mut Required) 
 
 // ---- composite --------------------------------------------------------------------------------
 
-const SUB_REQUEST_KEYS: &[&str] = &["sub_request_id", "method", "uri", "params", "body", "headers"];
+const SUB_REQUEST_KEYS: &[&str] = &[
+    "sub_request_id",
+    "method",
+    "uri",
+    "params",
+    "body",
+    "headers",
+];
 const FORBIDDEN_SUB_HEADERS: &[&str] = &[
     "authorization",
     "x-crm-org",
@@ -407,10 +473,18 @@ const FORBIDDEN_SUB_HEADERS: &[&str] = &[
     "proxy-authorization",
 ];
 
-fn composite(policy: &Policy, object: &Map<String, Value>, out: &mut Required) -> Result<(), Rejection> {
+fn composite(
+    policy: &Policy,
+    object: &Map<String, Value>,
+    out: &mut Required,
+) -> Result<(), Rejection> {
     let subs = match get_exact(object, "__composite_requests")? {
         Some(Value::Array(items)) => items,
-        _ => return Err(bad_body("a composite request needs a `__composite_requests` array")),
+        _ => {
+            return Err(bad_body(
+                "a composite request needs a `__composite_requests` array",
+            ))
+        }
     };
     if subs.is_empty() || subs.len() > MAX_SUB_REQUESTS {
         return Err(bad_body(format!(
@@ -429,7 +503,12 @@ fn prefixed(n: usize, mut rejection: Rejection) -> Rejection {
     rejection
 }
 
-fn sub_request(policy: &Policy, n: usize, sub: &Value, out: &mut Required) -> Result<(), Rejection> {
+fn sub_request(
+    policy: &Policy,
+    n: usize,
+    sub: &Value,
+    out: &mut Required,
+) -> Result<(), Rejection> {
     let Value::Object(sub) = sub else {
         return Err(bad_body(format!("sub-request {n} must be an object")));
     };
@@ -455,7 +534,9 @@ fn sub_request(policy: &Policy, n: usize, sub: &Value, out: &mut Required) -> Re
         _ => return Err(bad_body(format!("sub-request {n} needs a `uri` string"))),
     };
     if uri.contains('#') {
-        return Err(bad_body(format!("sub-request {n}: the uri must not contain `#`")));
+        return Err(bad_body(format!(
+            "sub-request {n}: the uri must not contain `#`"
+        )));
     }
     let (path, query) = match uri.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -472,7 +553,11 @@ fn sub_request(policy: &Policy, n: usize, sub: &Value, out: &mut Required) -> Re
                 return Err(prefixed(n, method_override_rejection("`params`")));
             }
         }
-        Some(_) => return Err(bad_body(format!("sub-request {n}: `params` must be an object"))),
+        Some(_) => {
+            return Err(bad_body(format!(
+                "sub-request {n}: `params` must be an object"
+            )))
+        }
     }
     match sub.get("headers") {
         None | Some(Value::Null) => {}
@@ -481,7 +566,10 @@ fn sub_request(policy: &Policy, n: usize, sub: &Value, out: &mut Required) -> Re
                 if is_override_name(key.as_bytes()) {
                     return Err(prefixed(n, method_override_rejection("`headers`")));
                 }
-                if FORBIDDEN_SUB_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(key)) {
+                if FORBIDDEN_SUB_HEADERS
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(key))
+                {
                     return Err(bad_body(format!(
                         "sub-request {n}: header `{}` is not allowed inside a composite request",
                         super::scope::sanitize(key)
@@ -489,7 +577,11 @@ fn sub_request(policy: &Policy, n: usize, sub: &Value, out: &mut Required) -> Re
                 }
             }
         }
-        Some(_) => return Err(bad_body(format!("sub-request {n}: `headers` must be an object"))),
+        Some(_) => {
+            return Err(bad_body(format!(
+                "sub-request {n}: `headers` must be an object"
+            )))
+        }
     }
 
     let shown = format!("{} {}", verb.as_str(), path);
@@ -534,16 +626,43 @@ mod tests {
     /// (query, Ok((modules, lookup)) | Err(substring))
     #[allow(clippy::type_complexity)]
     const COQL_CASES: &[(&str, Result<(&[&str], bool), &str>)] = &[
-        ("select Last_Name from Leads where id is not null", Ok((&["Leads"], false))),
+        (
+            "select Last_Name from Leads where id is not null",
+            Ok((&["Leads"], false)),
+        ),
         ("SELECT Email FROM Contacts", Ok((&["Contacts"], false))),
-        ("select a from Leads where b = 'x from Contacts'", Ok((&["Leads"], false))),
-        ("select a from Leads where b = 'it''s from Contacts'", Ok((&["Leads"], false))),
-        ("select Account_Name.Account_Name from Contacts", Ok((&["Contacts"], true))),
-        ("select Owner.name, Created_By.email from Leads", Ok((&["Leads"], false))),
-        ("select l.Last_Name from Leads as l", Ok((&["Leads"], false))),
-        ("select a from Leads join Contacts on x = y", Ok((&["Leads", "Contacts"], false))),
-        ("select a from Leads where id in (select b from Deals)", Ok((&["Leads", "Deals"], false))),
-        ("select a from Leads where b = 'x\\' from Contacts'", Err("backslash")),
+        (
+            "select a from Leads where b = 'x from Contacts'",
+            Ok((&["Leads"], false)),
+        ),
+        (
+            "select a from Leads where b = 'it''s from Contacts'",
+            Ok((&["Leads"], false)),
+        ),
+        (
+            "select Account_Name.Account_Name from Contacts",
+            Ok((&["Contacts"], true)),
+        ),
+        (
+            "select Owner.name, Created_By.email from Leads",
+            Ok((&["Leads"], false)),
+        ),
+        (
+            "select l.Last_Name from Leads as l",
+            Ok((&["Leads"], false)),
+        ),
+        (
+            "select a from Leads join Contacts on x = y",
+            Ok((&["Leads", "Contacts"], false)),
+        ),
+        (
+            "select a from Leads where id in (select b from Deals)",
+            Ok((&["Leads", "Deals"], false)),
+        ),
+        (
+            "select a from Leads where b = 'x\\' from Contacts'",
+            Err("backslash"),
+        ),
         ("select a from Leads where b = 'open", Err("unterminated")),
         ("select a from Leads -- from Contacts", Err("comment")),
         ("select a from Leads; select b from Contacts", Err("`;`")),
@@ -573,20 +692,37 @@ mod tests {
 
     #[test]
     fn duplicate_and_case_variant_keys_are_refused() {
-        let dup = br#"{"select_query":"select a from Leads","select_query":"select a from Contacts"}"#;
+        let dup =
+            br#"{"select_query":"select a from Leads","select_query":"select a from Contacts"}"#;
         let err = parse_object(dup).expect_err("duplicate keys are refused");
-        assert!(err.message.contains("duplicate key"), "message names the duplicate: {}", err.message);
+        assert!(
+            err.message.contains("duplicate key"),
+            "message names the duplicate: {}",
+            err.message
+        );
         let escaped = br#"{"select_query":"select a from Leads","select\u005fquery":"select a from Contacts"}"#;
-        assert!(parse_object(escaped).is_err(), "a key spelled with an escape is still a duplicate");
-        let variant = br#"{"select_query":"select a from Leads","SELECT_QUERY":"select a from Contacts"}"#;
+        assert!(
+            parse_object(escaped).is_err(),
+            "a key spelled with an escape is still a duplicate"
+        );
+        let variant =
+            br#"{"select_query":"select a from Leads","SELECT_QUERY":"select a from Contacts"}"#;
         let object = parse_object(variant).expect("distinct keys parse");
         let err = get_exact(&object, "select_query").expect_err("case-variant key is refused");
-        assert!(err.message.contains("letter case"), "message explains the case clash: {}", err.message);
+        assert!(
+            err.message.contains("letter case"),
+            "message explains the case clash: {}",
+            err.message
+        );
     }
 
     #[test]
     fn method_ops_match_the_table_convention() {
-        assert_eq!(op_of(Verb::Head), Operation::Read, "HEAD needs what GET needs");
+        assert_eq!(
+            op_of(Verb::Head),
+            Operation::Read,
+            "HEAD needs what GET needs"
+        );
         assert_eq!(op_of(Verb::Patch), Operation::Update, "PATCH updates");
     }
 }

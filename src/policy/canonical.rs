@@ -81,9 +81,10 @@ fn bad_target() -> Rejection {
     Rejection {
         status: StatusCode::BAD_REQUEST,
         code: "PROXY_BAD_TARGET",
-        message: "the request target must be a path such as /crm/v8/Leads (origin-form); absolute URLs, \
+        message:
+            "the request target must be a path such as /crm/v8/Leads (origin-form); absolute URLs, \
                   authority-form targets and `*` are not accepted"
-            .to_string(),
+                .to_string(),
     }
 }
 
@@ -441,8 +442,15 @@ mod tests {
                 (Ok(()), Ok(())) => {}
                 (Err(needle), Err(r)) => {
                     assert_eq!(r.status, StatusCode::BAD_REQUEST, "case {path:?}: status");
-                    assert!(r.message.contains(needle), "case {path:?}: message {:?} should contain {needle:?}", r.message);
-                    assert!(!r.message.contains('\n'), "case {path:?}: message never echoes control bytes");
+                    assert!(
+                        r.message.contains(needle),
+                        "case {path:?}: message {:?} should contain {needle:?}",
+                        r.message
+                    );
+                    assert!(
+                        !r.message.contains('\n'),
+                        "case {path:?}: message never echoes control bytes"
+                    );
                 }
                 (exp, got) => panic!("case {path:?}: expected {exp:?}, got {got:?}"),
             }

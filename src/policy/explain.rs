@@ -126,7 +126,12 @@ impl fmt::Display for Explanation {
             writeln!(f, "  required scopes: none that proxy.yaml could allow")?;
         } else {
             writeln!(f, "  required scopes:")?;
-            let width = self.required.iter().map(|c| c.scope.len()).max().unwrap_or(0);
+            let width = self
+                .required
+                .iter()
+                .map(|c| c.scope.len())
+                .max()
+                .unwrap_or(0);
             for c in &self.required {
                 match &c.covered_by {
                     Some(entry) => writeln!(f, "    {:width$}  allowed by {entry}", c.scope)?,
@@ -156,7 +161,12 @@ impl fmt::Display for Explanation {
     }
 }
 
-pub(crate) fn explain(policy: &Policy, method: &Method, uri: &Uri, body: Option<&[u8]>) -> Explanation {
+pub(crate) fn explain(
+    policy: &Policy,
+    method: &Method,
+    uri: &Uri,
+    body: Option<&[u8]>,
+) -> Explanation {
     let first = policy.evaluate(method, uri);
     let mut base = Explanation {
         method: super::method_text(method),

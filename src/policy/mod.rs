@@ -80,7 +80,9 @@ impl std::str::FromStr for PolicyMode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// `allow:` is empty: such a proxy would deny everything, which is never what was meant.
-    #[error("allow: the list is empty; name at least one scope, e.g. `ZohoCRM.modules.leads.READ`")]
+    #[error(
+        "allow: the list is empty; name at least one scope, e.g. `ZohoCRM.modules.leads.READ`"
+    )]
     EmptyAllowlist,
     /// An `allow:` entry is not a scope the proxy knows.
     #[error("allow[{index}]: {source}")]
@@ -112,7 +114,9 @@ pub enum PolicyError {
         suggestion: Option<String>,
     },
     /// The same API name appears twice in `modules:` (keys are case-insensitive).
-    #[error("modules[{index}]: `{key}` appears more than once (module names are case-insensitive)")]
+    #[error(
+        "modules[{index}]: `{key}` appears more than once (module names are case-insensitive)"
+    )]
     DuplicateModule {
         /// Position of the second occurrence, from 0.
         index: usize,
@@ -298,7 +302,8 @@ impl Evaluation<'_> {
         match self {
             Evaluation::Allowed { .. } => true,
             Evaluation::Denied { required, .. } => {
-                mode == PolicyMode::Report && required.unclassified_reason() != Some(Unclassified::NotCrm)
+                mode == PolicyMode::Report
+                    && required.unclassified_reason() != Some(Unclassified::NotCrm)
             }
             Evaluation::NeedsBody { .. } | Evaluation::Rejected(_) => false,
         }
@@ -327,7 +332,9 @@ impl Evaluation<'_> {
     /// The required scopes, when decided.
     pub fn required(&self) -> Option<&Required> {
         match self {
-            Evaluation::Allowed { required, .. } | Evaluation::Denied { required, .. } => Some(required),
+            Evaluation::Allowed { required, .. } | Evaluation::Denied { required, .. } => {
+                Some(required)
+            }
             Evaluation::NeedsBody { .. } | Evaluation::Rejected(_) => None,
         }
     }
@@ -420,13 +427,18 @@ impl Policy {
     /// Builds a policy. `allow`: the raw `allow:` entries; `modules`: the `modules:` map from
     /// YAML (API name → scope name, e.g. `Appointments__s` → `appointments`), which adds to or
     /// overrides the built-in table (keys case-insensitive). An empty allowlist is an error.
-    pub fn new(allow: &[String], modules: &[(String, String)], mode: PolicyMode) -> Result<Policy, PolicyError> {
+    pub fn new(
+        allow: &[String],
+        modules: &[(String, String)],
+        mode: PolicyMode,
+    ) -> Result<Policy, PolicyError> {
         if allow.is_empty() {
             return Err(PolicyError::EmptyAllowlist);
         }
         let mut entries = Vec::with_capacity(allow.len());
         for (index, text) in allow.iter().enumerate() {
-            let scope = Scope::parse(text).map_err(|source| PolicyError::Scope { index, source })?;
+            let scope =
+                Scope::parse(text).map_err(|source| PolicyError::Scope { index, source })?;
             entries.push(AllowEntry { index, scope });
         }
         let mut overrides: Vec<(String, &'static str)> = Vec::with_capacity(modules.len());

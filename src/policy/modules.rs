@@ -97,7 +97,9 @@ pub(crate) fn is_api_name(name: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 100
         && bytes[0].is_ascii_alphabetic()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 /// The effective module map: the operator's overrides first, then the built-in table, then
@@ -164,7 +166,10 @@ mod tests {
     #[test]
     fn every_standard_scope_is_a_known_scope_name() {
         for (api, scope) in STANDARD {
-            assert!(module_scope(scope).is_some(), "{api} maps to an unknown scope {scope}");
+            assert!(
+                module_scope(scope).is_some(),
+                "{api} maps to an unknown scope {scope}"
+            );
         }
     }
 }

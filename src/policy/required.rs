@@ -175,6 +175,10 @@ mod tests {
     fn unclassified_displays_its_reason() {
         let req = Required::unclassified(Unclassified::NotCrm);
         assert!(req.is_empty(), "an unclassified set holds no scope");
-        assert_eq!(req.to_string(), "(not a CRM API path)", "display names the reason");
+        assert_eq!(
+            req.to_string(),
+            "(not a CRM API path)",
+            "display names the reason"
+        );
     }
 }

@@ -215,24 +215,64 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
     ("fields", Service::Crm, "settings", Some("fields")),
     ("layouts", Service::Crm, "settings", Some("layouts")),
     ("modules", Service::Crm, "settings", Some("modules")),
-    ("custom_views", Service::Crm, "settings", Some("custom_views")),
-    ("related_lists", Service::Crm, "settings", Some("related_lists")),
+    (
+        "custom_views",
+        Service::Crm,
+        "settings",
+        Some("custom_views"),
+    ),
+    (
+        "related_lists",
+        Service::Crm,
+        "settings",
+        Some("related_lists"),
+    ),
     ("roles", Service::Crm, "settings", Some("roles")),
     ("profiles", Service::Crm, "settings", Some("profiles")),
     ("territories", Service::Crm, "settings", Some("territories")),
     ("variables", Service::Crm, "settings", Some("variables")),
-    ("variable_groups", Service::Crm, "settings", Some("variable_groups")),
+    (
+        "variable_groups",
+        Service::Crm,
+        "settings",
+        Some("variable_groups"),
+    ),
     ("tags", Service::Crm, "settings", Some("tags")),
     ("tab_groups", Service::Crm, "settings", Some("tab_groups")),
     ("macros", Service::Crm, "settings", Some("macros")),
-    ("custom_links", Service::Crm, "settings", Some("custom_links")),
-    ("custom_buttons", Service::Crm, "settings", Some("custom_buttons")),
+    (
+        "custom_links",
+        Service::Crm,
+        "settings",
+        Some("custom_links"),
+    ),
+    (
+        "custom_buttons",
+        Service::Crm,
+        "settings",
+        Some("custom_buttons"),
+    ),
     ("pipeline", Service::Crm, "settings", Some("pipeline")),
     ("wizards", Service::Crm, "settings", Some("wizards")),
-    ("assignment_rules", Service::Crm, "settings", Some("assignment_rules")),
+    (
+        "assignment_rules",
+        Service::Crm,
+        "settings",
+        Some("assignment_rules"),
+    ),
     ("cadences", Service::Crm, "settings", Some("cadences")),
-    ("scoring_rules", Service::Crm, "settings", Some("scoring_rules")),
-    ("business_hours", Service::Crm, "settings", Some("business_hours")),
+    (
+        "scoring_rules",
+        Service::Crm,
+        "settings",
+        Some("scoring_rules"),
+    ),
+    (
+        "business_hours",
+        Service::Crm,
+        "settings",
+        Some("business_hours"),
+    ),
     // Holidays belong to business hours (shift and business-hours calendars).
     ("holidays", Service::Crm, "settings", Some("business_hours")),
     ("portals", Service::Crm, "settings", Some("clientportal")),
@@ -244,8 +284,18 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
     ),
     ("emails", Service::Crm, "settings", Some("emails")),
     ("fiscal_year", Service::Crm, "settings", Some("fiscal_year")),
-    ("global_picklists", Service::Crm, "settings", Some("global_picklist")),
-    ("map_dependency", Service::Crm, "settings", Some("map_dependency")),
+    (
+        "global_picklists",
+        Service::Crm,
+        "settings",
+        Some("global_picklist"),
+    ),
+    (
+        "map_dependency",
+        Service::Crm,
+        "settings",
+        Some("map_dependency"),
+    ),
     (
         "record_locking_configurations",
         Service::Crm,
@@ -253,8 +303,18 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
         Some("record_locking_configurations"),
     ),
     ("recycle_bin", Service::Crm, "settings", Some("recycle_bin")),
-    ("unsubscribe_links", Service::Crm, "settings", Some("unsubscribe")),
-    ("unsubscribe_link", Service::Crm, "settings", Some("unsubscribe")),
+    (
+        "unsubscribe_links",
+        Service::Crm,
+        "settings",
+        Some("unsubscribe"),
+    ),
+    (
+        "unsubscribe_link",
+        Service::Crm,
+        "settings",
+        Some("unsubscribe"),
+    ),
     ("user_groups", Service::Crm, "settings", Some("user_groups")),
     (
         "users_unavailability",
@@ -262,16 +322,46 @@ pub(crate) const SETTINGS_RESOURCES: &[(&str, Service, &str, Option<&str>)] = &[
         "settings",
         Some("users_unavailability"),
     ),
-    ("audit_log_export", Service::Crm, "settings", Some("audit_logs")),
-    ("data_sharing", Service::Crm, "settings", Some("data_sharing")),
+    (
+        "audit_log_export",
+        Service::Crm,
+        "settings",
+        Some("audit_logs"),
+    ),
+    (
+        "data_sharing",
+        Service::Crm,
+        "settings",
+        Some("data_sharing"),
+    ),
     ("signals", Service::Crm, "settings", Some("signals")),
     ("currencies", Service::Crm, "settings", Some("currencies")),
     // The v8 OpenAPI files name these scopes for the preference endpoints.
-    ("call_preferences", Service::Crm, "settings", Some("modules")),
-    ("service_preferences", Service::Crm, "settings", Some("modules")),
-    ("appointment_preferences", Service::Crm, "modules", Some("appointments")),
+    (
+        "call_preferences",
+        Service::Crm,
+        "settings",
+        Some("modules"),
+    ),
+    (
+        "service_preferences",
+        Service::Crm,
+        "settings",
+        Some("modules"),
+    ),
+    (
+        "appointment_preferences",
+        Service::Crm,
+        "modules",
+        Some("appointments"),
+    ),
     ("email_templates", Service::Crm, "templates", Some("email")),
-    ("inventory_templates", Service::Crm, "templates", Some("inventory")),
+    (
+        "inventory_templates",
+        Service::Crm,
+        "templates",
+        Some("inventory"),
+    ),
 ];
 
 /// The classifier table. Order matters: the first row whose shape and method match wins, so
@@ -289,12 +379,42 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, G, &[l("__features")], &[crm("features", RD)]),
     r(C, G, &[l("__features"), K], &[crm("features", RD)]),
     r(C, G, &[l("__apis")], &[crm("apis", RD)]),
-    r(C, G | P, &[l("__zia_org_enrichment")], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, G, &[l("__zia_org_enrichment"), K], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, G | P, &[l("__zia_people_enrichment")], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, G, &[l("__zia_people_enrichment"), K], &[crm_sub("Zia", "enrichment", MT)]),
-    r(C, ANY, &[l("actions"), l("watch")], &[crm("notifications", MT)]),
-    r(C, G, &[l("actions"), l("email_available")], &[mod_named("emails", RD)]),
+    r(
+        C,
+        G | P,
+        &[l("__zia_org_enrichment")],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        G,
+        &[l("__zia_org_enrichment"), K],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        G | P,
+        &[l("__zia_people_enrichment")],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        G,
+        &[l("__zia_people_enrichment"), K],
+        &[crm_sub("Zia", "enrichment", MT)],
+    ),
+    r(
+        C,
+        ANY,
+        &[l("actions"), l("watch")],
+        &[crm("notifications", MT)],
+    ),
+    r(
+        C,
+        G,
+        &[l("actions"), l("email_available")],
+        &[mod_named("emails", RD)],
+    ),
     r(C, G | P, &[l("files")], &[crm("Files", MT)]),
     r(
         C,
@@ -318,9 +438,24 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     // ---- users ---------------------------------------------------------------------------
     r(C, G | P | U, &[l("users")], &[crm("users", MT)]),
-    r(C, G, &[l("users"), l("actions"), l("count")], &[crm("users", RD)]),
-    r(C, P, &[l("users"), l("actions"), l("transfer_and_delete")], &[crm("users", DL)]),
-    r(C, G, &[l("users"), l("actions"), l("transfer_and_delete")], &[crm("users", RD)]),
+    r(
+        C,
+        G,
+        &[l("users"), l("actions"), l("count")],
+        &[crm("users", RD)],
+    ),
+    r(
+        C,
+        P,
+        &[l("users"), l("actions"), l("transfer_and_delete")],
+        &[crm("users", DL)],
+    ),
+    r(
+        C,
+        G,
+        &[l("users"), l("actions"), l("transfer_and_delete")],
+        &[crm("users", RD)],
+    ),
     r(C, G | U | D, &[l("users"), K], &[crm("users", MT)]),
     r(
         C,
@@ -334,12 +469,27 @@ pub(crate) const ROUTES: &[Route] = &[
         &[l("users"), K, l("actions"), l("transfer_and_delete")],
         &[crm("users", DL)],
     ),
-    r(C, G | U | D, &[l("users"), K, l("territories")], &[st("territories", MT)]),
-    r(C, G | D, &[l("users"), K, l("territories"), K], &[st("territories", MT)]),
+    r(
+        C,
+        G | U | D,
+        &[l("users"), K, l("territories")],
+        &[st("territories", MT)],
+    ),
+    r(
+        C,
+        G | D,
+        &[l("users"), K, l("territories"), K],
+        &[st("territories", MT)],
+    ),
     // ---- org -----------------------------------------------------------------------------
     r(C, G, &[l("org")], &[crm("org", RD)]),
     r(C, G | P | D, &[l("org"), l("photo")], &[crm("org", MT)]),
-    r(C, G | P | U, &[l("org"), l("currencies")], &[st("currencies", MT)]),
+    r(
+        C,
+        G | P | U,
+        &[l("org"), l("currencies")],
+        &[st("currencies", MT)],
+    ),
     r(
         C,
         P | U,
@@ -349,22 +499,42 @@ pub(crate) const ROUTES: &[Route] = &[
     r(
         C,
         G,
-        &[l("org"), l("currencies"), l("actions"), l("available_currencies")],
+        &[
+            l("org"),
+            l("currencies"),
+            l("actions"),
+            l("available_currencies"),
+        ],
         &[st("currencies", RD)],
     ),
-    r(C, G | U, &[l("org"), l("currencies"), K], &[st("currencies", MT)]),
+    r(
+        C,
+        G | U,
+        &[l("org"), l("currencies"), K],
+        &[st("currencies", MT)],
+    ),
     // ---- settings ------------------------------------------------------------------------
     // POST endpoints that only read or that delete.
     r(
         C,
         P,
-        &[l("settings"), l("user_groups"), l("actions"), l("get_assigned")],
+        &[
+            l("settings"),
+            l("user_groups"),
+            l("actions"),
+            l("get_assigned"),
+        ],
         &[st("user_groups", RD)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("user_groups"), l("actions"), l("get_unassigned")],
+        &[
+            l("settings"),
+            l("user_groups"),
+            l("actions"),
+            l("get_unassigned"),
+        ],
         &[st("user_groups", RD)],
     ),
     r(
@@ -376,25 +546,48 @@ pub(crate) const ROUTES: &[Route] = &[
     r(
         C,
         G | P,
-        &[l("settings"), l("data_sharing"), l("rules"), l("actions"), l("summary")],
+        &[
+            l("settings"),
+            l("data_sharing"),
+            l("rules"),
+            l("actions"),
+            l("summary"),
+        ],
         &[st("data_sharing", RD)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("data_sharing"), l("rules"), l("actions"), l("run")],
+        &[
+            l("settings"),
+            l("data_sharing"),
+            l("rules"),
+            l("actions"),
+            l("run"),
+        ],
         &[st("data_sharing", UP)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("territories"), l("actions"), l("transfer_and_delete")],
+        &[
+            l("settings"),
+            l("territories"),
+            l("actions"),
+            l("transfer_and_delete"),
+        ],
         &[st("territories", DL)],
     ),
     r(
         C,
         P,
-        &[l("settings"), l("territories"), K, l("actions"), l("transfer_and_delete")],
+        &[
+            l("settings"),
+            l("territories"),
+            K,
+            l("actions"),
+            l("transfer_and_delete"),
+        ],
         &[st("territories", DL)],
     ),
     r(
@@ -418,8 +611,18 @@ pub(crate) const ROUTES: &[Route] = &[
     ),
     // Scoring, assignment and cadence rules sit under `automation`.
     r(C, ANY, &[l("settings"), l("automation"), S], &[SET_MT]),
-    r(C, ANY, &[l("settings"), l("automation"), S, REST], &[SET_MT]),
-    r(C, G, &[l("settings"), S, K, l("__child_territories")], &[SET_RD]),
+    r(
+        C,
+        ANY,
+        &[l("settings"), l("automation"), S, REST],
+        &[SET_MT],
+    ),
+    r(
+        C,
+        G,
+        &[l("settings"), S, K, l("__child_territories")],
+        &[SET_RD],
+    ),
     r(C, ANY, &[l("settings"), S], &[SET_MT]),
     r(C, ANY, &[l("settings"), S, REST], &[SET_MT]),
     // ---- modules: collection level ---------------------------------------------------------
@@ -441,33 +644,118 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, G, &[M, l("search")], &[mo(0, RD), SEARCH]),
     r(C, G, &[M, l("deleted")], &[mo(0, RD)]),
     r(C, G, &[M, l("deleted"), K, R], &[mo(0, RD), mo(1, RD)]),
-    r(C, G | P, &[M, l("actions"), l("count")], &[mo(0, RD), SEARCH]),
-    r(C, P, &[M, l("actions"), l("mass_update")], &[crm_slot("mass_update", 0, UP)]),
-    r(C, G, &[M, l("actions"), l("mass_update")], &[crm_slot("mass_update", 0, RD)]),
-    r(C, P, &[M, l("actions"), l("mass_delete")], &[crm_slot("mass_delete", 0, DL)]),
-    r(C, G, &[M, l("actions"), l("mass_delete")], &[crm_slot("mass_delete", 0, RD)]),
-    r(C, P, &[M, l("actions"), l("mass_convert")], &[crm_slot("mass_convert", 0, CR)]),
-    r(C, G, &[M, l("actions"), l("mass_convert")], &[crm_slot("mass_convert", 0, RD)]),
-    r(C, P, &[M, l("actions"), l("change_owner")], &[crm("change_owner", CR)]),
-    r(C, P, &[M, l("actions"), l("mass_change_owner")], &[crm("change_owner", CR)]),
-    r(C, G, &[M, l("actions"), l("mass_change_owner")], &[crm("change_owner", RD)]),
+    r(
+        C,
+        G | P,
+        &[M, l("actions"), l("count")],
+        &[mo(0, RD), SEARCH],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_update")],
+        &[crm_slot("mass_update", 0, UP)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_update")],
+        &[crm_slot("mass_update", 0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_delete")],
+        &[crm_slot("mass_delete", 0, DL)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_delete")],
+        &[crm_slot("mass_delete", 0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_convert")],
+        &[crm_slot("mass_convert", 0, CR)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_convert")],
+        &[crm_slot("mass_convert", 0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("change_owner")],
+        &[crm("change_owner", CR)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("mass_change_owner")],
+        &[crm("change_owner", CR)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("mass_change_owner")],
+        &[crm("change_owner", RD)],
+    ),
     r(C, P, &[M, l("actions"), l("add_tags")], &[mo(0, UP)]),
     r(C, P, &[M, l("actions"), l("remove_tags")], &[mo(0, UP)]),
-    r(C, P, &[M, l("actions"), l("assign_territories")], &[mo(0, UP)]),
-    r(C, P, &[M, l("actions"), l("remove_territories")], &[mo(0, UP)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("assign_territories")],
+        &[mo(0, UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("remove_territories")],
+        &[mo(0, UP)],
+    ),
     r(C, G, &[M, l("actions"), l("fetch_full_data")], &[mo(0, RD)]),
-    r(C, P, &[M, l("actions"), l("share_emails")], &[mo(0, UP), mod_named("emails", UP)]),
-    r(C, P, &[M, l("actions"), l("unshare_emails")], &[mo(0, UP), mod_named("emails", UP)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("share_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("unshare_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
     r(C, P, &[M, l("actions"), l("unblock_email")], &[mo(0, UP)]),
-    r(C, P, &[M, l("actions"), l("enrol_in_cadences")], &[mo(0, UP), st("cadences", RD)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("enrol_in_cadences")],
+        &[mo(0, UP), st("cadences", RD)],
+    ),
     r(
         C,
         P,
         &[M, l("actions"), l("unenrol_from_cadences")],
         &[mo(0, UP), st("cadences", RD)],
     ),
-    r(C, P, &[M, l("actions"), l("portal_invite")], &[st("clientportal", CR)]),
-    r(C, G, &[M, l("actions"), l("portal_invite")], &[st("clientportal", RD)]),
+    r(
+        C,
+        P,
+        &[M, l("actions"), l("portal_invite")],
+        &[st("clientportal", CR)],
+    ),
+    r(
+        C,
+        G,
+        &[M, l("actions"), l("portal_invite")],
+        &[st("clientportal", RD)],
+    ),
     r(
         C,
         U,
@@ -479,30 +767,115 @@ pub(crate) const ROUTES: &[Route] = &[
     r(C, G | P | D, &[M, K, l("photo")], &[mo(0, MT)]),
     r(C, G, &[M, K, l("__conversion_options")], &[mo(0, RD)]),
     r(C, G, &[M, K, l("__timeline")], &[mo(0, RD)]),
-    r(C, G, &[M, K, l("__emails_sharing_details")], &[mo(0, RD), mod_named("emails", RD)]),
-    r(C, G | P | U, &[M, K, l("__email_drafts")], &[mo(0, MT), mod_named("emails", MT)]),
-    r(C, G | U | D, &[M, K, l("__email_drafts"), K], &[mo(0, MT), mod_named("emails", MT)]),
+    r(
+        C,
+        G,
+        &[M, K, l("__emails_sharing_details")],
+        &[mo(0, RD), mod_named("emails", RD)],
+    ),
+    r(
+        C,
+        G | P | U,
+        &[M, K, l("__email_drafts")],
+        &[mo(0, MT), mod_named("emails", MT)],
+    ),
+    r(
+        C,
+        G | U | D,
+        &[M, K, l("__email_drafts"), K],
+        &[mo(0, MT), mod_named("emails", MT)],
+    ),
     r(C, P, &[M, K, l("actions"), l("convert")], &[mo(0, CR)]),
-    r(C, G | U, &[M, K, l("actions"), l("blueprint")], &[mo(0, MT)]),
-    r(C, P, &[M, K, l("actions"), l("send_mail")], &[crm_slot("send_mail", 0, CR)]),
-    r(C, ANY ^ A, &[M, K, l("actions"), l("share")], &[crm_slot("share", 0, MT)]),
-    r(C, P, &[M, K, l("actions"), l("change_owner")], &[crm("change_owner", CR)]),
+    r(
+        C,
+        G | U,
+        &[M, K, l("actions"), l("blueprint")],
+        &[mo(0, MT)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("send_mail")],
+        &[crm_slot("send_mail", 0, CR)],
+    ),
+    r(
+        C,
+        ANY ^ A,
+        &[M, K, l("actions"), l("share")],
+        &[crm_slot("share", 0, MT)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("change_owner")],
+        &[crm("change_owner", CR)],
+    ),
     r(C, P, &[M, K, l("actions"), l("add_tags")], &[mo(0, UP)]),
     r(C, P, &[M, K, l("actions"), l("remove_tags")], &[mo(0, UP)]),
     r(C, G, &[M, K, l("actions"), l("merge")], &[mo(0, RD)]),
     // A merge rewrites the master record and deletes the others.
-    r(C, P, &[M, K, l("actions"), l("merge")], &[mo(0, UP), mo(0, DL)]),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("merge")],
+        &[mo(0, UP), mo(0, DL)],
+    ),
     r(C, P, &[M, K, l("actions"), l("clone")], &[mo(0, CR)]),
-    r(C, P, &[M, K, l("actions"), l("assign_territories")], &[mo(0, UP)]),
-    r(C, P, &[M, K, l("actions"), l("remove_territories")], &[mo(0, UP)]),
-    r(C, G, &[M, K, l("actions"), l("fetch_full_data")], &[mo(0, RD)]),
-    r(C, G, &[M, K, l("actions"), l("download_fields_attachment")], &[mo(0, RD)]),
-    r(C, P, &[M, K, l("actions"), l("share_emails")], &[mo(0, UP), mod_named("emails", UP)]),
-    r(C, P, &[M, K, l("actions"), l("unshare_emails")], &[mo(0, UP), mod_named("emails", UP)]),
-    r(C, P, &[M, K, l("actions"), l("unblock_email")], &[mo(0, UP)]),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("assign_territories")],
+        &[mo(0, UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("remove_territories")],
+        &[mo(0, UP)],
+    ),
+    r(
+        C,
+        G,
+        &[M, K, l("actions"), l("fetch_full_data")],
+        &[mo(0, RD)],
+    ),
+    r(
+        C,
+        G,
+        &[M, K, l("actions"), l("download_fields_attachment")],
+        &[mo(0, RD)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("share_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("unshare_emails")],
+        &[mo(0, UP), mod_named("emails", UP)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("unblock_email")],
+        &[mo(0, UP)],
+    ),
     r(C, P, &[M, K, l("actions"), l("cancel")], &[mo(0, UP)]),
-    r(C, P, &[M, K, l("actions"), l("associate_email")], &[mo(0, CR), mod_named("emails", CR)]),
-    r(C, P, &[M, K, l("actions"), l("portal_invite")], &[st("clientportal", CR)]),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("associate_email")],
+        &[mo(0, CR), mod_named("emails", CR)],
+    ),
+    r(
+        C,
+        P,
+        &[M, K, l("actions"), l("portal_invite")],
+        &[st("clientportal", CR)],
+    ),
     r(
         C,
         P,
@@ -524,13 +897,25 @@ pub(crate) const ROUTES: &[Route] = &[
     r(
         C,
         G,
-        &[M, K, Seg::Named("Emails", 1), l("actions"), l("download_attachments")],
+        &[
+            M,
+            K,
+            Seg::Named("Emails", 1),
+            l("actions"),
+            l("download_attachments"),
+        ],
         &[mo(0, RD), mo(1, RD)],
     ),
     r(
         C,
         G,
-        &[M, K, Seg::Named("Emails", 1), l("actions"), l("download_inline_images")],
+        &[
+            M,
+            K,
+            Seg::Named("Emails", 1),
+            l("actions"),
+            l("download_inline_images"),
+        ],
         &[mo(0, RD), mo(1, RD)],
     ),
     // Related lists, notes, attachments, emails and locking information under a record: the
@@ -544,8 +929,18 @@ pub(crate) const ROUTES: &[Route] = &[
     rb(B, P, &[l("write")], &[crm("bulk", CR)], BodyKind::BulkWrite),
     r(B, G, &[l("write"), K], &[crm("bulk", RD)]),
     r(B, G | P, &[l("backup")], &[crm_sub("bulk", "backup", MT)]),
-    r(B, G, &[l("backup"), l("urls")], &[crm_sub("bulk", "backup", RD)]),
-    r(B, G, &[l("backup"), l("history")], &[crm_sub("bulk", "backup", RD)]),
+    r(
+        B,
+        G,
+        &[l("backup"), l("urls")],
+        &[crm_sub("bulk", "backup", RD)],
+    ),
+    r(
+        B,
+        G,
+        &[l("backup"), l("history")],
+        &[crm_sub("bulk", "backup", RD)],
+    ),
     r(
         B,
         U,
@@ -553,7 +948,12 @@ pub(crate) const ROUTES: &[Route] = &[
         &[crm_sub("bulk", "backup", UP)],
     ),
     // ---- email settings --------------------------------------------------------------------
-    r(E, G | U, &[l("settings"), l("compose")], &[st("emails", MT)]),
+    r(
+        E,
+        G | U,
+        &[l("settings"), l("compose")],
+        &[st("emails", MT)],
+    ),
 ];
 
 /// What the table says about one request.
@@ -572,16 +972,22 @@ fn is_key(text: &str) -> bool {
     !b.is_empty()
         && b.len() <= 200
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
 }
 
 fn is_rest(text: &str) -> bool {
     let b = text.as_bytes();
-    !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+    !b.is_empty()
+        && b.len() <= 200
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
 }
 
 fn settings_index(text: &str) -> Option<usize> {
-    SETTINGS_RESOURCES.iter().position(|(word, ..)| *word == text)
+    SETTINGS_RESOURCES
+        .iter()
+        .position(|(word, ..)| *word == text)
 }
 
 fn settings_near(text: &str) -> Option<&'static str> {
@@ -793,7 +1199,10 @@ mod tests {
         for (service, family, sub) in scopes {
             let fam = find_family(service, family)
                 .unwrap_or_else(|| panic!("family {family} of a route is not in the grammar"));
-            assert_eq!(fam.name, family, "route family {family} uses the canonical spelling");
+            assert_eq!(
+                fam.name, family,
+                "route family {family} uses the canonical spelling"
+            );
             if let Some(sub) = sub {
                 let known = match fam.subs {
                     Subs::Settings => SETTINGS_SUBS.contains(&sub),
@@ -801,7 +1210,10 @@ mod tests {
                     Subs::Fixed(list) => list.contains(&sub),
                     Subs::None => false,
                 };
-                assert!(known, "sub-scope {family}.{sub} of a route is not in the grammar");
+                assert!(
+                    known,
+                    "sub-scope {family}.{sub} of a route is not in the grammar"
+                );
             }
         }
     }
@@ -809,7 +1221,11 @@ mod tests {
     #[test]
     fn patterns_fit_the_segment_limit() {
         for route in ROUTES {
-            assert!(route.pat.len() <= MAX_SEGMENTS, "route {:?} is longer than MAX_SEGMENTS", route.pat);
+            assert!(
+                route.pat.len() <= MAX_SEGMENTS,
+                "route {:?} is longer than MAX_SEGMENTS",
+                route.pat
+            );
         }
     }
 }

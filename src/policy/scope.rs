@@ -156,7 +156,12 @@ pub(crate) const FAMILIES: &[Family] = &[
     family(Service::Crm, "change_owner", Subs::None, false),
     family(Service::Crm, "share", Subs::Module, true),
     family(Service::Crm, "send_mail", Subs::Module, true),
-    family(Service::Crm, "templates", Subs::Fixed(&["email", "inventory"]), false),
+    family(
+        Service::Crm,
+        "templates",
+        Subs::Fixed(&["email", "inventory"]),
+        false,
+    ),
     family(Service::Crm, "features", Subs::None, false),
     family(Service::Crm, "apis", Subs::None, false),
     Family {
@@ -469,7 +474,10 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within a distance proportional to the word's length.
-pub(crate) fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub(crate) fn closest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     let limit = (word.len() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -520,11 +528,12 @@ fn parse(text: &str) -> Result<Scope, ScopeError> {
     {
         Some(s) => s,
         None => {
-            let suggestion = closest(parts[0], Service::EVERY.iter().map(|s| s.as_str())).map(|s| {
-                let mut fixed = parts.clone();
-                fixed[0] = s;
-                join(&fixed)
-            });
+            let suggestion =
+                closest(parts[0], Service::EVERY.iter().map(|s| s.as_str())).map(|s| {
+                    let mut fixed = parts.clone();
+                    fixed[0] = s;
+                    join(&fixed)
+                });
             return Err(ScopeError::UnknownService { entry, suggestion });
         }
     };
@@ -576,8 +585,11 @@ fn parse(text: &str) -> Result<Scope, ScopeError> {
                     _ => None,
                 };
                 let fix = by_api_name.or_else(|| closest(text_sub, sub_candidates(fam)));
-                let op_fixed = Operation::parse(op_text).map(|o| o.as_str()).unwrap_or(op_text);
-                let suggestion = fix.map(|s| join(&[canonical_head[0], canonical_head[1], s, op_fixed]));
+                let op_fixed = Operation::parse(op_text)
+                    .map(|o| o.as_str())
+                    .unwrap_or(op_text);
+                let suggestion =
+                    fix.map(|s| join(&[canonical_head[0], canonical_head[1], s, op_fixed]));
                 return Err(ScopeError::UnknownSub {
                     entry,
                     what,
@@ -598,14 +610,15 @@ fn parse(text: &str) -> Result<Scope, ScopeError> {
                     });
                 }
             }
-            let suggestion = closest(op_text, Operation::EVERY.iter().map(|o| o.as_str())).map(|o| {
-                let mut fixed: Vec<&str> = canonical_head.to_vec();
-                if let Some(s) = sub {
-                    fixed.push(s);
-                }
-                fixed.push(o);
-                join(&fixed)
-            });
+            let suggestion =
+                closest(op_text, Operation::EVERY.iter().map(|o| o.as_str())).map(|o| {
+                    let mut fixed: Vec<&str> = canonical_head.to_vec();
+                    if let Some(s) = sub {
+                        fixed.push(s);
+                    }
+                    fixed.push(o);
+                    join(&fixed)
+                });
             return Err(ScopeError::UnknownOperation { entry, suggestion });
         }
     };
@@ -614,12 +627,13 @@ fn parse(text: &str) -> Result<Scope, ScopeError> {
         let first = sub_candidates(fam).first().copied().unwrap_or("?");
         return Err(ScopeError::SubShape {
             entry,
-            problem: format!(
-                "`{}.{}` needs a sub-scope",
-                service.as_str(),
-                fam.name
-            ),
-            suggestion: Some(join(&[canonical_head[0], canonical_head[1], first, op.as_str()])),
+            problem: format!("`{}.{}` needs a sub-scope", service.as_str(), fam.name),
+            suggestion: Some(join(&[
+                canonical_head[0],
+                canonical_head[1],
+                first,
+                op.as_str(),
+            ])),
         });
     }
 
@@ -682,11 +696,18 @@ mod tests {
             let got = Scope::parse(entry);
             match (expected, got) {
                 (Ok(canon), Ok(scope)) => {
-                    assert_eq!(scope.to_string(), *canon, "case {entry:?}: canonical spelling")
+                    assert_eq!(
+                        scope.to_string(),
+                        *canon,
+                        "case {entry:?}: canonical spelling"
+                    )
                 }
                 (Err(needle), Err(e)) => {
                     let msg = e.to_string();
-                    assert!(msg.contains(needle), "case {entry:?}: message {msg:?} should contain {needle:?}")
+                    assert!(
+                        msg.contains(needle),
+                        "case {entry:?}: message {msg:?} should contain {needle:?}"
+                    )
                 }
                 (exp, got) => panic!("case {entry:?}: expected {exp:?}, got {got:?}"),
             }
@@ -697,20 +718,60 @@ mod tests {
     const COVER_CASES: &[(&str, &str, bool)] = &[
         ("ZohoCRM.modules.ALL", "ZohoCRM.modules.leads.READ", true),
         ("ZohoCRM.modules.READ", "ZohoCRM.modules.custom.READ", true),
-        ("ZohoCRM.modules.READ", "ZohoCRM.modules.leads.CREATE", false),
-        ("ZohoCRM.modules.leads.WRITE", "ZohoCRM.modules.leads.DELETE", true),
-        ("ZohoCRM.modules.leads.WRITE", "ZohoCRM.modules.leads.READ", false),
-        ("ZohoCRM.modules.leads.ALL", "ZohoCRM.modules.contacts.READ", false),
+        (
+            "ZohoCRM.modules.READ",
+            "ZohoCRM.modules.leads.CREATE",
+            false,
+        ),
+        (
+            "ZohoCRM.modules.leads.WRITE",
+            "ZohoCRM.modules.leads.DELETE",
+            true,
+        ),
+        (
+            "ZohoCRM.modules.leads.WRITE",
+            "ZohoCRM.modules.leads.READ",
+            false,
+        ),
+        (
+            "ZohoCRM.modules.leads.ALL",
+            "ZohoCRM.modules.contacts.READ",
+            false,
+        ),
         ("ZohoCRM.modules.leads.READ", "ZohoCRM.modules.READ", false),
-        ("ZohoCRM.settings.ALL", "ZohoCRM.settings.fields.UPDATE", true),
-        ("ZohoCRM.settings.fields.ALL", "ZohoCRM.settings.layouts.READ", false),
-        ("ZohoCRM.send_mail.all.CREATE", "ZohoCRM.send_mail.leads.CREATE", true),
+        (
+            "ZohoCRM.settings.ALL",
+            "ZohoCRM.settings.fields.UPDATE",
+            true,
+        ),
+        (
+            "ZohoCRM.settings.fields.ALL",
+            "ZohoCRM.settings.layouts.READ",
+            false,
+        ),
+        (
+            "ZohoCRM.send_mail.all.CREATE",
+            "ZohoCRM.send_mail.leads.CREATE",
+            true,
+        ),
         ("ZohoCRM.bulk.ALL", "ZohoCRM.bulk.backup.READ", false),
         ("ZohoCRM.bulk.ALL", "ZohoCRM.bulk.READ", true),
-        ("ZohoCRM.composite_requests.ALL", "ZohoCRM.composite_requests.CUSTOM", true),
-        ("ZohoCRM.composite_requests.WRITE", "ZohoCRM.composite_requests.CUSTOM", false),
+        (
+            "ZohoCRM.composite_requests.ALL",
+            "ZohoCRM.composite_requests.CUSTOM",
+            true,
+        ),
+        (
+            "ZohoCRM.composite_requests.WRITE",
+            "ZohoCRM.composite_requests.CUSTOM",
+            false,
+        ),
         ("ZohoCRM.users.ALL", "ZohoCRM.org.READ", false),
-        ("ZohoSearch.securesearch.ALL", "ZohoSearch.securesearch.READ", true),
+        (
+            "ZohoSearch.securesearch.ALL",
+            "ZohoSearch.securesearch.READ",
+            true,
+        ),
     ];
 
     #[test]
@@ -730,7 +791,12 @@ mod tests {
                 continue;
             }
             let scope = Scope::parse(&text.to_ascii_lowercase()).expect("every family parses");
-            assert_eq!(scope.to_string(), text, "family {} prints canonically", fam.name);
+            assert_eq!(
+                scope.to_string(),
+                text,
+                "family {} prints canonically",
+                fam.name
+            );
         }
     }
 }

@@ -105,9 +105,24 @@ pub struct RequestBody {
 
 impl RequestBody {
     /// Wraps `inner`; `prefix` are bytes already read from it (counted against `max`).
-    pub fn new(inner: Incoming, prefix: Option<Bytes>, max: u64, idle: Duration, watch: Arc<BodyWatch>) -> RequestBody {
+    pub fn new(
+        inner: Incoming,
+        prefix: Option<Bytes>,
+        max: u64,
+        idle: Duration,
+        watch: Arc<BodyWatch>,
+    ) -> RequestBody {
         let seen = prefix.as_ref().map_or(0, |p| p.len() as u64);
-        RequestBody { inner, prefix, seen, max, idle, sleep: Box::pin(tokio::time::sleep(idle)), watch, done: false }
+        RequestBody {
+            inner,
+            prefix,
+            seen,
+            max,
+            idle,
+            sleep: Box::pin(tokio::time::sleep(idle)),
+            watch,
+            done: false,
+        }
     }
 }
 
@@ -115,7 +130,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
@@ -167,7 +185,8 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || (self.prefix.as_ref().is_none_or(|p| p.is_empty()) && self.inner.is_end_stream())
+        self.done
+            || (self.prefix.as_ref().is_none_or(|p| p.is_empty()) && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -200,7 +219,12 @@ pub struct ResponseBody<B> {
 
 impl<B> ResponseBody<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B, idle: Duration, on_finish: OnFinish, guard: Option<Box<dyn Send + Sync>>) -> ResponseBody<B> {
+    pub fn new(
+        inner: B,
+        idle: Duration,
+        on_finish: OnFinish,
+        guard: Option<Box<dyn Send + Sync>>,
+    ) -> ResponseBody<B> {
         ResponseBody {
             inner,
             idle,
@@ -233,7 +257,10 @@ where
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         if this.on_finish.is_none() {
             return Poll::Ready(None);
@@ -286,7 +313,11 @@ pub enum Collected {
 }
 
 /// Reads a body up to `cap` bytes with an idle timeout between frames. Trailers are dropped.
-pub async fn collect_capped(mut body: Incoming, cap: u64, idle: Duration) -> Result<Collected, BodyFault> {
+pub async fn collect_capped(
+    mut body: Incoming,
+    cap: u64,
+    idle: Duration,
+) -> Result<Collected, BodyFault> {
     let mut buf = BytesMut::new();
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {

@@ -92,20 +92,34 @@ impl ProxyError {
         match self {
             ProxyError::Policy { status, code, .. } => (*status, code),
             ProxyError::UnknownAccount { .. } => (StatusCode::BAD_REQUEST, "PROXY_UNKNOWN_ACCOUNT"),
-            ProxyError::AccountNotAuthorized { .. } => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_ACCOUNT_NOT_AUTHORIZED"),
-            ProxyError::TokenUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_TOKEN_UNAVAILABLE"),
-            ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "PROXY_BODY_TOO_LARGE"),
+            ProxyError::AccountNotAuthorized { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PROXY_ACCOUNT_NOT_AUTHORIZED",
+            ),
+            ProxyError::TokenUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "PROXY_TOKEN_UNAVAILABLE")
+            }
+            ProxyError::BodyTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "PROXY_BODY_TOO_LARGE")
+            }
             ProxyError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "PROXY_BODY_TIMEOUT"),
             ProxyError::BodyBroken => (StatusCode::BAD_REQUEST, "PROXY_BAD_BODY"),
             ProxyError::UpstreamBusy => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_UPSTREAM_BUSY"),
-            ProxyError::UpstreamUnreachable { .. } => (StatusCode::BAD_GATEWAY, "PROXY_UPSTREAM_UNREACHABLE"),
-            ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "PROXY_UPSTREAM_TIMEOUT"),
+            ProxyError::UpstreamUnreachable { .. } => {
+                (StatusCode::BAD_GATEWAY, "PROXY_UPSTREAM_UNREACHABLE")
+            }
+            ProxyError::UpstreamTimeout { .. } => {
+                (StatusCode::GATEWAY_TIMEOUT, "PROXY_UPSTREAM_TIMEOUT")
+            }
         }
     }
 
     /// Whether the client connection should close after this response (its body is unread).
     pub fn closes_connection(&self) -> bool {
-        matches!(self, ProxyError::BodyTooLarge { .. } | ProxyError::BodyTimeout | ProxyError::BodyBroken)
+        matches!(
+            self,
+            ProxyError::BodyTooLarge { .. } | ProxyError::BodyTimeout | ProxyError::BodyBroken
+        )
     }
 
     /// The one place an error becomes a response.
@@ -117,7 +131,8 @@ impl ProxyError {
                 body["details"] = details.clone();
             }
             ProxyError::UnknownAccount { known, .. } => {
-                body["details"] = json!({ "known_accounts": known.split(", ").collect::<Vec<_>>() });
+                body["details"] =
+                    json!({ "known_accounts": known.split(", ").collect::<Vec<_>>() });
             }
             ProxyError::BodyTooLarge { limit, key } => {
                 body["details"] = json!({ "limit_bytes": limit, "setting": key });
@@ -128,16 +143,25 @@ impl ProxyError {
         let mut response = Response::new(full(bytes));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
         if let ProxyError::TokenUnavailable { retry_after, .. } = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
-        if matches!(self, ProxyError::UpstreamBusy | ProxyError::AccountNotAuthorized { .. }) {
+        if matches!(
+            self,
+            ProxyError::UpstreamBusy | ProxyError::AccountNotAuthorized { .. }
+        ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"));
+            headers.insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+            );
         }
         if self.closes_connection() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -162,7 +186,12 @@ mod tests {
         let response = e.into_response();
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(response.headers()[ERROR_HEADER], "PROXY_SCOPE_DENIED");
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["code"], "PROXY_SCOPE_DENIED");
         assert_eq!(v["status"], "error");
@@ -172,7 +201,11 @@ mod tests {
 
     #[test]
     fn token_unavailable_carries_retry_after() {
-        let r = ProxyError::TokenUnavailable { reason: "x".into(), retry_after: 7 }.into_response();
+        let r = ProxyError::TokenUnavailable {
+            reason: "x".into(),
+            retry_after: 7,
+        }
+        .into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "7");
     }

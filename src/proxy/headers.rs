@@ -59,12 +59,19 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 
 fn dropped_request_header(name: &HeaderName, listed: &[String]) -> bool {
     let n = name.as_str();
-    REQUEST_DROP.contains(&n) || n.starts_with("x-forwarded-") || n.starts_with("proxy-") || listed.iter().any(|l| l == n)
+    REQUEST_DROP.contains(&n)
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("proxy-")
+        || listed.iter().any(|l| l == n)
 }
 
 /// The headers to send upstream: the client's, cleaned, plus the proxy's `Authorization` and,
 /// when the body length is known, `Content-Length`.
-pub fn upstream_request_headers(client: &HeaderMap, authorization: HeaderValue, content_length: Option<u64>) -> HeaderMap {
+pub fn upstream_request_headers(
+    client: &HeaderMap,
+    authorization: HeaderValue,
+    content_length: Option<u64>,
+) -> HeaderMap {
     let listed = connection_listed(client);
     let mut out = HeaderMap::with_capacity(client.len() + 2);
     for (name, value) in client {
@@ -83,7 +90,12 @@ pub fn upstream_request_headers(client: &HeaderMap, authorization: HeaderValue, 
 /// Removes hop-by-hop headers (and those named in `Connection`) and `Set-Cookie` from a response.
 pub fn clean_response_headers(headers: &mut HeaderMap) {
     let listed = connection_listed(headers);
-    for name in RESPONSE_DROP.iter().copied().map(str::to_string).chain(listed) {
+    for name in RESPONSE_DROP
+        .iter()
+        .copied()
+        .map(str::to_string)
+        .chain(listed)
+    {
         // Never strip framing-relevant Content-Length through a Connection trick.
         if name == "content-length" {
             continue;
@@ -99,7 +111,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
         }
         h
     }
@@ -128,16 +143,36 @@ mod tests {
         token.set_sensitive(true);
         let out = upstream_request_headers(&client, token, Some(5));
         let auth: Vec<_> = out.get_all(AUTHORIZATION).iter().collect();
-        assert_eq!(auth, vec!["Zoho-oauthtoken GOOD"], "exactly one Authorization, the proxy's");
+        assert_eq!(
+            auth,
+            vec!["Zoho-oauthtoken GOOD"],
+            "exactly one Authorization, the proxy's"
+        );
         for gone in [
-            "connection", "x-custom", "cookie", "x-forwarded-for", "forwarded", "x-http-method-override",
-            "transfer-encoding", "host", "expect", "proxy-authorization", "upgrade",
+            "connection",
+            "x-custom",
+            "cookie",
+            "x-forwarded-for",
+            "forwarded",
+            "x-http-method-override",
+            "transfer-encoding",
+            "host",
+            "expect",
+            "proxy-authorization",
+            "upgrade",
         ] {
             assert!(!out.contains_key(gone), "{gone} must not be forwarded");
         }
-        assert_eq!(out.get_all(CONTENT_LENGTH).iter().count(), 1, "one Content-Length");
+        assert_eq!(
+            out.get_all(CONTENT_LENGTH).iter().count(),
+            1,
+            "one Content-Length"
+        );
         assert_eq!(out["accept"], "application/json", "ordinary headers pass");
-        assert!(out.contains_key("if-modified-since"), "conditional headers pass");
+        assert!(
+            out.contains_key("if-modified-since"),
+            "conditional headers pass"
+        );
     }
 
     #[test]
@@ -151,8 +186,15 @@ mod tests {
             ("x-api-credits-remaining", "10"),
         ]);
         clean_response_headers(&mut h);
-        assert!(!h.contains_key("connection") && !h.contains_key("x-foo") && !h.contains_key("keep-alive"));
-        assert!(!h.contains_key("set-cookie"), "cookies are not shared with local clients");
+        assert!(
+            !h.contains_key("connection")
+                && !h.contains_key("x-foo")
+                && !h.contains_key("keep-alive")
+        );
+        assert!(
+            !h.contains_key("set-cookie"),
+            "cookies are not shared with local clients"
+        );
         assert_eq!(h["x-api-credits-remaining"], "10", "Zoho headers pass");
     }
 }

@@ -12,7 +12,9 @@ pub mod upstream;
 use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
 use crate::token::AccessToken;
-use body::{collect_capped, full, BodyFault, BodyWatch, Collected, ProxyBody, RequestBody, ResponseBody};
+use body::{
+    collect_capped, full, BodyFault, BodyWatch, Collected, ProxyBody, RequestBody, ResponseBody,
+};
 use bytes::Bytes;
 use error::ProxyError;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -56,7 +58,13 @@ struct Access {
 }
 
 impl Access {
-    fn log(&self, status: StatusCode, bytes: u64, complete: bool, metrics: &crate::metrics::Metrics) {
+    fn log(
+        &self,
+        status: StatusCode,
+        bytes: u64,
+        complete: bool,
+        metrics: &crate::metrics::Metrics,
+    ) {
         metrics.request(&self.account, &self.method, self.decision, status);
         info!(
             target: "access",
@@ -83,7 +91,11 @@ impl Drop for InFlight {
 }
 
 /// The service function of the proxied listeners.
-pub async fn handle(state: AppState, role: ListenerRole, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    state: AppState,
+    role: ListenerRole,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     state.metrics.in_flight().inc();
     let in_flight = InFlight(state.metrics.in_flight().clone());
@@ -92,7 +104,11 @@ pub async fn handle(state: AppState, role: ListenerRole, req: Request<Incoming>)
     let account = match select_account(&runtime, &role, req.headers()) {
         Ok(a) => a,
         Err(e) => {
-            let label = runtime.accounts.first().map(|a| a.label.clone()).unwrap_or(crate::metrics::AccountLabel("".into()));
+            let label = runtime
+                .accounts
+                .first()
+                .map(|a| a.label.clone())
+                .unwrap_or(crate::metrics::AccountLabel("".into()));
             let access = Access {
                 account: label,
                 method,
@@ -127,12 +143,18 @@ fn local_error(e: ProxyError, access: &Access, state: &AppState) -> Response<Pro
     response
 }
 
-fn select_account<'r>(runtime: &'r Runtime, role: &ListenerRole, headers: &HeaderMap) -> Result<&'r AccountRuntime, ProxyError> {
+fn select_account<'r>(
+    runtime: &'r Runtime,
+    role: &ListenerRole,
+    headers: &HeaderMap,
+) -> Result<&'r AccountRuntime, ProxyError> {
     let by_name = |name: &str| {
-        runtime.account(name).ok_or_else(|| ProxyError::UnknownAccount {
-            name: log_safe(name),
-            known: runtime.account_names(),
-        })
+        runtime
+            .account(name)
+            .ok_or_else(|| ProxyError::UnknownAccount {
+                name: log_safe(name),
+                known: runtime.account_names(),
+            })
     };
     match role {
         ListenerRole::Account(name) => by_name(name),
@@ -146,10 +168,13 @@ fn select_account<'r>(runtime: &'r Runtime, role: &ListenerRole, headers: &Heade
                     })?;
                     by_name(name.trim())
                 }
-                _ => runtime.accounts.first().ok_or_else(|| ProxyError::UnknownAccount {
-                    name: String::new(),
-                    known: String::new(),
-                }),
+                _ => runtime
+                    .accounts
+                    .first()
+                    .ok_or_else(|| ProxyError::UnknownAccount {
+                        name: String::new(),
+                        known: String::new(),
+                    }),
             }
         }
     }
@@ -179,7 +204,10 @@ async fn forward(
         if len > limits.max_body {
             access.path = log_safe(parts.uri.path());
             access.decision = "invalid";
-            return Err(ProxyError::BodyTooLarge { limit: limits.max_body, key: "limits.max_body" });
+            return Err(ProxyError::BodyTooLarge {
+                limit: limits.max_body,
+                key: "limits.max_body",
+            });
         }
     }
 
@@ -190,8 +218,15 @@ async fn forward(
             access.decision = "invalid";
             return Err(refusal(&evaluation, &parts.method));
         }
-        Evaluation::Allowed { ref target, ref required } => (target.path, target.query, required.to_string()),
-        Evaluation::Denied { ref target, ref required, .. } => {
+        Evaluation::Allowed {
+            ref target,
+            ref required,
+        } => (target.path, target.query, required.to_string()),
+        Evaluation::Denied {
+            ref target,
+            ref required,
+            ..
+        } => {
             access.path = target.path.to_string();
             access.scope = required.to_string();
             denied(account, &parts.method, &evaluation, access)?;
@@ -204,7 +239,10 @@ async fn forward(
                 Ok(Collected::Complete(b)) => b,
                 Ok(Collected::Exceeded(..)) => {
                     access.decision = "invalid";
-                    return Err(ProxyError::BodyTooLarge { limit: cap, key: "the policy's inspection cap for this operation" });
+                    return Err(ProxyError::BodyTooLarge {
+                        limit: cap,
+                        key: "the policy's inspection cap for this operation",
+                    });
                 }
                 Err(fault) => {
                     access.decision = "invalid";
@@ -234,8 +272,17 @@ async fn forward(
                 }
             };
             return send_decided(
-                state, runtime, account, parts.method, parts.headers, target.path, target.query, decided,
-                Prepared::Ready(Outgoing::Replayable(bytes)), access, in_flight,
+                state,
+                runtime,
+                account,
+                parts.method,
+                parts.headers,
+                target.path,
+                target.query,
+                decided,
+                Prepared::Ready(Outgoing::Replayable(bytes)),
+                access,
+                in_flight,
             )
             .await;
         }
@@ -243,15 +290,29 @@ async fn forward(
     access.path = target_path.to_string();
     access.scope = required.clone();
     send_decided(
-        state, runtime, account, parts.method, parts.headers, target_path, target_query, required,
-        Prepared::Body(body, content_length), access, in_flight,
+        state,
+        runtime,
+        account,
+        parts.method,
+        parts.headers,
+        target_path,
+        target_query,
+        required,
+        Prepared::Body(body, content_length),
+        access,
+        in_flight,
     )
     .await
 }
 
 /// A denied decision: 403 in enforce mode; logged, counted and forwarded in report mode (never
 /// for paths outside the CRM API).
-fn denied(account: &AccountRuntime, method: &Method, evaluation: &Evaluation<'_>, access: &mut Access) -> Result<(), ProxyError> {
+fn denied(
+    account: &AccountRuntime,
+    method: &Method,
+    evaluation: &Evaluation<'_>,
+    access: &mut Access,
+) -> Result<(), ProxyError> {
     if evaluation.forwards(account.policy.mode()) {
         access.decision = "reported";
         warn!(
@@ -269,7 +330,9 @@ fn denied(account: &AccountRuntime, method: &Method, evaluation: &Evaluation<'_>
 
 /// The proxy error for a refused evaluation.
 fn refusal(evaluation: &Evaluation<'_>, method: &Method) -> ProxyError {
-    let status = evaluation.error_code().map_or(StatusCode::FORBIDDEN, |(s, _)| s);
+    let status = evaluation
+        .error_code()
+        .map_or(StatusCode::FORBIDDEN, |(s, _)| s);
     match evaluation.error_body(method) {
         Some(body) => ProxyError::Policy {
             status,
@@ -288,14 +351,23 @@ fn refusal(evaluation: &Evaluation<'_>, method: &Method) -> ProxyError {
 
 fn fault_error(fault: BodyFault, max_body: u64) -> ProxyError {
     match fault {
-        BodyFault::TooLarge => ProxyError::BodyTooLarge { limit: max_body, key: "limits.max_body" },
+        BodyFault::TooLarge => ProxyError::BodyTooLarge {
+            limit: max_body,
+            key: "limits.max_body",
+        },
         BodyFault::Idle => ProxyError::BodyTimeout,
         BodyFault::Broken => ProxyError::BodyBroken,
     }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The body before or after preparation.
@@ -335,7 +407,13 @@ async fn send_decided(
             if http_body::Body::is_end_stream(&incoming) {
                 Outgoing::Replayable(Bytes::new())
             } else if len.is_some_and(|l| l > limits.replay_body) {
-                Outgoing::Streaming(RequestBody::new(incoming, None, limits.max_body, limits.body_idle_timeout, watch.clone()))
+                Outgoing::Streaming(RequestBody::new(
+                    incoming,
+                    None,
+                    limits.max_body,
+                    limits.body_idle_timeout,
+                    watch.clone(),
+                ))
             } else {
                 match collect_capped(incoming, limits.replay_body, limits.body_idle_timeout).await {
                     Ok(Collected::Complete(b)) => Outgoing::Replayable(b),
@@ -354,7 +432,8 @@ async fn send_decided(
     if matches!(outgoing, Outgoing::Replayable(_)) {
         watch.mark_finished();
     }
-    let had_body = !matches!(&outgoing, Outgoing::Replayable(b) if b.is_empty()) || content_length(&headers).is_some();
+    let had_body = !matches!(&outgoing, Outgoing::Replayable(b) if b.is_empty())
+        || content_length(&headers).is_some();
     let stream_len = match &outgoing {
         Outgoing::Streaming(_) => content_length(&headers),
         Outgoing::Replayable(_) => None,
@@ -363,10 +442,14 @@ async fn send_decided(
     // 4. An upstream slot (Zoho limits concurrent calls per org).
     let permit = match &runtime.upstream_slots {
         None => None,
-        Some(slots) => match tokio::time::timeout(limits.upstream_queue_timeout, slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Some(p),
-            _ => return Err(ProxyError::UpstreamBusy),
-        },
+        Some(slots) => {
+            match tokio::time::timeout(limits.upstream_queue_timeout, slots.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => Some(p),
+                _ => return Err(ProxyError::UpstreamBusy),
+            }
+        }
     };
 
     // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
@@ -387,17 +470,23 @@ async fn send_decided(
         let response = send(account, request, &watch, limits, &token).await?;
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
-        state.metrics.upstream_latency(&account.label, upstream_ms.as_secs_f64());
+        state
+            .metrics
+            .upstream_latency(&account.label, upstream_ms.as_secs_f64());
 
         if response.status() == StatusCode::UNAUTHORIZED && !replayed {
             let (parts, incoming) = response.into_parts();
-            let (head, rest) = match collect_capped(incoming, MAX_401_BODY, Duration::from_secs(5)).await {
-                Ok(Collected::Complete(b)) => (b, None),
-                Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
-                Err(_) => (Bytes::new(), None),
-            };
+            let (head, rest) =
+                match collect_capped(incoming, MAX_401_BODY, Duration::from_secs(5)).await {
+                    Ok(Collected::Complete(b)) => (b, None),
+                    Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
+                    Err(_) => (Bytes::new(), None),
+                };
             if rest.is_none() && zoho_error_code(&head).as_deref() == Some("INVALID_TOKEN") {
-                let fresh = account.token.reject(token.generation, limits.token_wait).await;
+                let fresh = account
+                    .token
+                    .reject(token.generation, limits.token_wait)
+                    .await;
                 if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
                     info!(account = %account.name, path = %path, "token rejected by Zoho (INVALID_TOKEN); replaying once with a new token");
                     token = fresh;
@@ -408,15 +497,32 @@ async fn send_decided(
             }
             let body: ProxyBody = match rest {
                 None => full(head),
-                Some(rest) => http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<_, body::BodyError>(
+                Some(rest) => http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<
+                    _,
+                    body::BodyError,
+                >(
                     http_body::Frame::data(head),
                 )]))
                 .boxed()
                 .with_trailers_or_rest(rest),
             };
-            return Ok(respond(state, Response::from_parts(parts, body), access, limits.body_idle_timeout, permit, in_flight));
+            return Ok(respond(
+                state,
+                Response::from_parts(parts, body),
+                access,
+                limits.body_idle_timeout,
+                permit,
+                in_flight,
+            ));
         }
-        return Ok(respond(state, response.map(|b| b.map_err(Into::into).boxed()), access, limits.body_idle_timeout, permit, in_flight));
+        return Ok(respond(
+            state,
+            response.map(|b| b.map_err(Into::into).boxed()),
+            access,
+            limits.body_idle_timeout,
+            permit,
+            in_flight,
+        ));
     }
 }
 
@@ -429,26 +535,40 @@ impl ChainRest for ProxyBody {
     fn with_trailers_or_rest(self, rest: Incoming) -> ProxyBody {
         use futures_util::StreamExt;
         let head = http_body_util::BodyStream::new(self);
-        let tail = http_body_util::BodyStream::new(rest.map_err(|e| -> body::BodyError { Box::new(e) }));
+        let tail =
+            http_body_util::BodyStream::new(rest.map_err(|e| -> body::BodyError { Box::new(e) }));
         BodyExt::boxed(http_body_util::StreamBody::new(head.chain(tail)))
     }
 }
 
-async fn token_or_wait(state: &AppState, account: &AccountRuntime, wait: Duration) -> Result<Arc<AccessToken>, ProxyError> {
+async fn token_or_wait(
+    state: &AppState,
+    account: &AccountRuntime,
+    wait: Duration,
+) -> Result<Arc<AccessToken>, ProxyError> {
     if let Some(t) = account.token.usable_or_wait(wait).await {
         return Ok(t);
     }
     let status = account.token.status();
     if status.state == crate::token::TokenState::NotAuthorized
-        || (account.client_type == crate::config::ClientType::Server && status.last_refresh_unix_ms.is_none() && status.last_error.is_none())
+        || (account.client_type == crate::config::ClientType::Server
+            && status.last_refresh_unix_ms.is_none()
+            && status.last_error.is_none())
     {
         return Err(ProxyError::AccountNotAuthorized {
             account: account.name.to_string(),
-            start_url: format!("http://{}/oauth/start?account={}", state.admin_listen, account.name),
+            start_url: format!(
+                "http://{}/oauth/start?account={}",
+                state.admin_listen, account.name
+            ),
         });
     }
     Err(ProxyError::TokenUnavailable {
-        reason: account.token.ready().err().unwrap_or_else(|| "no valid access token".into()),
+        reason: account
+            .token
+            .ready()
+            .err()
+            .unwrap_or_else(|| "no valid access token".into()),
         retry_after: account.token.retry_after_secs(),
     })
 }
@@ -479,7 +599,8 @@ fn build_request(
     let mut request = Request::new(body);
     *request.method_mut() = method.clone();
     *request.uri_mut() = uri;
-    *request.headers_mut() = headers::upstream_request_headers(client_headers, token.authorization(), content_length);
+    *request.headers_mut() =
+        headers::upstream_request_headers(client_headers, token.authorization(), content_length);
     Ok(request)
 }
 
@@ -522,7 +643,10 @@ async fn send(
         }
         let reason = crate::token::client::error_chain(&e);
         warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
-        ProxyError::UpstreamUnreachable { host, reason: upstream_reason(&e) }
+        ProxyError::UpstreamUnreachable {
+            host,
+            reason: upstream_reason(&e),
+        }
     })
 }
 
@@ -574,7 +698,10 @@ fn respond(
         access.log(status, bytes, complete, &metrics);
     });
     let guard: Box<dyn Send + Sync> = Box::new((permit, in_flight));
-    Response::from_parts(parts, ResponseBody::new(body, idle, on_finish, Some(guard)).boxed())
+    Response::from_parts(
+        parts,
+        ResponseBody::new(body, idle, on_finish, Some(guard)).boxed(),
+    )
 }
 
 #[cfg(test)]

@@ -54,7 +54,9 @@ impl MintBudget {
         let window = WINDOW.as_millis() as u64;
         let index = self.log.len() - self.budget as usize;
         let frees_at = self.log[index].saturating_add(window);
-        Some(Duration::from_millis(frees_at.saturating_sub(now_ms).max(1)))
+        Some(Duration::from_millis(
+            frees_at.saturating_sub(now_ms).max(1),
+        ))
     }
 
     /// Records a request sent at `now_ms`.
@@ -88,15 +90,26 @@ mod tests {
             b.record(t);
         }
         assert_eq!(b.left(2 * MIN), 0, "three of three used");
-        assert_eq!(b.wait(3 * MIN), Some(Duration::from_millis(7 * MIN)), "oldest frees at 10 min");
-        assert_eq!(b.wait(10 * MIN), None, "a slot is free once the first request left the window");
+        assert_eq!(
+            b.wait(3 * MIN),
+            Some(Duration::from_millis(7 * MIN)),
+            "oldest frees at 10 min"
+        );
+        assert_eq!(
+            b.wait(10 * MIN),
+            None,
+            "a slot is free once the first request left the window"
+        );
         assert_eq!(b.left(12 * MIN), 3, "all free after the window");
     }
 
     #[test]
     fn persisted_log_counts_after_restart() {
         let mut b = MintBudget::new(8, (0..8).map(|i| i * 1000).collect());
-        assert!(b.wait(9_000).is_some(), "a restarted process sees the spent budget");
+        assert!(
+            b.wait(9_000).is_some(),
+            "a restarted process sees the spent budget"
+        );
     }
 
     #[test]

@@ -144,7 +144,10 @@ impl std::fmt::Debug for Minted {
             .field("access_token", &"[redacted]")
             .field("lifetime", &self.lifetime)
             .field("api_domain", &self.api_domain)
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -196,7 +199,10 @@ impl AccountsClient {
         let host = accounts_url.host_str().unwrap_or("").to_string();
         let endpoint = accounts_url
             .join("/oauth/v2/token")
-            .map_err(|_| TokenError::Network { host: host.clone(), reason: "bad accounts URL".into() })?;
+            .map_err(|_| TokenError::Network {
+                host: host.clone(),
+                reason: "bad accounts URL".into(),
+            })?;
         let mut form: Vec<(&str, &str)> = vec![
             ("client_id", client_id),
             ("client_secret", client_secret.expose_secret()),
@@ -221,14 +227,19 @@ impl AccountsClient {
         let reply = self
             .http
             .post(endpoint)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(http::header::ACCEPT, "application/json")
             .body(body)
             .send()
             .await
             .map_err(|e| self.network_error(&host, e))?;
         let status = reply.status().as_u16();
-        let bytes = read_capped(reply).await.map_err(|e| self.network_error(&host, e))?;
+        let bytes = read_capped(reply)
+            .await
+            .map_err(|e| self.network_error(&host, e))?;
         parse_reply(status, &bytes, &host, is_code)
     }
 
@@ -236,7 +247,10 @@ impl AccountsClient {
         if e.is_timeout() {
             return TokenError::Timeout(self.timeout);
         }
-        TokenError::Network { host: host.to_string(), reason: error_chain(&e.without_url()) }
+        TokenError::Network {
+            host: host.to_string(),
+            reason: error_chain(&e.without_url()),
+        }
     }
 }
 
@@ -269,40 +283,72 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Interprets a token-endpoint reply. Pure, so it is table-tested.
-pub fn parse_reply(status: u16, body: &[u8], host: &str, is_code: bool) -> Result<Minted, TokenError> {
+pub fn parse_reply(
+    status: u16,
+    body: &[u8],
+    host: &str,
+    is_code: bool,
+) -> Result<Minted, TokenError> {
     let json: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v @ serde_json::Value::Object(_)) => v,
         _ => {
-            let what = if body.iter().take(512).any(|&b| b == b'<') { "HTML, not JSON" } else { "not a JSON object" };
+            let what = if body.iter().take(512).any(|&b| b == b'<') {
+                "HTML, not JSON"
+            } else {
+                "not a JSON object"
+            };
             return Err(TokenError::BadReply { status, what });
         }
     };
     if let Some(token) = json.get("access_token") {
         let token = token.as_str().unwrap_or("");
         if token.is_empty() {
-            return Err(TokenError::BadReply { status, what: "empty access_token" });
+            return Err(TokenError::BadReply {
+                status,
+                what: "empty access_token",
+            });
         }
         if token.len() > MAX_TOKEN_LEN
-            || !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         {
             return Err(TokenError::UnusableToken);
         }
         let lifetime = lifetime_of(&json);
-        let api_domain = json.get("api_domain").and_then(|v| v.as_str()).map(str::to_string);
+        let api_domain = json
+            .get("api_domain")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         let refresh_token = json
             .get("refresh_token")
             .and_then(|v| v.as_str())
             .filter(|t| !t.is_empty())
             .map(|t| SecretString::from(t.to_string()));
-        return Ok(Minted { access_token: SecretString::from(token.to_string()), lifetime, api_domain, refresh_token });
+        return Ok(Minted {
+            access_token: SecretString::from(token.to_string()),
+            lifetime,
+            api_domain,
+            refresh_token,
+        });
     }
     let error = json.get("error").and_then(|v| v.as_str()).unwrap_or("");
-    let description = json.get("error_description").and_then(|v| v.as_str()).unwrap_or("");
+    let description = json
+        .get("error_description")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let host = host.to_string();
     Err(match error {
-        "" => TokenError::BadReply { status, what: "no access_token and no error" },
-        "invalid_client" => TokenError::InvalidClient { accounts_host: host },
-        "invalid_client_secret" => TokenError::InvalidClientSecret { accounts_host: host },
+        "" => TokenError::BadReply {
+            status,
+            what: "no access_token and no error",
+        },
+        "invalid_client" => TokenError::InvalidClient {
+            accounts_host: host,
+        },
+        "invalid_client_secret" => TokenError::InvalidClientSecret {
+            accounts_host: host,
+        },
         "invalid_code" if is_code => TokenError::InvalidGrantCode,
         "invalid_code" => TokenError::RefreshTokenRejected,
         "invalid_redirect_uri" => TokenError::InvalidRedirectUri,
@@ -314,7 +360,11 @@ pub fn parse_reply(status: u16, body: &[u8], host: &str, is_code: bool) -> Resul
 fn is_throttle(error: &str, description: &str) -> bool {
     let e = error.to_ascii_lowercase();
     let d = description.to_ascii_lowercase();
-    e == "access denied" || e == "access_denied" || error == "拒绝访问" || d.contains("too many requests") || d.contains("throttle")
+    e == "access denied"
+        || e == "access_denied"
+        || error == "拒绝访问"
+        || d.contains("too many requests")
+        || d.contains("throttle")
 }
 
 /// `expires_in` in seconds (or the legacy `expires_in_sec` + ms form), clamped to (0, 1 h];
@@ -354,25 +404,133 @@ mod tests {
 
     type Expect = Result<u64, &'static str>;
     const CASES: &[(&str, u16, &str, bool, Expect)] = &[
-        ("success", 200, r#"{"access_token":"1000.a.b","expires_in":3600,"api_domain":"https://www.zohoapis.com"}"#, false, Ok(3600)),
-        ("legacy ms form", 200, r#"{"access_token":"1000.a.b","expires_in_sec":3600,"expires_in":3600000}"#, false, Ok(3600)),
-        ("string expiry", 200, r#"{"access_token":"1000.a.b","expires_in":"120"}"#, false, Ok(120)),
-        ("missing expiry", 200, r#"{"access_token":"1000.a.b"}"#, false, Ok(3600)),
-        ("zero expiry", 200, r#"{"access_token":"1000.a.b","expires_in":0}"#, false, Ok(1)),
-        ("negative expiry", 200, r#"{"access_token":"1000.a.b","expires_in":-5}"#, false, Ok(1)),
-        ("huge expiry", 200, r#"{"access_token":"1000.a.b","expires_in":999999999}"#, false, Ok(3600)),
-        ("error on 200", 200, r#"{"error":"invalid_client"}"#, false, Err("invalid_client")),
-        ("secret", 200, r#"{"error":"invalid_client_secret"}"#, false, Err("invalid_client_secret")),
-        ("revoked rt", 200, r#"{"error":"invalid_code"}"#, false, Err("invalid_code")),
-        ("used code", 200, r#"{"error":"invalid_code"}"#, true, Err("invalid_code")),
-        ("throttle 200", 200, r#"{"error_description":"You have made too many requests continuously. Please try again after some time.","error":"Access Denied","status":"failure"}"#, false, Err("access_denied")),
-        ("throttle 400", 400, r#"{"error":"Access Denied"}"#, false, Err("access_denied")),
-        ("html", 200, "<html><body>captive portal</body></html>", false, Err("bad_reply")),
-        ("500 html", 500, "<html>oops</html>", false, Err("bad_reply")),
-        ("empty token", 200, r#"{"access_token":""}"#, false, Err("bad_reply")),
+        (
+            "success",
+            200,
+            r#"{"access_token":"1000.a.b","expires_in":3600,"api_domain":"https://www.zohoapis.com"}"#,
+            false,
+            Ok(3600),
+        ),
+        (
+            "legacy ms form",
+            200,
+            r#"{"access_token":"1000.a.b","expires_in_sec":3600,"expires_in":3600000}"#,
+            false,
+            Ok(3600),
+        ),
+        (
+            "string expiry",
+            200,
+            r#"{"access_token":"1000.a.b","expires_in":"120"}"#,
+            false,
+            Ok(120),
+        ),
+        (
+            "missing expiry",
+            200,
+            r#"{"access_token":"1000.a.b"}"#,
+            false,
+            Ok(3600),
+        ),
+        (
+            "zero expiry",
+            200,
+            r#"{"access_token":"1000.a.b","expires_in":0}"#,
+            false,
+            Ok(1),
+        ),
+        (
+            "negative expiry",
+            200,
+            r#"{"access_token":"1000.a.b","expires_in":-5}"#,
+            false,
+            Ok(1),
+        ),
+        (
+            "huge expiry",
+            200,
+            r#"{"access_token":"1000.a.b","expires_in":999999999}"#,
+            false,
+            Ok(3600),
+        ),
+        (
+            "error on 200",
+            200,
+            r#"{"error":"invalid_client"}"#,
+            false,
+            Err("invalid_client"),
+        ),
+        (
+            "secret",
+            200,
+            r#"{"error":"invalid_client_secret"}"#,
+            false,
+            Err("invalid_client_secret"),
+        ),
+        (
+            "revoked rt",
+            200,
+            r#"{"error":"invalid_code"}"#,
+            false,
+            Err("invalid_code"),
+        ),
+        (
+            "used code",
+            200,
+            r#"{"error":"invalid_code"}"#,
+            true,
+            Err("invalid_code"),
+        ),
+        (
+            "throttle 200",
+            200,
+            r#"{"error_description":"You have made too many requests continuously. Please try again after some time.","error":"Access Denied","status":"failure"}"#,
+            false,
+            Err("access_denied"),
+        ),
+        (
+            "throttle 400",
+            400,
+            r#"{"error":"Access Denied"}"#,
+            false,
+            Err("access_denied"),
+        ),
+        (
+            "html",
+            200,
+            "<html><body>captive portal</body></html>",
+            false,
+            Err("bad_reply"),
+        ),
+        (
+            "500 html",
+            500,
+            "<html>oops</html>",
+            false,
+            Err("bad_reply"),
+        ),
+        (
+            "empty token",
+            200,
+            r#"{"access_token":""}"#,
+            false,
+            Err("bad_reply"),
+        ),
         ("no fields", 200, r#"{"foo":1}"#, false, Err("bad_reply")),
-        ("crlf token", 200, "{\"access_token\":\"abc\\r\\nX-Evil: 1\"}", false, Err("unusable_token")),
-        ("other error", 200, r#"{"error":"weird\u0007thing"}"#, false, Err("error")),
+        (
+            "crlf token",
+            200,
+            "{\"access_token\":\"abc\\r\\nX-Evil: 1\"}",
+            false,
+            Err("unusable_token"),
+        ),
+        (
+            "other error",
+            200,
+            r#"{"error":"weird\u0007thing"}"#,
+            false,
+            Err("error"),
+        ),
     ];
 
     #[test]
@@ -394,9 +552,19 @@ mod tests {
 
     #[test]
     fn invalid_client_names_the_host_and_data_center() {
-        let e = parse_reply(200, br#"{"error":"invalid_client"}"#, "accounts.zoho.com", false).map(|_| ()).expect_err("invalid_client is an error");
+        let e = parse_reply(
+            200,
+            br#"{"error":"invalid_client"}"#,
+            "accounts.zoho.com",
+            false,
+        )
+        .map(|_| ())
+        .expect_err("invalid_client is an error");
         let text = e.to_string();
-        assert!(text.contains("accounts.zoho.com") && text.contains("data center"), "{text}");
+        assert!(
+            text.contains("accounts.zoho.com") && text.contains("data center"),
+            "{text}"
+        );
         assert_eq!(e.class(), FailureClass::Permanent);
     }
 }

@@ -40,12 +40,19 @@ impl ApiBase {
             _ => return None,
         };
         let host = url.host_str()?;
-        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host,
         };
-        Some(ApiBase { scheme, authority: authority.parse().ok()? })
+        Some(ApiBase {
+            scheme,
+            authority: authority.parse().ok()?,
+        })
     }
 
     /// `https://host[:port]`.
@@ -205,13 +212,20 @@ pub struct TokenHandle {
 
 impl std::fmt::Debug for TokenHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenHandle").field("account", &self.account).finish()
+        f.debug_struct("TokenHandle")
+            .field("account", &self.account)
+            .finish()
     }
 }
 
 impl TokenHandle {
     /// A handle with no token yet, and the receiving end of its command channel.
-    pub fn new(account: &str, secrets: Secrets, mint_budget: u32, api_host: String) -> (Arc<TokenHandle>, mpsc::Receiver<Command>) {
+    pub fn new(
+        account: &str,
+        secrets: Secrets,
+        mint_budget: u32,
+        api_host: String,
+    ) -> (Arc<TokenHandle>, mpsc::Receiver<Command>) {
         let (commands, rx) = mpsc::channel(4);
         let handle = TokenHandle {
             account: account.to_string(),
@@ -269,7 +283,12 @@ impl TokenHandle {
     /// token already exists nothing is minted.
     pub async fn reject(&self, generation: u64, max: Duration) -> Option<Arc<AccessToken>> {
         let mut rx = self.generation.subscribe();
-        let newer = |h: &TokenHandle| h.current.load().as_ref().is_some_and(|t| t.generation > generation);
+        let newer = |h: &TokenHandle| {
+            h.current
+                .load()
+                .as_ref()
+                .is_some_and(|t| t.generation > generation)
+        };
         if !newer(self) {
             self.invalidated.fetch_max(generation, Ordering::AcqRel);
             self.kick.notify_one();
@@ -288,7 +307,9 @@ impl TokenHandle {
     /// Seconds of life left of the current token (negative when none / expired), for metrics.
     pub fn seconds_left(&self) -> f64 {
         match self.current.load().as_ref() {
-            Some(t) if t.generation > self.invalidated.load(Ordering::Acquire) => t.remaining(Instant::now()).as_secs_f64(),
+            Some(t) if t.generation > self.invalidated.load(Ordering::Acquire) => {
+                t.remaining(Instant::now()).as_secs_f64()
+            }
             _ => 0.0,
         }
     }
@@ -298,12 +319,18 @@ impl TokenHandle {
     pub fn ready(&self) -> Result<(), String> {
         let now = Instant::now();
         if self.store_down.load(Ordering::Acquire) {
-            let serving = if self.usable().is_some() { "serving the cached token until it expires" } else { "no valid access token" };
+            let serving = if self.usable().is_some() {
+                "serving the cached token until it expires"
+            } else {
+                "no valid access token"
+            };
             return Err(self.reason(&format!("the shared token store is unavailable; {serving}")));
         }
         match self.usable() {
             Some(t) if t.remaining(now) > refresh_margin(t.lifetime) => Ok(()),
-            Some(_) => Err(self.reason("the token is about to expire and has not been refreshed yet")),
+            Some(_) => {
+                Err(self.reason("the token is about to expire and has not been refreshed yet"))
+            }
             None => Err(self.reason("no valid access token")),
         }
     }
@@ -322,7 +349,10 @@ impl TokenHandle {
 
     /// A snapshot of the status.
     pub fn status(&self) -> TokenStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Seconds a client should wait before retrying (for `Retry-After`).
@@ -344,7 +374,10 @@ impl TokenHandle {
 
     /// Sends a command to the refresher.
     pub async fn command(&self, command: Command) -> Result<(), String> {
-        self.commands.send(command).await.map_err(|_| "the token refresher has stopped".to_string())
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| "the token refresher has stopped".to_string())
     }
 
     // --- used by the refresher only ---
@@ -400,30 +433,91 @@ mod tests {
 
     #[test]
     fn margins_scale_with_lifetime() {
-        assert_eq!(refresh_margin(Duration::from_secs(3600)), Duration::from_secs(300));
-        assert_eq!(refresh_margin(Duration::from_secs(5)), Duration::from_millis(500));
-        assert_eq!(refresh_margin(Duration::from_secs(60)), Duration::from_secs(6));
-        assert_eq!(safety_margin(Duration::from_secs(3600)), Duration::from_secs(2));
-        assert_eq!(safety_margin(Duration::from_secs(2)), Duration::from_millis(100));
+        assert_eq!(
+            refresh_margin(Duration::from_secs(3600)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(5)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            refresh_margin(Duration::from_secs(60)),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            safety_margin(Duration::from_secs(3600)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            safety_margin(Duration::from_secs(2)),
+            Duration::from_millis(100)
+        );
     }
 
     #[test]
     fn token_debug_is_redacted_and_header_sensitive() {
-        let api = ApiBase::from_url(&url::Url::parse("https://www.zohoapis.com").expect("url")).expect("base");
-        let t = AccessToken::new("1000.secret.value", 1, Duration::from_secs(60), Duration::from_secs(60), api)
-            .expect("token");
-        assert!(!format!("{t:?}").contains("secret"), "Debug hides the token");
+        let api = ApiBase::from_url(&url::Url::parse("https://www.zohoapis.com").expect("url"))
+            .expect("base");
+        let t = AccessToken::new(
+            "1000.secret.value",
+            1,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            api,
+        )
+        .expect("token");
+        assert!(
+            !format!("{t:?}").contains("secret"),
+            "Debug hides the token"
+        );
         assert!(t.authorization().is_sensitive(), "header marked sensitive");
-        assert!(AccessToken::new("bad\r\nX: y", 1, Duration::from_secs(1), Duration::from_secs(1), t.api.clone()).is_none());
+        assert!(AccessToken::new(
+            "bad\r\nX: y",
+            1,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            t.api.clone()
+        )
+        .is_none());
     }
 
     #[tokio::test]
     async fn reject_of_an_old_generation_returns_the_newer_token_without_waiting() {
-        let (h, _rx) = TokenHandle::new("a", Secrets { client_secret: "s".to_string().into(), refresh_token: None }, 8, String::new());
-        let api = ApiBase::from_url(&url::Url::parse("https://www.zohoapis.com").expect("url")).expect("base");
-        h.install(AccessToken::new("t2", 2, Duration::from_secs(60), Duration::from_secs(60), api).expect("token"));
-        let got = h.reject(1, Duration::from_millis(1)).await.map(|t| t.generation);
-        assert_eq!(got, Some(2), "a request that failed with generation 1 gets generation 2");
-        assert_eq!(h.invalidated(), 0, "no invalidation recorded when a newer token exists");
+        let (h, _rx) = TokenHandle::new(
+            "a",
+            Secrets {
+                client_secret: "s".to_string().into(),
+                refresh_token: None,
+            },
+            8,
+            String::new(),
+        );
+        let api = ApiBase::from_url(&url::Url::parse("https://www.zohoapis.com").expect("url"))
+            .expect("base");
+        h.install(
+            AccessToken::new(
+                "t2",
+                2,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                api,
+            )
+            .expect("token"),
+        );
+        let got = h
+            .reject(1, Duration::from_millis(1))
+            .await
+            .map(|t| t.generation);
+        assert_eq!(
+            got,
+            Some(2),
+            "a request that failed with generation 1 gets generation 2"
+        );
+        assert_eq!(
+            h.invalidated(),
+            0,
+            "no invalidation recorded when a newer token exists"
+        );
     }
 }

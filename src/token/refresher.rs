@@ -10,9 +10,11 @@ mod fleet;
 
 use super::budget::{MintBudget, WINDOW};
 use super::client::{AccountsClient, FailureClass, Grant, Minted, TokenError};
-use super::store::{fingerprint, now_unix_ms, FileStore, Loaded, Store, StoredState, STORE_VERSION};
-use super::{refresh_margin, AccessToken, ApiBase, Command, TokenHandle, TokenState};
 use super::redis_store::RedisStore;
+use super::store::{
+    fingerprint, now_unix_ms, FileStore, Loaded, Store, StoredState, STORE_VERSION,
+};
+use super::{refresh_margin, AccessToken, ApiBase, Command, TokenHandle, TokenState};
 use crate::config::{is_zoho_api_host, AccountConfig, ClientType, DataCenter, StoreConfig};
 use crate::metrics::Metrics;
 use rand::Rng;
@@ -63,7 +65,9 @@ pub fn plan(input: PlanInput) -> Plan {
     let due = match input.token {
         None => input.now,
         Some((_, _, generation)) if generation <= input.invalidated => input.now,
-        Some((expires_at, lifetime, _)) => expires_at.checked_sub(refresh_margin(lifetime)).unwrap_or(input.now),
+        Some((expires_at, lifetime, _)) => expires_at
+            .checked_sub(refresh_margin(lifetime))
+            .unwrap_or(input.now),
     };
     let at = input.not_before.map_or(due, |nb| nb.max(due));
     if at <= input.now {
@@ -77,7 +81,8 @@ pub fn plan(input: PlanInput) -> Plan {
 /// to 50–100 % so replicas spread out.
 pub fn backoff(failures: u32, jitter: f64) -> Duration {
     let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(BACKOFF_CAP).mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    exp.min(BACKOFF_CAP)
+        .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
 /// One account's refresher.
@@ -130,7 +135,11 @@ impl Refresher {
             account: account.clone(),
             client,
             store,
-            state: StoredState { version: STORE_VERSION, client_id: account.client_id.clone(), ..Default::default() },
+            state: StoredState {
+                version: STORE_VERSION,
+                client_id: account.client_id.clone(),
+                ..Default::default()
+            },
             budget: MintBudget::new(account.token.mint_budget, Vec::new()),
             not_before: None,
             failures: 0,
@@ -154,7 +163,14 @@ impl Refresher {
             }
         }
         let refresh_token = self.refresh_token();
-        let stored = match self.store.load(&self.account.client_id, refresh_token.as_ref().map(|rt| rt.expose_secret())).await {
+        let stored = match self
+            .store
+            .load(
+                &self.account.client_id,
+                refresh_token.as_ref().map(|rt| rt.expose_secret()),
+            )
+            .await
+        {
             Loaded::Empty => return,
             Loaded::SetAside(message) => {
                 error!(account = %self.account.name, "{message}");
@@ -168,7 +184,9 @@ impl Refresher {
         };
         self.state = stored;
         self.state.client_id = self.account.client_id.clone();
-        let current_rt = self.refresh_token().map(|rt| fingerprint(rt.expose_secret()));
+        let current_rt = self
+            .refresh_token()
+            .map(|rt| fingerprint(rt.expose_secret()));
         if current_rt.is_some() && current_rt != self.state.refresh_token_sha256 {
             // A new refresh token: the stored access token and mint log belong to the old one.
             self.state.access_token = None;
@@ -176,17 +194,33 @@ impl Refresher {
             self.state.throttled_until_unix_ms = None;
             self.state.refresh_token_sha256 = current_rt;
         }
-        self.budget = MintBudget::new(self.account.token.mint_budget, self.state.mints_unix_ms.clone());
+        self.budget = MintBudget::new(
+            self.account.token.mint_budget,
+            self.state.mints_unix_ms.clone(),
+        );
         let now_ms = now_unix_ms();
         if let Some(until) = self.state.throttled_until_unix_ms.filter(|&t| t > now_ms) {
             self.not_before = Some(Instant::now() + Duration::from_millis(until - now_ms));
         }
-        if let (Some(value), Some(expires)) = (self.state.access_token.clone(), self.state.expires_at_unix_ms) {
+        if let (Some(value), Some(expires)) = (
+            self.state.access_token.clone(),
+            self.state.expires_at_unix_ms,
+        ) {
             let remaining = Duration::from_millis(expires.saturating_sub(now_ms));
-            let lifetime = self.state.lifetime_secs.map(Duration::from_secs_f64).unwrap_or(Duration::from_secs(3600));
+            let lifetime = self
+                .state
+                .lifetime_secs
+                .map(Duration::from_secs_f64)
+                .unwrap_or(Duration::from_secs(3600));
             let api = self.api_base(self.state.api_domain.as_deref(), false);
             if !remaining.is_zero() {
-                if let Some(token) = AccessToken::new(&value, self.generation + 1, lifetime, remaining, api.clone()) {
+                if let Some(token) = AccessToken::new(
+                    &value,
+                    self.generation + 1,
+                    lifetime,
+                    remaining,
+                    api.clone(),
+                ) {
                     if token.usable_at(Instant::now()) {
                         self.generation += 1;
                         info!(
@@ -218,7 +252,10 @@ impl Refresher {
         loop {
             let input = PlanInput {
                 now: Instant::now(),
-                token: self.handle.current().map(|t| (t.expires_at, t.lifetime, t.generation)),
+                token: self
+                    .handle
+                    .current()
+                    .map(|t| (t.expires_at, t.lifetime, t.generation)),
                 invalidated: self.handle.invalidated(),
                 not_before: self.not_before,
                 can_mint: self.can_mint(),
@@ -261,13 +298,17 @@ impl Refresher {
         if let Some(rt) = &self.handle.secrets().refresh_token {
             return Some(rt.clone());
         }
-        self.state.refresh_token.as_ref().map(|rt| SecretString::from(rt.clone()))
+        self.state
+            .refresh_token
+            .as_ref()
+            .map(|rt| SecretString::from(rt.clone()))
     }
 
     /// A grant token that has not been exchanged yet.
     fn pending_grant(&self) -> Option<SecretString> {
         let grant = self.account.grant_token.as_ref()?;
-        let used = self.state.exchanged_grant_sha256.as_deref() == Some(fingerprint(grant.expose()).as_str());
+        let used = self.state.exchanged_grant_sha256.as_deref()
+            == Some(fingerprint(grant.expose()).as_str());
         (!used).then(|| grant.value.clone())
     }
 
@@ -308,7 +349,8 @@ impl Refresher {
     /// The API base: the configured override, else a valid Zoho `api_domain`, else the data center's.
     fn api_base(&self, api_domain: Option<&str>, warn_if_ignored: bool) -> ApiBase {
         let fallback = || {
-            let dc = DataCenter::from_accounts_url(self.accounts_url().as_str()).unwrap_or(self.account.data_center);
+            let dc = DataCenter::from_accounts_url(self.accounts_url().as_str())
+                .unwrap_or(self.account.data_center);
             let url = self.account.api_url.clone().unwrap_or_else(|| {
                 url::Url::parse(dc.api_url()).expect("data center table holds valid URLs")
             });
@@ -317,7 +359,9 @@ impl Refresher {
         if self.account.api_url.is_some() {
             return fallback();
         }
-        let Some(domain) = api_domain else { return fallback() };
+        let Some(domain) = api_domain else {
+            return fallback();
+        };
         let accepted = url::Url::parse(domain).ok().filter(|u| {
             u.scheme() == "https"
                 && u.host_str().is_some_and(is_zoho_api_host)
@@ -389,7 +433,11 @@ impl Refresher {
         let now_ms = now_unix_ms();
         if let Some(until) = self.state.throttled_until_unix_ms.filter(|&t| t > now_ms) {
             let delay = Duration::from_millis(until - now_ms);
-            self.wait(delay, TokenState::Throttled, TokenError::Throttled.to_string());
+            self.wait(
+                delay,
+                TokenState::Throttled,
+                TokenError::Throttled.to_string(),
+            );
             return;
         }
         if let Some(delay) = self.budget.wait(now_ms) {
@@ -405,7 +453,11 @@ impl Refresher {
             self.wait(delay, TokenState::Throttled, message);
             return;
         }
-        let grant_code = if self.refresh_token().is_none() { self.pending_grant() } else { None };
+        let grant_code = if self.refresh_token().is_none() {
+            self.pending_grant()
+        } else {
+            None
+        };
         let refresh_token = self.refresh_token();
         let secrets = self.handle.secrets();
         self.budget.record(now_ms);
@@ -421,12 +473,29 @@ impl Refresher {
         let result = match (&grant_code, &refresh_token) {
             (Some(code), _) => {
                 info!(account = %self.account.name, "exchanging the grant token for a refresh token (once)");
-                let grant = Grant::Code { code, redirect_uri: None };
-                self.client.request(&accounts_url, &self.account.client_id, &secrets.client_secret, grant).await
+                let grant = Grant::Code {
+                    code,
+                    redirect_uri: None,
+                };
+                self.client
+                    .request(
+                        &accounts_url,
+                        &self.account.client_id,
+                        &secrets.client_secret,
+                        grant,
+                    )
+                    .await
             }
             (None, Some(rt)) => {
                 debug!(account = %self.account.name, "requesting an access token");
-                self.client.request(&accounts_url, &self.account.client_id, &secrets.client_secret, Grant::Refresh(rt)).await
+                self.client
+                    .request(
+                        &accounts_url,
+                        &self.account.client_id,
+                        &secrets.client_secret,
+                        Grant::Refresh(rt),
+                    )
+                    .await
             }
             (None, None) => Err(TokenError::Other("no refresh token".to_string())),
         };
@@ -440,13 +509,19 @@ impl Refresher {
     }
 
     /// Installs a freshly minted token and persists it; `false` if the token was unusable.
-    async fn accept(&mut self, minted: Minted, from_code: bool, accounts_url: Option<url::Url>) -> bool {
+    async fn accept(
+        &mut self,
+        minted: Minted,
+        from_code: bool,
+        accounts_url: Option<url::Url>,
+    ) -> bool {
         if from_code {
             match &minted.refresh_token {
                 Some(rt) => {
                     self.state.refresh_token = Some(rt.expose_secret().to_string());
                     if let Some(u) = accounts_url {
-                        self.state.accounts_url = Some(u.as_str().trim_end_matches('/').to_string());
+                        self.state.accounts_url =
+                            Some(u.as_str().trim_end_matches('/').to_string());
                     }
                     info!(account = %self.account.name, store = %self.store.describe(), "obtained a refresh token and stored it");
                 }
@@ -457,14 +532,20 @@ impl Refresher {
             }
         }
         let api = self.api_base(minted.api_domain.as_deref(), true);
-        let Some(token) =
-            AccessToken::new(minted.access_token.expose_secret(), self.generation + 1, minted.lifetime, minted.lifetime, api.clone())
-        else {
+        let Some(token) = AccessToken::new(
+            minted.access_token.expose_secret(),
+            self.generation + 1,
+            minted.lifetime,
+            minted.lifetime,
+            api.clone(),
+        ) else {
             self.fail(TokenError::UnusableToken).await;
             return false;
         };
         self.generation += 1;
-        self.state.refresh_token_sha256 = self.refresh_token().map(|rt| fingerprint(rt.expose_secret()));
+        self.state.refresh_token_sha256 = self
+            .refresh_token()
+            .map(|rt| fingerprint(rt.expose_secret()));
         self.state.access_token = Some(minted.access_token.expose_secret().to_string());
         self.state.expires_at_unix_ms = Some(now_unix_ms() + minted.lifetime.as_millis() as u64);
         self.state.lifetime_secs = Some(minted.lifetime.as_secs_f64());
@@ -484,7 +565,8 @@ impl Refresher {
         );
         self.set_ready(&api);
         let minted_at = now_unix_ms();
-        self.handle.update_status(|s| s.last_refresh_unix_ms = Some(minted_at));
+        self.handle
+            .update_status(|s| s.last_refresh_unix_ms = Some(minted_at));
         self.metrics.token_refresh(&self.account.name, "ok");
         self.persist().await;
         self.publish_budget();
@@ -496,7 +578,9 @@ impl Refresher {
         let label = e.label();
         if self.last_error_label != Some(label) {
             match e.class() {
-                FailureClass::Transient => warn!(account = %self.account.name, "token request failed: {e}"),
+                FailureClass::Transient => {
+                    warn!(account = %self.account.name, "token request failed: {e}")
+                }
                 _ => error!(account = %self.account.name, "token request failed: {e}"),
             }
             self.last_error_label = Some(label);
@@ -512,10 +596,15 @@ impl Refresher {
             }
             FailureClass::Permanent => {
                 let jitter: f64 = rand::thread_rng().gen();
-                self.wait(PERMANENT_RETRY.mul_f64(0.8 + 0.4 * jitter), TokenState::Failed, message);
+                self.wait(
+                    PERMANENT_RETRY.mul_f64(0.8 + 0.4 * jitter),
+                    TokenState::Failed,
+                    message,
+                );
             }
             FailureClass::Throttled => {
-                self.state.throttled_until_unix_ms = Some(now_unix_ms() + WINDOW.as_millis() as u64);
+                self.state.throttled_until_unix_ms =
+                    Some(now_unix_ms() + WINDOW.as_millis() as u64);
                 self.wait(WINDOW, TokenState::Throttled, message);
                 self.persist().await;
             }
@@ -524,7 +613,11 @@ impl Refresher {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Authorize { code, accounts_url, reply } => {
+            Command::Authorize {
+                code,
+                accounts_url,
+                reply,
+            } => {
                 let outcome = self.authorize(code, accounts_url).await;
                 let _ = reply.send(outcome);
             }
@@ -532,15 +625,34 @@ impl Refresher {
     }
 
     /// Exchanges a browser authorization code (server-based client).
-    async fn authorize(&mut self, code: SecretString, accounts_url: url::Url) -> Result<(), String> {
+    async fn authorize(
+        &mut self,
+        code: SecretString,
+        accounts_url: url::Url,
+    ) -> Result<(), String> {
         if self.fleet.is_some() {
             return Err("fleet mode (token.store: redis://…) uses the configured refresh token; authorize one proxy with a file store, then configure the refresh token it obtained".to_string());
         }
         let secrets = self.handle.secrets();
-        let redirect_uri = self.account.redirect_uri.as_ref().map(|u| u.as_str().to_string());
+        let redirect_uri = self
+            .account
+            .redirect_uri
+            .as_ref()
+            .map(|u| u.as_str().to_string());
         self.handle.set_minting(true);
-        let grant = Grant::Code { code: &code, redirect_uri: redirect_uri.as_deref() };
-        let result = self.client.request(&accounts_url, &self.account.client_id, &secrets.client_secret, grant).await;
+        let grant = Grant::Code {
+            code: &code,
+            redirect_uri: redirect_uri.as_deref(),
+        };
+        let result = self
+            .client
+            .request(
+                &accounts_url,
+                &self.account.client_id,
+                &secrets.client_secret,
+                grant,
+            )
+            .await;
         let outcome = match result {
             Ok(minted) if minted.refresh_token.is_some() => {
                 // A new refresh token starts a new mint window.
@@ -564,25 +676,46 @@ impl Refresher {
 /// `exchange` subcommand: exchanges a grant token once and stores the refresh token.
 pub async fn exchange_once(account: &AccountConfig, code: &str) -> Result<String, String> {
     let StoreConfig::File(path) = &account.token.store else {
-        return Err("`exchange` needs token.store set to a file, where the refresh token will be kept".to_string());
+        return Err(
+            "`exchange` needs token.store set to a file, where the refresh token will be kept"
+                .to_string(),
+        );
     };
     let store = FileStore::new(path.clone());
     let mut state = match store.load(&account.client_id).await {
         Loaded::State(s) => *s,
-        Loaded::Empty => StoredState { version: STORE_VERSION, client_id: account.client_id.clone(), ..Default::default() },
+        Loaded::Empty => StoredState {
+            version: STORE_VERSION,
+            client_id: account.client_id.clone(),
+            ..Default::default()
+        },
         Loaded::SetAside(m) | Loaded::Unavailable(m) => {
             warn!("{m}");
-            StoredState { version: STORE_VERSION, client_id: account.client_id.clone(), ..Default::default() }
+            StoredState {
+                version: STORE_VERSION,
+                client_id: account.client_id.clone(),
+                ..Default::default()
+            }
         }
     };
     let client = AccountsClient::new(account.ca_file.as_deref(), TOKEN_REQUEST_TIMEOUT)?;
     let code = SecretString::from(code.trim().to_string());
     state.exchanged_grant_sha256 = Some(fingerprint(code.expose_secret()));
     let minted = client
-        .request(&account.accounts_url, &account.client_id, &account.client_secret.value, Grant::Code { code: &code, redirect_uri: None })
+        .request(
+            &account.accounts_url,
+            &account.client_id,
+            &account.client_secret.value,
+            Grant::Code {
+                code: &code,
+                redirect_uri: None,
+            },
+        )
         .await
         .map_err(|e| e.to_string())?;
-    let rt = minted.refresh_token.ok_or("Zoho returned no refresh token for this grant token")?;
+    let rt = minted
+        .refresh_token
+        .ok_or("Zoho returned no refresh token for this grant token")?;
     state.refresh_token_sha256 = Some(fingerprint(rt.expose_secret()));
     state.refresh_token = Some(rt.expose_secret().to_string());
     state.access_token = Some(minted.access_token.expose_secret().to_string());
@@ -590,7 +723,10 @@ pub async fn exchange_once(account: &AccountConfig, code: &str) -> Result<String
     state.lifetime_secs = Some(minted.lifetime.as_secs_f64());
     state.mints_unix_ms = vec![now_unix_ms()];
     store.save(&state).await?;
-    Ok(format!("stored the refresh token in {}; the proxy will use it from now on", path.display()))
+    Ok(format!(
+        "stored the refresh token in {}; the proxy will use it from now on",
+        path.display()
+    ))
 }
 
 #[cfg(test)]
@@ -603,36 +739,92 @@ mod tests {
         let s = Duration::from_secs;
         let hour = s(3600);
         let cases: &[(&str, PlanInput, Plan)] = &[
-            ("no token → mint", PlanInput { now, token: None, invalidated: 0, not_before: None, can_mint: true }, Plan::MintNow),
-            ("no credentials → idle", PlanInput { now, token: None, invalidated: 0, not_before: None, can_mint: false }, Plan::WaitForKick),
+            (
+                "no token → mint",
+                PlanInput {
+                    now,
+                    token: None,
+                    invalidated: 0,
+                    not_before: None,
+                    can_mint: true,
+                },
+                Plan::MintNow,
+            ),
+            (
+                "no credentials → idle",
+                PlanInput {
+                    now,
+                    token: None,
+                    invalidated: 0,
+                    not_before: None,
+                    can_mint: false,
+                },
+                Plan::WaitForKick,
+            ),
             (
                 "fresh token → wait until margin",
-                PlanInput { now, token: Some((now + hour, hour, 1)), invalidated: 0, not_before: None, can_mint: true },
+                PlanInput {
+                    now,
+                    token: Some((now + hour, hour, 1)),
+                    invalidated: 0,
+                    not_before: None,
+                    can_mint: true,
+                },
                 Plan::WaitUntil(now + hour - s(300)),
             ),
             (
                 "inside margin → mint",
-                PlanInput { now, token: Some((now + s(100), hour, 1)), invalidated: 0, not_before: None, can_mint: true },
+                PlanInput {
+                    now,
+                    token: Some((now + s(100), hour, 1)),
+                    invalidated: 0,
+                    not_before: None,
+                    can_mint: true,
+                },
                 Plan::MintNow,
             ),
             (
                 "rejected token → mint",
-                PlanInput { now, token: Some((now + hour, hour, 3)), invalidated: 3, not_before: None, can_mint: true },
+                PlanInput {
+                    now,
+                    token: Some((now + hour, hour, 3)),
+                    invalidated: 3,
+                    not_before: None,
+                    can_mint: true,
+                },
                 Plan::MintNow,
             ),
             (
                 "rejected older generation → keep",
-                PlanInput { now, token: Some((now + hour, hour, 4)), invalidated: 3, not_before: None, can_mint: true },
+                PlanInput {
+                    now,
+                    token: Some((now + hour, hour, 4)),
+                    invalidated: 3,
+                    not_before: None,
+                    can_mint: true,
+                },
                 Plan::WaitUntil(now + hour - s(300)),
             ),
             (
                 "backoff holds a due mint",
-                PlanInput { now, token: None, invalidated: 0, not_before: Some(now + s(8)), can_mint: true },
+                PlanInput {
+                    now,
+                    token: None,
+                    invalidated: 0,
+                    not_before: Some(now + s(8)),
+                    can_mint: true,
+                },
                 Plan::WaitUntil(now + s(8)),
             ),
             (
                 "short lifetime refreshes at 90%",
-                PlanInput { now, token: Some((now + s(5), s(5), 1)), invalidated: 0, not_before: None, can_mint: true },
+                PlanInput {
+                    now,
+                    token: Some((now + s(5), s(5), 1)),
+                    invalidated: 0,
+                    not_before: None,
+                    can_mint: true,
+                },
                 Plan::WaitUntil(now + Duration::from_millis(4500)),
             ),
         ];
@@ -646,7 +838,15 @@ mod tests {
         assert_eq!(backoff(1, 1.0), Duration::from_secs(1));
         assert_eq!(backoff(2, 1.0), Duration::from_secs(2));
         assert_eq!(backoff(4, 1.0), Duration::from_secs(8));
-        assert_eq!(backoff(30, 1.0), Duration::from_secs(300), "capped at 5 minutes");
-        assert_eq!(backoff(4, 0.0), Duration::from_secs(4), "jitter halves at most");
+        assert_eq!(
+            backoff(30, 1.0),
+            Duration::from_secs(300),
+            "capped at 5 minutes"
+        );
+        assert_eq!(
+            backoff(4, 0.0),
+            Duration::from_secs(4),
+            "jitter halves at most"
+        );
     }
 }

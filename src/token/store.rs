@@ -123,7 +123,8 @@ impl FileStore {
     /// Writes the state atomically with mode 0600.
     pub async fn save(&self, state: &StoredState) -> Result<(), String> {
         let path = self.path.clone();
-        let bytes = serde_json::to_vec_pretty(state).map_err(|e| format!("cannot encode the store: {e}"))?;
+        let bytes = serde_json::to_vec_pretty(state)
+            .map_err(|e| format!("cannot encode the store: {e}"))?;
         tokio::task::spawn_blocking(move || save_blocking(&path, &bytes))
             .await
             .map_err(|e| format!("store writer failed: {e}"))?
@@ -162,14 +163,20 @@ fn load_blocking(path: &Path, client_id: &str) -> Loaded {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Empty,
-        Err(e) => return Loaded::SetAside(format!("cannot read token store {}: {e}", path.display())),
+        Err(e) => {
+            return Loaded::SetAside(format!("cannot read token store {}: {e}", path.display()))
+        }
     };
     let state: StoredState = match serde_json::from_slice(&bytes) {
         Ok(s) => s,
         Err(_) => return set_aside(path, "corrupt", "is not a valid token store"),
     };
     if state.version != STORE_VERSION {
-        return set_aside(path, "foreign", &format!("has format version {}", state.version));
+        return set_aside(
+            path,
+            "foreign",
+            &format!("has format version {}", state.version),
+        );
     }
     if state.client_id != client_id {
         return set_aside(path, "foreign", "belongs to another client_id");
@@ -180,9 +187,15 @@ fn load_blocking(path: &Path, client_id: &str) -> Loaded {
 fn save_blocking(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
@@ -227,7 +240,11 @@ mod tests {
         let store = FileStore::new(dir.path().join("sub/token.json"));
         let saved = state();
         store.save(&saved).await.expect("save");
-        let mode = std::fs::metadata(store.path()).expect("meta").permissions().mode() & 0o777;
+        let mode = std::fs::metadata(store.path())
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "store file mode");
         assert!(store.permission_warning().is_none(), "no warning at 0600");
         match store.load("1000.CLIENT").await {
@@ -242,14 +259,21 @@ mod tests {
         let path = dir.path().join("token.json");
         std::fs::write(&path, b"{not json").expect("write");
         let store = FileStore::new(path.clone());
-        assert!(matches!(store.load("1000.CLIENT").await, Loaded::SetAside(m) if m.contains("corrupt")));
+        assert!(
+            matches!(store.load("1000.CLIENT").await, Loaded::SetAside(m) if m.contains("corrupt"))
+        );
         assert!(!path.exists(), "corrupt file moved away");
         let aside = std::fs::read_dir(dir.path()).expect("dir").count();
         assert_eq!(aside, 1, "the corrupt file is kept beside, not deleted");
 
         store.save(&state()).await.expect("save");
-        assert!(matches!(store.load("1000.OTHER").await, Loaded::SetAside(m) if m.contains("another client_id")));
-        assert!(matches!(store.load("1000.CLIENT").await, Loaded::Empty), "foreign file moved away");
+        assert!(
+            matches!(store.load("1000.OTHER").await, Loaded::SetAside(m) if m.contains("another client_id"))
+        );
+        assert!(
+            matches!(store.load("1000.CLIENT").await, Loaded::Empty),
+            "foreign file moved away"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
-pub use zoho_auth_proxy::sandbox::{FakeControl, FakeZoho, FakeZohoOptions, RecordedRequest, TestCa, TokenBehavior};
+pub use zoho_auth_proxy::sandbox::{
+    FakeControl, FakeZoho, FakeZohoOptions, RecordedRequest, TestCa, TokenBehavior,
+};
 
 /// Secrets used by tests; the leak checks grep every output for them.
 pub const CLIENT_SECRET: &str = "CS-CANARY-0123456789abcdef";
@@ -46,7 +48,12 @@ impl Zoho {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca.cert_pem()).expect("write CA");
-        Zoho { ca, fake, dir, ca_file }
+        Zoho {
+            ca,
+            fake,
+            dir,
+            ca_file,
+        }
     }
 
     pub fn control(&self) -> &FakeControl {
@@ -137,7 +144,9 @@ impl RunningProxy {
             output,
         };
         let found = proxy
-            .wait_for_output(Duration::from_secs(30), |t| t.contains("listening proxy ") && t.contains("listening admin "))
+            .wait_for_output(Duration::from_secs(30), |t| {
+                t.contains("listening proxy ") && t.contains("listening admin ")
+            })
             .await;
         assert!(found, "proxy did not start; output:\n{}", proxy.logs());
         let logs = proxy.logs();
@@ -154,7 +163,11 @@ impl RunningProxy {
 
     /// Everything the child printed so far (stdout and stderr).
     pub fn logs(&self) -> String {
-        self.output.text.lock().map(|t| t.clone()).unwrap_or_default()
+        self.output
+            .text
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until the output satisfies `pred` (bounded).
@@ -185,7 +198,11 @@ impl RunningProxy {
     pub async fn wait_ready(&self, deadline: Duration) -> bool {
         let c = client();
         poll_until(deadline, || async {
-            c.get(self.admin_url("/readyz")).send().await.map(|r| r.status() == 200).unwrap_or(false)
+            c.get(self.admin_url("/readyz"))
+                .send()
+                .await
+                .map(|r| r.status() == 200)
+                .unwrap_or(false)
         })
         .await
     }
@@ -196,18 +213,26 @@ impl RunningProxy {
 
     /// Sends a signal by name (TERM, INT, HUP).
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill -{name}");
     }
 
     /// Waits for the process to exit (bounded).
     pub async fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(deadline, self.child.wait()).await.ok().and_then(|r| r.ok())
+        tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
     }
 
     /// Peak resident memory in KiB (VmHWM) and current (VmRSS).
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()
@@ -223,17 +248,27 @@ impl RunningProxy {
     pub fn assert_no_secrets(&self, tokens: &[String]) {
         let logs = self.logs();
         for secret in [CLIENT_SECRET, REFRESH_TOKEN, "CS-CANARY", "RTCANARY"] {
-            assert!(!logs.contains(secret), "secret {secret} leaked into output:\n{logs}");
+            assert!(
+                !logs.contains(secret),
+                "secret {secret} leaked into output:\n{logs}"
+            );
         }
         for t in tokens {
-            assert!(!logs.contains(t.as_str()), "an access token leaked into output");
+            assert!(
+                !logs.contains(t.as_str()),
+                "an access token leaked into output"
+            );
         }
     }
 }
 
 /// A plain HTTP client that ignores proxy environment variables.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }
 
 /// Polls `check` until it returns true or the deadline passes.
