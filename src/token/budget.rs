@@ -24,6 +24,11 @@ impl MintBudget {
         MintBudget { budget, log }
     }
 
+    /// The configured number of requests per window.
+    pub fn budget(&self) -> u32 {
+        self.budget
+    }
+
     /// The recorded times, oldest first.
     pub fn log(&self) -> &[u64] {
         &self.log

@@ -559,7 +559,7 @@ mod tests {
             false,
         )
         .map(|_| ())
-        .expect_err("must fail");
+        .expect_err("invalid_client is an error");
         let text = e.to_string();
         assert!(
             text.contains("accounts.zoho.com") && text.contains("data center"),

@@ -7,6 +7,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod redis_store;
 pub mod refresher;
 pub mod store;
 
@@ -134,7 +135,7 @@ pub fn safety_margin(lifetime: Duration) -> Duration {
 }
 
 /// Coarse state of an account's token, for readiness and status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenState {
     /// No token yet, first attempt pending.
@@ -201,6 +202,8 @@ pub struct TokenHandle {
     generation: watch::Sender<u64>,
     invalidated: AtomicU64,
     minting: AtomicBool,
+    /// Fleet mode: the shared store is unreachable (not ready, whatever the token).
+    store_down: AtomicBool,
     kick: Notify,
     status: Mutex<TokenStatus>,
     secrets: ArcSwap<Secrets>,
@@ -230,6 +233,7 @@ impl TokenHandle {
             generation: watch::channel(0).0,
             invalidated: AtomicU64::new(0),
             minting: AtomicBool::new(false),
+            store_down: AtomicBool::new(false),
             kick: Notify::new(),
             status: Mutex::new(TokenStatus {
                 state: TokenState::Starting,
@@ -310,9 +314,18 @@ impl TokenHandle {
         }
     }
 
-    /// Ready: a usable token with more than the refresh margin left.
+    /// Ready: a usable token with more than the refresh margin left, and (fleet mode) a
+    /// reachable shared store.
     pub fn ready(&self) -> Result<(), String> {
         let now = Instant::now();
+        if self.store_down.load(Ordering::Acquire) {
+            let serving = if self.usable().is_some() {
+                "serving the cached token until it expires"
+            } else {
+                "no valid access token"
+            };
+            return Err(self.reason(&format!("the shared token store is unavailable; {serving}")));
+        }
         match self.usable() {
             Some(t) if t.remaining(now) > refresh_margin(t.lifetime) => Ok(()),
             Some(_) => {
@@ -397,6 +410,13 @@ impl TokenHandle {
 
     pub(crate) fn kicked(&self) -> tokio::sync::futures::Notified<'_> {
         self.kick.notified()
+    }
+
+    /// Fleet mode: records whether the shared store is reachable (`None`) or why not. While it is
+    /// not, readiness fails with that reason; requests keep using the cached token.
+    pub(crate) fn set_store_health(&self, error: Option<String>) {
+        self.store_down.store(error.is_some(), Ordering::Release);
+        self.update_status(|s| s.store_error = error);
     }
 
     pub(crate) fn update_status(&self, f: impl FnOnce(&mut TokenStatus)) {

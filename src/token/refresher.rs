@@ -3,10 +3,14 @@
 //! It restores the stored token at start (so restarts mint nothing), refreshes ahead of expiry,
 //! answers rejections reported by requests with one shared mint, keeps within the mint budget,
 //! backs off on failure (transient: 1 s → 5 min with jitter; permanent: minutes; Zoho's throttle:
-//! the whole window) and persists what it learns.
+//! the whole window) and persists what it learns. In fleet mode (`token.store: redis://…`) the
+//! mint goes through the fleet's lease instead (`refresher/fleet.rs`).
+
+mod fleet;
 
 use super::budget::{MintBudget, WINDOW};
 use super::client::{AccountsClient, FailureClass, Grant, Minted, TokenError};
+use super::redis_store::RedisStore;
 use super::store::{
     fingerprint, now_unix_ms, FileStore, Loaded, Store, StoredState, STORE_VERSION,
 };
@@ -95,6 +99,8 @@ pub struct Refresher {
     generation: u64,
     last_error_label: Option<&'static str>,
     metrics: Arc<Metrics>,
+    /// Fleet mode's state (`Some` with a Redis store).
+    fleet: Option<fleet::Fleet>,
     restored: bool,
     /// The credentials the last attempt was planned with (a reload may rotate them).
     secrets_seen: Arc<Secrets>,
@@ -109,11 +115,20 @@ impl Refresher {
         metrics: Arc<Metrics>,
     ) -> Result<Refresher, String> {
         let client = AccountsClient::new(account.ca_file.as_deref(), TOKEN_REQUEST_TIMEOUT)?;
+        let mut fleet = None;
         let store = match &account.token.store {
             StoreConfig::Memory => Store::Memory,
             StoreConfig::File(p) => Store::File(FileStore::new(p.clone())),
-            StoreConfig::Redis { .. } => {
-                return Err("Redis token stores are not supported by this build".to_string());
+            StoreConfig::Redis { url, password } => {
+                if account.refresh_token.is_none() {
+                    return Err(format!(
+                        "account {}: token.store: {url} (fleet mode) needs zoho.refresh_token or zoho.refresh_token_file: replicas share the tokens of one refresh token, and a grant token or a browser authorization can be used only once. Obtain the refresh token first (`zoho-auth-proxy exchange` with a file store), then configure it",
+                        account.name
+                    ));
+                }
+                let redis = Arc::new(RedisStore::new(url, password.as_ref(), &account.client_id)?);
+                fleet = Some(fleet::Fleet::new(redis.clone(), &account.token));
+                Store::Redis(redis)
             }
         };
         Ok(Refresher {
@@ -134,6 +149,7 @@ impl Refresher {
             generation: 0,
             last_error_label: None,
             metrics,
+            fleet,
             restored: false,
         })
     }
@@ -157,10 +173,22 @@ impl Refresher {
                 warn!(account = %self.account.name, "{w}");
             }
         }
-        let stored = match self.store.load(&self.account.client_id).await {
+        let refresh_token = self.refresh_token();
+        let stored = match self
+            .store
+            .load(
+                &self.account.client_id,
+                refresh_token.as_ref().map(|rt| rt.expose_secret()),
+            )
+            .await
+        {
             Loaded::Empty => return,
             Loaded::SetAside(message) => {
                 error!(account = %self.account.name, "{message}");
+                return;
+            }
+            Loaded::Unavailable(message) => {
+                self.redis_down(message);
                 return;
             }
             Loaded::State(s) => *s,
@@ -221,7 +249,16 @@ impl Refresher {
     }
 
     /// Runs until cancelled.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    pub async fn run(self, cancel: CancellationToken) {
+        match self.fleet.as_ref().map(|f| f.watcher(cancel.clone())) {
+            Some(watcher) => {
+                tokio::join!(self.run_loop(cancel), watcher);
+            }
+            None => self.run_loop(cancel).await,
+        }
+    }
+
+    async fn run_loop(mut self, cancel: CancellationToken) {
         self.restore().await;
         loop {
             self.notice_rotated_secrets();
@@ -244,9 +281,11 @@ impl Refresher {
                 }
                 Plan::WaitUntil(at) => {
                     let kicked = self.handle.kicked();
+                    let fleet_wake = self.fleet_wake();
                     tokio::select! {
                         _ = tokio::time::sleep_until(at.into()) => {}
                         _ = kicked => {}
+                        _ = fleet_wake => if self.fleet_probe(&cancel).await.is_break() { return },
                         Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                         _ = cancel.cancelled() => return,
                     }
@@ -254,8 +293,10 @@ impl Refresher {
                 Plan::WaitForKick => {
                     self.explain_idle();
                     let kicked = self.handle.kicked();
+                    let fleet_wake = self.fleet_wake();
                     tokio::select! {
                         _ = kicked => {}
+                        _ = fleet_wake => if self.fleet_probe(&cancel).await.is_break() { return },
                         Some(cmd) = self.commands.recv() => self.on_command(cmd).await,
                         _ = cancel.cancelled() => return,
                     }
@@ -432,6 +473,11 @@ impl Refresher {
     }
 
     async fn persist(&mut self) {
+        if self.fleet.is_some() {
+            // The shared state is written under the lease only (fleet.rs), and the store's health
+            // is the fleet code's to report.
+            return;
+        }
         self.state.mints_unix_ms = self.budget.log().to_vec();
         if let Err(e) = self.store.save(&self.state).await {
             warn!(account = %self.account.name, "{e}");
@@ -443,6 +489,9 @@ impl Refresher {
 
     /// One token request, if the throttle and the budget allow it.
     async fn attempt(&mut self) {
+        if self.fleet.is_some() {
+            return self.attempt_fleet().await;
+        }
         let now_ms = now_unix_ms();
         if let Some(until) = self.state.throttled_until_unix_ms.filter(|&t| t > now_ms) {
             let delay = Duration::from_millis(until - now_ms);
@@ -521,8 +570,13 @@ impl Refresher {
         self.handle.set_minting(false);
     }
 
-    /// Installs a freshly minted token and persists it.
-    async fn accept(&mut self, minted: Minted, from_code: bool, accounts_url: Option<url::Url>) {
+    /// Installs a freshly minted token and persists it; `false` if the token was unusable.
+    async fn accept(
+        &mut self,
+        minted: Minted,
+        from_code: bool,
+        accounts_url: Option<url::Url>,
+    ) -> bool {
         if from_code {
             match &minted.refresh_token {
                 Some(rt) => {
@@ -554,7 +608,7 @@ impl Refresher {
             api.clone(),
         ) else {
             self.fail(TokenError::UnusableToken).await;
-            return;
+            return false;
         };
         self.generation += 1;
         self.state.refresh_token_sha256 = self
@@ -584,6 +638,7 @@ impl Refresher {
         self.metrics.token_refresh(&self.account.name, "ok");
         self.persist().await;
         self.publish_budget();
+        true
     }
 
     async fn fail(&mut self, e: TokenError) {
@@ -648,6 +703,9 @@ impl Refresher {
         code: SecretString,
         accounts_url: url::Url,
     ) -> Result<(), String> {
+        if self.fleet.is_some() {
+            return Err("fleet mode (token.store: redis://…) uses the configured refresh token; authorize one proxy with a file store, then configure the refresh token it obtained".to_string());
+        }
         let secrets = self.handle.secrets();
         let redirect_uri = self
             .account
@@ -710,7 +768,7 @@ pub async fn exchange_once(account: &AccountConfig, code: &str) -> Result<String
             client_id: account.client_id.clone(),
             ..Default::default()
         },
-        Loaded::SetAside(m) => {
+        Loaded::SetAside(m) | Loaded::Unavailable(m) => {
             warn!("{m}");
             StoredState {
                 version: STORE_VERSION,

@@ -2,7 +2,9 @@
 //! refresh token obtained from a grant, and recent mint times).
 //!
 //! The file store writes atomically (temp file, fsync, rename, mode 0600) from a blocking thread.
-//! A corrupt or foreign file is renamed aside, never overwritten in place.
+//! A corrupt or foreign file is renamed aside, never overwritten in place. The Redis store (fleet
+//! mode, `redis_store.rs`) is read here like any store; its writes need the minting lease and are
+//! made by the refresher's fleet code, never through [`Store::save`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -87,10 +89,12 @@ pub fn now_unix_ms() -> u64 {
 pub enum Loaded {
     /// Nothing stored yet.
     Empty,
-    /// A usable state for this client.
+    /// A usable state for this client (boxed: it is much larger than the other variants).
     State(Box<StoredState>),
     /// The file was unusable and has been moved aside; the message says where and why.
     SetAside(String),
+    /// The store could not be reached (fleet mode: Redis down); nothing was changed.
+    Unavailable(String),
 }
 
 /// A JSON file store.
@@ -290,21 +294,29 @@ pub enum Store {
     Memory,
     /// A local JSON file.
     File(FileStore),
+    /// A Redis shared by a fleet of replicas (fleet mode).
+    Redis(std::sync::Arc<crate::token::redis_store::RedisStore>),
 }
 
 impl Store {
-    /// Reads the stored state for `client_id`.
-    pub async fn load(&self, client_id: &str) -> Loaded {
+    /// Reads the stored state for `client_id`. The Redis store keeps one state per refresh token,
+    /// so it needs `refresh_token` (without one it has nothing to read).
+    pub async fn load(&self, client_id: &str, refresh_token: Option<&str>) -> Loaded {
         match self {
             Store::Memory => Loaded::Empty,
             Store::File(f) => f.load(client_id).await,
+            Store::Redis(r) => match refresh_token {
+                Some(rt) => r.load(&r.namespace(rt), fingerprint(rt)).await,
+                None => Loaded::Empty,
+            },
         }
     }
 
-    /// Persists the state.
+    /// Persists the state. A no-op for Redis: the shared state is written only by the lease
+    /// holder (`refresher/fleet.rs`), never wholesale.
     pub async fn save(&self, state: &StoredState) -> Result<(), String> {
         match self {
-            Store::Memory => Ok(()),
+            Store::Memory | Store::Redis(_) => Ok(()),
             Store::File(f) => f.save(state).await,
         }
     }
@@ -314,6 +326,7 @@ impl Store {
         match self {
             Store::Memory => "memory".to_string(),
             Store::File(f) => f.path().display().to_string(),
+            Store::Redis(r) => format!("Redis at {}", r.url()),
         }
     }
 }

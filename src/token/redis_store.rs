@@ -1,0 +1,647 @@
+//! Fleet mode's shared token store. One Redis holds, per refresh token, the current access token
+//! (value, wall-clock expiry, lifetime, api_domain), the fleet-wide mint log, a shared back-off
+//! record and the minting lease, and announces each new token on a pub/sub channel.
+//!
+//! Owns the key layout, the Lua scripts and the connections: a `ConnectionManager` for commands
+//! (dropped and rebuilt after an I/O error), one pub/sub connection per account for "new token"
+//! notices, and a timeout on every call. Must not: decide when to mint or what to adopt (the
+//! refresher's fleet code, `refresher/fleet.rs`, does); run on the request path; show a token, the
+//! refresh token or the Redis password in an error, a log line or `Debug` output.
+//!
+//! Keys, all under one hash tag so they share a cluster slot
+//! (`zoho-auth-proxy:{<client_id>:<first 16 hex of SHA-256(refresh token)>}:…`):
+//!
+//! | key | type | holds | expires |
+//! |---|---|---|---|
+//! | `…:token` | hash | `access_token`, `expires_at_ms`, `lifetime_ms`, `api_domain`, `minted_by`, `minted_at_ms` | with the token |
+//! | `…:mints` | sorted set | one member per token request, score = Unix ms | 10 min after the last |
+//! | `…:backoff` | string (JSON) | `until_unix_ms`, `state`, `message`, `failures` of the last failed request | 10 min after `until` |
+//! | `…:lease` | string | the random value of the replica allowed to mint | `token.lease`, renewed while minting |
+//! | `…:updated` | channel | `token` after each new token | |
+
+use super::budget::WINDOW;
+use super::store::{fingerprint, now_unix_ms, Loaded, StoredState, STORE_VERSION};
+use super::TokenState;
+use crate::config::SecretValue;
+use futures_util::StreamExt;
+use rand::Rng;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, IntoConnectionInfo, RedisError};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+/// Time allowed for one Redis call, connecting included.
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+const KEY_PREFIX: &str = "zoho-auth-proxy";
+const PUBSUB_RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Deletes the lease only if it still holds our value.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// Extends the lease only if it still holds our value.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+/// Stores a new token only while the caller holds the lease; clears the back-off record and
+/// announces the token. KEYS: lease, token, backoff. ARGV: lease value, token TTL ms, channel,
+/// then field/value pairs.
+const PUBLISH: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[3], 'token')
+return 1";
+
+/// The keys of one refresh token's shared state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    base: String,
+}
+
+impl Namespace {
+    /// The namespace of `refresh_token` for `client_id`. Only a hash prefix of the refresh token
+    /// appears in key names.
+    pub fn new(client_id: &str, refresh_token: &str) -> Namespace {
+        let hash = fingerprint(refresh_token);
+        Namespace {
+            base: format!("{KEY_PREFIX}:{{{client_id}:{}}}", &hash[..16]),
+        }
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("{}:{what}", self.base)
+    }
+
+    /// The channel announcing new tokens.
+    pub fn channel(&self) -> String {
+        self.key("updated")
+    }
+}
+
+/// The token the fleet shares.
+pub struct SharedToken {
+    /// The access token.
+    pub access_token: SecretString,
+    /// Wall-clock expiry (Unix ms).
+    pub expires_at_unix_ms: u64,
+    /// Lifetime as issued.
+    pub lifetime: Duration,
+    /// The API host it was issued for (re-validated by every reader).
+    pub api_domain: Option<String>,
+    /// Which replica minted it (for logs).
+    pub minted_by: String,
+}
+
+impl std::fmt::Debug for SharedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedToken")
+            .field("access_token", &"[redacted]")
+            .field("expires_at_unix_ms", &self.expires_at_unix_ms)
+            .field("lifetime", &self.lifetime)
+            .field("api_domain", &self.api_domain)
+            .field("minted_by", &self.minted_by)
+            .finish()
+    }
+}
+
+/// Why the last token request failed and until when nobody in the fleet should retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedBackoff {
+    /// No token request before then (Unix ms).
+    pub until_unix_ms: u64,
+    /// The state replicas report meanwhile.
+    pub state: TokenState,
+    /// The error, secret-free.
+    pub message: String,
+    /// Consecutive transient failures so far, fleet-wide (the next back-off grows from it).
+    pub failures: u32,
+}
+
+/// The random value that proves a replica holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseValue(String);
+
+/// Outcome of [`RedisStore::try_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// This replica may mint until the lease expires (renew it while minting).
+    Acquired(LeaseValue),
+    /// Another replica holds it for about this long.
+    HeldByOther(Duration),
+}
+
+/// A Redis shared by the replicas of a fleet.
+pub struct RedisStore {
+    url: String,
+    client: redis::Client,
+    client_id: String,
+    conn: Mutex<Option<ConnectionManager>>,
+    release: redis::Script,
+    renew: redis::Script,
+    publish: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the client: its connection info holds the password.
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store at `url` (`redis://` or `rediss://`, no password in it); no I/O yet.
+    pub fn new(
+        url: &str,
+        password: Option<&SecretValue>,
+        client_id: &str,
+    ) -> Result<RedisStore, String> {
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| format!("token.store: not a usable Redis URL ({url}): {e}"))?;
+        if let Some(p) = password {
+            info.redis.password = Some(p.expose().to_string());
+        }
+        let client = redis::Client::open(info)
+            .map_err(|e| format!("token.store: cannot use Redis at {url}: {e}"))?;
+        Ok(RedisStore {
+            url: url.to_string(),
+            client,
+            client_id: client_id.to_string(),
+            conn: Mutex::new(None),
+            release: redis::Script::new(RELEASE),
+            renew: redis::Script::new(RENEW),
+            publish: redis::Script::new(PUBLISH),
+        })
+    }
+
+    /// The configured URL (never has a password).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The namespace of `refresh_token`.
+    pub fn namespace(&self, refresh_token: &str) -> Namespace {
+        Namespace::new(&self.client_id, refresh_token)
+    }
+
+    /// The shared state as a [`StoredState`] (token and mint log), for the start-up restore.
+    pub async fn load(&self, ns: &Namespace, refresh_token_sha256: String) -> Loaded {
+        let token = match self.token(ns).await {
+            Ok(t) => t,
+            Err(e) => return Loaded::Unavailable(e),
+        };
+        let mints = match self.mint_log(ns, now_unix_ms()).await {
+            Ok(m) => m,
+            Err(e) => return Loaded::Unavailable(e),
+        };
+        let mut state = StoredState {
+            version: STORE_VERSION,
+            client_id: self.client_id.clone(),
+            refresh_token_sha256: Some(refresh_token_sha256),
+            mints_unix_ms: mints,
+            ..Default::default()
+        };
+        if let Some(t) = token {
+            state.access_token = Some(t.access_token.expose_secret().to_string());
+            state.expires_at_unix_ms = Some(t.expires_at_unix_ms);
+            state.lifetime_secs = Some(t.lifetime.as_secs_f64());
+            state.api_domain = t.api_domain;
+        }
+        Loaded::State(Box::new(state))
+    }
+
+    /// The shared token, if there is one that has not expired.
+    pub async fn token(&self, ns: &Namespace) -> Result<Option<SharedToken>, String> {
+        let fields: HashMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(ns.key("token")))
+            .await?;
+        let number = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
+        let (Some(value), Some(expires), Some(lifetime_ms)) = (
+            fields.get("access_token"),
+            number("expires_at_ms"),
+            number("lifetime_ms"),
+        ) else {
+            return Ok(None);
+        };
+        if expires <= now_unix_ms() || value.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(SharedToken {
+            access_token: SecretString::from(value.clone()),
+            expires_at_unix_ms: expires,
+            lifetime: Duration::from_millis(lifetime_ms),
+            api_domain: fields.get("api_domain").filter(|d| !d.is_empty()).cloned(),
+            minted_by: fields.get("minted_by").cloned().unwrap_or_default(),
+        }))
+    }
+
+    /// The shared back-off record, if any (it may already be over: see `until_unix_ms`).
+    pub async fn backoff(&self, ns: &Namespace) -> Result<Option<SharedBackoff>, String> {
+        let raw: Option<String> = self.query(redis::cmd("GET").arg(ns.key("backoff"))).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    /// Records a failed token request for the whole fleet.
+    pub async fn set_backoff(&self, ns: &Namespace, backoff: &SharedBackoff) -> Result<(), String> {
+        let json = serde_json::to_string(backoff)
+            .map_err(|e| format!("cannot encode the back-off record: {e}"))?;
+        let ttl = backoff.until_unix_ms.saturating_sub(now_unix_ms()) + WINDOW.as_millis() as u64;
+        self.query::<()>(
+            redis::cmd("SET")
+                .arg(ns.key("backoff"))
+                .arg(json)
+                .arg("PX")
+                .arg(ttl),
+        )
+        .await
+    }
+
+    /// Token requests of the last 10 minutes (Unix ms, oldest first), fleet-wide.
+    pub async fn mint_log(&self, ns: &Namespace, now_ms: u64) -> Result<Vec<u64>, String> {
+        let key = ns.key("mints");
+        let cutoff = now_ms.saturating_sub(WINDOW.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(cutoff)
+            .ignore();
+        pipe.cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        let (entries,): (Vec<(String, f64)>,) = self.query_pipe(&pipe).await?;
+        let mut times: Vec<u64> = entries
+            .into_iter()
+            .map(|(_, score)| score.max(0.0) as u64)
+            .collect();
+        times.sort_unstable();
+        Ok(times)
+    }
+
+    /// Adds token requests (Unix ms) to the fleet-wide log.
+    pub async fn record_mints(&self, ns: &Namespace, times: &[u64]) -> Result<(), String> {
+        if times.is_empty() {
+            return Ok(());
+        }
+        let key = ns.key("mints");
+        let mut pipe = redis::pipe();
+        for &t in times {
+            let member = format!("{t}:{:016x}", rand::thread_rng().gen::<u64>());
+            pipe.cmd("ZADD").arg(&key).arg(t).arg(member).ignore();
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(WINDOW.as_millis() as u64)
+            .ignore();
+        self.query_pipe::<()>(&pipe).await
+    }
+
+    /// Tries to become the fleet's minter for `lease` (`SET NX PX` with a random value).
+    pub async fn try_lease(&self, ns: &Namespace, lease: Duration) -> Result<Lease, String> {
+        let value = format!("{:032x}", rand::thread_rng().gen::<u128>());
+        let set: Option<String> = self
+            .query(
+                redis::cmd("SET")
+                    .arg(ns.key("lease"))
+                    .arg(&value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lease.as_millis() as u64),
+            )
+            .await?;
+        if set.is_some() {
+            return Ok(Lease::Acquired(LeaseValue(value)));
+        }
+        Ok(Lease::HeldByOther(
+            self.lease_ttl(ns).await?.unwrap_or(Duration::ZERO),
+        ))
+    }
+
+    /// Time left on the lease, `None` if nobody holds it.
+    pub async fn lease_ttl(&self, ns: &Namespace) -> Result<Option<Duration>, String> {
+        let ms: i64 = self.query(redis::cmd("PTTL").arg(ns.key("lease"))).await?;
+        Ok(match ms {
+            -2 => None,
+            -1 => {
+                // No expiry: not set by a replica (someone SET it by hand). Give it one, so it
+                // cannot block the fleet for ever.
+                let key = ns.key("lease");
+                let ms = REDIS_TIMEOUT.as_millis() as u64 * 5;
+                self.query::<()>(redis::cmd("PEXPIRE").arg(key).arg(ms))
+                    .await?;
+                Some(Duration::from_millis(ms))
+            }
+            ms => Some(Duration::from_millis(ms.max(0) as u64)),
+        })
+    }
+
+    /// Extends our lease to `lease` from now; `false` if it is no longer ours.
+    pub async fn renew(
+        &self,
+        ns: &Namespace,
+        value: &LeaseValue,
+        lease: Duration,
+    ) -> Result<bool, String> {
+        let mut inv = self.renew.key(ns.key("lease"));
+        inv.arg(&value.0).arg(lease.as_millis() as u64);
+        let n: i64 = self.invoke(&inv).await?;
+        Ok(n == 1)
+    }
+
+    /// Gives the lease back if it is still ours (compare and delete).
+    pub async fn release(&self, ns: &Namespace, value: &LeaseValue) -> Result<bool, String> {
+        let mut inv = self.release.key(ns.key("lease"));
+        inv.arg(&value.0);
+        let n: i64 = self.invoke(&inv).await?;
+        Ok(n == 1)
+    }
+
+    /// Shares a new token, only while `value` still holds the lease; `false` if it no longer does.
+    pub async fn publish(
+        &self,
+        ns: &Namespace,
+        value: &LeaseValue,
+        token: &SharedToken,
+    ) -> Result<bool, String> {
+        let ttl = token
+            .expires_at_unix_ms
+            .saturating_sub(now_unix_ms())
+            .max(1);
+        let mut inv = self.publish.key(ns.key("lease"));
+        inv.key(ns.key("token")).key(ns.key("backoff"));
+        inv.arg(&value.0).arg(ttl).arg(ns.channel());
+        inv.arg("access_token")
+            .arg(token.access_token.expose_secret());
+        inv.arg("expires_at_ms").arg(token.expires_at_unix_ms);
+        inv.arg("lifetime_ms")
+            .arg(token.lifetime.as_millis() as u64);
+        inv.arg("api_domain")
+            .arg(token.api_domain.as_deref().unwrap_or(""));
+        inv.arg("minted_by").arg(&token.minted_by);
+        inv.arg("minted_at_ms").arg(now_unix_ms());
+        let n: i64 = self.invoke(&inv).await?;
+        Ok(n == 1)
+    }
+
+    /// Listens for "new token" notices of this client's namespaces and for connection changes,
+    /// and wakes `wake` on each; reconnects with backoff. Runs until cancelled.
+    pub async fn watch(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) {
+        let pattern = format!(
+            "{KEY_PREFIX}:{{{}:*}}:updated",
+            glob_escape(&self.client_id)
+        );
+        let mut failures: u32 = 0;
+        loop {
+            let connected = async {
+                let mut pubsub =
+                    tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+                        .await
+                        .map_err(|_| "timed out".to_string())?
+                        .map_err(|e| e.to_string())?;
+                tokio::time::timeout(REDIS_TIMEOUT, pubsub.psubscribe(&pattern))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>(pubsub)
+            };
+            let outcome = tokio::select! {
+                r = connected => r,
+                _ = cancel.cancelled() => return,
+            };
+            match outcome {
+                Ok(pubsub) => {
+                    failures = 0;
+                    // A (re)connection may follow an outage: let the refresher look at once.
+                    wake.notify_one();
+                    let mut messages = pubsub.into_on_message();
+                    loop {
+                        tokio::select! {
+                            m = messages.next() => match m {
+                                Some(_) => wake.notify_one(),
+                                None => break,
+                            },
+                            _ = cancel.cancelled() => return,
+                        }
+                    }
+                    debug!(url = %self.url, "Redis notification connection closed");
+                    wake.notify_one();
+                }
+                Err(e) => {
+                    debug!(url = %self.url, "Redis notification connection failed: {e}");
+                    failures = failures.saturating_add(1);
+                }
+            }
+            let delay = Duration::from_millis(250)
+                .saturating_mul(1u32 << failures.min(8))
+                .min(PUBSUB_RETRY_CAP)
+                .mul_f64(0.5 + 0.5 * rand::thread_rng().gen::<f64>());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    // --- connection and error handling ---
+
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        if let Some(c) = self.conn.lock().ok().and_then(|g| g.clone()) {
+            return Ok(c);
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(REDIS_TIMEOUT)
+            .set_response_timeout(REDIS_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let manager = match tokio::time::timeout(
+            REDIS_TIMEOUT * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return Err(self.describe(&e)),
+            Err(_) => return Err(self.timed_out()),
+        };
+        if let Ok(mut g) = self.conn.lock() {
+            *g = Some(manager.clone());
+        }
+        Ok(manager)
+    }
+
+    fn forget_connection(&self) {
+        if let Ok(mut g) = self.conn.lock() {
+            *g = None;
+        }
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
+        let mut conn = self.connection().await?;
+        let result = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
+        self.outcome(result)
+    }
+
+    async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, String> {
+        let mut conn = self.connection().await?;
+        let result = tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<T>(&mut conn)).await;
+        self.outcome(result)
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut conn = self.connection().await?;
+        let result = tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await;
+        self.outcome(result)
+    }
+
+    fn outcome<T>(
+        &self,
+        result: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, String> {
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_unrecoverable_error() {
+                    self.forget_connection();
+                }
+                Err(self.describe(&e))
+            }
+            Err(_) => {
+                self.forget_connection();
+                Err(self.timed_out())
+            }
+        }
+    }
+
+    fn timed_out(&self) -> String {
+        format!(
+            "Redis at {} did not answer within {} s",
+            self.url,
+            REDIS_TIMEOUT.as_secs()
+        )
+    }
+
+    /// A secret-free description naming Redis and its URL.
+    fn describe(&self, e: &RedisError) -> String {
+        let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+        if auth {
+            format!(
+                "Redis at {}: authentication failed ({e}); check token.redis_password",
+                self.url
+            )
+        } else if e.is_io_error()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_timeout()
+        {
+            format!("Redis at {} is unreachable: {e}", self.url)
+        } else {
+            format!("Redis at {}: {e}", self.url)
+        }
+    }
+}
+
+/// Escapes Redis glob characters.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_separate_clients_and_refresh_tokens_without_showing_the_token() {
+        let a = Namespace::new("1000.A", "1000.rt-one.secret");
+        let b = Namespace::new("1000.A", "1000.rt-two.secret");
+        let c = Namespace::new("1000.B", "1000.rt-one.secret");
+        assert_ne!(a, b, "another refresh token, another namespace");
+        assert_ne!(a, c, "another client, another namespace");
+        for ns in [&a, &b, &c] {
+            assert!(
+                !ns.key("token").contains("secret"),
+                "the refresh token is not in the key: {}",
+                ns.key("token")
+            );
+            assert!(
+                ns.key("token").starts_with("zoho-auth-proxy:{1000."),
+                "prefixed and hash-tagged: {}",
+                ns.key("token")
+            );
+        }
+        assert!(
+            a.channel().ends_with("}:updated"),
+            "channel name: {}",
+            a.channel()
+        );
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("1000.a*b?[c]\\"), "1000.a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn debug_output_hides_the_token_and_the_password() {
+        let pw = SecretValue {
+            value: SecretString::from("REDIS-PW-CANARY".to_string()),
+            file: None,
+        };
+        let store = RedisStore::new("redis://127.0.0.1:1/0", Some(&pw), "1000.A").expect("store");
+        assert!(!format!("{store:?}").contains("CANARY"), "{store:?}");
+        let token = SharedToken {
+            access_token: SecretString::from("1000.TOKEN-CANARY".to_string()),
+            expires_at_unix_ms: 1,
+            lifetime: Duration::from_secs(1),
+            api_domain: None,
+            minted_by: "r1".into(),
+        };
+        assert!(!format!("{token:?}").contains("CANARY"), "{token:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_is_named_in_the_error() {
+        // Port 1 on loopback: nothing listens there.
+        let store = RedisStore::new("redis://127.0.0.1:1/0", None, "1000.A").expect("store");
+        let err = store
+            .token(&store.namespace("rt"))
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(
+            err.contains("Redis at redis://127.0.0.1:1/0"),
+            "names Redis and its URL: {err}"
+        );
+    }
+}
