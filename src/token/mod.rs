@@ -263,12 +263,12 @@ impl TokenHandle {
         if let Some(t) = self.usable() {
             return Some(t);
         }
-        if !self.minting.load(Ordering::Acquire) {
+        if !self.refresh_pending() {
             return None;
         }
         let mut rx = self.generation.subscribe();
         let _ = tokio::time::timeout(max, async {
-            while self.minting.load(Ordering::Acquire) && self.usable().is_none() {
+            while self.refresh_pending() && self.usable().is_none() {
                 if rx.changed().await.is_err() {
                     break;
                 }
@@ -276,6 +276,31 @@ impl TokenHandle {
         })
         .await;
         self.usable()
+    }
+
+    /// Whether a new token is on its way: a mint is in flight, or the current token was reported
+    /// rejected and the refresher has not yet started (or deferred) its replacement. Requests
+    /// arriving in that gap wait for the new token instead of failing with 503.
+    fn refresh_pending(&self) -> bool {
+        if self.minting.load(Ordering::Acquire) {
+            return true;
+        }
+        let rejected = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|t| t.generation <= self.invalidated.load(Ordering::Acquire));
+        let deferred = self
+            .status()
+            .next_attempt_unix_ms
+            .is_some_and(|t| t > store::now_unix_ms());
+        rejected && !deferred
+    }
+
+    /// Wakes requests waiting in [`TokenHandle::usable_or_wait`] so they re-check (the refresher
+    /// calls it when it defers an attempt).
+    pub(crate) fn wake_waiters(&self) {
+        self.generation.send_modify(|_| {});
     }
 
     /// Reports that Zoho rejected the token of `generation` (401 INVALID_TOKEN) and waits up to

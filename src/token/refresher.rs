@@ -470,6 +470,7 @@ impl Refresher {
             s.last_error = Some(error);
             s.next_attempt_unix_ms = Some(next);
         });
+        self.handle.wake_waiters();
     }
 
     async fn persist(&mut self) {
