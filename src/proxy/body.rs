@@ -210,7 +210,8 @@ pub type OnFinish = Box<dyn FnOnce(u64, bool) + Send + Sync>;
 pub struct ResponseBody<B> {
     inner: B,
     idle: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Created on the first wait only: a small response that arrives in one go never arms a timer.
+    sleep: Option<Pin<Box<Sleep>>>,
     bytes: u64,
     /// The body's exact length when known (Content-Length), to tell a complete body from a cut one.
     expected: Option<u64>,
@@ -235,7 +236,7 @@ impl<B> ResponseBody<B> {
             expected,
             inner,
             idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
+            sleep: None,
             bytes: 0,
             clean: false,
             on_finish: Some(on_finish),
@@ -274,8 +275,9 @@ where
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
+                if let Some(sleep) = this.sleep.as_mut() {
+                    sleep.as_mut().reset(Instant::now() + this.idle);
+                }
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
                 }
@@ -300,7 +302,11 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.sleep.as_mut().poll(cx).is_ready() {
+                let idle = this.idle;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if sleep.as_mut().poll(cx).is_ready() {
                     this.finish();
                     return Poll::Ready(Some(Err(Box::new(BodyFault::Idle))));
                 }

@@ -90,17 +90,14 @@ pub fn upstream_request_headers(
 /// Removes hop-by-hop headers (and those named in `Connection`) and `Set-Cookie` from a response.
 pub fn clean_response_headers(headers: &mut HeaderMap) {
     let listed = connection_listed(headers);
-    for name in RESPONSE_DROP
-        .iter()
-        .copied()
-        .map(str::to_string)
-        .chain(listed)
-    {
+    for name in RESPONSE_DROP {
+        headers.remove(*name);
+    }
+    for name in &listed {
         // Never strip framing-relevant Content-Length through a Connection trick.
-        if name == "content-length" {
-            continue;
+        if name != "content-length" {
+            headers.remove(name.as_str());
         }
-        headers.remove(name.as_str());
     }
 }
 

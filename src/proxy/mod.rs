@@ -50,6 +50,8 @@ pub fn log_safe(text: &str) -> String {
 
 /// What the access log line says about a request.
 struct Access {
+    /// Whether the access log is enabled: the strings below are only built when it is.
+    log: bool,
     account: crate::metrics::AccountLabel,
     method: Method,
     path: String,
@@ -60,6 +62,15 @@ struct Access {
 }
 
 impl Access {
+    /// A string for the log line, built only when the access log is on (hot path).
+    fn text(&self, build: impl FnOnce() -> String) -> String {
+        if self.log {
+            build()
+        } else {
+            String::new()
+        }
+    }
+
     fn log(
         &self,
         status: StatusCode,
@@ -109,6 +120,7 @@ pub async fn handle(
             // Not the first account's label: a bad header must not count as that account's traffic.
             let label = crate::metrics::AccountLabel(UNROUTED_LABEL.into());
             let access = Access {
+                log: true,
                 account: label,
                 method,
                 path: log_safe(req.uri().path()),
@@ -121,6 +133,7 @@ pub async fn handle(
         }
     };
     let mut access = Access {
+        log: tracing::enabled!(target: "access", tracing::Level::INFO),
         account: account.label.clone(),
         method: method.clone(),
         path: String::new(),
@@ -237,19 +250,27 @@ async fn forward(
         Evaluation::Allowed {
             ref target,
             ref required,
-        } => (target.path, target.query, required.to_string()),
+        } => (
+            target.path,
+            target.query,
+            access.text(|| required.to_string()),
+        ),
         Evaluation::Denied {
             ref target,
             ref required,
             ..
         } => {
-            access.path = target.path.to_string();
-            access.scope = required.to_string();
+            access.path = access.text(|| target.path.to_string());
+            access.scope = access.text(|| required.to_string());
             denied(account, &parts.method, &evaluation, access)?;
-            (target.path, target.query, required.to_string())
+            (
+                target.path,
+                target.query,
+                access.text(|| required.to_string()),
+            )
         }
         Evaluation::NeedsBody { target, pending } => {
-            access.path = target.path.to_string();
+            access.path = access.text(|| target.path.to_string());
             let cap = pending.max_bytes() as u64;
             let bytes = match collect_capped(body, cap, limits.body_idle_timeout).await {
                 Ok(Collected::Complete(b)) => b,
@@ -271,11 +292,11 @@ async fn forward(
                     access.decision = "invalid";
                     return Err(refusal(&second, &parts.method));
                 }
-                Evaluation::Allowed { required, .. } => required.to_string(),
+                Evaluation::Allowed { required, .. } => access.text(|| required.to_string()),
                 Evaluation::Denied { required, .. } => {
-                    access.scope = required.to_string();
+                    access.scope = access.text(|| required.to_string());
                     denied(account, &parts.method, &second, access)?;
-                    required.to_string()
+                    access.text(|| required.to_string())
                 }
                 Evaluation::NeedsBody { .. } => {
                     access.decision = "invalid";
@@ -303,8 +324,7 @@ async fn forward(
             .await;
         }
     };
-    access.path = target_path.to_string();
-    access.scope = required.clone();
+    access.path = access.text(|| target_path.to_string());
     send_decided(
         state,
         runtime,
@@ -334,7 +354,7 @@ fn denied(
         warn!(
             account = %account.name,
             method = %method,
-            path = %access.path,
+            path = %evaluation.target().map(|t| t.path).unwrap_or(""),
             "policy would deny (report mode): {}",
             evaluation.denial_message(method).unwrap_or_default()
         );
@@ -697,7 +717,7 @@ fn zoho_error_code(body: &[u8]) -> Option<String> {
 fn respond(
     state: &AppState,
     response: Response<ProxyBody>,
-    access: &Access,
+    access: &mut Access,
     idle: Duration,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     in_flight: InFlight,
@@ -707,11 +727,12 @@ fn respond(
     let status = parts.status;
     let metrics = state.metrics.clone();
     let access = Access {
+        log: access.log,
         account: access.account.clone(),
         method: access.method.clone(),
-        path: access.path.clone(),
+        path: std::mem::take(&mut access.path),
         decision: access.decision,
-        scope: access.scope.clone(),
+        scope: std::mem::take(&mut access.scope),
         started: access.started,
         upstream_ms: access.upstream_ms,
     };
