@@ -243,7 +243,9 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time allowed for a client's request headers (and idle keep-alive).
     pub header_timeout: Duration,
-    /// Longest pause inside a request or response body.
+    /// Longest pause inside a request or response body. A request body must also deliver at
+    /// least 1 KiB (`proxy::body::MIN_BODY_PROGRESS`) or end within each such period, so a
+    /// trickled body is cut as well.
     pub body_idle_timeout: Duration,
     /// Open client connections at most; extra ones are shed.
     pub max_connections: u32,
