@@ -2505,7 +2505,9 @@ async fn upstream_faults(upstream: Upstream) {
 
 #[tokio::test]
 async fn h_tls_failures_give_502_and_the_token_is_never_sent() {
-    let cases: [(&str, fn(&TestCa, &TestCa) -> Arc<rustls::ServerConfig>); 3] = [
+    /// Builds the API server's TLS config from (the trusted CA, an unknown CA).
+    type ApiTls = fn(&TestCa, &TestCa) -> Arc<rustls::ServerConfig>;
+    let cases: [(&str, ApiTls); 3] = [
         ("H5 unknown CA", |_ca, other| {
             other.server_config(&["127.0.0.1", "localhost"])
         }),
