@@ -2296,6 +2296,79 @@ async fn f_connection_flood_is_shed_while_service_continues() {
 }
 
 #[tokio::test]
+async fn f_descriptor_exhaustion_backs_off_and_recovers() {
+    // max_connections (default 4096) above the process's open-files limit: accept hits EMFILE.
+    let h = Harness::start(
+        ALLOW,
+        "limits:\n  header_timeout: 2s\nlog:\n  level: debug\n",
+    )
+    .await;
+    let pid = h.proxy.pid();
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg("--nofile=128:128")
+        .status()
+        .expect("prlimit runs");
+    assert!(status.success(), "prlimit lowered the proxy's limit");
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or_default().to_string();
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        // utime and stime (fields 14 and 15 of stat, counted after the command name).
+        f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)
+    };
+    let addr = h.proxy.proxy;
+    let mut held = Vec::new();
+    for _ in 0..400 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
+        {
+            held.push(s);
+        }
+    }
+    let before = cpu();
+    let window = Instant::now();
+    // While descriptors are exhausted, the admin listener still answers or fails fast.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        client().get(h.proxy.admin_url("/healthz")).send(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(window.elapsed())).await;
+    let burned = cpu() - before;
+    let ticks = 100; // USER_HZ
+    eprintln!(
+        "EMFILE: {burned} ticks of CPU in 2 s with {} sockets held",
+        held.len()
+    );
+    assert!(
+        burned < ticks / 2,
+        "F7: no hot accept loop on EMFILE ({burned} ticks of CPU in 2 s)"
+    );
+    drop(held);
+    let c = client();
+    let recovered = poll_until(Duration::from_secs(15), || async {
+        c.get(h.proxy.url("/crm/v8/Leads"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(recovered, "F7: serving again once descriptors are free");
+    assert!(!h.proxy.logs().contains("panicked"), "F7: no panic");
+    let warnings = h.proxy.logs().matches("accept failed").count();
+    assert!(warnings >= 1, "F7: the flood did exhaust descriptors (accept failed was logged)");
+    assert!(
+        warnings < 200,
+        "F7: accept errors are logged with back-off, not per spin ({warnings})"
+    );
+    h.assert_no_leaks().await;
+}
+
+#[tokio::test]
 async fn f_bodies_over_max_body_get_413_without_buffering() {
     let extra = "limits:\n  max_body: 4MiB\n  replay_body: 64KiB\n  body_idle_timeout: 2s\nlog:\n  level: debug\n";
     let h = Harness::start(ALLOW, extra).await;
