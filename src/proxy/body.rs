@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -68,6 +68,8 @@ impl BodyFault {
 pub struct BodyWatch {
     fault: AtomicU8,
     finished: AtomicBool,
+    /// Data frames handed to the upstream so far.
+    frames: AtomicU64,
     notify: Notify,
 }
 
@@ -90,6 +92,15 @@ impl BodyWatch {
     fn finish(&self) {
         self.finished.store(true, Ordering::Release);
         self.notify.notify_waiters();
+    }
+
+    /// Data frames the upstream has taken so far: the request deadline restarts while it grows.
+    pub fn frames_sent(&self) -> u64 {
+        self.frames.load(Ordering::Acquire)
+    }
+
+    fn frame_sent(&self) {
+        self.frames.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Marks a body that needs no streaming as finished.
@@ -162,6 +173,7 @@ impl Body for RequestBody {
         }
         if let Some(prefix) = this.prefix.take() {
             if !prefix.is_empty() {
+                this.watch.frame_sent();
                 return Poll::Ready(Some(Ok(Frame::data(prefix))));
             }
         }
@@ -180,6 +192,7 @@ impl Body for RequestBody {
                                 this.watch.set_fault(BodyFault::TooLarge);
                                 return Poll::Ready(Some(Err(Box::new(BodyFault::TooLarge))));
                             }
+                            this.watch.frame_sent();
                             return Poll::Ready(Some(Ok(Frame::data(data))));
                         }
                         // Request trailers are never forwarded (an `Authorization` trailer above all).
