@@ -1038,6 +1038,9 @@ async fn c_bodies_naming_denied_modules_are_refused() {
         ("C1 coql FROM upper", "/crm/v8/coql", coql("SELECT Email FROM Contacts WHERE id is not null"), false),
         ("C1 coql lower module", "/crm/v8/coql", coql("select Email from contacts where id is not null"), false),
         ("C1 coql newline", "/crm/v8/coql", coql("select Email from\n\tContacts\nwhere id is not null"), false),
+        ("C1 coql lookup into another module", "/crm/v8/coql", coql("select Last_Name, Converted_Account.Account_Name from Leads where id is not null"), false),
+        ("C1 coql join", "/crm/v8/coql", coql("select Last_Name from Leads join Contacts on Leads.Email = Contacts.Email"), false),
+        ("C1 coql comment", "/crm/v8/coql", coql("select Email from /*Leads*/ Contacts where id is not null"), false),
         ("C1 coql unicode escape", "/crm/v8/coql", r#"{"select_query":"select Email from \u0043ontacts where id is not null"}"#.to_string(), false),
         ("C1 coql duplicate key", "/crm/v8/coql", r#"{"select_query":"select Last_Name from Leads where id is not null","select_query":"select Email from Contacts where id is not null"}"#.to_string(), false),
         ("C1 coql malformed", "/crm/v8/coql", "{\"select_query\":".to_string(), false),
@@ -2072,6 +2075,27 @@ async fn f_slow_clients_are_cut_within_their_timeouts() {
         );
     }
 
+    // F3: a response that streams for longer than header_timeout does not use up the next
+    // request's header timeout: the keep-alive connection serves the next request.
+    let mut conn = h.conn().await;
+    let _ = conn
+        .send(b"GET /crm/v8/Leads?__fake=slow_body&chunks=8&ms=250 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let slow = conn.response("F3 long response").await;
+    assert_eq!(slow.status, 200, "F3: the slow response arrived whole");
+    assert_eq!(
+        slow.body.len(),
+        8 * 16,
+        "F3: every chunk of the slow response"
+    );
+    let _ = conn
+        .send(b"GET /crm/v8/Leads?__fake=echo&case=f3next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    match conn.next(false, WAIT).await {
+        Next::Response(r) => assert_eq!(r.status, 200, "F3: the next request on the connection"),
+        other => panic!("F3: the connection serves a request after a long response, got {other:?}"),
+    }
+
     // F3: an idle keep-alive connection is closed within the header timeout.
     let mut conn = h.conn().await;
     let _ = conn
@@ -2360,7 +2384,10 @@ async fn f_descriptor_exhaustion_backs_off_and_recovers() {
     assert!(recovered, "F7: serving again once descriptors are free");
     assert!(!h.proxy.logs().contains("panicked"), "F7: no panic");
     let warnings = h.proxy.logs().matches("accept failed").count();
-    assert!(warnings >= 1, "F7: the flood did exhaust descriptors (accept failed was logged)");
+    assert!(
+        warnings >= 1,
+        "F7: the flood did exhaust descriptors (accept failed was logged)"
+    );
     assert!(
         warnings < 200,
         "F7: accept errors are logged with back-off, not per spin ({warnings})"
@@ -2461,7 +2488,7 @@ async fn upstream_faults(upstream: Upstream) {
     // H1: reset mid-body: the client sees a truncated transfer, never a clean end.
     let mut c = h.conn().await;
     let _ = c
-        .send(b"GET /crm/v8/Leads?__fake=reset&after=500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .send(b"GET /crm/v8/Leads/111?__fake=reset&after=500 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
     match c.next(false, WAIT).await {
         Next::Truncated(bytes) => {
@@ -2505,6 +2532,30 @@ async fn upstream_faults(upstream: Upstream) {
         responses[0].json()["path_and_query"],
         "/crm/v8/Leads?__fake=echo&case=h1next",
         "E13: no bytes of the reset response leak into the next"
+    );
+
+    // The access log tells a truncated transfer from a complete one.
+    let (responses, _) = h
+        .exchange(&get("/crm/v8/Leads/222?__fake=download&bytes=3000"))
+        .await;
+    assert_eq!(
+        responses.first().map(|r| r.body.len()),
+        Some(3000),
+        "a complete download"
+    );
+    let logged = h
+        .proxy
+        .wait_for_output(WAIT, |t| {
+            t.lines()
+                .any(|l| l.contains("path=/crm/v8/Leads/111") && l.contains("complete=false"))
+                && t.lines()
+                    .any(|l| l.contains("path=/crm/v8/Leads/222") && l.contains("complete=true"))
+        })
+        .await;
+    assert!(
+        logged,
+        "access log: complete=false for the reset transfer, complete=true for the whole one: {}",
+        h.proxy.logs().lines().filter(|l| l.contains("access")).collect::<Vec<_>>().join("\n")
     );
 
     // H4: upstream stalls mid-body: the client connection is aborted after the idle timeout.
@@ -2573,6 +2624,53 @@ async fn upstream_faults(upstream: Upstream) {
         Some(200),
         "still serving after upstream faults"
     );
+    h.assert_no_leaks().await;
+}
+
+#[tokio::test]
+async fn h_upstream_that_never_handshakes_or_reads_is_cut_by_the_deadline() {
+    // The API "server" accepts TCP (the kernel completes the handshake) and never says a word.
+    let zoho = Zoho::start().await;
+    let silent = Trap::new();
+    let config = zoho
+        .config(ALLOW, "limits:\n  request_timeout: 2s\n  body_idle_timeout: 2s\n  replay_body: 1KiB\nlog:\n  level: trace\n")
+        .replace(&zoho.fake.api_url(), &format!("https://{}", silent.addr()));
+    let h = Harness::start_with(zoho, &config, &[]).await;
+    let cases: [(&str, Vec<u8>); 2] = [
+        ("H3 no body", get("/crm/v8/Leads")),
+        (
+            "H3 streaming body",
+            format!(
+                "POST /crm/v8/Leads HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n{}",
+                "d".repeat(200_000)
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (case, bytes) in cases {
+        let started = Instant::now();
+        let stream = TcpStream::connect(h.proxy.proxy).await.expect("connect");
+        let (mut rd, mut wr) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&bytes).await;
+            wr
+        });
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut got)).await;
+        writer.abort();
+        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 504") || text.starts_with("HTTP/1.1 502"),
+            "{case}: a 504 (or 502) from the proxy, got {:?} after {elapsed:?}",
+            text.lines().next()
+        );
+        assert!(
+            elapsed < Duration::from_secs(6),
+            "{case}: answered within request_timeout plus slack, took {elapsed:?}"
+        );
+    }
+    assert!(silent.connections() >= 1, "the silent upstream was dialled");
     h.assert_no_leaks().await;
 }
 
