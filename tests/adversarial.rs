@@ -2555,7 +2555,12 @@ async fn upstream_faults(upstream: Upstream) {
     assert!(
         logged,
         "access log: complete=false for the reset transfer, complete=true for the whole one: {}",
-        h.proxy.logs().lines().filter(|l| l.contains("access")).collect::<Vec<_>>().join("\n")
+        h.proxy
+            .logs()
+            .lines()
+            .filter(|l| l.contains("access"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // H4: upstream stalls mid-body: the client connection is aborted after the idle timeout.
@@ -2732,6 +2737,55 @@ async fn h_tls_failures_give_502_and_the_token_is_never_sent() {
         );
         h.assert_no_leaks().await;
     }
+
+    // H5 plaintext on the TLS port: a plain HTTP server answers; the proxy must not fall back.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let plain_addr = plain.local_addr().expect("addr");
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let seen = received.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = plain.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                if let Ok(n) = s.read(&mut buf).await {
+                    if let Ok(mut r) = seen.lock() {
+                        r.extend_from_slice(&buf[..n]);
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    let zoho = Zoho::start().await;
+    let config = zoho
+        .config(ALLOW, FAST)
+        .replace(&zoho.fake.api_url(), &format!("https://{plain_addr}"));
+    let h = Harness::start_with(zoho, &config, &[]).await;
+    let (responses, _) = h.exchange(&get("/crm/v8/Leads")).await;
+    assert_eq!(
+        responses.first().map(|r| r.status),
+        Some(502),
+        "H5 plaintext: 502"
+    );
+    let bytes = received.lock().map(|r| r.clone()).unwrap_or_default();
+    assert_eq!(
+        bytes.first(),
+        Some(&0x16),
+        "H5 plaintext: only a TLS ClientHello was sent"
+    );
+    assert!(
+        find(&bytes, b"Zoho-oauthtoken").is_none() && find(&bytes, b"GET ").is_none(),
+        "H5 plaintext: no request, no token in clear text"
+    );
+    server.abort();
+    h.assert_no_leaks().await;
 }
 
 #[tokio::test]
