@@ -589,6 +589,11 @@ impl Harness {
 
     /// Counter or gauge value from `/metrics` (sum over all label sets of `name`).
     async fn metric(&self, name: &str) -> f64 {
+        self.metric_where(name, "").await
+    }
+
+    /// Like [`Harness::metric`], only over label sets containing `labels` (e.g. `listener="proxy"`).
+    async fn metric_where(&self, name: &str, labels: &str) -> f64 {
         let text = client()
             .get(self.proxy.admin_url("/metrics"))
             .send()
@@ -599,7 +604,7 @@ impl Harness {
             .expect("metrics body");
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -1787,17 +1792,30 @@ async fn e_early_answers_expect_upgrade_and_pipelining_stay_in_sync() {
         resp.status, 403,
         "E9 denied: the first answer is the 403, never a 100"
     );
+    // The client sends its 5 body bytes anyway, then another request. hyper may close, or read
+    // exactly 5 bytes as the body and answer the next request; parsing the body bytes as a
+    // request (a 4xx for `hello…`) would be the desync.
     let _ = c.send(format!("hello{}", inner(99)).as_bytes()).await;
     let (rest, _) = c.drain(WAIT).await;
-    assert!(
-        rest.is_empty(),
-        "E9 denied: nothing more is answered on that connection: {:?}",
-        rest.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
-    assert!(
-        h.upstream_with("inner=smuggled99x").is_empty(),
-        "E9 denied: bytes after the refusal never executed"
-    );
+    let statuses: Vec<u16> = rest.iter().map(|r| r.status).collect();
+    let inner_seen = h.upstream_with("inner=smuggled99x");
+    match statuses.as_slice() {
+        [] => assert!(
+            inner_seen.is_empty(),
+            "E9 denied: closed, so the bytes after the refusal never executed"
+        ),
+        [200] => {
+            assert_eq!(inner_seen.len(), 1, "E9 denied: the next request ran once");
+            h.assert_canonical(
+                &inner_seen[0],
+                "DELETE",
+                &inner_seen[0].path_and_query.clone(),
+                b"",
+                "E9 denied, next request",
+            );
+        }
+        other => panic!("E9 denied: the body bytes were parsed as a request: {other:?}"),
+    }
 
     // E9: Expect on an allowed request: 100, then the result; Expect is not forwarded.
     let mut c = h.conn().await;
@@ -2276,9 +2294,11 @@ async fn f_connection_flood_is_shed_while_service_continues() {
         shed >= 1.0,
         "F7: connections beyond max_connections were shed ({shed})"
     );
-    let open = h.metric("zoho_proxy_open_connections").await;
+    let open = h
+        .metric_where("zoho_proxy_open_connections", "listener=\"proxy\"")
+        .await;
     assert!(
-        open <= 301.0,
+        open <= 300.0,
         "F7: never more than max_connections open ({open})"
     );
     let health = client()
@@ -2847,7 +2867,11 @@ async fn client_disconnect_cancels_the_upstream_request() {
     .await;
     assert!(
         aborted,
-        "F6/J5: the upstream request body was aborted, not left waiting"
+        "F6/J5: the upstream request body was aborted, not left waiting: {:?}\n{}",
+        h.upstream_with("case=cancel-body")
+            .first()
+            .map(|r| (r.body_len, r.body_complete)),
+        h.proxy.logs()
     );
     assert!(
         dropped.elapsed() < Duration::from_secs(2),
@@ -2931,7 +2955,9 @@ async fn client_disconnect_cancels_the_upstream_request() {
     drop(conns);
     let released = poll_until(Duration::from_secs(10), || async {
         h.metric("zoho_proxy_requests_in_flight").await == 0.0
-            && h.metric("zoho_proxy_open_connections").await <= 1.0
+            && h.metric_where("zoho_proxy_open_connections", "listener=\"proxy\"")
+                .await
+                == 0.0
     })
     .await;
     assert!(
@@ -3148,7 +3174,9 @@ async fn i_sighup_with_a_broken_config_keeps_the_old_policy() {
     .expect("write broken");
     h.proxy.signal("HUP");
     let failed = poll_until(WAIT, || async {
-        h.metric("zoho_proxy_config_reloads_total").await >= 1.0
+        h.metric_where("zoho_proxy_config_reloads_total", "result=\"error\"")
+            .await
+            >= 1.0
     })
     .await;
     assert!(failed, "I9: the broken reload was attempted and counted");
@@ -3264,7 +3292,9 @@ async fn j_concurrent_keep_alive_clients_get_exact_upstream_counts() {
         h.assert_canonical(r, "GET", &r.path_and_query.clone(), b"", "J1 sample");
     }
     let settled = poll_until(Duration::from_secs(10), || async {
-        h.metric("zoho_proxy_open_connections").await <= 1.0
+        h.metric_where("zoho_proxy_open_connections", "listener=\"proxy\"")
+            .await
+            == 0.0
     })
     .await;
     assert!(settled, "J1: client connections all closed afterwards");
