@@ -151,6 +151,71 @@ pub fn is_zoho_api_host(host: &str) -> bool {
         .is_some_and(|tld| API_TLDS.contains(&tld))
 }
 
+/// Which Zoho server a configured override URL stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `accounts_url`: the token endpoint (receives the client secret and refresh token).
+    Accounts,
+    /// `api_url`: the CRM API (receives the access token).
+    Api,
+}
+
+/// Checks the host of an `accounts_url`/`api_url` override. Credentials go to that host, so it
+/// must be the Zoho host of `dc` (any `www.`/`sandbox.`/`developer.` API host of the same data
+/// center for `api_url`), or a loopback stand-in (tests, benchmarks, a local TLS relay). A
+/// foreign host or another data center's host is refused (catalogue I5).
+pub fn check_override_host(
+    host: &str,
+    loopback: bool,
+    endpoint: Endpoint,
+    dc: DataCenter,
+) -> Result<(), String> {
+    if loopback {
+        return Ok(());
+    }
+    let host = host.to_ascii_lowercase();
+    let (expected, found) = match endpoint {
+        Endpoint::Accounts => {
+            let expected = host_of(dc.accounts_url());
+            let found = TABLE.iter().find(|r| host_of(r.2) == host).map(|r| r.1);
+            (expected, found)
+        }
+        Endpoint::Api => {
+            let expected = host_of(dc.api_url());
+            let tld = |h: &str| h.split_once("zohoapis.").map(|(_, t)| t.to_string());
+            let found = if is_zoho_api_host(&host) {
+                TABLE
+                    .iter()
+                    .find(|r| tld(host_of(r.3)) == tld(&host))
+                    .map(|r| r.1)
+            } else {
+                None
+            };
+            (expected, found)
+        }
+    };
+    match found {
+        Some(other) if other == dc => Ok(()),
+        Some(other) => Err(format!(
+            "`{host}` belongs to data center {other}, but the account's data_center is {dc}; \
+             set data_center: {other}, or use {expected}"
+        )),
+        None => Err(format!(
+            "`{host}` is not a Zoho {} host, and credentials would be sent to it; use {expected} \
+             (data center {dc}) or a loopback stand-in",
+            match endpoint {
+                Endpoint::Accounts => "accounts",
+                Endpoint::Api => "API",
+            }
+        )),
+    }
+}
+
+/// The host of a table URL (`https://host`).
+fn host_of(url: &str) -> &str {
+    url.strip_prefix("https://").unwrap_or(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +257,105 @@ mod tests {
                 *expected,
                 "is_zoho_api_host({host})"
             );
+        }
+    }
+
+    #[test]
+    fn override_hosts_must_be_the_data_centers_own_or_loopback() {
+        use Endpoint::*;
+        let cases: &[(&str, &str, bool, Endpoint, DataCenter, bool)] = &[
+            (
+                "own api host",
+                "www.zohoapis.com",
+                false,
+                Api,
+                DataCenter::Us,
+                true,
+            ),
+            (
+                "sandbox api host",
+                "sandbox.zohoapis.eu",
+                false,
+                Api,
+                DataCenter::Eu,
+                true,
+            ),
+            (
+                "upper-case host",
+                "WWW.ZOHOAPIS.COM",
+                false,
+                Api,
+                DataCenter::Us,
+                true,
+            ),
+            (
+                "loopback stand-in",
+                "127.0.0.1",
+                true,
+                Api,
+                DataCenter::Us,
+                true,
+            ),
+            (
+                "foreign api host",
+                "evil.example",
+                false,
+                Api,
+                DataCenter::Us,
+                false,
+            ),
+            (
+                "look-alike api host",
+                "www.zohoapis.com.evil.example",
+                false,
+                Api,
+                DataCenter::Us,
+                false,
+            ),
+            (
+                "other dc api host",
+                "www.zohoapis.eu",
+                false,
+                Api,
+                DataCenter::Us,
+                false,
+            ),
+            (
+                "own accounts host",
+                "accounts.zoho.eu",
+                false,
+                Accounts,
+                DataCenter::Eu,
+                true,
+            ),
+            (
+                "other dc accounts host",
+                "accounts.zoho.com",
+                false,
+                Accounts,
+                DataCenter::Eu,
+                false,
+            ),
+            (
+                "api host as accounts",
+                "www.zohoapis.com",
+                false,
+                Accounts,
+                DataCenter::Us,
+                false,
+            ),
+            (
+                "foreign accounts host",
+                "accounts.evil.example",
+                false,
+                Accounts,
+                DataCenter::Us,
+                false,
+            ),
+        ];
+        for (case, host, loopback, endpoint, dc, ok) in cases {
+            let got = check_override_host(host, *loopback, *endpoint, *dc);
+            assert_eq!(got.is_ok(), *ok, "{case}: {got:?}");
         }
     }
 }

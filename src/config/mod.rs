@@ -9,7 +9,7 @@ mod interpolate;
 mod raw;
 mod units;
 
-pub use datacenter::{is_zoho_api_host, DataCenter};
+pub use datacenter::{check_override_host, is_zoho_api_host, DataCenter, Endpoint};
 pub use raw::RawConfig;
 pub use units::{parse_duration, parse_size};
 
@@ -243,7 +243,9 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// Time allowed for a client's request headers (and idle keep-alive).
     pub header_timeout: Duration,
-    /// Longest pause inside a request or response body.
+    /// Longest pause inside a request or response body. A request body must also deliver at
+    /// least 1 KiB (`proxy::body::MIN_BODY_PROGRESS`) or end within each such period, so a
+    /// trickled body is cut as well.
     pub body_idle_timeout: Duration,
     /// Open client connections at most; extra ones are shed.
     pub max_connections: u32,
@@ -549,6 +551,18 @@ impl Validator<'_> {
         }
     }
 
+    /// The host of an override URL must be the data center's own Zoho host or loopback.
+    fn override_host(
+        &self,
+        key: &str,
+        url: &url::Url,
+        endpoint: Endpoint,
+        dc: DataCenter,
+    ) -> Result<(), ConfigError> {
+        let host = url.host_str().unwrap_or_default();
+        check_override_host(host, is_loopback(url), endpoint, dc).map_err(|m| self.err(key, m))
+    }
+
     fn url(&self, key: &str, value: &Option<String>) -> Result<Option<url::Url>, ConfigError> {
         let Some(text) = self.string(key, value)? else {
             return Ok(None);
@@ -850,12 +864,20 @@ impl Validator<'_> {
                 .map_err(|m| self.err(&format!("{key}.data_center"), m))?,
             None => DataCenter::Us,
         };
-        let accounts_url = match self.url(&format!("{key}.accounts_url"), &raw.accounts_url)? {
-            Some(u) => u,
+        let accounts_key = format!("{key}.accounts_url");
+        let accounts_url = match self.url(&accounts_key, &raw.accounts_url)? {
+            Some(u) => {
+                self.override_host(&accounts_key, &u, Endpoint::Accounts, data_center)?;
+                u
+            }
             None => url::Url::parse(data_center.accounts_url())
                 .expect("data center table holds valid URLs"),
         };
-        let api_url = self.url(&format!("{key}.api_url"), &raw.api_url)?;
+        let api_key = format!("{key}.api_url");
+        let api_url = self.url(&api_key, &raw.api_url)?;
+        if let Some(u) = &api_url {
+            self.override_host(&api_key, u, Endpoint::Api, data_center)?;
+        }
         let client_id = self
             .string(&format!("{key}.client_id"), &raw.client_id)?
             .ok_or_else(|| {
@@ -1137,12 +1159,10 @@ pub fn read_secret_file(path: &Path) -> Result<String, String> {
 /// Checks an accounts/API base URL: https (plain http only to a loopback host, for local
 /// stand-ins), no credentials, path, query or fragment.
 pub fn check_base_url(url: &url::Url) -> Result<(), String> {
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => return Err(format!("`{url}` has no host")),
-    };
+    if url.host().is_none() {
+        return Err(format!("`{url}` has no host"));
+    }
+    let loopback = is_loopback(url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
@@ -1197,6 +1217,16 @@ pub fn check_redirect_uri(url: &url::Url) -> Result<(), String> {
         return Err(format!("`{url}` must not have a fragment"));
     }
     Ok(())
+}
+
+/// Whether the URL's host is a loopback address or `localhost`.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 /// Parses `host:port`, `[v6]:port`, `localhost:port` or `unix:/path`.

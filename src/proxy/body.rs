@@ -9,12 +9,30 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+
+/// A request body must deliver at least this many bytes (or end) within every
+/// `limits.body_idle_timeout`, else it counts as idle. Resetting the idle timer on every frame
+/// would let a client trickle one byte per interval and hold a connection and an upstream request
+/// for ever (catalogue F2); 1 KiB per period (34 bytes/s at the 30 s default) is far below any
+/// real client.
+pub const MIN_BODY_PROGRESS: u64 = 1024;
+
+/// Adds `len` received bytes to `progress`; true (and `progress` restarts) once the body has
+/// delivered [`MIN_BODY_PROGRESS`] since the idle timer was last reset.
+fn made_progress(progress: &mut u64, len: usize) -> bool {
+    *progress += len as u64;
+    if *progress >= MIN_BODY_PROGRESS {
+        *progress = 0;
+        return true;
+    }
+    false
+}
 
 /// Error type of proxied bodies.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -50,6 +68,8 @@ impl BodyFault {
 pub struct BodyWatch {
     fault: AtomicU8,
     finished: AtomicBool,
+    /// Data frames handed to the upstream so far.
+    frames: AtomicU64,
     notify: Notify,
 }
 
@@ -74,6 +94,15 @@ impl BodyWatch {
         self.notify.notify_waiters();
     }
 
+    /// Data frames the upstream has taken so far: the request deadline restarts while it grows.
+    pub fn frames_sent(&self) -> u64 {
+        self.frames.load(Ordering::Acquire)
+    }
+
+    fn frame_sent(&self) {
+        self.frames.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Marks a body that needs no streaming as finished.
     pub fn mark_finished(&self) {
         self.finish();
@@ -91,7 +120,8 @@ impl BodyWatch {
     }
 }
 
-/// A streaming request body: limit, idle timeout, trailers dropped, optional already-read prefix.
+/// A streaming request body: limit, idle timeout (with [`MIN_BODY_PROGRESS`]), trailers dropped,
+/// optional already-read prefix.
 pub struct RequestBody {
     inner: Incoming,
     prefix: Option<Bytes>,
@@ -99,6 +129,8 @@ pub struct RequestBody {
     max: u64,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// Bytes received since the idle timer was last reset.
+    progress: u64,
     watch: Arc<BodyWatch>,
     done: bool,
 }
@@ -120,6 +152,7 @@ impl RequestBody {
             max,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
+            progress: 0,
             watch,
             done: false,
         }
@@ -140,22 +173,26 @@ impl Body for RequestBody {
         }
         if let Some(prefix) = this.prefix.take() {
             if !prefix.is_empty() {
+                this.watch.frame_sent();
                 return Poll::Ready(Some(Ok(Frame::data(prefix))));
             }
         }
         loop {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
                     match frame.into_data() {
                         Ok(data) => {
                             this.seen += data.len() as u64;
+                            if made_progress(&mut this.progress, data.len()) {
+                                let deadline = Instant::now() + this.idle;
+                                this.sleep.as_mut().reset(deadline);
+                            }
                             if this.seen > this.max {
                                 this.done = true;
                                 this.watch.set_fault(BodyFault::TooLarge);
                                 return Poll::Ready(Some(Err(Box::new(BodyFault::TooLarge))));
                             }
+                            this.watch.frame_sent();
                             return Poll::Ready(Some(Ok(Frame::data(data))));
                         }
                         // Request trailers are never forwarded (an `Authorization` trailer above all).
@@ -332,21 +369,27 @@ pub enum Collected {
     Exceeded(Bytes, Incoming),
 }
 
-/// Reads a body up to `cap` bytes with an idle timeout between frames. Trailers are dropped.
+/// Reads a body up to `cap` bytes; it must deliver [`MIN_BODY_PROGRESS`] bytes (or end) within
+/// every `idle` period. Trailers are dropped.
 pub async fn collect_capped(
     mut body: Incoming,
     cap: u64,
     idle: Duration,
 ) -> Result<Collected, BodyFault> {
     let mut buf = BytesMut::new();
+    let mut deadline = Instant::now() + idle;
+    let mut progress = 0;
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(BodyFault::Idle),
             Ok(None) => return Ok(Collected::Complete(buf.freeze())),
             Ok(Some(Err(_))) => return Err(BodyFault::Broken),
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
+            if made_progress(&mut progress, data.len()) {
+                deadline = Instant::now() + idle;
+            }
             buf.extend_from_slice(&data);
             if buf.len() as u64 > cap {
                 return Ok(Collected::Exceeded(buf.freeze(), body));
@@ -363,4 +406,26 @@ pub fn full(bytes: Bytes) -> ProxyBody {
 /// An empty body.
 pub fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trickle_is_not_progress_but_a_kilobyte_is() {
+        let mut progress = 0;
+        for i in 0..MIN_BODY_PROGRESS - 1 {
+            assert!(
+                !made_progress(&mut progress, 1),
+                "byte {i} alone does not reset the idle timer"
+            );
+        }
+        assert!(made_progress(&mut progress, 1), "the 1024th byte does");
+        assert_eq!(progress, 0, "the count restarts after a reset");
+        assert!(
+            made_progress(&mut progress, 64 * 1024),
+            "one large frame is progress at once"
+        );
+    }
 }

@@ -58,11 +58,20 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 }
 
 fn dropped_request_header(name: &HeaderName, listed: &[String]) -> bool {
-    let n = name.as_str();
+    // Some servers and frameworks read `X_Forwarded_For` as `X-Forwarded-For` (CGI-style
+    // `HTTP_X_FORWARDED_FOR`), so underscore spellings of a dropped name are dropped too:
+    // `Content_Length`, `X_HTTP_Method_Override`, `Proxy_Authorization`, ...
+    let hyphenated;
+    let n = if name.as_str().contains('_') {
+        hyphenated = name.as_str().replace('_', "-");
+        hyphenated.as_str()
+    } else {
+        name.as_str()
+    };
     REQUEST_DROP.contains(&n)
         || n.starts_with("x-forwarded-")
         || n.starts_with("proxy-")
-        || listed.iter().any(|l| l == n)
+        || listed.iter().any(|l| l == n || l.replace('_', "-") == n)
 }
 
 /// The headers to send upstream: the client's, cleaned, plus the proxy's `Authorization` and,
@@ -132,6 +141,12 @@ mod tests {
             ("host", "evil.example"),
             ("expect", "100-continue"),
             ("proxy-authorization", "Basic x"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x_http_method_override", "DELETE"),
+            ("content_length", "9"),
+            ("transfer_encoding", "chunked"),
+            ("proxy_authorization", "Basic x"),
+            ("x-custom_header", "kept"),
             ("upgrade", "websocket"),
             ("accept", "application/json"),
             ("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT"),
@@ -157,9 +172,18 @@ mod tests {
             "expect",
             "proxy-authorization",
             "upgrade",
+            "x_forwarded_for",
+            "x_http_method_override",
+            "content_length",
+            "transfer_encoding",
+            "proxy_authorization",
         ] {
             assert!(!out.contains_key(gone), "{gone} must not be forwarded");
         }
+        assert_eq!(
+            out["x-custom_header"], "kept",
+            "other underscore names pass"
+        );
         assert_eq!(
             out.get_all(CONTENT_LENGTH).iter().count(),
             1,

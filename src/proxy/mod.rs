@@ -663,11 +663,25 @@ async fn send(
 ) -> Result<Response<Incoming>, ProxyError> {
     let host = token.api.authority.to_string();
     let exchange = account.upstream.request(request);
-    // The response deadline starts once the request body is fully sent; while it streams, the
-    // body idle timeout guards against stalls.
+    // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
+    // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
+    // never completes the handshake or never reads the body is cut too (it would never poll the
+    // body, and the body's own idle timer would never fire).
     let deadline = async {
-        watch.finished().await;
-        tokio::time::sleep(limits.request_timeout).await;
+        loop {
+            let frames = watch.frames_sent();
+            tokio::select! {
+                () = watch.finished() => {
+                    tokio::time::sleep(limits.request_timeout).await;
+                    return;
+                }
+                () = tokio::time::sleep(limits.request_timeout) => {
+                    if watch.frames_sent() == frames {
+                        return;
+                    }
+                }
+            }
+        }
     };
     let result = tokio::select! {
         r = exchange => r,
