@@ -354,14 +354,7 @@ async fn ten_replicas_started_together_mint_exactly_once() {
     );
 
     for (i, p) in fleet.iter().enumerate() {
-        let status: serde_json::Value = client()
-            .get(p.admin_url("/status"))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let status: serde_json::Value = p.status_json().await;
         let text = status.to_string();
         assert!(
             text.contains("\"mint_budget_left\":7"),

@@ -344,14 +344,7 @@ async fn invalid_client_names_the_accounts_host_and_the_data_center() {
         logs.contains("127.0.0.1") && logs.contains("data center"),
         "names host and hints at data center: {logs}"
     );
-    let status: serde_json::Value = client()
-        .get(proxy.admin_url("/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status: serde_json::Value = proxy.status_json().await;
     let error = status["accounts"][0]["token"]["last_error"]
         .as_str()
         .unwrap_or("");

@@ -552,14 +552,7 @@ async fn two_data_centers_authorized_in_the_browser_are_served_by_header_and_by_
         serde_json::json!(["hooli"]),
         "only hooli still waits: {ready}"
     );
-    let status: serde_json::Value = client()
-        .get(proxy.admin_url("/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status: serde_json::Value = proxy.status_json().await;
     let entries: HashMap<String, serde_json::Value> = status["accounts"]
         .as_array()
         .expect("accounts in /status")
@@ -601,14 +594,7 @@ async fn two_data_centers_authorized_in_the_browser_are_served_by_header_and_by_
         entries["globex"]["listen"].is_null(),
         "/status: globex has no listener of its own"
     );
-    let metrics = client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = proxy.metrics_text().await;
     for line in [
         r#"zoho_proxy_token_ready{account="globex"} 1"#,
         r#"zoho_proxy_token_ready{account="initech"} 1"#,

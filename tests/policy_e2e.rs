@@ -132,14 +132,7 @@ async fn report_mode_forwards_what_enforce_would_deny_and_counts_it() {
         proxy.logs().contains("report mode"),
         "the would-be denial is logged"
     );
-    let metrics = client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = proxy.metrics_text().await;
     assert!(
         metrics.contains("decision=\"reported\""),
         "counted as reported:\n{metrics}"

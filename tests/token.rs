@@ -329,14 +329,7 @@ async fn after_zoho_throttles_the_proxy_waits_out_the_window() {
         .wait_for_token_requests(calls_at_throttle + 2, Duration::from_secs(6))
         .await;
     assert!(!more, "at most one more token call after Access Denied");
-    let status: serde_json::Value = client()
-        .get(proxy.admin_url("/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let status: serde_json::Value = proxy.status_json().await;
     assert_eq!(status["accounts"][0]["token"]["state"], "throttled");
 }
 
@@ -363,14 +356,7 @@ async fn the_mint_budget_holds_even_when_tokens_die_fast() {
             .await,
         "never more than the budget"
     );
-    let metrics = client()
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = proxy.metrics_text().await;
     assert!(
         metrics.contains("zoho_proxy_mint_budget_left{account=\"default\"} 0"),
         "budget left shows 0:\n{metrics}"

@@ -222,6 +222,30 @@ impl RunningProxy {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The admin listener's `/status` JSON.
+    pub async fn status_json(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/status"))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status json")
+    }
+
     /// Polls `/readyz` until 200 (bounded).
     pub async fn wait_ready(&self, deadline: Duration) -> bool {
         let c = client();
