@@ -907,29 +907,7 @@ async fn rotated_secret_files_are_used_by_the_next_token_request() {
     const NEW_CLIENT_SECRET: &str = "CS-CANARY-rotated-fedcba987654";
     let zoho = Zoho::start().await;
     zoho.control().add_refresh_token(NEW_REFRESH_TOKEN);
-    let mut volume = SecretVolume::new(
-        zoho.dir.path().join("secrets"),
-        &[
-            ("client_secret", CLIENT_SECRET),
-            ("refresh_token", REFRESH_TOKEN),
-        ],
-    );
-    let config = zoho
-        .config(LEADS_READ, "")
-        .replace(
-            "client_secret: ${TEST_CLIENT_SECRET}",
-            &format!(
-                "client_secret_file: {}",
-                volume.path("client_secret").display()
-            ),
-        )
-        .replace(
-            "refresh_token: ${TEST_REFRESH_TOKEN}",
-            &format!(
-                "refresh_token_file: {}",
-                volume.path("refresh_token").display()
-            ),
-        );
+    let (mut volume, config) = secret_file_config(&zoho);
     let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
     assert!(
         proxy.wait_ready(Duration::from_secs(10)).await,
@@ -2001,29 +1979,7 @@ async fn shrinking_max_connections_on_reload_applies_even_below_the_connections_
 async fn a_secret_rotated_after_zoho_refused_the_old_one_is_tried_at_once() {
     const NEW_REFRESH_TOKEN: &str = "1000.RTCANARY3aaaabbbbccccdddd.0123456789abcdef";
     let zoho = Zoho::start().await;
-    let mut volume = SecretVolume::new(
-        zoho.dir.path().join("secrets"),
-        &[
-            ("client_secret", CLIENT_SECRET),
-            ("refresh_token", REFRESH_TOKEN),
-        ],
-    );
-    let config = zoho
-        .config(LEADS_READ, "")
-        .replace(
-            "client_secret: ${TEST_CLIENT_SECRET}",
-            &format!(
-                "client_secret_file: {}",
-                volume.path("client_secret").display()
-            ),
-        )
-        .replace(
-            "refresh_token: ${TEST_REFRESH_TOKEN}",
-            &format!(
-                "refresh_token_file: {}",
-                volume.path("refresh_token").display()
-            ),
-        );
+    let (mut volume, config) = secret_file_config(&zoho);
     let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
     assert!(proxy.wait_ready(Duration::from_secs(10)).await, "ready");
     let mut seen_tokens = zoho.control().live_tokens();
@@ -2067,4 +2023,33 @@ async fn a_secret_rotated_after_zoho_refused_the_old_one_is_tried_at_once() {
     );
     seen_tokens.extend(zoho.control().live_tokens());
     proxy.assert_no_secrets(&seen_tokens);
+}
+
+/// A Kubernetes-style secret volume with the canary credentials, and a config that reads both
+/// secrets from it (`client_secret_file`, `refresh_token_file`).
+fn secret_file_config(zoho: &Zoho) -> (SecretVolume, String) {
+    let volume = SecretVolume::new(
+        zoho.dir.path().join("secrets"),
+        &[
+            ("client_secret", CLIENT_SECRET),
+            ("refresh_token", REFRESH_TOKEN),
+        ],
+    );
+    let config = zoho
+        .config(LEADS_READ, "")
+        .replace(
+            "client_secret: ${TEST_CLIENT_SECRET}",
+            &format!(
+                "client_secret_file: {}",
+                volume.path("client_secret").display()
+            ),
+        )
+        .replace(
+            "refresh_token: ${TEST_REFRESH_TOKEN}",
+            &format!(
+                "refresh_token_file: {}",
+                volume.path("refresh_token").display()
+            ),
+        );
+    (volume, config)
 }

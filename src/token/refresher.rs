@@ -488,6 +488,25 @@ impl Refresher {
         }
     }
 
+    /// When the mint budget is spent: logs once, waits until a slot frees, returns true.
+    /// `scope` qualifies the message (" across all replicas" in fleet mode).
+    fn hold_for_budget(&mut self, now_ms: u64, scope: &str) -> bool {
+        let Some(delay) = self.budget.wait(now_ms) else {
+            return false;
+        };
+        let message = format!(
+            "mint budget spent: {} token requests in the last 10 minutes{scope} (token.mint_budget); next one in {} s",
+            self.account.token.mint_budget,
+            delay.as_secs().max(1)
+        );
+        if self.last_error_label != Some("budget") {
+            warn!(account = %self.account.name, "{message}");
+            self.last_error_label = Some("budget");
+        }
+        self.wait(delay, TokenState::Throttled, message);
+        true
+    }
+
     /// One token request, if the throttle and the budget allow it.
     async fn attempt(&mut self) {
         if self.fleet.is_some() {
@@ -503,17 +522,7 @@ impl Refresher {
             );
             return;
         }
-        if let Some(delay) = self.budget.wait(now_ms) {
-            let message = format!(
-                "mint budget spent: {} token requests in the last 10 minutes (token.mint_budget); next one in {} s",
-                self.account.token.mint_budget,
-                delay.as_secs().max(1)
-            );
-            if self.last_error_label != Some("budget") {
-                warn!(account = %self.account.name, "{message}");
-                self.last_error_label = Some("budget");
-            }
-            self.wait(delay, TokenState::Throttled, message);
+        if self.hold_for_budget(now_ms, "") {
             return;
         }
         let grant_code = if self.refresh_token().is_none() {

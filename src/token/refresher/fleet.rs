@@ -322,17 +322,7 @@ impl Refresher {
             self.account.token.mint_budget,
             store.mint_log(ns, now_ms).await?,
         );
-        if let Some(delay) = self.budget.wait(now_ms) {
-            let message = format!(
-                "fleet mint budget spent: {} token requests in the last 10 minutes across all replicas (token.mint_budget); next one in {} s",
-                self.account.token.mint_budget,
-                delay.as_secs().max(1)
-            );
-            if self.last_error_label != Some("budget") {
-                warn!(account = %self.account.name, "{message}");
-                self.last_error_label = Some("budget");
-            }
-            self.wait(delay, TokenState::Throttled, message);
+        if self.hold_for_budget(now_ms, " across all replicas") {
             self.publish_budget();
             return Ok(());
         }
