@@ -26,6 +26,7 @@ pub mod server;
 pub mod state;
 pub mod tls;
 pub mod token;
+pub mod workers;
 
 use crate::admin::Admin;
 use crate::config::Config;
@@ -74,6 +75,10 @@ pub async fn run(
     let stop_accept = CancellationToken::new();
     let drain = CancellationToken::new();
 
+    let workers = Arc::new(
+        workers::Workers::start(config.workers)
+            .map_err(|e| StartError::Runtime(format!("cannot start the worker threads: {e}")))?,
+    );
     let mut tokens = Vec::new();
     let mut clients = Vec::new();
     let mut refreshers = Vec::new();
@@ -89,9 +94,12 @@ pub async fn run(
             TokenHandle::new(&account.name, secrets, account.token.mint_budget, api);
         let refresher = Refresher::new(account, handle.clone(), commands, metrics.clone())
             .map_err(StartError::Runtime)?;
-        let client =
-            proxy::upstream::build(account.ca_file.as_deref(), config.limits.connect_timeout)
-                .map_err(StartError::Runtime)?;
+        let client = proxy::upstream::Upstream::build(
+            account.ca_file.as_deref(),
+            config.limits.connect_timeout,
+            workers.count(),
+        )
+        .map_err(StartError::Runtime)?;
         tokens.push(handle);
         clients.push(client);
         refreshers.push(refresher);
@@ -148,6 +156,7 @@ pub async fn run(
     tracker.spawn(server::serve(
         main_listener,
         "proxy",
+        Some(workers.clone()),
         settings.clone(),
         Some(state.connection_slots.clone()),
         metrics.clone(),
@@ -160,6 +169,7 @@ pub async fn run(
         tracker.spawn(server::serve(
             listener,
             "account",
+            Some(workers.clone()),
             settings.clone(),
             Some(state.connection_slots.clone()),
             metrics.clone(),
@@ -179,6 +189,7 @@ pub async fn run(
     tracker.spawn(server::serve(
         admin_listener,
         "admin",
+        None,
         settings.clone(),
         None,
         metrics.clone(),

@@ -208,6 +208,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.log_format != new.log_format {
         notes.push("log.format".to_string());
     }
+    if old.workers != new.workers {
+        notes.push("workers".to_string());
+    }
     for n in &new.accounts {
         match old.account(&n.name) {
             None => notes.push(format!("a new account `{}`", n.name)),

@@ -7,6 +7,7 @@
 
 use crate::config::ListenAddr;
 use crate::metrics::Metrics;
+use crate::workers::Workers;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -118,12 +119,14 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Accepts connections until `stop` fires, serving each with `service`; connection tasks are
-/// tracked in `tracker` and drain gracefully when `drain` fires.
+/// Accepts connections until `stop` fires, serving each with `service` on the next of `workers`
+/// (or on the accepting runtime without them); connection tasks are tracked in `tracker` and
+/// drain gracefully when `drain` fires.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve<F, Fut, B>(
     listener: Listener,
     name: &'static str,
+    workers: Option<Arc<Workers>>,
     settings: Arc<dyn Fn() -> ConnSettings + Send + Sync>,
     slots: Option<Arc<Semaphore>>,
     metrics: Arc<Metrics>,
@@ -174,16 +177,35 @@ pub async fn serve<F, Fut, B>(
                 }
             },
         };
+        // The socket leaves this runtime's reactor and joins the worker's.
+        let io = match io.detach() {
+            Ok(io) => io,
+            Err(e) => {
+                debug!(listener = name, "cannot hand a connection over: {e}");
+                continue;
+            }
+        };
+        let handle = match &workers {
+            Some(w) => w.next().clone(),
+            None => tokio::runtime::Handle::current(),
+        };
         let open = metrics.connections(name);
         open.inc();
         let guard = ConnGuard(open);
         let builder = http1(settings());
         let service = service.clone();
         let drain = drain.clone();
-        tracker.spawn(
+        tracker.spawn_on(
             async move {
                 let _permit = permit;
                 let _guard = guard;
+                let io = match io.attach() {
+                    Ok(io) => io,
+                    Err(e) => {
+                        debug!("cannot take a connection over: {e}");
+                        return;
+                    }
+                };
                 let conn = match io {
                     Accepted::Tcp(s) => ServedConn::boxed(
                         builder.serve_connection(TokioIo::new(s), service_fn(service)),
@@ -195,6 +217,7 @@ pub async fn serve<F, Fut, B>(
                 run_connection(conn, drain).await;
             }
             .instrument(tracing::debug_span!("conn", listener = name)),
+            &handle,
         );
     }
 }
@@ -202,6 +225,32 @@ pub async fn serve<F, Fut, B>(
 enum Accepted {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+impl Accepted {
+    /// Detaches the socket from the accepting runtime.
+    fn detach(self) -> std::io::Result<Detached> {
+        match self {
+            Accepted::Tcp(s) => s.into_std().map(Detached::Tcp),
+            Accepted::Unix(s) => s.into_std().map(Detached::Unix),
+        }
+    }
+}
+
+/// An accepted socket on its way to the runtime that will serve it (still non-blocking).
+enum Detached {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Detached {
+    /// Registers the socket with the calling runtime's reactor.
+    fn attach(self) -> std::io::Result<Accepted> {
+        match self {
+            Detached::Tcp(s) => tokio::net::TcpStream::from_std(s).map(Accepted::Tcp),
+            Detached::Unix(s) => tokio::net::UnixStream::from_std(s).map(Accepted::Unix),
+        }
+    }
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<Accepted> {

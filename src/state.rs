@@ -5,9 +5,9 @@
 //! under a request in flight.
 
 use crate::config::{AccountConfig, ClientType, Config, Limits, ListenAddr, Routing};
-use crate::metrics::{AccountLabel, Metrics};
+use crate::metrics::{AccountLabel, AccountMeter, Metrics};
 use crate::policy::Policy;
-use crate::proxy::upstream::UpstreamClient;
+use crate::proxy::upstream::Upstream;
 use crate::token::TokenHandle;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -17,16 +17,16 @@ use tokio::sync::Semaphore;
 pub struct AccountRuntime {
     /// Name.
     pub name: Arc<str>,
-    /// Metrics label.
-    pub label: AccountLabel,
+    /// Metrics label and cached series.
+    pub label: AccountMeter,
     /// Self or server-based.
     pub client_type: ClientType,
     /// Allowlist and classifier.
     pub policy: Arc<Policy>,
     /// Current token.
     pub token: Arc<TokenHandle>,
-    /// Pooled client to the API host.
-    pub upstream: UpstreamClient,
+    /// Pooled clients to the API host (one per worker).
+    pub upstream: Upstream,
 }
 
 /// Everything a reload may change, swapped as one.
@@ -86,7 +86,7 @@ impl AppState {
     pub fn build_runtime(
         config: Arc<Config>,
         tokens: &[Arc<TokenHandle>],
-        clients: &[UpstreamClient],
+        clients: &[Upstream],
         previous: Option<&Runtime>,
     ) -> Runtime {
         let accounts = config
@@ -96,7 +96,7 @@ impl AppState {
             .map(
                 |(a, (token, upstream)): (&AccountConfig, _)| AccountRuntime {
                     name: a.name.as_str().into(),
-                    label: AccountLabel(a.name.as_str().into()),
+                    label: AccountMeter::new(AccountLabel(a.name.as_str().into())),
                     client_type: a.client_type,
                     policy: a.policy.clone(),
                     token: token.clone(),

@@ -14,7 +14,7 @@ pub use raw::RawConfig;
 pub use units::{parse_duration, parse_size};
 
 use crate::policy::{Policy, PolicyMode};
-use raw::{OrderedMap, RawAccount, RawLimits, RawToken, RawZoho};
+use raw::{OrderedMap, RawAccount, RawCount, RawLimits, RawToken, RawZoho};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
@@ -24,6 +24,8 @@ use std::time::Duration;
 
 /// The largest config file we read (a guard against pasting a huge file by mistake).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// Most data-plane worker threads `workers` may ask for.
+pub const MAX_WORKERS: usize = 256;
 
 /// A configuration problem: which key, where, and what to do. Never contains a secret value.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -303,6 +305,8 @@ pub struct Config {
     pub allow_remote_clients: bool,
     /// Admin listener (health, readiness, metrics, status, OAuth callback).
     pub admin_listen: ListenAddr,
+    /// Data-plane worker threads (restart to change).
+    pub workers: usize,
     /// Accounts, at least one; the first is the main listener's default.
     pub accounts: Vec<AccountConfig>,
     /// Account routing.
@@ -415,6 +419,7 @@ impl Config {
             "listen": self.listen.to_string(),
             "allow_remote_clients": self.allow_remote_clients,
             "admin_listen": self.admin_listen.to_string(),
+            "workers": self.workers,
             "routing": self.routing,
             "policy_mode": match self.policy_mode { PolicyMode::Enforce => "enforce", PolicyMode::Report => "report" },
             "limits": {
@@ -604,8 +609,34 @@ impl Validator<'_> {
         parse_listen(&text).map_err(|m| self.err(key, m))
     }
 
+    /// `workers`: a number from 1 to [`MAX_WORKERS`] or `auto` (one per core, the default).
+    fn workers(&self, value: Option<RawCount>) -> Result<usize, ConfigError> {
+        let key = "workers";
+        let count = match value {
+            None => return Ok(crate::workers::auto_count().min(MAX_WORKERS)),
+            Some(RawCount::Number(n)) => n,
+            Some(RawCount::Text(text)) => match self.string(key, &Some(text))?.as_deref() {
+                None | Some("auto") => return Ok(crate::workers::auto_count().min(MAX_WORKERS)),
+                Some(t) => t.parse().map_err(|_| {
+                    self.err(
+                        key,
+                        format!("`{t}` is not a number; use auto or 1 to {MAX_WORKERS}"),
+                    )
+                })?,
+            },
+        };
+        match usize::try_from(count) {
+            Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                key,
+                format!("must be auto or 1 to {MAX_WORKERS}, not {count}"),
+            )),
+        }
+    }
+
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let allow_remote_clients = raw.allow_remote_clients.unwrap_or(false);
+        let workers = self.workers(raw.workers)?;
         let listen = self.listen("listen", &raw.listen, "127.0.0.1:8080")?;
         self.check_remote("listen", &listen, allow_remote_clients)?;
         let admin = raw.admin.unwrap_or_default();
@@ -738,6 +769,7 @@ impl Validator<'_> {
             listen,
             allow_remote_clients,
             admin_listen,
+            workers,
             accounts,
             routing,
             policy_mode,

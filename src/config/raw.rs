@@ -13,6 +13,7 @@ use std::fmt;
 pub struct RawConfig {
     pub listen: Option<String>,
     pub allow_remote_clients: Option<bool>,
+    pub workers: Option<RawCount>,
     pub admin: Option<RawAdmin>,
     pub zoho: Option<RawZoho>,
     pub allow: Option<Vec<String>>,
@@ -24,6 +25,14 @@ pub struct RawConfig {
     pub shutdown: Option<RawShutdown>,
     pub routing: Option<String>,
     pub accounts: Option<Vec<RawAccount>>,
+}
+
+/// A count written as a number or as text (`auto`, `${VAR}`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCount {
+    Number(u64),
+    Text(String),
 }
 
 /// `admin:` section.

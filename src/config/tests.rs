@@ -75,6 +75,9 @@ const BAD: &[(&str, &str, &str, Option<usize>)] = &[
     ("grant without store", "zoho:\n  client_id: a\n  client_secret: s\n  grant_token: g\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.grant_token", Some(4)),
     ("no refresh token", "zoho:\n  client_id: a\n  client_secret: s\nallow: [ZohoCRM.modules.leads.READ]\n", "zoho.refresh_token", None),
     ("empty file", "   \n", "(file)", None),
+    ("no workers", "workers: 0\nzoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "workers", Some(1)),
+    ("too many workers", "workers: 100000\nzoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "workers", Some(1)),
+    ("workers word", "workers: many\nzoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow: [ZohoCRM.modules.leads.READ]\n", "workers", Some(1)),
 ];
 
 #[test]
@@ -94,6 +97,44 @@ fn bad_configs_name_the_key_and_line() {
             "{case}: no secret in {text}"
         );
     }
+}
+
+#[test]
+fn workers_are_auto_by_default_or_as_written() {
+    let auto = crate::workers::auto_count().min(MAX_WORKERS);
+    assert_eq!(parse(GOOD).expect("valid").workers, auto);
+    assert_eq!(
+        parse(&format!("workers: auto\n{GOOD}"))
+            .expect("valid")
+            .workers,
+        auto
+    );
+    assert_eq!(
+        parse(&format!("workers: 3\n{GOOD}"))
+            .expect("valid")
+            .workers,
+        3
+    );
+    assert_eq!(
+        parse(&format!("workers: '${{ZOHO_CLIENT_ID:-x}}'\n{GOOD}"))
+            .map(|_| ())
+            .expect_err("not a number")
+            .key,
+        "workers"
+    );
+    let e = env(&[
+        ("ZOHO_CLIENT_ID", "1000.ID"),
+        ("ZOHO_CLIENT_SECRET", "CS-CANARY"),
+        ("ZOHO_REFRESH_TOKEN", "RT-CANARY"),
+        ("WORKERS", "2"),
+    ]);
+    let from_env = Config::from_yaml_str_with(
+        &format!("workers: ${{WORKERS}}\n{GOOD}"),
+        &e,
+        Path::new("/tmp"),
+    )
+    .expect("valid");
+    assert_eq!(from_env.workers, 2);
 }
 
 #[test]

@@ -52,7 +52,7 @@ pub fn log_safe(text: &str) -> String {
 struct Access {
     /// Whether the access log is enabled: the strings below are only built when it is.
     log: bool,
-    account: crate::metrics::AccountLabel,
+    account: crate::metrics::AccountMeter,
     method: Method,
     path: String,
     decision: &'static str,
@@ -81,7 +81,7 @@ impl Access {
         metrics.request(&self.account, &self.method, self.decision, status);
         info!(
             target: "access",
-            account = %self.account.0,
+            account = %self.account.label().0,
             method = %self.method,
             path = %self.path,
             decision = self.decision,
@@ -118,7 +118,9 @@ pub async fn handle(
         Ok(a) => a,
         Err(e) => {
             // Not the first account's label: a bad header must not count as that account's traffic.
-            let label = crate::metrics::AccountLabel(UNROUTED_LABEL.into());
+            let label = crate::metrics::AccountMeter::new(crate::metrics::AccountLabel(
+                UNROUTED_LABEL.into(),
+            ));
             let access = Access {
                 log: true,
                 account: label,
@@ -662,7 +664,7 @@ async fn send(
     token: &AccessToken,
 ) -> Result<Response<Incoming>, ProxyError> {
     let host = token.api.authority.to_string();
-    let exchange = account.upstream.request(request);
+    let exchange = account.upstream.client().request(request);
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
     // never completes the handshake or never reads the body is cut too (it would never poll the

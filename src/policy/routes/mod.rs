@@ -208,8 +208,139 @@ struct Caps {
     settings: Option<usize>,
 }
 
+/// The rows of each area indexed by their first position, computed once from [`ROUTES`]: rows
+/// whose first position is not a fixed word (they may take any first segment), and for each fixed
+/// first word (keyed without case) the rows that start with it. Row numbers are in table order.
+struct FirstIndex {
+    open: Vec<Row>,
+    by_word: Vec<(String, Vec<Row>)>,
+}
+
+/// A row number with what decides, from the segment count alone, whether the row can matter.
+#[derive(Clone, Copy)]
+struct Row {
+    n: u16,
+    /// Positions before `Rest` (the whole pattern without one).
+    fixed: u8,
+    /// Whether the pattern ends in `Rest` (one or more further segments).
+    rest: bool,
+    /// The first position holding a fixed word or a settings resource: the only kinds of
+    /// position that mark a path (as a fixed word, or a near miss) without the row matching.
+    first_mark: u8,
+}
+
+impl Row {
+    fn new(n: u16, route: &Route) -> Row {
+        let position = |found: Option<usize>| found.map_or(u8::MAX, |p| p as u8);
+        Row {
+            n,
+            fixed: position(route.pat.iter().position(|s| matches!(s, Seg::Rest)))
+                .min(route.pat.len() as u8),
+            rest: route.pat.iter().any(|s| matches!(s, Seg::Rest)),
+            first_mark: position(
+                route
+                    .pat
+                    .iter()
+                    .position(|s| matches!(s, Seg::Lit(_) | Seg::Settings)),
+            ),
+        }
+    }
+
+    /// Whether the row can match or mark anything for a path of `len` segments: it cannot when
+    /// the count rules a match out and it stops (at the first missing segment, or past its
+    /// last position) before its first marking position.
+    fn matters(&self, len: usize) -> bool {
+        let fixed = usize::from(self.fixed);
+        let can_match = if self.rest { len > fixed } else { len == fixed };
+        can_match || usize::from(self.first_mark) < len.min(fixed)
+    }
+}
+
+fn first_index(area: Area) -> &'static FirstIndex {
+    static INDEX: OnceLock<[FirstIndex; 3]> = OnceLock::new();
+    let all = INDEX.get_or_init(|| {
+        [Area::Crm, Area::Bulk, Area::Email].map(|a| {
+            let mut index = FirstIndex {
+                open: Vec::new(),
+                by_word: Vec::new(),
+            };
+            for (n, route) in ROUTES.iter().enumerate().filter(|(_, r)| r.area == a) {
+                let n = u16::try_from(n).expect("the route table has fewer than 65536 rows");
+                let n = Row::new(n, route);
+                match route.pat.first() {
+                    Some(Seg::Lit(word)) => {
+                        let key = word.to_ascii_lowercase();
+                        match index.by_word.iter_mut().find(|(k, _)| *k == key) {
+                            Some((_, rows)) => rows.push(n),
+                            None => index.by_word.push((key, vec![n])),
+                        }
+                    }
+                    _ => index.open.push(n),
+                }
+            }
+            index
+        })
+    });
+    match area {
+        Area::Crm => &all[0],
+        Area::Bulk => &all[1],
+        Area::Email => &all[2],
+    }
+}
+
+/// The rows of `area` that can match or mark anything for the path `segs`, in table order: a row
+/// whose fixed first word differs from the first segment even ignoring case stops at its first
+/// position without effect, and so does one that [`Row::matters`] rules out; both are skipped.
+/// Allocation-free.
+fn candidate_rows(area: Area, segs: &[&str]) -> impl Iterator<Item = &'static Route> {
+    let index = first_index(area);
+    let len = segs.len();
+    let words: &[Row] = segs
+        .first()
+        .and_then(|f| {
+            index
+                .by_word
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(f))
+        })
+        .map_or(&[], |(_, rows)| rows.as_slice());
+    let (mut a, mut b) = (index.open.as_slice(), words);
+    let merged = std::iter::from_fn(move || {
+        let next = match (a.first(), b.first()) {
+            (Some(&x), Some(&y)) if x.n < y.n => {
+                a = &a[1..];
+                x
+            }
+            (_, Some(&y)) => {
+                b = &b[1..];
+                y
+            }
+            (Some(&x), None) => {
+                a = &a[1..];
+                x
+            }
+            (None, None) => return None,
+        };
+        Some(next)
+    });
+    merged
+        .filter(move |row| row.matters(len))
+        .filter_map(|row| ROUTES.get(usize::from(row.n)))
+}
+
 /// Classifies the segments after the version. Allocation-free.
 pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -> Classified {
+    classify_rows(map, segs, verb, area, candidate_rows(area, segs))
+}
+
+/// [`classify`] over the given rows of `area` (all of them, or the candidates).
+fn classify_rows<'r>(
+    map: &ModuleMap,
+    segs: &[&str],
+    verb: Verb,
+    area: Area,
+    rows: impl Iterator<Item = &'r Route>,
+) -> Classified {
     let bit = verb_bit(verb);
     // Positions where some row (with a matching prefix) has a fixed word equal to the segment,
     // ignoring case; and the first such word per position, for the message.
@@ -217,10 +348,12 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
     let mut variant_seen: u32 = 0;
     let mut literal_word: [&str; MAX_SEGMENTS] = [""; MAX_SEGMENTS];
     let mut near_miss: Option<usize> = None;
+    // The module a segment names, worked out once per position: many rows have a module there.
+    let mut modules: [Option<Option<&'static str>>; MAX_SEGMENTS] = [None; MAX_SEGMENTS];
     // (row, captures, generic positions, positions taken by `Rest`)
     let mut found: Option<(&Route, Caps, u32, u32)> = None;
 
-    for route in ROUTES.iter().filter(|r| r.area == area) {
+    for route in rows {
         let mut caps = Caps::default();
         let mut generic: u32 = 0;
         let mut rest: u32 = 0;
@@ -267,9 +400,14 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
                         false
                     }
                 }
-                // A fixed word of this position (in any case) is never a module name.
-                Seg::Module(_) if is_fixed_word(area, i, text) => false,
-                Seg::Module(slot) => match map.resolve(text) {
+                Seg::Module(slot) => match module_at(&mut modules, i, || {
+                    // A fixed word of this position (in any case) is never a module name.
+                    if is_fixed_word(area, i, text) {
+                        None
+                    } else {
+                        map.resolve(text)
+                    }
+                }) {
                     Some(scope) => {
                         caps.modules[usize::from(slot)] = Some(scope);
                         generic |= 1 << i;
@@ -334,6 +472,18 @@ pub(crate) fn classify(map: &ModuleMap, area: Area, segs: &[&str], verb: Verb) -
     match near_miss {
         Some(i) => Classified::Ambiguous(ambiguous(segs[i], literal_word[i])),
         None => Classified::Unknown,
+    }
+}
+
+/// The memoised module resolution of position `i` (computed by `resolve` on first use).
+fn module_at(
+    memo: &mut [Option<Option<&'static str>>; MAX_SEGMENTS],
+    i: usize,
+    resolve: impl FnOnce() -> Option<&'static str>,
+) -> Option<&'static str> {
+    match memo.get_mut(i) {
+        Some(slot) => *slot.get_or_insert_with(resolve),
+        None => resolve(),
     }
 }
 
@@ -420,6 +570,69 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The indexed rows decide exactly as a scan of the whole table, for every path of the
+    /// operations list and a spread of variants of them.
+    #[test]
+    fn candidate_rows_decide_as_the_full_table() {
+        let map = ModuleMap::default();
+        let ops = include_str!("../../../tests/data/crm-v8-operations.tsv");
+        let mut paths: Vec<String> = Vec::new();
+        for line in ops
+            .lines()
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+        {
+            let Some(path) = line.split('\t').nth(1) else {
+                continue;
+            };
+            let path = path
+                .replace("{module_api_name}", "Leads")
+                .replace(['{', '}'], "");
+            paths.push(path.clone());
+            paths.push(path.to_ascii_uppercase());
+            paths.push(path.to_ascii_lowercase());
+            paths.push(format!("{path}/extra"));
+            if let Some((head, _)) = path.rsplit_once('/') {
+                paths.push(head.to_string());
+            }
+        }
+        paths.extend(
+            [
+                "/crm/v8/",
+                "/crm/v8/Custom_Mod/1/Notes",
+                "/crm/bulk/v8/read",
+            ]
+            .map(String::from),
+        );
+        let mut checked = 0;
+        for path in paths.iter().filter(|p| p.starts_with('/')) {
+            let Ok(super::super::canonical::Located::Crm(area, segs)) =
+                super::super::canonical::locate(path)
+            else {
+                continue;
+            };
+            for verb in [
+                Verb::Get,
+                Verb::Head,
+                Verb::Post,
+                Verb::Put,
+                Verb::Patch,
+                Verb::Delete,
+            ] {
+                let fast = classify(&map, area, segs.as_slice(), verb);
+                let full = classify_rows(
+                    &map,
+                    segs.as_slice(),
+                    verb,
+                    area,
+                    ROUTES.iter().filter(|r| r.area == area),
+                );
+                assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{verb:?} {path}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 5000, "only {checked} cases were checked");
     }
 
     #[test]
