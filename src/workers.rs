@@ -39,14 +39,18 @@ pub struct Workers {
 impl Workers {
     /// Starts `count` worker threads (at least one).
     pub fn start(count: usize) -> std::io::Result<Workers> {
-        let stop = CancellationToken::new();
-        let mut handles = Vec::with_capacity(count.max(1));
+        // Built first, so that a failure part-way stops the threads already started.
+        let mut workers = Workers {
+            handles: Vec::with_capacity(count.max(1)),
+            next: AtomicUsize::new(0),
+            stop: CancellationToken::new(),
+        };
         for index in 0..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            handles.push(runtime.handle().clone());
-            let stop = stop.clone();
+            workers.handles.push(runtime.handle().clone());
+            let stop = workers.stop.clone();
             std::thread::Builder::new()
                 .name(format!("zap-worker-{index}"))
                 .spawn(move || {
@@ -54,11 +58,7 @@ impl Workers {
                     runtime.block_on(stop.cancelled());
                 })?;
         }
-        Ok(Workers {
-            handles,
-            next: AtomicUsize::new(0),
-            stop,
-        })
+        Ok(workers)
     }
 
     /// How many workers run.
@@ -99,6 +99,26 @@ mod tests {
         assert_eq!(
             seen,
             vec![Some(0), Some(1), Some(2), Some(0), Some(1), Some(2)]
+        );
+    }
+
+    #[test]
+    fn dropping_the_workers_stops_their_runtimes_and_tasks() {
+        let workers = Workers::start(2).expect("workers start");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        for _ in 0..2 {
+            let tx = tx.clone();
+            workers.next().spawn(async move {
+                let _held = tx;
+                std::future::pending::<()>().await;
+            });
+        }
+        drop(tx);
+        drop(workers);
+        // Each task's sender is dropped with its runtime: the channel disconnects.
+        assert_eq!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
         );
     }
 }

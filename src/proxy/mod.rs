@@ -480,14 +480,22 @@ async fn send_decided(
     // 4. An upstream slot (Zoho limits concurrent calls per org).
     let permit = match &runtime.upstream_slots {
         None => None,
-        Some(slots) => {
-            match tokio::time::timeout(limits.upstream_queue_timeout, slots.clone().acquire_owned())
+        // A free slot is taken at once; only a queued request arms the queue timer.
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(ProxyError::UpstreamBusy),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(
+                    limits.upstream_queue_timeout,
+                    slots.clone().acquire_owned(),
+                )
                 .await
-            {
-                Ok(Ok(p)) => Some(p),
-                _ => return Err(ProxyError::UpstreamBusy),
+                {
+                    Ok(Ok(p)) => Some(p),
+                    _ => return Err(ProxyError::UpstreamBusy),
+                }
             }
-        }
+        },
     };
 
     // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
