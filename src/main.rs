@@ -138,12 +138,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::Run => {
-            let config = match load(&cli.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
             let rt = match runtime() {
                 Ok(r) => r,
+                Err(code) => return code,
+            };
+            // SIGHUP means "reload". Its default action ends the process, so take it over before
+            // anything else: one arriving before the reloader listens is then simply ignored.
+            let hangup = rt.block_on(async {
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            });
+            if let Err(e) = hangup {
+                eprintln!("zoho-auth-proxy: cannot take over SIGHUP: {e}");
+            }
+            let config = match load(&cli.config) {
+                Ok(c) => c,
                 Err(code) => return code,
             };
             let (set_level, _guard) = logging::init(config.log_format, &config.log_level);
