@@ -136,8 +136,12 @@ pub async fn run(
     }
 
     let settings_state = state.clone();
-    let settings: Arc<dyn Fn() -> ConnSettings + Send + Sync> = Arc::new(move || ConnSettings {
-        header_timeout: settings_state.runtime.load().limits.header_timeout,
+    let settings: Arc<dyn Fn() -> ConnSettings + Send + Sync> = Arc::new(move || {
+        let runtime = settings_state.runtime.load();
+        ConnSettings {
+            header_timeout: runtime.limits.header_timeout,
+            write_timeout: runtime.limits.body_idle_timeout,
+        }
     });
     let mut announce = vec![
         ("proxy".to_string(), main_listener.local_addr()),

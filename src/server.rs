@@ -15,6 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
@@ -97,6 +98,9 @@ impl Listener {
 pub struct ConnSettings {
     /// hyper's header read timeout (also cuts idle keep-alive connections).
     pub header_timeout: Duration,
+    /// Longest time a write to the client may wait: a client that stops reading a response is
+    /// disconnected after it, which ends the upstream exchange and frees its slot.
+    pub write_timeout: Duration,
 }
 
 fn http1(settings: ConnSettings) -> hyper::server::conn::http1::Builder {
@@ -192,7 +196,8 @@ pub async fn serve<F, Fut, B>(
         let open = metrics.connections(name);
         open.inc();
         let guard = ConnGuard(open);
-        let builder = http1(settings());
+        let settings = settings();
+        let builder = http1(settings);
         let service = service.clone();
         let drain = drain.clone();
         tracker.spawn_on(
@@ -206,13 +211,16 @@ pub async fn serve<F, Fut, B>(
                         return;
                     }
                 };
+                let limit = settings.write_timeout;
                 let conn = match io {
-                    Accepted::Tcp(s) => ServedConn::boxed(
-                        builder.serve_connection(TokioIo::new(s), service_fn(service)),
-                    ),
-                    Accepted::Unix(s) => ServedConn::boxed(
-                        builder.serve_connection(TokioIo::new(s), service_fn(service)),
-                    ),
+                    Accepted::Tcp(s) => ServedConn::boxed(builder.serve_connection(
+                        WriteDeadline::new(TokioIo::new(s), limit),
+                        service_fn(service),
+                    )),
+                    Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(
+                        WriteDeadline::new(TokioIo::new(s), limit),
+                        service_fn(service),
+                    )),
                 };
                 run_connection(conn, drain).await;
             }
@@ -264,6 +272,112 @@ async fn accept(listener: &Listener) -> std::io::Result<Accepted> {
             let (s, _) = l.accept().await?;
             Ok(Accepted::Unix(s))
         }
+    }
+}
+
+/// A client socket whose writes may wait at most `limit`: when the client stops reading and the
+/// socket buffer stays full that long, the write fails with `TimedOut` and hyper closes the
+/// connection (dropping the response body, and with it the upstream stream and slot). The timer is
+/// armed only while a write is pending, so writes that complete at once cost nothing.
+struct WriteDeadline<I> {
+    io: I,
+    limit: Duration,
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl<I> WriteDeadline<I> {
+    fn new(io: I, limit: Duration) -> WriteDeadline<I> {
+        WriteDeadline {
+            io,
+            limit,
+            timer: None,
+            armed: false,
+        }
+    }
+
+    /// After the inner write said `Pending`: arms the timer on the first such answer since the
+    /// last progress, and fails once it fires.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read the response within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progress<T>(
+        &mut self,
+        result: Poll<std::io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<T>> {
+        match result {
+            Poll::Ready(r) => {
+                self.armed = false;
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.pending(cx),
+        }
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for WriteDeadline<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for WriteDeadline<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.progress(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.progress(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.progress(r, cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.progress(r, cx)
     }
 }
 

@@ -2053,3 +2053,76 @@ fn secret_file_config(zoho: &Zoho) -> (SecretVolume, String) {
         );
     (volume, config)
 }
+
+/// A client that stops reading a large response is disconnected once its writes have waited
+/// `body_idle_timeout`, which ends the upstream exchange and frees the upstream slot: with one
+/// slot, the next request is served instead of queueing behind the stalled one for good.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_and_frees_its_upstream_slot() {
+    let zoho = Zoho::start().await;
+    let proxy = RunningProxy::spawn(
+        zoho.dir.path(),
+        &zoho.config(
+            LEADS_READ,
+            "limits:\n  upstream_concurrency: 1\n  upstream_queue_timeout: 60s\n  body_idle_timeout: 1s\n",
+        ),
+    )
+    .await;
+    assert!(proxy.wait_ready(Duration::from_secs(10)).await, "ready");
+    let addr = proxy.proxy;
+    const SIZE: usize = 512 << 20;
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    stalled
+        .write_all(
+            format!(
+                "GET /crm/v8/Leads?__fake=download&bytes={SIZE} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send the request, then never read");
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            zoho.control().crm_requests().len() == 1
+        })
+        .await,
+        "the stalled download reached Zoho and holds the only upstream slot"
+    );
+
+    let started = Instant::now();
+    let r = client()
+        .get(proxy.url("/crm/v8/Leads"))
+        .send()
+        .await
+        .expect("send");
+    let took = started.elapsed();
+    assert_eq!(
+        r.status(),
+        200,
+        "the slot was freed: {:?}",
+        r.text().await.unwrap_or_default()
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "served once the stalled client was cut (took {took:?})"
+    );
+    assert_eq!(zoho.control().crm_requests().len(), 2);
+
+    // The proxy closed the stalled connection: what it holds ends well short of the body.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut received = 0usize;
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the stalled connection was closed");
+    assert!(
+        received < SIZE,
+        "the response was cut ({received} of {SIZE} bytes)"
+    );
+}
