@@ -120,7 +120,7 @@ pub async fn run(
         }
     }
 
-    let runtime = AppState::build_runtime(config.clone(), &tokens, &clients, None);
+    let runtime = AppState::build_runtime(config.clone(), &tokens, &clients, None, workers.count());
     let state = AppState {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         metrics: metrics.clone(),

@@ -481,17 +481,11 @@ async fn send_decided(
     let permit = match &runtime.upstream_slots {
         None => None,
         // A free slot is taken at once; only a queued request arms the queue timer.
-        Some(slots) => match slots.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(ProxyError::UpstreamBusy),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match tokio::time::timeout(
-                    limits.upstream_queue_timeout,
-                    slots.clone().acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(p)) => Some(p),
+        Some(slots) => match slots.try_acquire() {
+            Some(p) => Some(p),
+            None => {
+                match tokio::time::timeout(limits.upstream_queue_timeout, slots.acquire()).await {
+                    Ok(Some(p)) => Some(p),
                     _ => return Err(ProxyError::UpstreamBusy),
                 }
             }
