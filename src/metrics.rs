@@ -265,16 +265,17 @@ impl Metrics {
         decision: &'static str,
         status: http::StatusCode,
     ) {
+        let (method, status_class) = (method_label(method), status_class(status));
         let labels = || RequestLabels {
             account: account.label.clone(),
-            method: method_label(method),
+            method,
             decision,
-            status_class: status_class(status),
+            status_class,
         };
-        let cell = DECISIONS.iter().position(|d| *d == decision).map(|d| {
-            (method_index(method_label(method)) * DECISIONS.len() + d) * 5
-                + status_index(status_class(status))
-        });
+        let cell = DECISIONS
+            .iter()
+            .position(|d| *d == decision)
+            .map(|d| (method_index(method) * DECISIONS.len() + d) * 5 + status_index(status_class));
         match cell.and_then(|i| account.cells.requests.get(i)) {
             Some(cell) => cell
                 .get_or_init(|| self.requests.get_or_create(&labels()).clone())

@@ -299,20 +299,25 @@ impl<I> WriteDeadline<I> {
     /// After the inner write said `Pending`: arms the timer on the first such answer since the
     /// last progress, and fails once it fires.
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
-        let deadline = tokio::time::Instant::now() + self.limit;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !self.armed {
-            timer.as_mut().reset(deadline);
+            let deadline = tokio::time::Instant::now() + self.limit;
             self.armed = true;
+            match self.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
         }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+        let fired = self
+            .timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+        if fired {
+            Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the client did not read the response within the write timeout",
-            ))),
-            Poll::Pending => Poll::Pending,
+            )))
+        } else {
+            Poll::Pending
         }
     }
 
