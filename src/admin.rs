@@ -228,6 +228,7 @@ impl Admin {
                 "listen": runtime.config.listen.to_string(),
                 "routing": runtime.config.routing,
                 "accounts": accounts,
+                "credits": runtime.credits.status_json(),
             }),
         )
     }

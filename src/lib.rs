@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod config;
+pub mod credits;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
@@ -120,7 +121,28 @@ pub async fn run(
         }
     }
 
-    let runtime = AppState::build_runtime(config.clone(), &tokens, &clients, None, workers.count());
+    let shared_stores: credits::SharedStores = config
+        .accounts
+        .iter()
+        .zip(&refreshers)
+        .filter_map(|(a, r)| Some((a.name.clone(), r.shared_store()?)))
+        .collect();
+    let credits = Arc::new(credits::Credits::new(
+        &config,
+        credits::CreditSettings::default(),
+        &shared_stores,
+        metrics.credits.clone(),
+    ));
+    credits.restore().await;
+    tracker.spawn(credits.clone().run_writer(background.clone()));
+    let runtime = AppState::build_runtime(
+        config.clone(),
+        &tokens,
+        &clients,
+        None,
+        workers.count(),
+        credits,
+    );
     let state = AppState {
         runtime: Arc::new(ArcSwap::from_pointee(runtime)),
         metrics: metrics.clone(),

@@ -206,6 +206,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             println!("{}", account.policy.explain(&method, &uri, body.as_deref()));
+            println!(
+                "{}",
+                zoho_auth_proxy::credits::explain(account, &method, &uri, body.as_deref())
+            );
             ExitCode::SUCCESS
         }
         Cmd::Exchange { code, account } => {

@@ -131,6 +131,8 @@ pub struct Metrics {
     in_flight: Gauge,
     connections: Family<ListenerOnly, Gauge>,
     shed: Counter,
+    /// The credit metrics (`credits/metrics.rs`).
+    pub credits: crate::credits::CreditMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -242,7 +244,9 @@ impl Metrics {
             "Client connections closed because max_connections was reached",
             shed.clone(),
         );
+        let credits = crate::credits::CreditMetrics::register(&mut registry);
         Metrics {
+            credits,
             registry,
             requests,
             upstream_latency,

@@ -165,7 +165,14 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
     config.log_format = old.config.log_format;
     let tokens: Vec<_> = old.accounts.iter().map(|a| a.token.clone()).collect();
     let clients: Vec<_> = old.accounts.iter().map(|a| a.upstream.clone()).collect();
-    AppState::build_runtime(Arc::new(config), &tokens, &clients, Some(old), old.workers)
+    AppState::build_runtime(
+        Arc::new(config),
+        &tokens,
+        &clients,
+        Some(old),
+        old.workers,
+        old.credits.clone(),
+    )
 }
 
 /// Grows or shrinks the connection cap in place. Shrinking below the number of connections open

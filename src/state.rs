@@ -43,6 +43,10 @@ pub struct Runtime {
     pub workers: usize,
     /// The config this snapshot came from.
     pub config: Arc<Config>,
+    /// Heavy-group slots (`limits.heavy_concurrency`; `None` = unlimited).
+    pub heavy_slots: Option<Arc<Semaphore>>,
+    /// Credit ledgers, budgets and Zoho's back-off (kept across reloads).
+    pub credits: Arc<crate::credits::Credits>,
 }
 
 impl Runtime {
@@ -145,6 +149,7 @@ impl AppState {
         clients: &[Upstream],
         previous: Option<&Runtime>,
         workers: usize,
+        credits: Arc<crate::credits::Credits>,
     ) -> Runtime {
         let accounts = config
             .accounts
@@ -166,6 +171,15 @@ impl AppState {
             Some(p) if p.limits.upstream_concurrency == limit => p.upstream_slots.clone(),
             _ => (limit > 0).then(|| Arc::new(UpstreamSlots::new(limit as usize, workers))),
         };
+        let heavy = config.limits.heavy_concurrency;
+        let heavy_slots = match previous {
+            Some(p) if p.limits.heavy_concurrency == heavy => p.heavy_slots.clone(),
+            _ => (heavy > 0).then(|| Arc::new(Semaphore::new(heavy as usize))),
+        };
+        credits.apply(crate::credits::CreditSettings::from_config(
+            &config,
+            &crate::credits::client_budgets(&config),
+        ));
         Runtime {
             accounts,
             limits: config.limits.clone(),
@@ -173,6 +187,8 @@ impl AppState {
             upstream_slots,
             workers,
             config,
+            heavy_slots,
+            credits,
         }
     }
 }

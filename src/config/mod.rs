@@ -14,7 +14,7 @@ pub use raw::RawConfig;
 pub use units::{parse_duration, parse_size};
 
 use crate::policy::{Policy, PolicyMode};
-use raw::{OrderedMap, RawAccount, RawCount, RawLimits, RawToken, RawZoho};
+use raw::{OrderedMap, RawAccount, RawCount, RawCredits, RawLimits, RawToken, RawZoho};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
@@ -174,6 +174,8 @@ pub struct AccountConfig {
     pub allow: Vec<String>,
     /// Token persistence and budget.
     pub token: TokenConfig,
+    /// `credits:`: the daily limit and cost overrides (top-level costs merged in).
+    pub credits: crate::credits::AccountSettings,
 }
 
 impl AccountConfig {
@@ -257,6 +259,9 @@ pub struct Limits {
     pub upstream_queue_timeout: Duration,
     /// How long a request waits for a token refresh already in flight before 503.
     pub token_wait: Duration,
+    /// Heavy calls (COQL, convert, send mail, big writes, bulk, search, composite) in flight to
+    /// Zoho at most, on top of their ordinary slot (0 = unlimited; Zoho allows 10).
+    pub heavy_concurrency: u32,
 }
 
 impl Default for Limits {
@@ -272,6 +277,7 @@ impl Default for Limits {
             upstream_concurrency: 25,
             upstream_queue_timeout: Duration::from_secs(10),
             token_wait: Duration::from_secs(5),
+            heavy_concurrency: 10,
         }
     }
 }
@@ -433,6 +439,7 @@ impl Config {
                 "upstream_concurrency": self.limits.upstream_concurrency,
                 "upstream_queue_timeout_ms": self.limits.upstream_queue_timeout.as_millis() as u64,
                 "token_wait_ms": self.limits.token_wait.as_millis() as u64,
+                "heavy_concurrency": self.limits.heavy_concurrency,
             },
             "log": { "format": self.log_format, "level": self.log_level },
             "shutdown": { "grace_ms": self.shutdown_grace.as_millis() as u64, "delay_ms": self.shutdown_delay.as_millis() as u64 },
@@ -673,6 +680,14 @@ impl Validator<'_> {
         };
 
         let default_token = raw.token.unwrap_or_default();
+        let top_credits = self.credits("credits", raw.credits.as_ref())?;
+        let multi = raw.accounts.is_some();
+        if multi && top_credits.daily_limit.is_some() {
+            return Err(self.err(
+                "credits.daily_limit",
+                "with `accounts:`, each account has its own budget: set accounts[i].credits.daily_limit",
+            ));
+        }
         let mut accounts = Vec::new();
         match (raw.accounts, raw.zoho) {
             (Some(_), Some(_)) => return Err(self.err(
@@ -703,6 +718,14 @@ impl Validator<'_> {
                 };
                 let account = single_account(zoho, raw.allow, raw.modules);
                 accounts.push(self.account("zoho", account, &default_token, policy_mode)?);
+            }
+        }
+        for a in &mut accounts {
+            if !multi {
+                a.credits.daily_limit = top_credits.daily_limit;
+            }
+            for (op, credits) in &top_credits.costs.0 {
+                a.credits.costs.0.entry(*op).or_insert(*credits);
             }
         }
         for (i, a) in accounts.iter().enumerate() {
@@ -831,6 +854,7 @@ impl Validator<'_> {
                 d.upstream_queue_timeout,
             )?,
             token_wait: self.duration("limits.token_wait", &raw.token_wait, d.token_wait)?,
+            heavy_concurrency: raw.heavy_concurrency.unwrap_or(d.heavy_concurrency),
         };
         for (key, value) in [
             ("limits.request_timeout", limits.request_timeout),
@@ -1053,7 +1077,39 @@ impl Validator<'_> {
             policy: Arc::new(policy),
             allow,
             token,
+            credits: self.credits(&format!("{key}.credits"), raw.credits.as_ref())?,
         })
+    }
+
+    /// A `credits:` section: `daily_limit` (at least 1) and `costs` (operation → credits).
+    fn credits(
+        &self,
+        key: &str,
+        raw: Option<&RawCredits>,
+    ) -> Result<crate::credits::AccountSettings, ConfigError> {
+        use crate::credits::CostedOp;
+        let mut settings = crate::credits::AccountSettings::default();
+        let Some(raw) = raw else {
+            return Ok(settings);
+        };
+        if raw.daily_limit == Some(0) {
+            return Err(self.err(
+                &format!("{key}.daily_limit"),
+                "must be at least 1 (leave it out to count without a limit)",
+            ));
+        }
+        settings.daily_limit = raw.daily_limit;
+        for (name, credits) in raw.costs.iter().flatten() {
+            let Some(op) = CostedOp::from_name(name) else {
+                let known: Vec<&str> = CostedOp::ALL.iter().map(|o| o.name()).collect();
+                return Err(self.err(
+                    &format!("{key}.costs.{}", crate::policy::sanitize(name)),
+                    format!("unknown operation; use one of: {}", known.join(", ")),
+                ));
+            };
+            settings.costs.0.insert(op, *credits);
+        }
+        Ok(settings)
     }
 
     /// `shared_by`: the account name when a top-level `token:` serves several accounts, so each
@@ -1166,6 +1222,7 @@ fn single_account(
         allow,
         modules,
         token: None,
+        credits: None,
     }
 }
 

@@ -25,6 +25,15 @@ pub struct RawConfig {
     pub shutdown: Option<RawShutdown>,
     pub routing: Option<String>,
     pub accounts: Option<Vec<RawAccount>>,
+    pub credits: Option<RawCredits>,
+}
+
+/// `credits:` section (top level, or per account).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredits {
+    pub daily_limit: Option<u64>,
+    pub costs: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A count written as a number or as text (`auto`, `${VAR}`).
@@ -80,6 +89,7 @@ pub struct RawAccount {
     pub allow: Option<Vec<String>>,
     pub modules: Option<OrderedMap>,
     pub token: Option<RawToken>,
+    pub credits: Option<RawCredits>,
 }
 
 /// `policy:` section.
@@ -115,6 +125,7 @@ pub struct RawLimits {
     pub upstream_concurrency: Option<u32>,
     pub upstream_queue_timeout: Option<String>,
     pub token_wait: Option<String>,
+    pub heavy_concurrency: Option<u32>,
 }
 
 /// `log:` section.

@@ -50,9 +50,11 @@ pub use required::{Required, Unclassified};
 pub use routes::BodyKind;
 pub use scope::{Operation, Scope, ScopeError, Service};
 
-use canonical::{check_path, check_query, check_target, locate, method_not_allowed, Located, Verb};
+use canonical::{check_path, check_query, check_target, method_not_allowed, Verb};
+pub(crate) use canonical::{locate, Area, Located};
 use modules::ModuleMap;
 use routes::Classified;
+pub(crate) use scope::sanitize;
 
 /// Whether denials are enforced or only reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -93,6 +93,31 @@ pub enum ProxyError {
         /// Timeout.
         secs: u64,
     },
+    /// The request's credits do not fit a budget over the rolling 24 hours; nothing was sent.
+    #[error("the {budget} credit budget is spent: {used} of {limit} credits used in the last 24 hours, this request costs {cost}; retry after {retry_after} s")]
+    CreditsExhausted {
+        /// `account NAME` or `client NAME`.
+        budget: String,
+        /// Its limit.
+        limit: u64,
+        /// Credits used in the window.
+        used: u64,
+        /// What the request costs.
+        cost: u64,
+        /// Seconds until enough credits roll off.
+        retry_after: u64,
+    },
+    /// Zoho answered 429 for this account recently; nothing is forwarded until the back-off ends.
+    #[error("Zoho is throttling account `{account}` (429 TOO_MANY_REQUESTS); the proxy forwards nothing for it for {retry_after} s")]
+    ZohoThrottled {
+        /// Account name.
+        account: String,
+        /// Seconds left of the back-off.
+        retry_after: u64,
+    },
+    /// Too many heavy calls queued for Zoho.
+    #[error("too many heavy calls (COQL, convert, send mail, bulk, search, composite, big writes) in flight to Zoho (limits.heavy_concurrency); retry shortly")]
+    HeavyBusy,
 }
 
 impl ProxyError {
@@ -123,6 +148,13 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => {
                 (StatusCode::GATEWAY_TIMEOUT, "PROXY_UPSTREAM_TIMEOUT")
             }
+            ProxyError::CreditsExhausted { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "PROXY_CREDITS_EXHAUSTED")
+            }
+            ProxyError::ZohoThrottled { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "PROXY_ZOHO_THROTTLED")
+            }
+            ProxyError::HeavyBusy => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_UPSTREAM_BUSY"),
         }
     }
 
@@ -152,6 +184,27 @@ impl ProxyError {
             ProxyError::BodyTooLarge { limit, key } => {
                 body["details"] = json!({ "limit_bytes": limit, "setting": key });
             }
+            ProxyError::CreditsExhausted {
+                budget,
+                limit,
+                used,
+                cost,
+                retry_after,
+            } => {
+                body["details"] = json!({
+                    "budget": budget,
+                    "limit": limit,
+                    "used": used,
+                    "cost": cost,
+                    "retry_after_s": retry_after,
+                });
+            }
+            ProxyError::ZohoThrottled {
+                account,
+                retry_after,
+            } => {
+                body["details"] = json!({ "account": account, "retry_after_s": retry_after });
+            }
             _ => {}
         }
         let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
@@ -163,12 +216,17 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
-        if let ProxyError::TokenUnavailable { retry_after, .. } = &self {
+        if let ProxyError::TokenUnavailable { retry_after, .. }
+        | ProxyError::CreditsExhausted { retry_after, .. }
+        | ProxyError::ZohoThrottled { retry_after, .. } = &self
+        {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         if matches!(
             self,
-            ProxyError::UpstreamBusy | ProxyError::AccountNotAuthorized { .. }
+            ProxyError::UpstreamBusy
+                | ProxyError::HeavyBusy
+                | ProxyError::AccountNotAuthorized { .. }
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }

@@ -59,6 +59,8 @@ struct Access {
     scope: String,
     started: Instant,
     upstream_ms: Option<u64>,
+    /// Estimated Zoho API credits of the request (0 when refused before pricing).
+    credits: u64,
 }
 
 impl Access {
@@ -88,6 +90,7 @@ impl Access {
             scope = %self.scope,
             status = status.as_u16(),
             upstream_ms = self.upstream_ms,
+            credits = self.credits,
             total_ms = self.started.elapsed().as_millis() as u64,
             bytes,
             complete,
@@ -130,6 +133,7 @@ pub async fn handle(
                 scope: String::new(),
                 started,
                 upstream_ms: None,
+                credits: 0,
             };
             return Ok(local_error(e, &access, &state));
         }
@@ -143,6 +147,7 @@ pub async fn handle(
         scope: String::new(),
         started,
         upstream_ms: None,
+        credits: 0,
     };
     let result = forward(&state, &runtime, account, req, &mut access, in_flight).await;
     Ok(match result {
@@ -477,20 +482,32 @@ async fn send_decided(
         Outgoing::Replayable(_) => None,
     };
 
-    // 4. An upstream slot (Zoho limits concurrent calls per org).
-    let permit = match &runtime.upstream_slots {
-        None => None,
-        // A free slot is taken at once; only a queued request arms the queue timer.
-        Some(slots) => match slots.try_acquire() {
-            Some(p) => Some(p),
-            None => {
-                match tokio::time::timeout(limits.upstream_queue_timeout, slots.acquire()).await {
-                    Ok(Some(p)) => Some(p),
-                    _ => return Err(ProxyError::UpstreamBusy),
-                }
-            }
-        },
+    // 3b. Credits: price the request; refuse it (nothing sent) when a budget or Zoho's 429
+    // back-off says so. The charge is given back if the request never reaches Zoho.
+    let body_view = match &outgoing {
+        Outgoing::Replayable(b) if b.is_empty() => crate::credits::BodyView::None,
+        Outgoing::Replayable(b) => crate::credits::BodyView::Whole(b),
+        Outgoing::Streaming(_) => crate::credits::BodyView::Streaming,
     };
+    let cost = (runtime.credits).price(&account.name, method.as_str(), path, query, body_view);
+    access.credits = cost.credits;
+    let mut charge = runtime.credits.admit(&account.name, None, cost).await?;
+
+    // 4. Upstream slots (Zoho limits concurrent calls per org, and heavy calls per group; a
+    // heavy call takes its group slot first, so it never holds an ordinary one while queued).
+    let permit = crate::credits::slots::take(
+        runtime.upstream_slots.as_ref(),
+        limits.upstream_concurrency,
+        runtime.heavy_slots.as_ref(),
+        limits.heavy_concurrency,
+        &cost,
+        limits.upstream_queue_timeout,
+    )
+    .await
+    .map_err(|busy| match busy.heavy {
+        true => ProxyError::HeavyBusy,
+        false => ProxyError::UpstreamBusy,
+    })?;
 
     // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
     let mut token = token;
@@ -508,6 +525,7 @@ async fn send_decided(
         let request = build_request(&method, &headers, &token, path, query, body, len)?;
         let sent = Instant::now();
         let response = send(account, request, &watch, limits, &token).await?;
+        (runtime.credits).on_response(&mut charge, response.status(), response.headers());
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
         state
@@ -737,7 +755,7 @@ fn respond(
     response: Response<ProxyBody>,
     access: &mut Access,
     idle: Duration,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permit: crate::credits::slots::SlotGuard,
     in_flight: InFlight,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
@@ -753,6 +771,7 @@ fn respond(
         scope: std::mem::take(&mut access.scope),
         started: access.started,
         upstream_ms: access.upstream_ms,
+        credits: access.credits,
     };
     let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
         access.log(status, bytes, complete, &metrics);

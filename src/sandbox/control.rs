@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     pub accounts_log: Mutex<RequestLog>,
     pub issued_codes: Mutex<Vec<String>>,
     pub crm: Mutex<CrmStore>,
+    /// API credits and concurrency (`crm/credits.rs`).
+    pub credits: Mutex<crate::sandbox::crm::credits::FakeCredits>,
     pub accounts_connections: AtomicU64,
     pub crm_connections: AtomicU64,
     /// Woken on every counter or log change, for the `wait_for_*` helpers.
@@ -219,6 +221,61 @@ impl std::fmt::Debug for FakeControl {
 }
 
 impl FakeControl {
+    /// API credits per day of the fake org (`None`: unlimited, the default). Once half are
+    /// used, answers carry `X-API-CREDITS-REMAINING`; past the limit, 429 TOO_MANY_REQUESTS.
+    pub fn set_credit_limit(&self, limit: Option<u64>) {
+        let mut c = lock(&self.shared.credits);
+        c.daily_limit = limit;
+        c.used = 0;
+    }
+
+    /// Credits the fake has charged (with a limit set).
+    pub fn credits_used(&self) -> u64 {
+        lock(&self.shared.credits).used
+    }
+
+    /// Sends `X-API-CREDITS-REMAINING: n` on every answer (`None`: only from 50 % used).
+    pub fn set_credits_remaining_header(&self, remaining: Option<u64>) {
+        lock(&self.shared.credits).remaining_header = remaining;
+    }
+
+    /// Answers every CRM request 429 TOO_MANY_REQUESTS for `duration`, with `Retry-After:
+    /// retry_after` if given.
+    pub fn throttle_for(&self, duration: std::time::Duration, retry_after: Option<u64>) {
+        let mut c = lock(&self.shared.credits);
+        c.throttle_until = Some(crate::sandbox::crm::credits::deadline(duration));
+        c.throttle_retry_after = retry_after;
+    }
+
+    /// Whether a throttle set by [`throttle_for`](Self::throttle_for) still runs.
+    pub fn throttled_now(&self) -> bool {
+        lock(&self.shared.credits)
+            .throttle_until
+            .is_some_and(|u| tokio::time::Instant::now() < u)
+    }
+
+    /// Concurrent CRM requests allowed before 429 (`None`: unlimited).
+    pub fn set_concurrency_limit(&self, limit: Option<usize>) {
+        lock(&self.shared.credits).concurrency_limit = limit;
+    }
+
+    /// The most CRM requests in flight at once so far (all, heavy).
+    pub fn max_in_flight(&self) -> (usize, usize) {
+        let c = lock(&self.shared.credits);
+        (c.max_in_flight, c.max_heavy_in_flight)
+    }
+
+    /// CRM requests in flight now (all, heavy).
+    pub fn in_flight(&self) -> (usize, usize) {
+        let c = lock(&self.shared.credits);
+        (c.in_flight, c.heavy_in_flight)
+    }
+
+    /// CRM requests answered 429 by the credit, throttle and concurrency rules.
+    pub fn throttled_answers(&self) -> u64 {
+        lock(&self.shared.credits).throttled
+    }
+
     /// Sets how every following token request is answered (until changed).
     pub fn set_token_behavior(&self, b: TokenBehavior) {
         lock(&self.shared.knobs).behavior = b;

@@ -42,6 +42,12 @@
 //! | `set_cookie` | adds two `Set-Cookie` headers to whatever else is answered |
 //! | `slow_body&chunks=N&ms=M[&chunk_bytes=B]` | N chunks of B (default 16) bytes, M ms apart, chunked |
 //!
+//! Credits and concurrency (`crm/credits.rs`, set through [`FakeControl`]): with
+//! `set_credit_limit(Some(n))` each request is charged with the proxy's cost table, answers carry
+//! `X-API-CREDITS-REMAINING` from 50 % used and spent credits get `429 TOO_MANY_REQUESTS`;
+//! `throttle_for` answers 429 (optionally with `Retry-After`) for a while;
+//! `set_concurrency_limit` answers 429 over N in flight; `max_in_flight` reports the peaks.
+//!
 //! A switch's argument may be inline (`__fake=reset=10`) or a separate parameter
 //! (`__fake=reset&after=10`). Unknown switches answer `400 INVALID_FAKE_SWITCH`.
 //! Without a switch the in-memory CRM answers: `/crm/{v}/{Leads|Contacts|Deals}[/{id}|/search]`,
@@ -257,6 +263,7 @@ impl FakeZoho {
             accounts_log: Mutex::new(RequestLog::default()),
             issued_codes: Mutex::new(Vec::new()),
             crm: Mutex::new(crm::records::CrmStore::seeded()),
+            credits: Mutex::new(Default::default()),
             accounts_connections: AtomicU64::new(0),
             crm_connections: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),

@@ -464,6 +464,15 @@ impl RedisStore {
         }
     }
 
+    /// Runs a script on keys another module owns (the credit ledgers, `credits/redis.rs`),
+    /// through this store's connection, timeout and secret-free error handling.
+    pub async fn run_script<T: FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        self.invoke(inv).await
+    }
+
     // --- connection and error handling ---
 
     async fn connection(&self) -> Result<ConnectionManager, String> {

@@ -154,6 +154,14 @@ impl Refresher {
         })
     }
 
+    /// The fleet's Redis store, in fleet mode (the credit ledgers share it).
+    pub fn shared_store(&self) -> Option<Arc<RedisStore>> {
+        match &self.store {
+            Store::Redis(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
     /// Restores the stored state; installs a stored token that is still valid. Runs once:
     /// [`Refresher::run`] skips it when the caller already restored.
     pub async fn restore(&mut self) {

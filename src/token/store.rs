@@ -188,7 +188,7 @@ fn load_blocking(path: &Path, client_id: &str) -> Loaded {
     Loaded::State(Box::new(state))
 }
 
-fn save_blocking(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn save_blocking(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path

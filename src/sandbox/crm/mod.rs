@@ -5,6 +5,7 @@
 //! contract 7 and path routing for `/crm/{version}/...`. Must not: buffer bodies beyond the
 //! 1 MiB needed to parse JSON, or mint tokens.
 
+pub(crate) mod credits;
 pub(crate) mod faults;
 mod query;
 pub(crate) mod records;
@@ -75,8 +76,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         }
         Auth::Invalid => return invalid_token(),
     }
+    let (_in_flight, remaining) = match credits::enter(&shared, &parts, &captured) {
+        Ok(entered) => entered,
+        Err(too_many) => return too_many,
+    };
     let query = Query::parse(parts.uri.query());
-    faults::dispatch(&shared, &parts, &captured, &query).await
+    let mut resp = faults::dispatch(&shared, &parts, &captured, &query).await;
+    credits::stamp(&mut resp, remaining);
+    resp
 }
 
 /// Outcome of the `Authorization` check.

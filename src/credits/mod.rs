@@ -1,0 +1,678 @@
+//! Zoho API credits: what each request costs ([`cost`]), the rolling 24-hour ledgers per account
+//! and per client ([`ledger`]), the budgets that refuse a request before it is forwarded, the
+//! back-off after Zoho's own 429 ([`backoff`]), the heavy-call and bulk-download limits
+//! ([`slots`]), and the persistence of all of it through the token store's backends (a file next
+//! to the token file, or the fleet's Redis: `persist.rs`, `redis.rs`).
+//!
+//! The proxy calls [`Credits::admit`] once per request before taking its upstream slot and
+//! [`Credits::on_response`] when Zoho's response head arrives. Budgets come in as data
+//! ([`CreditSettings`]): per account from `credits.daily_limit`, per client from a list of
+//! `(client name, credits per day)` built by whoever knows the clients.
+//!
+//! Must not: parse HTTP itself (the proxy passes method, canonical target, body bytes it holds
+//! and the response head), decide policy, or mint tokens.
+
+pub mod backoff;
+pub mod cost;
+pub mod ledger;
+mod metrics;
+mod persist;
+mod redis;
+pub mod slots;
+
+pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
+pub use metrics::CreditMetrics;
+
+use crate::config::{Config, StoreConfig};
+use crate::proxy::error::ProxyError;
+use crate::token::redis_store::RedisStore;
+use arc_swap::ArcSwap;
+use backoff::Backoff;
+use http::{HeaderMap, StatusCode};
+use ledger::{retry_after_secs, Ledger};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::warn;
+
+/// The client label of requests from no identified client.
+pub const ANONYMOUS: &str = "(anonymous)";
+/// Zoho's remaining-credits header (sent once half the credits are used: CREDITS.md, S).
+pub const REMAINING_HEADER: &str = "x-api-credits-remaining";
+/// Bulk-read result downloads allowed per minute per account (CREDITS.md §5, Z).
+pub const DOWNLOADS_PER_MINUTE: usize = 10;
+
+/// The budgets and cost overrides in force (swapped as one on reload).
+#[derive(Clone, Debug, Default)]
+pub struct CreditSettings {
+    /// Per account: `credits.daily_limit` (`None`: count only) and `credits.costs`.
+    pub accounts: HashMap<String, AccountSettings>,
+    /// Per client name: credits per rolling day (`clients[].credits_per_day`).
+    pub clients: HashMap<String, u64>,
+}
+
+/// One account's credit settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// `credits.daily_limit`.
+    pub daily_limit: Option<u64>,
+    /// `credits.costs`.
+    pub costs: CostOverrides,
+}
+
+impl CreditSettings {
+    /// The settings of `config`, with the per-client budgets `clients` (name, credits per day).
+    pub fn from_config(config: &Config, clients: &[(String, u64)]) -> CreditSettings {
+        CreditSettings {
+            accounts: config
+                .accounts
+                .iter()
+                .map(|a| (a.name.clone(), a.credits.clone()))
+                .collect(),
+            clients: clients.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The per-client budgets of a config: `(client name, credits_per_day)`.
+///
+/// Issue 13 adds `clients:`; until it is wired this list is empty, so only account budgets
+/// apply. Wiring: `config.clients.iter().filter_map(|c| Some((c.name.clone(), c.credits_per_day?)))`.
+pub fn client_budgets(_config: &Config) -> Vec<(String, u64)> {
+    Vec::new()
+}
+
+/// What one admitted request was charged; settled when Zoho's response head arrives, refunded
+/// when dropped unsettled (the request never reached Zoho: slot queue timeout, connect failure).
+pub struct Charge {
+    /// The price.
+    pub cost: Cost,
+    account: Arc<AccountCredits>,
+    client: Option<Arc<str>>,
+    now_ms: u64,
+    settled: bool,
+    credits: Arc<Credits>,
+}
+
+impl Charge {
+    /// Marks the request as having reached Zoho: no refund.
+    fn settle(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if !self.settled && self.cost.credits > 0 {
+            self.credits.refund(self);
+        }
+    }
+}
+
+/// Where an account's ledger lives besides memory.
+enum Backend {
+    /// Nowhere (`token.store` unset).
+    Memory,
+    /// A JSON file beside the token file, written atomically by the writer task.
+    File(PathBuf),
+    /// The fleet's Redis: one count for all replicas.
+    Redis(redis::RedisLedger),
+}
+
+/// One account's credit state.
+struct AccountCredits {
+    name: Arc<str>,
+    state: Mutex<AccountState>,
+    backend: Backend,
+}
+
+#[derive(Default)]
+struct AccountState {
+    ledger: Ledger,
+    backoff: Backoff,
+    /// Zoho's last `X-API-CREDITS-REMAINING` and when it came (Unix ms).
+    zoho_remaining: Option<(u64, u64)>,
+    /// Fleet mode: the fleet-wide use last reported by Redis.
+    shared_used: Option<u64>,
+    /// Start times (Unix ms) of recent bulk-read result downloads.
+    downloads: VecDeque<u64>,
+    dirty: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The credits runtime: every account's ledger and back-off, the client ledgers, the settings.
+pub struct Credits {
+    settings: ArcSwap<CreditSettings>,
+    accounts: Vec<Arc<AccountCredits>>,
+    clients: Mutex<HashMap<String, Ledger>>,
+    /// Where the client ledgers are persisted (beside the first file-backed account's token).
+    clients_file: Option<PathBuf>,
+    clients_dirty: Mutex<bool>,
+    /// Wakes the writer task.
+    dirty: Notify,
+    metrics: CreditMetrics,
+    clock: Clock,
+}
+
+/// Unix ms now (tests pass their own).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+impl std::fmt::Debug for Credits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credits")
+            .field("accounts", &self.accounts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Redis store for each fleet-mode account, by name (from the refreshers).
+pub type SharedStores = HashMap<String, Arc<RedisStore>>;
+
+impl Credits {
+    /// The runtime of `config`'s accounts. `redis`: the fleet stores of Redis-backed accounts.
+    pub fn new(
+        config: &Config,
+        settings: CreditSettings,
+        redis: &SharedStores,
+        metrics: CreditMetrics,
+    ) -> Credits {
+        Credits::with_clock(
+            config,
+            settings,
+            redis,
+            metrics,
+            Arc::new(crate::token::store::now_unix_ms),
+        )
+    }
+
+    /// As [`Credits::new`], with a clock (Unix ms) for tests.
+    pub fn with_clock(
+        config: &Config,
+        settings: CreditSettings,
+        redis: &SharedStores,
+        metrics: CreditMetrics,
+        clock: Clock,
+    ) -> Credits {
+        let mut clients_file = None;
+        let accounts = config
+            .accounts
+            .iter()
+            .map(|a| {
+                let backend = match (&a.token.store, redis.get(&a.name)) {
+                    (StoreConfig::Redis { .. }, Some(store)) => Backend::Redis(
+                        redis::RedisLedger::new(store.clone(), &a.client_id, &a.name),
+                    ),
+                    (StoreConfig::File(path), _) => {
+                        clients_file.get_or_insert_with(|| persist::clients_path(path));
+                        Backend::File(persist::account_path(path))
+                    }
+                    _ => Backend::Memory,
+                };
+                Arc::new(AccountCredits {
+                    name: a.name.as_str().into(),
+                    state: Mutex::new(AccountState::default()),
+                    backend,
+                })
+            })
+            .collect();
+        Credits {
+            settings: ArcSwap::from_pointee(settings),
+            accounts,
+            clients: Mutex::new(HashMap::new()),
+            clients_file,
+            clients_dirty: Mutex::new(false),
+            dirty: Notify::new(),
+            metrics,
+            clock,
+        }
+    }
+
+    /// Replaces budgets and cost overrides (reload). Ledgers are kept.
+    pub fn apply(&self, settings: CreditSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    fn account(&self, name: &str) -> Option<&Arc<AccountCredits>> {
+        self.accounts.iter().find(|a| &*a.name == name)
+    }
+
+    /// Prices a request for `account` (with its `credits.costs`).
+    pub fn price(
+        &self,
+        account: &str,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        body: BodyView<'_>,
+    ) -> Cost {
+        let settings = self.settings.load();
+        let empty = CostOverrides::default();
+        let costs = settings.accounts.get(account).map_or(&empty, |a| &a.costs);
+        cost::cost(method, path, query, body, costs)
+    }
+
+    /// The gate before forwarding: refuses while Zoho's back-off runs or when the request's cost
+    /// does not fit a budget (account, then client); otherwise charges it to the ledgers and,
+    /// for a bulk-read result download over 10 a minute, waits for its turn.
+    pub async fn admit(
+        self: &Arc<Self>,
+        account: &str,
+        client: Option<&str>,
+        cost: Cost,
+    ) -> Result<Charge, ProxyError> {
+        let Some(acc) = self.account(account).cloned() else {
+            return Err(ProxyError::UnknownAccount {
+                name: account.to_string(),
+                known: String::new(),
+            });
+        };
+        let client_name = client.unwrap_or(ANONYMOUS);
+        let settings = self.settings.load_full();
+        let account_limit = settings.accounts.get(account).and_then(|a| a.daily_limit);
+        let client_limit = client.and_then(|c| settings.clients.get(c).copied());
+        let now = (self.clock)();
+
+        if let Some(wait) = lock(&acc.state).backoff.remaining(now) {
+            self.metrics.refused(account, "zoho_throttled");
+            return Err(ProxyError::ZohoThrottled {
+                account: account.to_string(),
+                retry_after: retry_after_secs(wait.as_millis() as u64),
+            });
+        }
+        match &acc.backend {
+            Backend::Redis(shared) => {
+                match shared
+                    .admit(now, cost.credits, account_limit, client, client_limit)
+                    .await
+                {
+                    Ok(redis::Admission::Admitted {
+                        account_used,
+                        client_used,
+                    }) => {
+                        let mut state = lock(&acc.state);
+                        state.shared_used = Some(account_used);
+                        state.ledger.add(now, cost.credits);
+                        drop(state);
+                        self.client_ledger_add(client_name, now, cost.credits);
+                        if let Some(used) = client_used {
+                            self.metrics.client_used_in_window(client_name, used);
+                        }
+                    }
+                    Ok(redis::Admission::Throttled { remaining_ms }) => {
+                        lock(&acc.state).backoff.adopt(now + remaining_ms);
+                        self.metrics.refused(account, "zoho_throttled");
+                        return Err(ProxyError::ZohoThrottled {
+                            account: account.to_string(),
+                            retry_after: retry_after_secs(remaining_ms),
+                        });
+                    }
+                    Ok(redis::Admission::Refused {
+                        client: is_client,
+                        used,
+                        retry_after_ms,
+                    }) => {
+                        let (budget, limit) = if is_client {
+                            (format!("client {client_name}"), client_limit.unwrap_or(0))
+                        } else {
+                            lock(&acc.state).shared_used = Some(used);
+                            (format!("account {account}"), account_limit.unwrap_or(0))
+                        };
+                        self.metrics.refused(account, "credits_exhausted");
+                        return Err(ProxyError::CreditsExhausted {
+                            budget,
+                            limit,
+                            used,
+                            cost: cost.credits,
+                            retry_after: retry_after_secs(retry_after_ms),
+                        });
+                    }
+                    Err(e) => {
+                        // Counting must not stop traffic: fall back to this replica's own view.
+                        warn!(account = %account, "credits: the fleet ledger is unavailable, counting locally: {e}");
+                        self.admit_local(
+                            &acc,
+                            client,
+                            client_name,
+                            cost,
+                            now,
+                            account_limit,
+                            client_limit,
+                        )?;
+                    }
+                }
+            }
+            Backend::Memory | Backend::File(_) => {
+                self.admit_local(
+                    &acc,
+                    client,
+                    client_name,
+                    cost,
+                    now,
+                    account_limit,
+                    client_limit,
+                )?;
+            }
+        }
+        self.metrics.used(account, client_name, cost.credits);
+        self.publish_budgets(&acc, client, &settings, now);
+        if !matches!(acc.backend, Backend::Memory) {
+            self.dirty.notify_one();
+        }
+
+        if cost.is_bulk_download() {
+            let wait = {
+                let mut state = lock(&acc.state);
+                download_wait(&mut state.downloads, now)
+            };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Ok(Charge {
+            cost,
+            account: acc,
+            client: client.map(Arc::from),
+            now_ms: now,
+            settled: false,
+            credits: self.clone(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit_local(
+        &self,
+        acc: &AccountCredits,
+        client: Option<&str>,
+        client_name: &str,
+        cost: Cost,
+        now: u64,
+        account_limit: Option<u64>,
+        client_limit: Option<u64>,
+    ) -> Result<(), ProxyError> {
+        let mut state = lock(&acc.state);
+        let mut clients = lock(&self.clients);
+        if let Some(limit) = account_limit {
+            if let Err(wait) = state.ledger.check(now, cost.credits, limit) {
+                let used = state.ledger.used(now);
+                self.metrics.refused(&acc.name, "credits_exhausted");
+                return Err(ProxyError::CreditsExhausted {
+                    budget: format!("account {}", acc.name),
+                    limit,
+                    used,
+                    cost: cost.credits,
+                    retry_after: retry_after_secs(wait),
+                });
+            }
+        }
+        if let (Some(c), Some(limit)) = (client, client_limit) {
+            let ledger = clients.entry(c.to_string()).or_default();
+            if let Err(wait) = ledger.check(now, cost.credits, limit) {
+                let used = ledger.used(now);
+                self.metrics.refused(&acc.name, "credits_exhausted");
+                return Err(ProxyError::CreditsExhausted {
+                    budget: format!("client {c}"),
+                    limit,
+                    used,
+                    cost: cost.credits,
+                    retry_after: retry_after_secs(wait),
+                });
+            }
+        }
+        state.ledger.add(now, cost.credits);
+        state.dirty = true;
+        clients
+            .entry(client_name.to_string())
+            .or_default()
+            .add(now, cost.credits);
+        *lock(&self.clients_dirty) = true;
+        Ok(())
+    }
+
+    fn client_ledger_add(&self, client: &str, now: u64, credits: u64) {
+        lock(&self.clients)
+            .entry(client.to_string())
+            .or_default()
+            .add(now, credits);
+    }
+
+    fn publish_budgets(
+        &self,
+        acc: &AccountCredits,
+        client: Option<&str>,
+        settings: &CreditSettings,
+        now: u64,
+    ) {
+        let mut state = lock(&acc.state);
+        let used = state.shared_used.unwrap_or_else(|| state.ledger.used(now));
+        drop(state);
+        self.metrics.account_used_in_window(&acc.name, used);
+        if let Some(limit) = settings
+            .accounts
+            .get(&*acc.name)
+            .and_then(|a| a.daily_limit)
+        {
+            self.metrics
+                .budget_left(&format!("account {}", acc.name), limit.saturating_sub(used));
+        }
+        if let Some(c) = client {
+            if let Some(limit) = settings.clients.get(c) {
+                let used = lock(&self.clients).get_mut(c).map_or(0, |l| l.used(now));
+                self.metrics
+                    .budget_left(&format!("client {c}"), limit.saturating_sub(used));
+            }
+        }
+    }
+
+    /// Gives back an unsettled charge (the request never reached Zoho).
+    fn refund(&self, charge: &Charge) {
+        let credits = charge.cost.credits;
+        {
+            let mut state = lock(&charge.account.state);
+            let ledger = std::mem::take(&mut state.ledger);
+            state.ledger = subtract(ledger, charge.now_ms, credits, (self.clock)());
+            state.dirty = true;
+        }
+        let client = charge.client.as_deref().unwrap_or(ANONYMOUS);
+        {
+            let mut clients = lock(&self.clients);
+            if let Some(l) = clients.remove(client) {
+                clients.insert(
+                    client.to_string(),
+                    subtract(l, charge.now_ms, credits, (self.clock)()),
+                );
+            }
+        }
+        self.metrics.refunded(&charge.account.name, client, credits);
+        if let Backend::Redis(shared) = &charge.account.backend {
+            let shared = shared.clone();
+            let (at, has_client) = (charge.now_ms, charge.client.clone());
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    if let Err(e) = shared.refund(at, credits, has_client.as_deref()).await {
+                        warn!("credits: cannot refund {credits} credits in Redis: {e}");
+                    }
+                });
+            }
+        }
+        self.dirty.notify_one();
+    }
+
+    /// Zoho's response head arrived: the charge is settled; `X-API-CREDITS-REMAINING` is
+    /// recorded; a 429 starts (or extends) the account's back-off, anything else ends it.
+    pub fn on_response(&self, charge: &mut Charge, status: StatusCode, headers: &HeaderMap) {
+        charge.settle();
+        let acc = &charge.account;
+        let now = (self.clock)();
+        let remaining = headers
+            .get(REMAINING_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let mut state = lock(&acc.state);
+        if let Some(r) = remaining {
+            state.zoho_remaining = Some((r, now));
+            self.metrics.zoho_remaining(&acc.name, r);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = headers
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| backoff::parse_retry_after(v.as_bytes()));
+            let delay = state.backoff.throttled(now, retry_after);
+            let consecutive = state.backoff.consecutive();
+            drop(state);
+            self.metrics.zoho_throttled(&acc.name);
+            warn!(account = %acc.name, backoff_ms = delay.as_millis() as u64, consecutive, "Zoho answered 429: forwarding nothing for this account during the back-off");
+            if let Backend::Redis(shared) = &acc.backend {
+                let shared = shared.clone();
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(async move {
+                        if let Err(e) = shared.throttle(delay).await {
+                            warn!("credits: cannot share Zoho's back-off through Redis: {e}");
+                        }
+                    });
+                }
+            }
+        } else {
+            state.backoff.succeeded();
+        }
+    }
+
+    /// `/status` part: per account and per client, used in the window, limits, Zoho's last
+    /// remaining figure with its time, the active back-off.
+    pub fn status_json(&self) -> Value {
+        let now = (self.clock)();
+        let settings = self.settings.load();
+        let accounts: Vec<Value> = self
+            .accounts
+            .iter()
+            .map(|a| {
+                let mut state = lock(&a.state);
+                let local = state.ledger.used(now);
+                let used = state.shared_used.unwrap_or(local);
+                let limit = settings.accounts.get(&*a.name).and_then(|s| s.daily_limit);
+                json!({
+                    "account": &*a.name,
+                    "used_in_window": used,
+                    "used_by_this_replica": local,
+                    "daily_limit": limit,
+                    "left": limit.map(|l| l.saturating_sub(used)),
+                    "store": match &a.backend {
+                        Backend::Memory => "memory",
+                        Backend::File(_) => "file",
+                        Backend::Redis(_) => "redis",
+                    },
+                    "zoho_remaining": state.zoho_remaining.map(|(r, _)| r),
+                    "zoho_remaining_unix_ms": state.zoho_remaining.map(|(_, t)| t),
+                    "zoho_remaining_age_s": state.zoho_remaining.map(|(_, t)| now.saturating_sub(t) / 1000),
+                    "backoff": state.backoff.remaining(now).map(|d| json!({
+                        "retry_after_s": retry_after_secs(d.as_millis() as u64),
+                        "until_unix_ms": state.backoff.until_ms(),
+                        "consecutive_429": state.backoff.consecutive(),
+                    })),
+                })
+            })
+            .collect();
+        let mut clients: Vec<Value> = Vec::new();
+        let mut ledgers = lock(&self.clients);
+        let mut names: Vec<String> = ledgers.keys().cloned().collect();
+        for name in settings.clients.keys() {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names.sort();
+        for name in names {
+            let used = ledgers.get_mut(&name).map_or(0, |l| l.used(now));
+            let limit = settings.clients.get(&name).copied();
+            clients.push(json!({
+                "client": name,
+                "used_in_window": used,
+                "credits_per_day": limit,
+                "left": limit.map(|l| l.saturating_sub(used)),
+            }));
+        }
+        json!({ "window_hours": 24, "accounts": accounts, "clients": clients })
+    }
+}
+
+/// For `explain`: the estimated cost of a request and the concurrency it takes, one line.
+pub fn explain(
+    account: &crate::config::AccountConfig,
+    method: &http::Method,
+    uri: &http::Uri,
+    body: Option<&[u8]>,
+) -> String {
+    let view = body
+        .filter(|b| !b.is_empty())
+        .map_or(BodyView::None, BodyView::Whole);
+    let c = cost::cost(
+        method.as_str(),
+        uri.path(),
+        uri.query(),
+        view,
+        &account.credits.costs,
+    );
+    let overridden = account.credits.costs.0.contains_key(&c.op);
+    let heavy = match c.heavy {
+        0 => "not heavy".to_string(),
+        n => format!(
+            "heavy ({n} slot{} of limits.heavy_concurrency)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    format!(
+        "  credits: {} ({}{}); {}; {} slot{} of limits.upstream_concurrency",
+        c.credits,
+        c.op.name(),
+        if overridden {
+            ", set by credits.costs"
+        } else {
+            ""
+        },
+        heavy,
+        c.slots,
+        if c.slots == 1 { "" } else { "s" },
+    )
+}
+
+/// Removes `credits` from the bucket of `at_ms` (refunds).
+fn subtract(ledger: Ledger, at_ms: u64, credits: u64, now_ms: u64) -> Ledger {
+    let minute = ledger::minute_of(at_ms);
+    let buckets = ledger
+        .buckets()
+        .map(|(m, c)| {
+            if m == minute {
+                (m, c.saturating_sub(credits))
+            } else {
+                (m, c)
+            }
+        })
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    Ledger::from_buckets(buckets, now_ms)
+}
+
+/// Reserves a bulk-read download at `now_ms` and says how long to wait for it: at most
+/// [`DOWNLOADS_PER_MINUTE`] start in any minute; the 11th waits for the oldest to age out.
+pub fn download_wait(starts: &mut VecDeque<u64>, now_ms: u64) -> Duration {
+    while starts.front().is_some_and(|&t| t + 60_000 <= now_ms) {
+        starts.pop_front();
+    }
+    let start = if starts.len() < DOWNLOADS_PER_MINUTE {
+        now_ms
+    } else {
+        // The slot after the one DOWNLOADS_PER_MINUTE places back frees a minute after it.
+        let k = starts.len() - DOWNLOADS_PER_MINUTE;
+        (starts[k] + 60_000).max(now_ms)
+    };
+    starts.push_back(start);
+    Duration::from_millis(start - now_ms)
+}
+
+#[cfg(test)]
+mod tests;

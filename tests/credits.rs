@@ -1,0 +1,367 @@
+//! API credits against the real binary and the fake Zoho: account budgets refused before
+//! forwarding, persistence across a restart, Zoho's 429 back-off, Zoho's remaining figure,
+//! the heavy-call cap, and one fleet-wide count through a real `redis-server`.
+//!
+//! The per-client scenarios (`clients[].credits_per_day`) come with the client identities of
+//! issue 13; the budget logic itself is unit-tested in `src/credits/tests.rs`.
+
+mod common;
+
+use common::*;
+use futures_util::future::join_all;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const LEADS: &[&str] = &["ZohoCRM.modules.leads.ALL", "ZohoCRM.coql.READ"];
+const GET: &str = "/crm/v8/Leads";
+
+async fn start(zoho: &Zoho, extra: &str) -> RunningProxy {
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(LEADS, extra)).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready; output:\n{}",
+        proxy.logs()
+    );
+    proxy
+}
+
+/// Status, proxy error code, Retry-After and JSON body of one GET.
+async fn get(
+    proxy: &RunningProxy,
+    path: &str,
+) -> (u16, Option<String>, Option<u64>, serde_json::Value) {
+    let resp = client()
+        .get(proxy.url(path))
+        .send()
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let code = resp
+        .headers()
+        .get("x-zoho-proxy-error")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, code, retry, body)
+}
+
+#[tokio::test]
+async fn an_account_daily_limit_of_5_forwards_exactly_5() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "credits:\n  daily_limit: 5\n").await;
+    let mut forwarded = 0;
+    for i in 0..8 {
+        let (status, code, retry, body) = get(&proxy, GET).await;
+        if i < 5 {
+            assert_eq!(status, 200, "request {i} fits the budget: {body}");
+            forwarded += 1;
+            continue;
+        }
+        assert_eq!(status, 429, "request {i} is over the budget");
+        assert_eq!(code.as_deref(), Some("PROXY_CREDITS_EXHAUSTED"));
+        let retry = retry.expect("Retry-After on a budget refusal");
+        assert!(
+            (23 * 3600..=24 * 3600).contains(&retry),
+            "the credits come back about a day later: {retry}"
+        );
+        let d = &body["details"];
+        assert_eq!(
+            (
+                d["budget"].as_str(),
+                d["limit"].as_u64(),
+                d["used"].as_u64(),
+                d["cost"].as_u64()
+            ),
+            (Some("account default"), Some(5), Some(5), Some(1)),
+            "the body names the budget: {body}"
+        );
+    }
+    assert_eq!(forwarded, 5);
+    assert_eq!(
+        zoho.control().crm_requests().len(),
+        5,
+        "exactly 5 reached Zoho"
+    );
+    let metrics = proxy.metrics_text().await;
+    for needle in [
+        r#"zoho_proxy_credits_used_total{account="default",client="(anonymous)"} 5"#,
+        r#"zoho_proxy_credits_budget_left{budget="account default"} 0"#,
+        r#"zoho_proxy_credits_refusals_total{account="default",reason="credits_exhausted"} 3"#,
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    let status = proxy.status_json().await;
+    let account = &status["credits"]["accounts"][0];
+    assert_eq!(
+        (
+            account["used_in_window"].as_u64(),
+            account["daily_limit"].as_u64()
+        ),
+        (Some(5), Some(5)),
+        "{status}"
+    );
+    assert!(
+        proxy.logs().contains("credits=1"),
+        "the access log has the credits field:\n{}",
+        proxy.logs()
+    );
+}
+
+#[tokio::test]
+async fn the_spent_budget_survives_a_crash_and_a_restart() {
+    let zoho = Zoho::start().await;
+    let store = zoho.dir.path().join("token.json");
+    let extra = format!(
+        "token:\n  store: {}\ncredits:\n  daily_limit: 3\n",
+        store.display()
+    );
+    let mut proxy = start(&zoho, &extra).await;
+    for i in 0..3 {
+        assert_eq!(get(&proxy, GET).await.0, 200, "request {i}");
+    }
+    // Wait for the ledger file to hold all three, then kill -9: no graceful flush.
+    let ledger = zoho.dir.path().join("token.credits.json");
+    let written = poll_until(Duration::from_secs(5), || async {
+        std::fs::read_to_string(&ledger)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v["buckets"]
+                    .as_array()
+                    .map(|b| b.iter().filter_map(|p| p[1].as_u64()).sum::<u64>())
+            })
+            == Some(3)
+    })
+    .await;
+    assert!(
+        written,
+        "the ledger file {} holds 3 credits",
+        ledger.display()
+    );
+    proxy.signal("KILL");
+    assert!(proxy.wait_exit(Duration::from_secs(10)).await.is_some());
+
+    let proxy = start(&zoho, &extra).await;
+    let (status, code, retry, _) = get(&proxy, GET).await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (429, Some("PROXY_CREDITS_EXHAUSTED")),
+        "the restarted proxy remembers the spent budget"
+    );
+    assert!(retry.is_some());
+    assert_eq!(
+        zoho.control().crm_requests().len(),
+        3,
+        "nothing more reached Zoho"
+    );
+}
+
+#[tokio::test]
+async fn three_seconds_of_zoho_429s_let_at_most_4_requests_through_then_traffic_recovers() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "").await;
+    assert_eq!(get(&proxy, GET).await.0, 200, "before the throttle");
+    zoho.control().throttle_for(Duration::from_secs(3), None);
+    let began = Instant::now();
+    let mut passed_through = 0;
+    let mut local = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    while zoho.control().throttled_now() {
+        tick.tick().await;
+        let (status, code, retry, body) = get(&proxy, GET).await;
+        match code.as_deref() {
+            Some("PROXY_ZOHO_THROTTLED") => {
+                assert_eq!(status, 429);
+                assert!(
+                    retry.is_some_and(|r| r >= 1),
+                    "local refusals carry Retry-After"
+                );
+                local += 1;
+            }
+            None => {
+                assert_eq!(status, 429, "Zoho's own 429 passes through: {body}");
+                assert_eq!(body["code"], "TOO_MANY_REQUESTS", "unchanged");
+                passed_through += 1;
+            }
+            Some(other) => panic!("unexpected {other}"),
+        }
+    }
+    let throttled = zoho.control().throttled_answers();
+    assert!(
+        throttled <= 4,
+        "{throttled} requests reached Zoho in {:?} of 429s",
+        began.elapsed()
+    );
+    assert_eq!(passed_through, throttled);
+    assert!(local > 10, "the rest were refused locally ({local})");
+    let recovered = poll_until(Duration::from_secs(30), || async {
+        get(&proxy, GET).await.0 == 200
+    })
+    .await;
+    assert!(recovered, "traffic recovers once Zoho does");
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"zoho_proxy_zoho_throttled_total{{account="default"}} {throttled}"#
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn zohos_remaining_figure_is_a_gauge_and_in_status() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "").await;
+    zoho.control().set_credits_remaining_header(Some(4));
+    assert_eq!(get(&proxy, GET).await.0, 200);
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        metrics.contains(r#"zoho_proxy_zoho_credits_remaining{account="default"} 4"#),
+        "{metrics}"
+    );
+    let status = proxy.status_json().await;
+    let account = &status["credits"]["accounts"][0];
+    assert_eq!(account["zoho_remaining"], 4, "{status}");
+    assert!(
+        account["zoho_remaining_unix_ms"].as_u64().is_some(),
+        "with its time"
+    );
+}
+
+#[tokio::test]
+async fn the_fake_sends_the_remaining_header_from_half_used() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "").await;
+    zoho.control().set_credit_limit(Some(4));
+    let remaining = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-api-credits-remaining")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+    };
+    let first = client().get(proxy.url(GET)).send().await.expect("first");
+    assert_eq!(remaining(&first), None, "1 of 4 used: no header yet");
+    let second = client().get(proxy.url(GET)).send().await.expect("second");
+    assert_eq!(remaining(&second).as_deref(), Some("2"), "half used");
+    let _ = client().get(proxy.url(GET)).send().await.expect("third");
+    let _ = client().get(proxy.url(GET)).send().await.expect("fourth");
+    let fifth = client().get(proxy.url(GET)).send().await.expect("fifth");
+    assert_eq!(fifth.status(), 429, "credits spent: Zoho's 429");
+}
+
+#[tokio::test]
+async fn heavy_concurrency_caps_coql_without_holding_ordinary_gets() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "limits:\n  heavy_concurrency: 2\n").await;
+    let c = client();
+    let coql = (0..8).map(|_| {
+        c.post(proxy.url("/crm/v8/coql?__fake=delay_ms=400"))
+            .header("content-type", "application/json")
+            .body(r#"{"select_query":"select Last_Name from Leads where Last_Name is not null limit 10"}"#)
+            .send()
+    });
+    let gets = (0..6).map(|_| c.get(proxy.url("/crm/v8/Leads?__fake=delay_ms=400")).send());
+    let (coql, gets) = tokio::join!(join_all(coql), join_all(gets));
+    for r in coql.into_iter().chain(gets) {
+        let r = r.expect("response");
+        assert!(
+            r.headers().get("x-zoho-proxy-error").is_none(),
+            "no local refusal: {}",
+            r.status()
+        );
+    }
+    let (all, heavy) = zoho.control().max_in_flight();
+    assert_eq!(
+        heavy, 2,
+        "never more than 2 COQL in flight at Zoho, and the cap was reached"
+    );
+    assert!(
+        all >= 5,
+        "ordinary GETs ran beside the heavy calls (peak {all} in flight)"
+    );
+}
+
+// ---- fleet -------------------------------------------------------------------------------------
+
+fn redis_binary() -> Option<PathBuf> {
+    [
+        "/usr/bin/redis-server",
+        "/usr/sbin/redis-server",
+        "/usr/local/bin/redis-server",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+#[tokio::test]
+async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15() {
+    let Some(binary) = redis_binary() else {
+        eprintln!("\n\n!!!!!!!!!! SKIPPED: redis-server is not installed !!!!!!!!!!\n\n");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _redis = tokio::process::Command::new(binary)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn redis-server");
+    let up = poll_until(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "redis-server listens");
+
+    let zoho = Zoho::start().await;
+    let config = zoho.config(
+        LEADS,
+        &format!("token:\n  store: redis://127.0.0.1:{port}/0\ncredits:\n  daily_limit: 9\n"),
+    );
+    let path = zoho.dir.path().join("fleet.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let fleet = join_all((0..3).map(|_| RunningProxy::spawn_file(&path, &[]))).await;
+    for p in &fleet {
+        assert!(
+            p.wait_ready(Duration::from_secs(15)).await,
+            "ready:\n{}",
+            p.logs()
+        );
+    }
+    let results = join_all((0..15).map(|i| get(&fleet[i % 3], GET))).await;
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let refused = results
+        .iter()
+        .filter(|r| r.1.as_deref() == Some("PROXY_CREDITS_EXHAUSTED") && r.2.is_some())
+        .count();
+    assert_eq!((ok, refused), (9, 6), "{results:?}");
+    assert_eq!(
+        zoho.control().crm_requests().len(),
+        9,
+        "exactly 9 reached Zoho"
+    );
+    let status = fleet[0].status_json().await;
+    assert_eq!(status["credits"]["accounts"][0]["store"], "redis");
+}
