@@ -102,29 +102,36 @@ pub(crate) fn enter(
         shared: shared.clone(),
         heavy,
     };
-    let refuse = |c: &mut FakeCredits, retry: Option<u64>, message: &str| {
+    let refusal = (|| {
+        if let Some(until) = c.throttle_until {
+            if Instant::now() < until {
+                return Some((
+                    c.throttle_retry_after,
+                    "Too many requests (throttled by the test)",
+                ));
+            }
+            c.throttle_until = None;
+        }
+        if c.concurrency_limit.is_some_and(|l| c.in_flight > l) {
+            return Some((
+                None,
+                "The concurrency limit of the user for the app was exceeded",
+            ));
+        }
+        if let Some(limit) = c.daily_limit {
+            if c.used + price.credits > limit {
+                return Some((None, "The API credits for the day are exhausted"));
+            }
+            c.used += price.credits;
+        }
+        None
+    })();
+    if let Some((retry, message)) = refusal {
         c.throttled += 1;
-        Err(too_many(retry, message))
-    };
-    if let Some(until) = c.throttle_until {
-        if Instant::now() < until {
-            let retry = c.throttle_retry_after;
-            return refuse(&mut c, retry, "Too many requests (throttled by the test)");
-        }
-        c.throttle_until = None;
-    }
-    if c.concurrency_limit.is_some_and(|l| c.in_flight > l) {
-        return refuse(
-            &mut c,
-            None,
-            "The concurrency limit of the user for the app was exceeded",
-        );
-    }
-    if let Some(limit) = c.daily_limit {
-        if c.used + price.credits > limit {
-            return refuse(&mut c, None, "The API credits for the day are exhausted");
-        }
-        c.used += price.credits;
+        // The guard takes the same lock when dropped: release it first.
+        drop(c);
+        drop(guard);
+        return Err(too_many(retry, message));
     }
     let remaining = c.remaining_header.or_else(|| {
         c.daily_limit
