@@ -351,9 +351,18 @@ fn composite(body: BodyView<'_>) -> (CostedOp, u64, u32) {
 mod tests {
     use super::*;
 
-    /// CREDITS.md §1.1, row by row (copied here so `cargo test` needs nothing outside the repo):
     /// (row of the table, method, target, body, expected credits, heavy slots).
-    const CASES: &[(&str, &str, &str, Option<&str>, u64, u32)] = &[
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        u64,
+        u32,
+    );
+
+    /// CREDITS.md §1.1, row by row (copied here so `cargo test` needs nothing outside the repo).
+    const CASES: &[Case] = &[
         ("any call not listed", "GET", "/crm/v8/org", None, 1, 0),
         ("Get Users", "GET", "/crm/v8/users?type=AllUsers", None, 1, 0),
         ("Get Roles", "GET", "/crm/v8/settings/roles", None, 1, 0),

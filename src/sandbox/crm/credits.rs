@@ -77,7 +77,7 @@ pub(crate) fn enter(
     shared: &Arc<Shared>,
     parts: &Parts,
     captured: &Captured,
-) -> Result<(InFlight, Option<u64>), Resp> {
+) -> Result<(InFlight, Option<u64>), Box<Resp>> {
     let body = captured
         .content
         .as_deref()
@@ -131,7 +131,7 @@ pub(crate) fn enter(
         // The guard takes the same lock when dropped: release it first.
         drop(c);
         drop(guard);
-        return Err(too_many(retry, message));
+        return Err(Box::new(too_many(retry, message)));
     }
     let remaining = c.remaining_header.or_else(|| {
         c.daily_limit

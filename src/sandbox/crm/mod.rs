@@ -78,7 +78,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
     }
     let (_in_flight, remaining) = match credits::enter(&shared, &parts, &captured) {
         Ok(entered) => entered,
-        Err(too_many) => return too_many,
+        Err(too_many) => return *too_many,
     };
     let query = Query::parse(parts.uri.query());
     let mut resp = faults::dispatch(&shared, &parts, &captured, &query).await;
