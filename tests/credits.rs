@@ -297,11 +297,12 @@ fn redis_binary() -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
-#[tokio::test]
-async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15() {
+/// A throw-away `redis-server` on a free loopback port (killed on drop), or `None` (test
+/// skipped loudly) when it is not installed.
+async fn start_redis() -> Option<(tokio::process::Child, u16, tempfile::TempDir)> {
     let Some(binary) = redis_binary() else {
         eprintln!("\n\n!!!!!!!!!! SKIPPED: redis-server is not installed !!!!!!!!!!\n\n");
-        return;
+        return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -309,7 +310,7 @@ async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15(
         .expect("addr")
         .port();
     let dir = tempfile::tempdir().expect("temp dir");
-    let _redis = tokio::process::Command::new(binary)
+    let child = tokio::process::Command::new(binary)
         .args([
             "--port",
             &port.to_string(),
@@ -334,15 +335,17 @@ async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15(
     })
     .await;
     assert!(up, "redis-server listens");
+    Some((child, port, dir))
+}
 
-    let zoho = Zoho::start().await;
+async fn start_fleet(zoho: &Zoho, port: u16, extra: &str, n: usize) -> Vec<RunningProxy> {
     let config = zoho.config(
         LEADS,
-        &format!("token:\n  store: redis://127.0.0.1:{port}/0\ncredits:\n  daily_limit: 9\n"),
+        &format!("token:\n  store: redis://127.0.0.1:{port}/0\n{extra}"),
     );
     let path = zoho.dir.path().join("fleet.yaml");
     std::fs::write(&path, config).expect("write config");
-    let fleet = join_all((0..3).map(|_| RunningProxy::spawn_file(&path, &[]))).await;
+    let fleet = join_all((0..n).map(|_| RunningProxy::spawn_file(&path, &[]))).await;
     for p in &fleet {
         assert!(
             p.wait_ready(Duration::from_secs(15)).await,
@@ -350,6 +353,16 @@ async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15(
             p.logs()
         );
     }
+    fleet
+}
+
+#[tokio::test]
+async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15() {
+    let Some((_redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let zoho = Zoho::start().await;
+    let fleet = start_fleet(&zoho, port, "credits:\n  daily_limit: 9\n", 3).await;
     let results = join_all((0..15).map(|i| get(&fleet[i % 3], GET))).await;
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let refused = results
@@ -364,4 +377,60 @@ async fn three_redis_backed_replicas_with_daily_limit_9_forward_exactly_9_of_15(
     );
     let status = fleet[0].status_json().await;
     assert_eq!(status["credits"]["accounts"][0]["store"], "redis");
+}
+
+#[tokio::test]
+async fn one_replicas_zoho_429_quiets_the_whole_fleet() {
+    let Some((_redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let zoho = Zoho::start().await;
+    let fleet = start_fleet(&zoho, port, "", 2).await;
+    zoho.control()
+        .throttle_for(Duration::from_secs(30), Some(30));
+    let (status, code, _, _) = get(&fleet[0], GET).await;
+    assert_eq!((status, code), (429, None), "Zoho's own 429 passes through");
+    // The back-off is announced through Redis in the background: poll the other replica.
+    let quiet = poll_until(Duration::from_secs(5), || async {
+        get(&fleet[1], GET).await.1.as_deref() == Some("PROXY_ZOHO_THROTTLED")
+    })
+    .await;
+    assert!(
+        quiet,
+        "the other replica refuses locally during Zoho's back-off"
+    );
+    assert_eq!(
+        zoho.control().throttled_answers(),
+        1,
+        "only one request reached Zoho"
+    );
+}
+
+#[test]
+fn explain_prints_the_cost() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &path,
+        "zoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow:\n  - ZohoCRM.modules.ALL\ncredits:\n  costs:\n    send_mail: 25\n",
+    )
+    .expect("write");
+    let run = |target: &str| {
+        let out = std::process::Command::new(binary())
+            .args(["explain", "--config"])
+            .arg(&path)
+            .args(["POST", target])
+            .output()
+            .expect("run");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let convert = run("/crm/v8/Leads/1/actions/convert");
+    assert!(convert.contains("credits: 5 (convert_lead)"), "{convert}");
+    assert!(convert.contains("heavy"), "{convert}");
+    let mail = run("/crm/v8/Leads/1/actions/send_mail");
+    assert!(
+        mail.contains("credits: 25 (send_mail, set by credits.costs)"),
+        "{mail}"
+    );
 }

@@ -37,6 +37,15 @@ struct Refusal {
     reason: &'static str,
 }
 
+/// One account's cached series.
+#[derive(Debug)]
+pub(super) struct AccountMeters {
+    pub anonymous_used: Counter,
+    pub window: Gauge,
+    /// Created when the account first has a limit.
+    pub budget_left: std::sync::OnceLock<Gauge>,
+}
+
 /// Counters and gauges of the credit accounting (cheap to clone).
 #[derive(Clone, Debug, Default)]
 pub struct CreditMetrics {
@@ -101,6 +110,27 @@ impl CreditMetrics {
         m
     }
 
+    /// The series a request of `account` touches, looked up once (hot path: no label
+    /// allocation per request for anonymous traffic).
+    pub(super) fn account_meters(&self, account: &str) -> AccountMeters {
+        AccountMeters {
+            anonymous_used: self
+                .used
+                .get_or_create(&AccountClient {
+                    account: label(account),
+                    client: label(super::ANONYMOUS),
+                })
+                .clone(),
+            window: self
+                .window
+                .get_or_create(&AccountOnly {
+                    account: label(account),
+                })
+                .clone(),
+            budget_left: std::sync::OnceLock::new(),
+        }
+    }
+
     pub(super) fn used(&self, account: &str, client: &str, credits: u64) {
         let labels = AccountClient {
             account: label(account),
@@ -117,12 +147,12 @@ impl CreditMetrics {
         self.refunded.get_or_create(&labels).inc_by(credits);
     }
 
-    pub(super) fn account_used_in_window(&self, account: &str, used: u64) {
-        self.window
-            .get_or_create(&AccountOnly {
-                account: label(account),
+    pub(super) fn budget_gauge(&self, budget: &str) -> Gauge {
+        self.budget_left
+            .get_or_create(&BudgetOnly {
+                budget: label(budget),
             })
-            .set(i64::try_from(used).unwrap_or(i64::MAX));
+            .clone()
     }
 
     pub(super) fn client_used_in_window(&self, client: &str, used: u64) {

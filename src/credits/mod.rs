@@ -127,6 +127,7 @@ struct AccountCredits {
     name: Arc<str>,
     state: Mutex<AccountState>,
     backend: Backend,
+    meters: metrics::AccountMeters,
 }
 
 #[derive(Default)]
@@ -218,6 +219,7 @@ impl Credits {
                     name: a.name.as_str().into(),
                     state: Mutex::new(AccountState::default()),
                     backend,
+                    meters: metrics.account_meters(&a.name),
                 })
             })
             .collect();
@@ -359,7 +361,12 @@ impl Credits {
                 )?;
             }
         }
-        self.metrics.used(account, client_name, cost.credits);
+        match client {
+            None => {
+                acc.meters.anonymous_used.inc_by(cost.credits);
+            }
+            Some(c) => self.metrics.used(account, c, cost.credits),
+        };
         self.publish_budgets(&acc, client, &settings, now);
         if !matches!(acc.backend, Backend::Memory) {
             self.dirty.notify_one();
@@ -426,10 +433,13 @@ impl Credits {
         }
         state.ledger.add(now, cost.credits);
         state.dirty = true;
-        clients
-            .entry(client_name.to_string())
-            .or_default()
-            .add(now, cost.credits);
+        match clients.get_mut(client_name) {
+            Some(ledger) => ledger.add(now, cost.credits),
+            None => clients
+                .entry(client_name.to_string())
+                .or_default()
+                .add(now, cost.credits),
+        }
         *lock(&self.clients_dirty) = true;
         Ok(())
     }
@@ -451,14 +461,19 @@ impl Credits {
         let mut state = lock(&acc.state);
         let used = state.shared_used.unwrap_or_else(|| state.ledger.used(now));
         drop(state);
-        self.metrics.account_used_in_window(&acc.name, used);
+        acc.meters
+            .window
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
         if let Some(limit) = settings
             .accounts
             .get(&*acc.name)
             .and_then(|a| a.daily_limit)
         {
-            self.metrics
-                .budget_left(&format!("account {}", acc.name), limit.saturating_sub(used));
+            let left = limit.saturating_sub(used);
+            acc.meters
+                .budget_left
+                .get_or_init(|| self.metrics.budget_gauge(&format!("account {}", acc.name)))
+                .set(i64::try_from(left).unwrap_or(i64::MAX));
         }
         if let Some(c) = client {
             if let Some(limit) = settings.clients.get(c) {
@@ -504,8 +519,10 @@ impl Credits {
     }
 
     /// Zoho's response head arrived: the charge is settled; `X-API-CREDITS-REMAINING` is
-    /// recorded; a 429 starts (or extends) the account's back-off, anything else ends it.
-    pub fn on_response(&self, charge: &mut Charge, status: StatusCode, headers: &HeaderMap) {
+    /// recorded; a 429 starts (or extends) the account's back-off, anything else ends it. In
+    /// fleet mode a 429's back-off is announced through Redis before the 429 is passed on, so
+    /// no other replica forwards in between.
+    pub async fn on_response(&self, charge: &mut Charge, status: StatusCode, headers: &HeaderMap) {
         charge.settle();
         let acc = &charge.account;
         let now = (self.clock)();
@@ -513,32 +530,29 @@ impl Credits {
             .get(REMAINING_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let mut state = lock(&acc.state);
-        if let Some(r) = remaining {
-            state.zoho_remaining = Some((r, now));
-            self.metrics.zoho_remaining(&acc.name, r);
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        let delay = {
+            let mut state = lock(&acc.state);
+            if let Some(r) = remaining {
+                state.zoho_remaining = Some((r, now));
+                self.metrics.zoho_remaining(&acc.name, r);
+            }
+            if status != StatusCode::TOO_MANY_REQUESTS {
+                state.backoff.succeeded();
+                return;
+            }
             let retry_after = headers
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| backoff::parse_retry_after(v.as_bytes()));
             let delay = state.backoff.throttled(now, retry_after);
             let consecutive = state.backoff.consecutive();
-            drop(state);
-            self.metrics.zoho_throttled(&acc.name);
             warn!(account = %acc.name, backoff_ms = delay.as_millis() as u64, consecutive, "Zoho answered 429: forwarding nothing for this account during the back-off");
-            if let Backend::Redis(shared) = &acc.backend {
-                let shared = shared.clone();
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(async move {
-                        if let Err(e) = shared.throttle(delay).await {
-                            warn!("credits: cannot share Zoho's back-off through Redis: {e}");
-                        }
-                    });
-                }
+            delay
+        };
+        self.metrics.zoho_throttled(&acc.name);
+        if let Backend::Redis(shared) = &acc.backend {
+            if let Err(e) = shared.throttle(delay).await {
+                warn!(account = %acc.name, "credits: cannot share Zoho's back-off through Redis: {e}");
             }
-        } else {
-            state.backoff.succeeded();
         }
     }
 

@@ -56,7 +56,8 @@ fn convert(f: &Fixture) -> Cost {
 async fn spend(f: &Fixture, client: Option<&str>, cost: Cost) -> Result<(), ProxyError> {
     let mut charge = f.credits.admit("default", client, cost).await?;
     f.credits
-        .on_response(&mut charge, StatusCode::OK, &HeaderMap::new());
+        .on_response(&mut charge, StatusCode::OK, &HeaderMap::new())
+        .await;
     Ok(())
 }
 
@@ -156,7 +157,8 @@ async fn zohos_429_stops_forwarding_for_the_back_off_and_a_success_resets_it() {
     let mut headers = HeaderMap::new();
     headers.insert(REMAINING_HEADER, http::HeaderValue::from_static("4"));
     f.credits
-        .on_response(&mut charge, StatusCode::TOO_MANY_REQUESTS, &headers);
+        .on_response(&mut charge, StatusCode::TOO_MANY_REQUESTS, &headers)
+        .await;
     match f.credits.admit("default", None, get(&f)).await {
         Err(ProxyError::ZohoThrottled { retry_after, .. }) => assert_eq!(retry_after, 1),
         other => panic!("expected the back-off, got {:?}", other.err()),

@@ -525,7 +525,9 @@ async fn send_decided(
         let request = build_request(&method, &headers, &token, path, query, body, len)?;
         let sent = Instant::now();
         let response = send(account, request, &watch, limits, &token).await?;
-        (runtime.credits).on_response(&mut charge, response.status(), response.headers());
+        (runtime.credits)
+            .on_response(&mut charge, response.status(), response.headers())
+            .await;
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
         state
