@@ -2627,6 +2627,25 @@ async fn upstream_faults(upstream: Upstream) {
         "H7: Zoho's answer, not ours"
     );
     assert_eq!(h.upstream().len(), 1, "H7: no automatic retry");
+    // ... and starts the account's back-off (1 s without Retry-After, issue 14): the next
+    // request is refused locally without reaching Zoho, then traffic resumes.
+    let (responses, _) = h.exchange(&get("/crm/v8/Leads")).await;
+    assert_eq!(
+        responses.first().and_then(|r| r.proxy_error()),
+        Some("PROXY_ZOHO_THROTTLED"),
+        "H7: refused locally during Zoho's back-off"
+    );
+    assert_eq!(
+        h.upstream().len(),
+        1,
+        "H7: nothing forwarded during the back-off"
+    );
+    let resumed = poll_until(Duration::from_secs(5), || async {
+        let (responses, _) = h.exchange(&get("/crm/v8/Leads")).await;
+        responses.first().map(|r| r.status) == Some(200)
+    })
+    .await;
+    assert!(resumed, "H7: traffic resumes after the back-off");
 
     // H8: upstream 5xx HTML passes through unchanged.
     let (responses, _) = h

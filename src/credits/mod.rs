@@ -334,8 +334,20 @@ impl Credits {
                             retry_after: retry_after_secs(retry_after_ms),
                         });
                     }
+                    Ok(redis::Admission::Skipped) => {
+                        self.admit_local(
+                            &acc,
+                            client,
+                            client_name,
+                            cost,
+                            now,
+                            account_limit,
+                            client_limit,
+                        )?;
+                    }
                     Err(e) => {
-                        // Counting must not stop traffic: fall back to this replica's own view.
+                        // Counting must not stop traffic: fall back to this replica's own view
+                        // (for a few seconds, then Redis is tried again).
                         warn!(account = %account, "credits: the fleet ledger is unavailable, counting locally: {e}");
                         self.admit_local(
                             &acc,
@@ -550,7 +562,7 @@ impl Credits {
         };
         self.metrics.zoho_throttled(&acc.name);
         if let Backend::Redis(shared) = &acc.backend {
-            if let Err(e) = shared.throttle(delay).await {
+            if let Err(e) = shared.throttle(now, delay).await {
                 warn!(account = %acc.name, "credits: cannot share Zoho's back-off through Redis: {e}");
             }
         }

@@ -15,8 +15,15 @@
 
 use super::ledger::{minute_of, retry_after_ms, window_start};
 use crate::token::redis_store::RedisStore;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The longest a request waits for the fleet ledger before counting locally.
+const ADMIT_TIMEOUT: Duration = Duration::from_secs(1);
+/// After a failure, requests count locally this long before Redis is tried again, so an outage
+/// does not slow every request down.
+const RETRY_AFTER_FAILURE_MS: u64 = 5_000;
 
 const PREFIX: &str = "zoho-auth-proxy:{credits}";
 /// Ledger keys outlive the window by an hour.
@@ -106,6 +113,8 @@ pub(super) enum Admission {
     },
     /// Zoho's back-off, announced by some replica, still runs.
     Throttled { remaining_ms: u64 },
+    /// Redis failed moments ago: not tried (the caller counts locally).
+    Skipped,
 }
 
 /// One account's keys in the fleet's Redis.
@@ -114,6 +123,8 @@ pub(super) struct RedisLedger {
     store: Arc<RedisStore>,
     account_key: String,
     throttle_key: String,
+    /// Unix ms before which Redis is not tried again after a failure.
+    down_until_ms: Arc<AtomicU64>,
 }
 
 fn client_key(client: &str) -> String {
@@ -126,6 +137,7 @@ impl RedisLedger {
             store,
             account_key: format!("{PREFIX}:account:{client_id}:{account}"),
             throttle_key: format!("{PREFIX}:throttle:{client_id}:{account}"),
+            down_until_ms: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -138,6 +150,9 @@ impl RedisLedger {
         client: Option<&str>,
         client_limit: Option<u64>,
     ) -> Result<Admission, String> {
+        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+            return Ok(Admission::Skipped);
+        }
         let limit = |l: Option<u64>| l.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let script = redis::Script::new(ADMIT);
         let mut inv = script.prepare_invoke();
@@ -151,7 +166,18 @@ impl RedisLedger {
             .arg(limit(client_limit))
             .arg(if client.is_some() { "1" } else { "0" })
             .arg(LEDGER_TTL_MS);
-        let reply: Vec<i64> = self.store.run_script(&inv).await?;
+        let reply: Result<Vec<i64>, String> =
+            match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script(&inv)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "Redis did not answer within {} ms",
+                    ADMIT_TIMEOUT.as_millis()
+                )),
+            };
+        let reply = reply.inspect_err(|_| {
+            self.down_until_ms
+                .store(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+        })?;
         decode(&reply, now_ms, cost, account_limit, client_limit)
     }
 
@@ -174,13 +200,21 @@ impl RedisLedger {
     }
 
     /// Announces Zoho's back-off to the fleet.
-    pub(super) async fn throttle(&self, delay: Duration) -> Result<(), String> {
+    pub(super) async fn throttle(&self, now_ms: u64, delay: Duration) -> Result<(), String> {
+        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let script = redis::Script::new(THROTTLE);
         let mut inv = script.prepare_invoke();
         inv.key(&self.throttle_key)
             .arg(delay.as_millis().max(1) as u64);
-        let _: i64 = self.store.run_script(&inv).await?;
-        Ok(())
+        match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script::<i64>(&inv)).await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(format!(
+                "Redis did not answer within {} ms",
+                ADMIT_TIMEOUT.as_millis()
+            )),
+        }
     }
 }
 

@@ -525,14 +525,14 @@ async fn send_decided(
         let request = build_request(&method, &headers, &token, path, query, body, len)?;
         let sent = Instant::now();
         let response = send(account, request, &watch, limits, &token).await?;
-        (runtime.credits)
-            .on_response(&mut charge, response.status(), response.headers())
-            .await;
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
         state
             .metrics
             .upstream_latency(&account.label, upstream_ms.as_secs_f64());
+        (runtime.credits)
+            .on_response(&mut charge, response.status(), response.headers())
+            .await;
 
         if response.status() == StatusCode::UNAUTHORIZED && !replayed {
             let (parts, incoming) = response.into_parts();
