@@ -47,11 +47,17 @@ pub enum CostedOp {
     Composite,
     /// `POST /crm/{v}/settings/modules`: 500.
     CreateModule,
+    /// `GET /crm/{v}/{module}?sort_by=…`: 1 (UNCONFIRMED: one source says 3).
+    SortByListing,
+    /// `POST /crm/{v}/{module}/actions/mass_update`: 1 (UNCONFIRMED: not listed by Zoho).
+    MassUpdate,
+    /// `GET /crm/bulk/{v}/read|write/{id}`: 1 (UNCONFIRMED: not listed by Zoho).
+    BulkJobStatus,
 }
 
 impl CostedOp {
     /// Every operation, for config validation and docs.
-    pub const ALL: [CostedOp; 16] = [
+    pub const ALL: [CostedOp; 19] = [
         CostedOp::Default,
         CostedOp::ConvertLead,
         CostedOp::MassConvert,
@@ -68,6 +74,9 @@ impl CostedOp {
         CostedOp::BulkReadResult,
         CostedOp::Composite,
         CostedOp::CreateModule,
+        CostedOp::SortByListing,
+        CostedOp::MassUpdate,
+        CostedOp::BulkJobStatus,
     ];
 
     /// The name used by `credits.costs:`, `explain` and `/status`.
@@ -89,6 +98,9 @@ impl CostedOp {
             CostedOp::BulkReadResult => "bulk_read_result",
             CostedOp::Composite => "composite",
             CostedOp::CreateModule => "create_module",
+            CostedOp::SortByListing => "sort_by_listing",
+            CostedOp::MassUpdate => "mass_update",
+            CostedOp::BulkJobStatus => "bulk_job_status",
         }
     }
 
@@ -194,6 +206,8 @@ fn price(
         (Area::Bulk, "POST", ["read"]) => (CostedOp::BulkReadCreate, 50, 0),
         (Area::Bulk, "POST", ["write"]) => (CostedOp::BulkWriteCreate, 500, 0),
         (Area::Bulk, "GET" | "HEAD", ["read", _, "result"]) => (CostedOp::BulkReadResult, 1, 0),
+        (Area::Bulk, "GET" | "HEAD", ["read" | "write", _]) => (CostedOp::BulkJobStatus, 1, 0),
+        (Area::Crm, "POST", [_, "actions", "mass_update"]) => (CostedOp::MassUpdate, 1, 0),
         (Area::Crm, "POST", ["coql"]) => (CostedOp::Coql, coql_credits(body), 0),
         (Area::Crm, "POST", ["__composite_requests"]) => composite(body),
         (Area::Crm, "POST", ["settings", "modules"]) => (CostedOp::CreateModule, 500, 0),
@@ -220,6 +234,12 @@ fn price(
                 && query.is_some_and(|q| query_value(q, "cvid").is_some()) =>
         {
             (CostedOp::CvidListing, 3, 0)
+        }
+        (Area::Crm, "GET" | "HEAD", [module])
+            if !module.starts_with("__")
+                && query.is_some_and(|q| query_value(q, "sort_by").is_some()) =>
+        {
+            (CostedOp::SortByListing, 1, 0)
         }
         (Area::Crm, _, [module] | [module, "upsert"] | [module, _])
             if write
@@ -403,6 +423,8 @@ mod tests {
         ("Bulk Read: create job", "POST", "/crm/bulk/v8/read", Some(r#"{"query":{"module":{"api_name":"Leads"}}}"#), 50, 1),
         ("Bulk Write: create job", "POST", "/crm/bulk/v8/write", Some(r#"{"resource":[]}"#), 500, 1),
         ("Bulk read job status (assume 1)", "GET", "/crm/bulk/v8/read/4150868000000624001", None, 1, 0),
+        ("Bulk write job status (assume 1)", "GET", "/crm/bulk/v8/write/4150868000000624001", None, 1, 0),
+        ("Get Records with sort_by (UNCONFIRMED 3: 1 here)", "GET", "/crm/v8/Leads?sort_by=Created_Time", None, 1, 0),
         ("Bulk read result download (assume 1)", "GET", "/crm/bulk/v8/read/4150868000000624001/result", None, 1, 0),
         ("Create custom module", "POST", "/crm/v8/settings/modules", Some(r#"{"modules":[]}"#), 500, 0),
         ("Outside the CRM API", "GET", "/books/v3/invoices", None, 1, 0),
@@ -491,6 +513,19 @@ mod tests {
             cost("GET", "/crm/v8/Leads/deleted", None, BodyView::None, &o).credits,
             2,
             "other operations keep their rule"
+        );
+        // An UNCONFIRMED number corrected from config: `sort_by` listings at 3.
+        o.0.insert(CostedOp::SortByListing, 3);
+        assert_eq!(
+            cost(
+                "GET",
+                "/crm/v8/Leads",
+                Some("sort_by=Created_Time"),
+                BodyView::None,
+                &o
+            )
+            .credits,
+            3
         );
     }
 
