@@ -137,6 +137,7 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
                 let mut merged = previous.clone();
                 merged.policy = new.policy.clone();
                 merged.allow = new.allow.clone();
+                merged.credits = new.credits.clone();
                 if secret_changed(&previous.client_secret, &new.client_secret)
                     || previous.refresh_token.as_ref().map(SecretValue::expose)
                         != new.refresh_token.as_ref().map(SecretValue::expose)

@@ -284,6 +284,91 @@ async fn heavy_concurrency_caps_coql_without_holding_ordinary_gets() {
     );
 }
 
+#[tokio::test]
+async fn a_reload_changes_the_budget_and_keeps_the_count() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "credits:\n  daily_limit: 2\n").await;
+    for i in 0..2 {
+        assert_eq!(get(&proxy, GET).await.0, 200, "request {i}");
+    }
+    assert_eq!(
+        get(&proxy, GET).await.1.as_deref(),
+        Some("PROXY_CREDITS_EXHAUSTED")
+    );
+    // A broken credits section is refused and the old budget stays.
+    let broken = zoho.config(LEADS, "credits:\n  daily_limit: 0\n");
+    std::fs::write(&proxy.config_path, broken).expect("write");
+    proxy.signal("HUP");
+    let refused = proxy
+        .wait_for_output(Duration::from_secs(5), |t| {
+            t.contains("credits.daily_limit")
+        })
+        .await;
+    assert!(refused, "the bad reload names the key:\n{}", proxy.logs());
+    assert_eq!(
+        get(&proxy, GET).await.1.as_deref(),
+        Some("PROXY_CREDITS_EXHAUSTED")
+    );
+    std::fs::write(
+        &proxy.config_path,
+        zoho.config(LEADS, "credits:\n  daily_limit: 3\n"),
+    )
+    .expect("write");
+    proxy.signal("HUP");
+    let raised = poll_until(Duration::from_secs(5), || async {
+        get(&proxy, GET).await.0 == 200
+    })
+    .await;
+    assert!(
+        raised,
+        "the raised budget applies, counting the 2 already spent"
+    );
+    assert_eq!(
+        get(&proxy, GET).await.1.as_deref(),
+        Some("PROXY_CREDITS_EXHAUSTED")
+    );
+    assert_eq!(zoho.control().crm_requests().len(), 3);
+}
+
+#[tokio::test]
+async fn upstream_concurrency_keeps_the_fake_zohos_concurrency_limit_unreached() {
+    let zoho = Zoho::start().await;
+    let proxy = start(&zoho, "limits:\n  upstream_concurrency: 2\n").await;
+    zoho.control().set_concurrency_limit(Some(2));
+    let c = client();
+    let all =
+        join_all((0..6).map(|_| c.get(proxy.url("/crm/v8/Leads?__fake=delay_ms=200")).send()))
+            .await;
+    for r in all {
+        assert_eq!(
+            r.expect("response").status(),
+            200,
+            "queued, never over Zoho's limit"
+        );
+    }
+    assert_eq!(zoho.control().throttled_answers(), 0);
+    assert_eq!(zoho.control().max_in_flight().0, 2);
+    // Without the proxy's cap the fake answers 429 over its limit (the control works).
+    let direct = tls_client(&zoho.ca);
+    let token = zoho.control().live_tokens().pop().expect("a live token");
+    let url = format!("{}/crm/v8/Leads?__fake=delay_ms=300", zoho.fake.api_url());
+    let statuses = join_all((0..3).map(|_| {
+        direct
+            .get(&url)
+            .header("authorization", format!("Zoho-oauthtoken {token}"))
+            .send()
+    }))
+    .await;
+    let too_many = statuses
+        .into_iter()
+        .filter(|r| r.as_ref().map(|r| r.status() == 429).unwrap_or(false))
+        .count();
+    assert_eq!(
+        too_many, 1,
+        "the third concurrent call is over the fake's limit"
+    );
+}
+
 // ---- fleet -------------------------------------------------------------------------------------
 
 fn redis_binary() -> Option<PathBuf> {

@@ -125,6 +125,14 @@ pub(super) struct RedisLedger {
     throttle_key: String,
     /// Unix ms before which Redis is not tried again after a failure.
     down_until_ms: Arc<AtomicU64>,
+    scripts: Arc<Scripts>,
+}
+
+/// The scripts, hashed once.
+struct Scripts {
+    admit: redis::Script,
+    refund: redis::Script,
+    throttle: redis::Script,
 }
 
 fn client_key(client: &str) -> String {
@@ -138,6 +146,11 @@ impl RedisLedger {
             account_key: format!("{PREFIX}:account:{client_id}:{account}"),
             throttle_key: format!("{PREFIX}:throttle:{client_id}:{account}"),
             down_until_ms: Arc::new(AtomicU64::new(0)),
+            scripts: Arc::new(Scripts {
+                admit: redis::Script::new(ADMIT),
+                refund: redis::Script::new(REFUND),
+                throttle: redis::Script::new(THROTTLE),
+            }),
         }
     }
 
@@ -154,8 +167,7 @@ impl RedisLedger {
             return Ok(Admission::Skipped);
         }
         let limit = |l: Option<u64>| l.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let script = redis::Script::new(ADMIT);
-        let mut inv = script.prepare_invoke();
+        let mut inv = self.scripts.admit.prepare_invoke();
         inv.key(&self.account_key)
             .key(client.map_or_else(|| client_key(""), client_key))
             .key(&self.throttle_key)
@@ -188,8 +200,7 @@ impl RedisLedger {
         credits: u64,
         client: Option<&str>,
     ) -> Result<(), String> {
-        let script = redis::Script::new(REFUND);
-        let mut inv = script.prepare_invoke();
+        let mut inv = self.scripts.refund.prepare_invoke();
         inv.key(&self.account_key)
             .key(client.map_or_else(|| client_key(""), client_key))
             .arg(minute_of(at_ms))
@@ -204,8 +215,7 @@ impl RedisLedger {
         if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let script = redis::Script::new(THROTTLE);
-        let mut inv = script.prepare_invoke();
+        let mut inv = self.scripts.throttle.prepare_invoke();
         inv.key(&self.throttle_key)
             .arg(delay.as_millis().max(1) as u64);
         match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script::<i64>(&inv)).await {
