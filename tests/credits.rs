@@ -491,6 +491,92 @@ async fn one_replicas_zoho_429_quiets_the_whole_fleet() {
     );
 }
 
+/// The per-client budget through the fleet ledger, driven through the library with the client
+/// map built directly (as `clients[].credits_per_day` will fill it): three "replicas" (three
+/// runtimes on one Redis) share one client budget of 12.
+#[tokio::test]
+async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
+    use std::sync::Arc;
+    use zoho_auth_proxy::credits::{BodyView, CreditMetrics, CreditSettings, Credits};
+    use zoho_auth_proxy::proxy::error::ProxyError;
+    let Some((_redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let yaml = format!(
+        "zoho:\n  client_id: 1000.ID\n  client_secret: s\n  refresh_token: r\nallow:\n  - ZohoCRM.modules.ALL\ntoken:\n  store: {url}\n"
+    );
+    let config = zoho_auth_proxy::config::Config::from_yaml_str(&yaml).expect("valid");
+    let replicas: Vec<Arc<Credits>> = (0..3)
+        .map(|_| {
+            let store = Arc::new(
+                zoho_auth_proxy::token::redis_store::RedisStore::new(&url, None, "1000.ID")
+                    .expect("store"),
+            );
+            let stores = [("default".to_string(), store)].into_iter().collect();
+            let clients = [("sync".to_string(), 12u64)];
+            Arc::new(Credits::new(
+                &config,
+                CreditSettings::from_config(&config, &clients),
+                &stores,
+                CreditMetrics::default(),
+            ))
+        })
+        .collect();
+    let get = |c: &Credits| c.price("default", "GET", "/crm/v8/Leads", None, BodyView::None);
+    let mut kept = Vec::new();
+    for i in 0..10 {
+        let r = &replicas[i % 3];
+        kept.push(
+            r.admit("default", Some("sync"), get(r))
+                .await
+                .expect("GET fits"),
+        );
+    }
+    let convert = replicas[1].price(
+        "default",
+        "POST",
+        "/crm/v8/Leads/1/actions/convert",
+        None,
+        BodyView::None,
+    );
+    match replicas[1].admit("default", Some("sync"), convert).await {
+        Err(ProxyError::CreditsExhausted {
+            budget,
+            limit,
+            used,
+            cost,
+            retry_after,
+        }) => {
+            assert_eq!(
+                (budget.as_str(), limit, used, cost),
+                ("client sync", 12, 10, 5)
+            );
+            assert!(retry_after > 23 * 3600, "{retry_after}");
+        }
+        other => panic!(
+            "convert refused by the client budget, got {:?}",
+            other.err()
+        ),
+    }
+    for i in 0..2 {
+        let r = &replicas[i];
+        kept.push(
+            r.admit("default", Some("sync"), get(r))
+                .await
+                .expect("11th, 12th"),
+        );
+    }
+    let r = &replicas[2];
+    assert!(matches!(
+        r.admit("default", Some("sync"), get(r)).await,
+        Err(ProxyError::CreditsExhausted { .. })
+    ));
+    // Another client is only held by the (unlimited) account budget.
+    assert!(r.admit("default", Some("other"), get(r)).await.is_ok());
+    drop(kept);
+}
+
 #[test]
 fn explain_prints_the_cost() {
     let dir = tempfile::tempdir().expect("dir");

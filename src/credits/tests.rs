@@ -222,3 +222,40 @@ fn config_keys() {
     .expect_err("zero limit");
     assert_eq!(zero.key, "credits.daily_limit");
 }
+
+#[tokio::test]
+async fn file_backed_ledgers_of_accounts_and_clients_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = format!(
+        "{YAML}token:\n  store: {}\n",
+        dir.path().join("token.json").display()
+    );
+    let first = fixture(&yaml, &[("sync", 12)]);
+    for _ in 0..2 {
+        spend(&first, Some("sync"), convert(&first))
+            .await
+            .expect("fits");
+    }
+    first.credits.flush().await;
+    assert!(dir.path().join("token.credits.json").is_file());
+    assert!(dir.path().join("token.clients-credits.json").is_file());
+
+    let second = fixture(&yaml, &[("sync", 12)]);
+    second.credits.restore().await;
+    let status = second.credits.status_json();
+    assert_eq!(status["accounts"][0]["used_in_window"], 10, "{status}");
+    assert_eq!(status["accounts"][0]["store"], "file");
+    match spend(&second, Some("sync"), convert(&second)).await {
+        Err(ProxyError::CreditsExhausted { budget, used, .. }) => {
+            assert_eq!(
+                (budget.as_str(), used),
+                ("client sync", 10),
+                "the client's 10 were restored"
+            );
+        }
+        other => panic!(
+            "refused by the restored client budget, got {:?}",
+            other.err()
+        ),
+    }
+}
