@@ -559,8 +559,7 @@ async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
             other.err()
         ),
     }
-    for i in 0..2 {
-        let r = &replicas[i];
+    for r in &replicas[..2] {
         kept.push(
             r.admit("default", Some("sync"), get(r))
                 .await
