@@ -301,7 +301,9 @@ impl Credits {
                         state.shared_used = Some(account_used);
                         state.ledger.add(now, cost.credits);
                         drop(state);
-                        self.client_ledger_add(client_name, now, cost.credits);
+                        if let Some(c) = client {
+                            self.client_ledger_add(c, now, cost.credits);
+                        }
                         if let Some(used) = client_used {
                             self.metrics.client_used_in_window(client_name, used);
                         }
@@ -335,42 +337,18 @@ impl Credits {
                         });
                     }
                     Ok(redis::Admission::Skipped) => {
-                        self.admit_local(
-                            &acc,
-                            client,
-                            client_name,
-                            cost,
-                            now,
-                            account_limit,
-                            client_limit,
-                        )?;
+                        self.admit_local(&acc, client, cost, now, account_limit, client_limit)?;
                     }
                     Err(e) => {
                         // Counting must not stop traffic: fall back to this replica's own view
                         // (for a few seconds, then Redis is tried again).
                         warn!(account = %account, "credits: the fleet ledger is unavailable, counting locally: {e}");
-                        self.admit_local(
-                            &acc,
-                            client,
-                            client_name,
-                            cost,
-                            now,
-                            account_limit,
-                            client_limit,
-                        )?;
+                        self.admit_local(&acc, client, cost, now, account_limit, client_limit)?;
                     }
                 }
             }
             Backend::Memory | Backend::File(_) => {
-                self.admit_local(
-                    &acc,
-                    client,
-                    client_name,
-                    cost,
-                    now,
-                    account_limit,
-                    client_limit,
-                )?;
+                self.admit_local(&acc, client, cost, now, account_limit, client_limit)?;
             }
         }
         match client {
@@ -403,19 +381,19 @@ impl Credits {
         })
     }
 
+    /// Checks and charges this replica's own ledgers. Anonymous requests touch only the
+    /// account's ledger (no shared lock on the hot path).
     #[allow(clippy::too_many_arguments)]
     fn admit_local(
         &self,
         acc: &AccountCredits,
         client: Option<&str>,
-        client_name: &str,
         cost: Cost,
         now: u64,
         account_limit: Option<u64>,
         client_limit: Option<u64>,
     ) -> Result<(), ProxyError> {
         let mut state = lock(&acc.state);
-        let mut clients = lock(&self.clients);
         if let Some(limit) = account_limit {
             if let Err(wait) = state.ledger.check(now, cost.credits, limit) {
                 let used = state.ledger.used(now);
@@ -429,30 +407,32 @@ impl Credits {
                 });
             }
         }
-        if let (Some(c), Some(limit)) = (client, client_limit) {
-            let ledger = clients.entry(c.to_string()).or_default();
-            if let Err(wait) = ledger.check(now, cost.credits, limit) {
-                let used = ledger.used(now);
-                self.metrics.refused(&acc.name, "credits_exhausted");
-                return Err(ProxyError::CreditsExhausted {
-                    budget: format!("client {c}"),
-                    limit,
-                    used,
-                    cost: cost.credits,
-                    retry_after: retry_after_secs(wait),
-                });
+        if let Some(c) = client {
+            let mut clients = lock(&self.clients);
+            if !clients.contains_key(c) {
+                clients.insert(c.to_string(), Ledger::default());
             }
+            let Some(ledger) = clients.get_mut(c) else {
+                return Ok(());
+            };
+            if let Some(limit) = client_limit {
+                if let Err(wait) = ledger.check(now, cost.credits, limit) {
+                    let used = ledger.used(now);
+                    self.metrics.refused(&acc.name, "credits_exhausted");
+                    return Err(ProxyError::CreditsExhausted {
+                        budget: format!("client {c}"),
+                        limit,
+                        used,
+                        cost: cost.credits,
+                        retry_after: retry_after_secs(wait),
+                    });
+                }
+            }
+            ledger.add(now, cost.credits);
+            *lock(&self.clients_dirty) = true;
         }
         state.ledger.add(now, cost.credits);
         state.dirty = true;
-        match clients.get_mut(client_name) {
-            Some(ledger) => ledger.add(now, cost.credits),
-            None => clients
-                .entry(client_name.to_string())
-                .or_default()
-                .add(now, cost.credits),
-        }
-        *lock(&self.clients_dirty) = true;
         Ok(())
     }
 
@@ -506,7 +486,7 @@ impl Credits {
             state.dirty = true;
         }
         let client = charge.client.as_deref().unwrap_or(ANONYMOUS);
-        {
+        if charge.client.is_some() {
             let mut clients = lock(&self.clients);
             if let Some(l) = clients.remove(client) {
                 clients.insert(
