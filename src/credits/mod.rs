@@ -18,23 +18,25 @@ pub mod ledger;
 mod metrics;
 mod persist;
 mod redis;
+mod settle;
 pub mod slots;
+mod status;
 
 pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
 pub use metrics::CreditMetrics;
+pub use settle::Charge;
+pub use slots::download_wait;
+pub use status::explain;
 
 use crate::config::{Config, StoreConfig};
 use crate::proxy::error::ProxyError;
 use crate::token::redis_store::RedisStore;
 use arc_swap::ArcSwap;
 use backoff::Backoff;
-use http::{HeaderMap, StatusCode};
 use ledger::{retry_after_secs, Ledger};
-use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::warn;
 
@@ -83,33 +85,6 @@ impl CreditSettings {
 /// apply. Wiring: `config.clients.iter().filter_map(|c| Some((c.name.clone(), c.credits_per_day?)))`.
 pub fn client_budgets(_config: &Config) -> Vec<(String, u64)> {
     Vec::new()
-}
-
-/// What one admitted request was charged; settled when Zoho's response head arrives, refunded
-/// when dropped unsettled (the request never reached Zoho: slot queue timeout, connect failure).
-pub struct Charge {
-    /// The price.
-    pub cost: Cost,
-    account: Arc<AccountCredits>,
-    client: Option<Arc<str>>,
-    now_ms: u64,
-    settled: bool,
-    credits: Arc<Credits>,
-}
-
-impl Charge {
-    /// Marks the request as having reached Zoho: no refund.
-    fn settle(&mut self) {
-        self.settled = true;
-    }
-}
-
-impl Drop for Charge {
-    fn drop(&mut self) {
-        if !self.settled && self.cost.credits > 0 {
-            self.credits.refund(self);
-        }
-    }
 }
 
 /// Where an account's ledger lives besides memory.
@@ -475,209 +450,6 @@ impl Credits {
             }
         }
     }
-
-    /// Gives back an unsettled charge (the request never reached Zoho).
-    fn refund(&self, charge: &Charge) {
-        let credits = charge.cost.credits;
-        {
-            let mut state = lock(&charge.account.state);
-            let ledger = std::mem::take(&mut state.ledger);
-            state.ledger = subtract(ledger, charge.now_ms, credits, (self.clock)());
-            state.dirty = true;
-        }
-        let client = charge.client.as_deref().unwrap_or(ANONYMOUS);
-        if charge.client.is_some() {
-            let mut clients = lock(&self.clients);
-            if let Some(l) = clients.remove(client) {
-                clients.insert(
-                    client.to_string(),
-                    subtract(l, charge.now_ms, credits, (self.clock)()),
-                );
-            }
-        }
-        self.metrics.refunded(&charge.account.name, client, credits);
-        if let Backend::Redis(shared) = &charge.account.backend {
-            let shared = shared.clone();
-            let (at, has_client) = (charge.now_ms, charge.client.clone());
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    if let Err(e) = shared.refund(at, credits, has_client.as_deref()).await {
-                        warn!("credits: cannot refund {credits} credits in Redis: {e}");
-                    }
-                });
-            }
-        }
-        self.dirty.notify_one();
-    }
-
-    /// Zoho's response head arrived: the charge is settled; `X-API-CREDITS-REMAINING` is
-    /// recorded; a 429 starts (or extends) the account's back-off, anything else ends it. In
-    /// fleet mode a 429's back-off is announced through Redis before the 429 is passed on, so
-    /// no other replica forwards in between.
-    pub async fn on_response(&self, charge: &mut Charge, status: StatusCode, headers: &HeaderMap) {
-        charge.settle();
-        let acc = &charge.account;
-        let now = (self.clock)();
-        let remaining = headers
-            .get(REMAINING_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let delay = {
-            let mut state = lock(&acc.state);
-            if let Some(r) = remaining {
-                state.zoho_remaining = Some((r, now));
-                self.metrics.zoho_remaining(&acc.name, r);
-            }
-            if status != StatusCode::TOO_MANY_REQUESTS {
-                state.backoff.succeeded();
-                return;
-            }
-            let retry_after = headers
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| backoff::parse_retry_after(v.as_bytes()));
-            let delay = state.backoff.throttled(now, retry_after);
-            let consecutive = state.backoff.consecutive();
-            warn!(account = %acc.name, backoff_ms = delay.as_millis() as u64, consecutive, "Zoho answered 429: forwarding nothing for this account during the back-off");
-            delay
-        };
-        self.metrics.zoho_throttled(&acc.name);
-        if let Backend::Redis(shared) = &acc.backend {
-            if let Err(e) = shared.throttle(now, delay).await {
-                warn!(account = %acc.name, "credits: cannot share Zoho's back-off through Redis: {e}");
-            }
-        }
-    }
-
-    /// `/status` part: per account and per client, used in the window, limits, Zoho's last
-    /// remaining figure with its time, the active back-off.
-    pub fn status_json(&self) -> Value {
-        let now = (self.clock)();
-        let settings = self.settings.load();
-        let accounts: Vec<Value> = self
-            .accounts
-            .iter()
-            .map(|a| {
-                let mut state = lock(&a.state);
-                let local = state.ledger.used(now);
-                let used = state.shared_used.unwrap_or(local);
-                let limit = settings.accounts.get(&*a.name).and_then(|s| s.daily_limit);
-                json!({
-                    "account": &*a.name,
-                    "used_in_window": used,
-                    "used_by_this_replica": local,
-                    "daily_limit": limit,
-                    "left": limit.map(|l| l.saturating_sub(used)),
-                    "store": match &a.backend {
-                        Backend::Memory => "memory",
-                        Backend::File(_) => "file",
-                        Backend::Redis(_) => "redis",
-                    },
-                    "zoho_remaining": state.zoho_remaining.map(|(r, _)| r),
-                    "zoho_remaining_unix_ms": state.zoho_remaining.map(|(_, t)| t),
-                    "zoho_remaining_age_s": state.zoho_remaining.map(|(_, t)| now.saturating_sub(t) / 1000),
-                    "backoff": state.backoff.remaining(now).map(|d| json!({
-                        "retry_after_s": retry_after_secs(d.as_millis() as u64),
-                        "until_unix_ms": state.backoff.until_ms(),
-                        "consecutive_429": state.backoff.consecutive(),
-                    })),
-                })
-            })
-            .collect();
-        let mut clients: Vec<Value> = Vec::new();
-        let mut ledgers = lock(&self.clients);
-        let mut names: Vec<String> = ledgers.keys().cloned().collect();
-        for name in settings.clients.keys() {
-            if !names.contains(name) {
-                names.push(name.clone());
-            }
-        }
-        names.sort();
-        for name in names {
-            let used = ledgers.get_mut(&name).map_or(0, |l| l.used(now));
-            let limit = settings.clients.get(&name).copied();
-            clients.push(json!({
-                "client": name,
-                "used_in_window": used,
-                "credits_per_day": limit,
-                "left": limit.map(|l| l.saturating_sub(used)),
-            }));
-        }
-        json!({ "window_hours": 24, "accounts": accounts, "clients": clients })
-    }
-}
-
-/// For `explain`: the estimated cost of a request and the concurrency it takes, one line.
-pub fn explain(
-    account: &crate::config::AccountConfig,
-    method: &http::Method,
-    uri: &http::Uri,
-    body: Option<&[u8]>,
-) -> String {
-    let view = body
-        .filter(|b| !b.is_empty())
-        .map_or(BodyView::None, BodyView::Whole);
-    let c = cost::cost(
-        method.as_str(),
-        uri.path(),
-        uri.query(),
-        view,
-        &account.credits.costs,
-    );
-    let overridden = account.credits.costs.0.contains_key(&c.op);
-    let heavy = match c.heavy {
-        0 => "not heavy".to_string(),
-        n => format!(
-            "heavy ({n} slot{} of limits.heavy_concurrency)",
-            if n == 1 { "" } else { "s" }
-        ),
-    };
-    format!(
-        "  credits: {} ({}{}); {}; {} slot{} of limits.upstream_concurrency",
-        c.credits,
-        c.op.name(),
-        if overridden {
-            ", set by credits.costs"
-        } else {
-            ""
-        },
-        heavy,
-        c.slots,
-        if c.slots == 1 { "" } else { "s" },
-    )
-}
-
-/// Removes `credits` from the bucket of `at_ms` (refunds).
-fn subtract(ledger: Ledger, at_ms: u64, credits: u64, now_ms: u64) -> Ledger {
-    let minute = ledger::minute_of(at_ms);
-    let buckets = ledger
-        .buckets()
-        .map(|(m, c)| {
-            if m == minute {
-                (m, c.saturating_sub(credits))
-            } else {
-                (m, c)
-            }
-        })
-        .filter(|(_, c)| *c > 0)
-        .collect();
-    Ledger::from_buckets(buckets, now_ms)
-}
-
-/// Reserves a bulk-read download at `now_ms` and says how long to wait for it: at most
-/// [`DOWNLOADS_PER_MINUTE`] start in any minute; the 11th waits for the oldest to age out.
-pub fn download_wait(starts: &mut VecDeque<u64>, now_ms: u64) -> Duration {
-    while starts.front().is_some_and(|&t| t + 60_000 <= now_ms) {
-        starts.pop_front();
-    }
-    let start = if starts.len() < DOWNLOADS_PER_MINUTE {
-        now_ms
-    } else {
-        // The slot after the one DOWNLOADS_PER_MINUTE places back frees a minute after it.
-        let k = starts.len() - DOWNLOADS_PER_MINUTE;
-        (starts[k] + 60_000).max(now_ms)
-    };
-    starts.push_back(start);
-    Duration::from_millis(start - now_ms)
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //!
 //! Must not: know about credits or budgets (only [`Cost::slots`] and [`Cost::heavy`]).
 
-use super::Cost;
+use super::{Cost, DOWNLOADS_PER_MINUTE};
 use crate::state::UpstreamSlots;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -65,6 +66,23 @@ pub async fn take(
         }
     }
     Ok(SlotGuard { _permits: permits })
+}
+
+/// Reserves a bulk-read download at `now_ms` and says how long to wait for it: at most
+/// [`DOWNLOADS_PER_MINUTE`] start in any minute; the 11th waits for the oldest to age out.
+pub fn download_wait(starts: &mut VecDeque<u64>, now_ms: u64) -> Duration {
+    while starts.front().is_some_and(|&t| t + 60_000 <= now_ms) {
+        starts.pop_front();
+    }
+    let start = if starts.len() < DOWNLOADS_PER_MINUTE {
+        now_ms
+    } else {
+        // The slot after the one DOWNLOADS_PER_MINUTE places back frees a minute after it.
+        let k = starts.len() - DOWNLOADS_PER_MINUTE;
+        (starts[k] + 60_000).max(now_ms)
+    };
+    starts.push_back(start);
+    Duration::from_millis(start - now_ms)
 }
 
 #[cfg(test)]

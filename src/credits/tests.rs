@@ -3,8 +3,10 @@
 
 use super::*;
 use crate::config::Config;
+use http::{HeaderMap, StatusCode};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 const YAML: &str = "listen: 127.0.0.1:8080
 zoho:
