@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod authorize;
 pub mod config;
@@ -55,6 +56,45 @@ pub enum StartError {
     /// Anything else.
     #[error("{0}")]
     Runtime(String),
+}
+
+/// The admin listener's service: the requester checks for the whole listener (so a route added
+/// later is covered too), then the admin's handlers; every answer is hardened against being read
+/// or framed by a page.
+async fn admin_service(
+    admin: Admin,
+    transport: access::Transport,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<proxy::body::ProxyBody>, std::convert::Infallible> {
+    let checked = admin.state.runtime.load().access.check_admin(
+        transport,
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+    );
+    let mut response = match checked {
+        Ok(()) => admin.handle(req).await?,
+        Err(refusal) => {
+            admin.state.metrics.refused("admin", refusal.rule);
+            tracing::debug!(
+                rule = refusal.rule,
+                code = refusal.code,
+                path = %proxy::log_safe(req.uri().path()),
+                "admin request refused by the requester checks"
+            );
+            proxy::error::ProxyError::Refused(refusal).into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    proxy::headers::harden(headers);
+    if !headers.contains_key(http::header::CACHE_CONTROL) {
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
 }
 
 /// Runs the proxy until `shutdown` resolves, then drains within `shutdown.grace`.
@@ -155,7 +195,7 @@ pub async fn run(
 
     let proxy_service = |role: ListenerRole| {
         let state = state.clone();
-        move |req| proxy::handle(state.clone(), role.clone(), req)
+        move |transport, req| proxy::handle(state.clone(), role.clone(), transport, req)
     };
     tracker.spawn(server::serve(
         main_listener,
@@ -197,7 +237,7 @@ pub async fn run(
         settings.clone(),
         None,
         metrics.clone(),
-        move |req| admin.clone().handle(req),
+        move |transport, req| admin_service(admin.clone(), transport, req),
         stop_accept.clone(),
         drain.clone(),
         tracker.clone(),

@@ -5,6 +5,7 @@
 //! keep-alive. On shutdown the accept loops stop (new connections are refused), open connections
 //! finish their in-flight request and close.
 
+use crate::access::{PeerCred, Transport};
 use crate::config::ListenAddr;
 use crate::metrics::Metrics;
 use crate::workers::Workers;
@@ -139,7 +140,7 @@ pub async fn serve<F, Fut, B>(
     drain: CancellationToken,
     tracker: TaskTracker,
 ) where
-    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Transport, hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -215,12 +216,19 @@ pub async fn serve<F, Fut, B>(
                 let conn = match io {
                     Accepted::Tcp(s) => ServedConn::boxed(builder.serve_connection(
                         WriteDeadline::new(TokioIo::new(s), limit),
-                        service_fn(service),
+                        service_fn(move |req| service(Transport::Tcp, req)),
                     )),
-                    Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(
-                        WriteDeadline::new(TokioIo::new(s), limit),
-                        service_fn(service),
-                    )),
+                    Accepted::Unix(s) => {
+                        // SO_PEERCRED: who connected, as the kernel saw it at connect time.
+                        let peer = s.peer_cred().ok().map(|c| PeerCred {
+                            uid: c.uid(),
+                            gid: c.gid(),
+                        });
+                        ServedConn::boxed(builder.serve_connection(
+                            WriteDeadline::new(TokioIo::new(s), limit),
+                            service_fn(move |req| service(Transport::Unix(peer), req)),
+                        ))
+                    }
                 };
                 run_connection(conn, drain).await;
             }

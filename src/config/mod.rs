@@ -4,11 +4,13 @@
 //! that name the key and line. Reads the config file, secret files and `ca_file`; nothing else.
 //! After start-up the rest of the program only sees [`Config`].
 
+mod access;
 mod datacenter;
 mod interpolate;
 mod raw;
 mod units;
 
+pub use access::{AccessConfig, ClientConfig, MIN_KEY_CHARS};
 pub use datacenter::{check_override_host, is_zoho_api_host, DataCenter, Endpoint};
 pub use raw::RawConfig;
 pub use units::{parse_duration, parse_size};
@@ -323,6 +325,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Time to keep accepting after SIGTERM before draining.
     pub shutdown_delay: Duration,
+    /// Who may use the proxy: Host names, the SSRF header, client identities.
+    pub access: AccessConfig,
     /// The config file itself and every secret file, for change detection.
     pub watched_files: Vec<PathBuf>,
 }
@@ -437,6 +441,7 @@ impl Config {
             "log": { "format": self.log_format, "level": self.log_level },
             "shutdown": { "grace_ms": self.shutdown_grace.as_millis() as u64, "delay_ms": self.shutdown_delay.as_millis() as u64 },
             "accounts": accounts,
+            "access": crate::access::Gate::describe(self),
         })
     }
 
@@ -754,7 +759,19 @@ impl Validator<'_> {
             self.duration("shutdown.grace", &shutdown.grace, Duration::from_secs(20))?;
         let shutdown_delay = self.duration("shutdown.delay", &shutdown.delay, Duration::ZERO)?;
 
+        let access = self.access(
+            raw.accept_hosts,
+            raw.allow_any_host,
+            raw.require_request_header,
+            raw.clients,
+            &accounts,
+        )?;
         let mut watched_files = Vec::new();
+        for c in &access.clients {
+            if let Some(f) = c.key.as_ref().and_then(|k| k.file.as_ref()) {
+                watched_files.push(f.clone());
+            }
+        }
         for a in &accounts {
             for s in [Some(&a.client_secret), a.refresh_token.as_ref()]
                 .into_iter()
@@ -778,6 +795,7 @@ impl Validator<'_> {
             log_level,
             shutdown_grace,
             shutdown_delay,
+            access,
             watched_files,
         })
     }

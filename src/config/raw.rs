@@ -25,6 +25,23 @@ pub struct RawConfig {
     pub shutdown: Option<RawShutdown>,
     pub routing: Option<String>,
     pub accounts: Option<Vec<RawAccount>>,
+    pub accept_hosts: Option<Vec<String>>,
+    pub allow_any_host: Option<bool>,
+    pub require_request_header: Option<bool>,
+    pub clients: Option<Vec<RawClient>>,
+}
+
+/// One entry of `clients:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: Option<String>,
+    pub key: Option<String>,
+    pub key_file: Option<String>,
+    pub unix_uid: Option<u32>,
+    pub unix_gid: Option<u32>,
+    pub allow: Option<Vec<String>>,
+    pub accounts: Option<Vec<String>>,
 }
 
 /// A count written as a number or as text (`auto`, `${VAR}`).

@@ -9,6 +9,7 @@ pub mod error;
 pub mod headers;
 pub mod upstream;
 
+use crate::access::Transport;
 use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
 use crate::token::AccessToken;
@@ -82,6 +83,7 @@ impl Access {
         info!(
             target: "access",
             account = %self.account.label().0,
+            client = %self.account.client().0,
             method = %self.method,
             path = %self.path,
             decision = self.decision,
@@ -107,6 +109,7 @@ impl Drop for InFlight {
 pub async fn handle(
     state: AppState,
     role: ListenerRole,
+    transport: Transport,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
@@ -114,13 +117,27 @@ pub async fn handle(
     let in_flight = InFlight(state.metrics.in_flight().clone());
     let runtime = state.runtime.load_full();
     let method = req.method().clone();
+    // Who is asking, before anything else (and before the body is read).
+    let client = match runtime
+        .access
+        .check_data(transport, req.uri(), req.version(), req.headers())
+    {
+        Ok(client) => client,
+        Err(refusal) => return Ok(refused(&state, refusal, &req, started)),
+    };
+    let client_name = || -> Arc<str> {
+        client
+            .and_then(|i| runtime.access.clients().get(i))
+            .map_or_else(|| crate::access::ANONYMOUS.into(), |c| c.name.clone())
+    };
     let account = match select_account(&runtime, &role, req.headers()) {
         Ok(a) => a,
         Err(e) => {
             // Not the first account's label: a bad header must not count as that account's traffic.
-            let label = crate::metrics::AccountMeter::new(crate::metrics::AccountLabel(
-                UNROUTED_LABEL.into(),
-            ));
+            let label = crate::metrics::AccountMeter::for_client(
+                crate::metrics::AccountLabel(UNROUTED_LABEL.into()),
+                crate::metrics::AccountLabel(client_name()),
+            );
             let access = Access {
                 log: true,
                 account: label,
@@ -136,7 +153,7 @@ pub async fn handle(
     };
     let mut access = Access {
         log: tracing::enabled!(target: "access", tracing::Level::INFO),
-        account: account.label.clone(),
+        account: account.meter(client).clone(),
         method: method.clone(),
         path: String::new(),
         decision: "allowed",
@@ -144,11 +161,73 @@ pub async fn handle(
         started,
         upstream_ms: None,
     };
-    let result = forward(&state, &runtime, account, req, &mut access, in_flight).await;
+    // An identified client decides with its own (narrower) allow list, on its accounts only.
+    let policy = match client.and_then(|i| runtime.access.clients().get(i)) {
+        None => &account.policy,
+        Some(c) => match c.policy(account.index) {
+            Some(p) => p,
+            None => {
+                access.path = log_safe(req.uri().path());
+                access.decision = "denied";
+                let e = ProxyError::ClientAccountNotAllowed {
+                    client: c.name.to_string(),
+                    account: account.name.to_string(),
+                };
+                return Ok(local_error(e, &access, &state));
+            }
+        },
+    };
+    let result = forward(
+        &state,
+        &runtime,
+        account,
+        policy,
+        req,
+        &mut access,
+        in_flight,
+    )
+    .await;
     Ok(match result {
         Ok(response) => response,
         Err(e) => local_error(e, &access, &state),
     })
+}
+
+/// A request the requester checks refused: counted, logged (with the Host and Origin escaped)
+/// and answered without reading the body or touching a token.
+fn refused(
+    state: &AppState,
+    refusal: crate::access::Refusal,
+    req: &Request<Incoming>,
+    started: Instant,
+) -> Response<ProxyBody> {
+    state.metrics.refused("proxy", refusal.rule);
+    let header = |name: http::HeaderName| {
+        req.headers()
+            .get(name)
+            .map(|v| log_safe(&String::from_utf8_lossy(v.as_bytes())))
+    };
+    let access = Access {
+        log: true,
+        account: crate::metrics::AccountMeter::new(crate::metrics::AccountLabel(
+            UNROUTED_LABEL.into(),
+        )),
+        method: req.method().clone(),
+        path: log_safe(req.uri().path()),
+        decision: "refused",
+        scope: String::new(),
+        started,
+        upstream_ms: None,
+    };
+    tracing::debug!(
+        rule = refusal.rule,
+        code = refusal.code,
+        host = header(http::header::HOST).as_deref(),
+        origin = header(http::header::ORIGIN).as_deref(),
+        sec_fetch_site = header(http::HeaderName::from_static("sec-fetch-site")).as_deref(),
+        "request refused by the requester checks"
+    );
+    local_error(ProxyError::Refused(refusal), &access, state)
 }
 
 fn local_error(e: ProxyError, access: &Access, state: &AppState) -> Response<ProxyBody> {
@@ -223,13 +302,14 @@ async fn forward(
     state: &AppState,
     runtime: &Runtime,
     account: &AccountRuntime,
+    policy: &crate::policy::Policy,
     req: Request<Incoming>,
     access: &mut Access,
     in_flight: InFlight,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &runtime.limits;
     let (parts, body) = req.into_parts();
-    let evaluation = account.policy.evaluate(&parts.method, &parts.uri);
+    let evaluation = policy.evaluate(&parts.method, &parts.uri);
     let content_length = content_length(&parts.headers);
     if let Some(len) = content_length {
         if len > limits.max_body {
@@ -264,7 +344,7 @@ async fn forward(
         } => {
             access.path = access.text(|| target.path.to_string());
             access.scope = access.text(|| required.to_string());
-            denied(account, &parts.method, &evaluation, access)?;
+            denied(account, policy, &parts.method, &evaluation, access)?;
             (
                 target.path,
                 target.query,
@@ -288,7 +368,7 @@ async fn forward(
                     return Err(fault_error(fault, limits.max_body));
                 }
             };
-            let second = account.policy.evaluate_body(&pending, &bytes);
+            let second = policy.evaluate_body(&pending, &bytes);
             let decided = match &second {
                 Evaluation::Rejected(_) => {
                     access.decision = "invalid";
@@ -297,7 +377,7 @@ async fn forward(
                 Evaluation::Allowed { required, .. } => access.text(|| required.to_string()),
                 Evaluation::Denied { required, .. } => {
                     access.scope = access.text(|| required.to_string());
-                    denied(account, &parts.method, &second, access)?;
+                    denied(account, policy, &parts.method, &second, access)?;
                     access.text(|| required.to_string())
                 }
                 Evaluation::NeedsBody { .. } => {
@@ -347,11 +427,12 @@ async fn forward(
 /// for paths outside the CRM API).
 fn denied(
     account: &AccountRuntime,
+    policy: &crate::policy::Policy,
     method: &Method,
     evaluation: &Evaluation<'_>,
     access: &mut Access,
 ) -> Result<(), ProxyError> {
-    if evaluation.forwards(account.policy.mode()) {
+    if evaluation.forwards(policy.mode()) {
         access.decision = "reported";
         warn!(
             account = %account.name,
