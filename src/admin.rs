@@ -227,6 +227,7 @@ impl Admin {
                 "uptime_s": self.started.elapsed().as_secs(),
                 "listen": runtime.config.listen.to_string(),
                 "routing": runtime.config.routing,
+                "access": crate::access::Gate::describe(&runtime.config),
                 "accounts": accounts,
             }),
         )

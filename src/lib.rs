@@ -260,6 +260,8 @@ pub async fn run(
     for (role, addr) in &announce {
         info!(role = %role, address = %addr, "listening");
     }
+    info!(access = %access::Gate::describe(&config), "who may use the proxy");
+    access::warn_if_open(&config);
     info!(
         accounts = config.accounts.len(),
         startup_ms = started.elapsed().as_millis() as u64,

@@ -219,6 +219,13 @@ impl Gate {
     }
 }
 
+/// Warns when the Host check is switched off (at start and on every reload).
+pub fn warn_if_open(config: &Config) {
+    if config.access.allow_any_host {
+        tracing::warn!("allow_any_host: true: the Host check is off, so a web page using DNS rebinding can read this proxy's answers; list names in accept_hosts instead");
+    }
+}
+
 /// The names the Host rule accepts, as shown to operators.
 fn host_list(a: &AccessConfig) -> Vec<String> {
     if a.allow_any_host {
