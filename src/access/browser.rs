@@ -194,7 +194,8 @@ mod tests {
             ("sec-fetch-dest", "document"),
             ("sec-fetch-user", "?1"),
         ];
-        let cases: &[(Method, &str, &[(&str, &str)], bool)] = &[
+        type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
             (Method::GET, "/status", &[], true),
             (
                 Method::GET,

@@ -178,7 +178,7 @@ fn presented_key(headers: &HeaderMap) -> Result<Option<&[u8]>, Unidentified> {
         }
     }
     match key {
-        Some(k) if k.is_empty() => Err(Unidentified::Wrong),
+        Some([]) => Err(Unidentified::Wrong),
         other => Ok(other),
     }
 }

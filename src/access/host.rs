@@ -122,7 +122,7 @@ impl HostRule {
             HostName::Ip(ip) if ip.is_unspecified() => Err(HostProblem::NotAllowed),
             HostName::Ip(_) => Ok(()),
             HostName::Name(name) if name == "localhost" => Ok(()),
-            HostName::Name(name) if self.accept.iter().any(|a| *a == name) => Ok(()),
+            HostName::Name(name) if self.accept.contains(&name) => Ok(()),
             HostName::Name(_) => Err(HostProblem::NotAllowed),
         }
     }

@@ -283,7 +283,8 @@ mod tests {
         let g = gate(false);
         let path: Uri = "/crm/v8/Leads".parse().expect("uri");
         let absolute: Uri = "http://127.0.0.1:8080/crm/v8/Leads".parse().expect("uri");
-        let cases: &[(&Uri, Version, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (&'a Uri, Version, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (&path, Version::HTTP_11, &[("host", "localhost:8080")], "ok"),
             (&path, Version::HTTP_10, &[], "ok"),
             (&path, Version::HTTP_11, &[], "PROXY_BAD_HOST"),
