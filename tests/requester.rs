@@ -1115,3 +1115,88 @@ Promise.allSettled([
     );
     server.abort();
 }
+
+/// Where `.ci/run` installs Zoho's official Node SDK (or `ZOHO_NODE_SDK`).
+fn node_sdk() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("ZOHO_NODE_SDK")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/node-sdk/node_modules/@zohocrm/nodejs-sdk-8.0")
+        });
+    dir.join("package.json").is_file().then_some(dir)
+}
+
+#[tokio::test]
+async fn zohos_node_sdk_works_with_a_client_key_as_its_access_token() {
+    let Some(sdk) = node_sdk() else {
+        eprintln!("\n*** SKIPPED zohos_node_sdk_works_with_a_client_key_as_its_access_token: Zoho's Node SDK is not installed (.ci/run: npm install --prefix target/node-sdk @zohocrm/nodejs-sdk-8.0) ***\n");
+        return;
+    };
+    let zoho = Zoho::start().await;
+    // What the SDK calls before its first record operation: the module's field metadata.
+    let allow = ["ZohoCRM.modules.leads.READ", "ZohoCRM.settings.fields.READ"];
+    let config = zoho.config(
+        &allow,
+        &format!("clients:\n  - name: node-sdk\n    key: {KEY_SYNC}\n"),
+    );
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(20)).await,
+        "ready: {}",
+        proxy.logs()
+    );
+    let resources = tempfile::tempdir().expect("SDK resource dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/node-sdk/get_leads.mjs");
+    let run = |key: &'static str| {
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(&script)
+            .env("ZOHO_SDK", &sdk)
+            .env(
+                "PROXY_URL",
+                format!("http://127.0.0.1:{}", proxy.proxy.port()),
+            )
+            .env("CLIENT_KEY", key)
+            .env("RESOURCES", resources.path())
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+                .await
+                .expect("the SDK finishes within 60 s")
+                .expect("node runs");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let line = text.lines().last().unwrap_or("").to_string();
+            (
+                serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default(),
+                format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+            )
+        }
+    };
+    let (ok, output) = run(KEY_SYNC).await;
+    assert_eq!(
+        ok["status"],
+        200,
+        "the SDK gets Leads through the proxy: {output}\n{}",
+        proxy.logs()
+    );
+    assert!(
+        ok["records"].as_u64().unwrap_or(0) >= 1,
+        "records came back: {output}"
+    );
+    let live = zoho.control().live_tokens();
+    let seen = zoho.control().crm_requests();
+    assert!(!seen.is_empty(), "the SDK's requests reached Zoho");
+    for r in &seen {
+        let auth = r.header_str("authorization").unwrap_or("");
+        assert!(
+            live.iter().any(|t| auth == format!("Zoho-oauthtoken {t}")),
+            "Zoho sees the proxy's token, never the client key"
+        );
+    }
+    let (refused, output) = run("a-wrong-key-0123456789abcdef0123456789ab").await;
+    assert_ne!(refused["status"], 200, "a wrong key is refused: {output}");
+    assert!(
+        !proxy.logs().contains(KEY_SYNC),
+        "the key never reaches the logs"
+    );
+}
