@@ -163,7 +163,12 @@ struct Sentinels {
 
 impl Sentinels {
     async fn start(server: &Path) -> Sentinels {
-        let primary = Node::start(server, None, &[]).await;
+        let primary = Node::start(
+            server,
+            None,
+            &["--repl-diskless-sync-delay".into(), "0".into()],
+        )
+        .await;
         let replica = Node::start(
             server,
             None,
@@ -537,6 +542,9 @@ impl Cluster {
             "",
             "--appendonly",
             "no",
+            // Replicas sync at once (the default waits 5 s for more replicas to share one RDB).
+            "--repl-diskless-sync-delay",
+            "0",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -566,6 +574,16 @@ impl Cluster {
         );
         let cluster = Cluster { nodes };
         cluster.wait_ok(Duration::from_secs(20)).await;
+        // A replica that never synced cannot be promoted.
+        for n in &cluster.nodes {
+            let synced = poll_until(Duration::from_secs(20), || async {
+                n.query::<String>(&["INFO", "replication"])
+                    .await
+                    .is_ok_and(|i| i.contains("role:master") || i.contains("master_link_status:up"))
+            })
+            .await;
+            assert!(synced, "node {} is a primary or a synced replica", n.port);
+        }
         cluster
     }
 
@@ -611,11 +629,19 @@ impl Cluster {
 
     /// (index in `nodes`, node id) of the primary serving `slot`, as a live node sees it.
     async fn owner(&self, slot: u16) -> (usize, String) {
+        match self.find_owner(slot).await {
+            Ok(found) => found,
+            Err(nodes) => panic!("no healthy primary serves slot {slot}:\n{nodes}"),
+        }
+    }
+
+    /// The owner, or the `CLUSTER NODES` text if no healthy primary serves `slot`.
+    async fn find_owner(&self, slot: u16) -> Result<(usize, String), String> {
         let text: String = self
             .live()
             .query(&["CLUSTER", "NODES"])
             .await
-            .expect("CLUSTER NODES");
+            .map_err(|e| e.to_string())?;
         for line in text.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             if f.len() < 8 || !f[2].contains("master") || f[2].contains("fail") {
@@ -641,10 +667,10 @@ impl Cluster {
                     .iter()
                     .position(|n| n.port == port)
                     .expect("a known node");
-                return (i, f[0].to_string());
+                return Ok((i, f[0].to_string()));
             }
         }
-        panic!("no primary serves slot {slot}:\n{text}");
+        Err(text)
     }
 }
 
@@ -714,7 +740,10 @@ async fn six_replicas_on_a_three_primary_cluster_mint_once_and_survive_reshardin
             .await;
     }
     let moved = poll_until(Duration::from_secs(10), || async {
-        cluster.owner(slot).await.0 == target
+        cluster
+            .find_owner(slot)
+            .await
+            .is_ok_and(|(i, _)| i == target)
     })
     .await;
     assert!(moved, "slot {slot} moved to the other primary");
@@ -740,10 +769,25 @@ async fn six_replicas_on_a_three_primary_cluster_mint_once_and_survive_reshardin
             .query::<String>(&["CLUSTER", "INFO"])
             .await
             .unwrap_or_default();
-        info.contains("cluster_state:ok") && cluster.owner(slot).await.0 != target
+        info.contains("cluster_state:ok")
+            && cluster
+                .find_owner(slot)
+                .await
+                .is_ok_and(|(i, _)| i != target)
     })
     .await;
-    assert!(promoted, "the killed primary's replica was promoted");
+    let replica_logs: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| format!("--- {}:\n{}", n.port, n.log()))
+        .collect();
+    assert!(
+        promoted,
+        "the killed primary's replica was promoted: {:?}\n{}",
+        cluster.find_owner(slot).await,
+        replica_logs.join("\n")
+    );
     eprintln!("cluster failover took {:?}", killed.elapsed());
     let (new_owner, _) = cluster.owner(slot).await;
     assert_eq!(
