@@ -903,3 +903,59 @@ async fn an_unknown_or_mistyped_store_exits_2_naming_token_store() {
         );
     }
 }
+
+#[test]
+fn the_kubernetes_sentinel_example_is_a_config_the_proxy_accepts() {
+    use zoho_auth_proxy::config::{Config, RedisTopology, StoreConfig};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/kubernetes/fleet-sentinel/configmap.yaml");
+    let configmap: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read the ConfigMap"))
+            .expect("ConfigMap YAML");
+    let proxy_yaml = configmap["data"]["proxy.yaml"]
+        .as_str()
+        .expect("data.proxy.yaml");
+    // The Secret files the pod mounts, here in a temp dir.
+    let secrets = tempfile::tempdir().expect("temp dir");
+    for (name, value) in [
+        ("client_secret", CLIENT_SECRET),
+        ("refresh_token", REFRESH_TOKEN),
+        ("redis-password", "REDIS-PW-CANARY"),
+    ] {
+        std::fs::write(secrets.path().join(name), value).expect("write secret");
+    }
+    let dir = format!("{}/", secrets.path().display());
+    let text = proxy_yaml
+        .replace("/run/secrets/zoho/", &dir)
+        .replace("/run/secrets/redis/", &dir);
+    let env = |name: &str| (name == "ZOHO_CLIENT_ID").then(|| CLIENT_ID.to_string());
+    let config = Config::from_yaml_str_with(&text, &env, secrets.path())
+        .expect("the example's proxy.yaml is a valid config");
+    let StoreConfig::Redis {
+        topology,
+        password,
+        sentinel_password,
+        ..
+    } = &config.accounts[0].token.store
+    else {
+        panic!("a Redis store: {:?}", config.accounts[0].token.store);
+    };
+    let RedisTopology::Sentinel {
+        sentinels, master, ..
+    } = topology
+    else {
+        panic!("Sentinel: {topology:?}");
+    };
+    assert_eq!(master, "mymaster", "the Bitnami chart's master name");
+    assert_eq!(sentinels.len(), 3, "one sentinel per chart pod");
+    assert!(
+        sentinels
+            .iter()
+            .all(|s| s.port == 26379 && s.host.ends_with(".redis-headless")),
+        "the chart's per-pod sentinel names: {sentinels:?}"
+    );
+    assert!(
+        password.is_some() && sentinel_password.is_some(),
+        "both passwords come from the chart's Secret"
+    );
+}
