@@ -89,7 +89,7 @@ impl Node {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        let mut node = Node {
+        let node = Node {
             port,
             dir,
             child: Some(cmd.spawn().expect("spawn redis-server")),

@@ -39,7 +39,7 @@ pub(super) enum Backend {
 #[derive(Clone)]
 pub(super) enum Conn {
     /// One node (a single Redis, or Sentinel's current primary).
-    Node(ConnectionManager),
+    Node(Box<ConnectionManager>),
     /// The cluster, routed by key slot.
     Cluster(ClusterConnection),
 }
@@ -181,12 +181,12 @@ impl Backend {
                 )
                 .await
                 {
-                    Ok(Ok(m)) => Ok(Conn::Node(m)),
+                    Ok(Ok(m)) => Ok(Conn::Node(Box::new(m))),
                     Ok(Err(e)) => Err(describe(url, &e)),
                     Err(_) => Err(timed_out(url)),
                 }
             }
-            Backend::Sentinel(s) => s.connect_primary().await.map(Conn::Node),
+            Backend::Sentinel(s) => s.connect_primary().await.map(|m| Conn::Node(Box::new(m))),
             Backend::Cluster { client, .. } => {
                 match tokio::time::timeout(REDIS_TIMEOUT * 2, client.get_async_connection()).await {
                     Ok(Ok(c)) => Ok(Conn::Cluster(c)),
