@@ -8,11 +8,13 @@ mod access;
 mod datacenter;
 mod interpolate;
 mod raw;
+mod store;
 mod units;
 
 pub use access::{AccessConfig, ClientConfig, MIN_KEY_CHARS};
 pub use datacenter::{check_override_host, is_zoho_api_host, DataCenter, Endpoint};
 pub use raw::RawConfig;
+pub use store::{RedisNode, RedisTopology, SUPPORTED_STORES};
 pub use units::{parse_duration, parse_size};
 
 use crate::policy::{Policy, PolicyMode};
@@ -23,6 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use store::StoreValue;
 
 /// The largest config file we read (a guard against pasting a huge file by mistake).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -109,10 +112,15 @@ pub enum StoreConfig {
     File(PathBuf),
     /// A shared Redis (fleet mode).
     Redis {
-        /// `redis://` or `rediss://` URL without the password.
+        /// The configured URL (`redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://`,
+        /// …), never with a password.
         url: String,
-        /// Optional password (from `${VAR}` or `redis_password_file`).
+        /// One Redis, Sentinel or Cluster, parsed from `url`.
+        topology: RedisTopology,
+        /// The data nodes' password (from `${VAR}` or `redis_password_file`).
         password: Option<SecretValue>,
+        /// The sentinels' own password (`sentinel_password_file`), Sentinel only.
+        sentinel_password: Option<SecretValue>,
     },
 }
 
@@ -131,6 +139,8 @@ pub enum RedisDownPolicy {
 pub struct TokenConfig {
     /// Persistence.
     pub store: StoreConfig,
+    /// Dotted key of `store` (`token.store` or `accounts[i].token.store`), for messages.
+    pub store_key: String,
     /// Mints allowed per refresh token per 10 minutes (Zoho allows 10).
     pub mint_budget: u32,
     /// Fleet mode: how long a minting lease lasts before another replica may take over.
@@ -361,8 +371,24 @@ impl Config {
             .map_err(|_| file_error("the config file is not UTF-8 text".to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = Config::from_yaml_str_with(&text, &process_env, base)?;
+        config.check_store_dirs(&text)?;
         config.watched_files.insert(0, path.to_path_buf());
         Ok(config)
+    }
+
+    /// Each file store's folder exists and is writable (checked at start, not at the first
+    /// token, which may be an hour away).
+    fn check_store_dirs(&self, text: &str) -> Result<(), ConfigError> {
+        for account in &self.accounts {
+            if let StoreConfig::File(path) = &account.token.store {
+                store::check_file_store_dir(path).map_err(|message| ConfigError {
+                    key: account.token.store_key.clone(),
+                    line: line_of(text, &account.token.store_key),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Validates YAML text using the process environment (for tests and tools).
@@ -1082,20 +1108,40 @@ impl Validator<'_> {
         raw: &RawToken,
         shared_by: Option<&str>,
     ) -> Result<TokenConfig, ConfigError> {
-        let store = match self.string(&format!("{tkey}.store"), &raw.store)? {
-            None => StoreConfig::Memory,
-            Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
-                let url = url::Url::parse(&s).map_err(|e| {
-                    self.err(
-                        &format!("{tkey}.store"),
-                        format!("not a valid Redis URL: {e}"),
-                    )
-                })?;
-                if url.password().is_some() {
-                    return Err(self.err(
-                        &format!("{tkey}.store"),
-                        "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
-                    ));
+        let store_key = format!("{tkey}.store");
+        let value = self.string(&store_key, &raw.store)?;
+        let classified = match value.as_deref() {
+            None => None,
+            Some(s) => Some(store::classify(s).map_err(|m| self.err(&store_key, m))?),
+        };
+        let is_sentinel = matches!(
+            classified,
+            Some(StoreValue::Redis(RedisTopology::Sentinel { .. }))
+        );
+        if !is_sentinel && (raw.sentinel_password.is_some() || raw.sentinel_password_file.is_some())
+        {
+            let key = if raw.sentinel_password.is_some() {
+                format!("{tkey}.sentinel_password")
+            } else {
+                format!("{tkey}.sentinel_password_file")
+            };
+            return Err(self.err(
+                &key,
+                "is for Redis Sentinel only; token.store is not a redis+sentinel:// URL",
+            ));
+        }
+        let store = match (value.as_deref(), classified) {
+            (None, _) | (_, None) => StoreConfig::Memory,
+            (Some(s), Some(StoreValue::Redis(topology))) => {
+                if topology == RedisTopology::Single {
+                    let url = url::Url::parse(s)
+                        .map_err(|e| self.err(&store_key, format!("not a valid Redis URL: {e}")))?;
+                    if url.password().is_some() {
+                        return Err(self.err(
+                            &store_key,
+                            "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
+                        ));
+                    }
                 }
                 let password = self.secret(
                     tkey,
@@ -1104,9 +1150,21 @@ impl Validator<'_> {
                     &raw.redis_password_file,
                     false,
                 )?;
-                StoreConfig::Redis { url: s, password }
+                let sentinel_password = self.secret(
+                    tkey,
+                    "sentinel_password",
+                    &raw.sentinel_password,
+                    &raw.sentinel_password_file,
+                    false,
+                )?;
+                StoreConfig::Redis {
+                    url: s.to_string(),
+                    topology,
+                    password,
+                    sentinel_password,
+                }
             }
-            Some(path) => {
+            (Some(path), Some(StoreValue::File(_))) => {
                 let path = self.base.join(path);
                 match shared_by {
                     // token.json -> token.NAME.json: accounts never share a file.
@@ -1152,6 +1210,7 @@ impl Validator<'_> {
         };
         Ok(TokenConfig {
             store,
+            store_key,
             mint_budget,
             lease,
             when_redis_down,

@@ -114,6 +114,8 @@ pub struct RawToken {
     pub mint_budget: Option<u32>,
     pub redis_password: Option<String>,
     pub redis_password_file: Option<String>,
+    pub sentinel_password: Option<String>,
+    pub sentinel_password_file: Option<String>,
     pub lease: Option<String>,
     pub when_redis_down: Option<String>,
 }
