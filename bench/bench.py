@@ -6,6 +6,8 @@
   rss      print VmRSS / VmHWM (KiB) summed over PIDs
   cpu      print utime + stime (seconds) summed over PIDs, all their threads (/proc/PID/stat)
   idle     open N keep-alive connections, one request each, hold them, report RSS growth of PIDs
+  get      N requests one after the other on one keep-alive connection (the c=1 path, a fixed count
+           for callgrind)
   wrkline  turn wrk's "WRK key=value ..." line (bench/wrk-report.lua) into a TSV row, with the CPU
            time the path's processes (and the upstream) burned per request
   perfline a `perf stat -x,` output and a wrk line -> task-clock and context switches per request
@@ -256,6 +258,23 @@ def cmd_idle(args):
     return 0 if ok == args.count else 1
 
 
+def cmd_get(args):
+    request = (f"GET {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+               + "".join(f"{h}\r\n" for h in args.header) + "\r\n").encode()
+    statuses = {}
+    start = time.monotonic()
+    deadline = start + args.deadline
+    with socket.create_connection((args.host, args.port), timeout=10) as s:
+        for _ in range(args.count):
+            s.sendall(request)
+            status = read_response(s, deadline)
+            statuses[status] = statuses.get(status, 0) + 1
+    secs = time.monotonic() - start
+    ok = statuses.get(200, 0)
+    print(f"GET count={args.count} ok={ok} statuses={statuses} seconds={secs:.3f} rps={args.count / secs:.0f}")
+    return 0 if ok == args.count else 1
+
+
 # --------------------------------------------------------------------------------------------------
 # wrk output
 
@@ -334,20 +353,15 @@ def cmd_perfline(args):
 
 
 def parse_strace_summary(path):
-    """`strace -c` summary table -> ({syscall: calls}, total calls)."""
-    calls, total = {}, None
+    """`strace -c` summary table -> ({syscall: calls}, total calls). The total is the sum of the rows
+    (the "total" row drops its usecs/call column in some strace versions)."""
+    calls = {}
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if not parts or not parts[0][0].isdigit():
-                continue
-            if parts[-1] == "total":
-                total = int(parts[2])  # % time, seconds, calls [, errors], total
-            elif len(parts) >= 5:
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
                 calls[parts[-1]] = int(parts[3])  # % time, seconds, usecs/call, calls [, errors], name
-    if total is None:
-        total = sum(calls.values())
-    return calls, total
+    return calls, sum(calls.values())
 
 
 def cmd_straceline(args):
@@ -731,6 +745,14 @@ def main():
     i.add_argument("--deadline", type=float, default=60.0)
     i.add_argument("--pids", type=lambda v: [int(x) for x in v.split(",") if x], required=True)
 
+    g = sub.add_parser("get")
+    g.add_argument("--host", default="127.0.0.1")
+    g.add_argument("--port", type=int, required=True)
+    g.add_argument("--path", default="/crm/v8/Leads")
+    g.add_argument("--header", action="append", default=[])
+    g.add_argument("--count", type=int, default=1000)
+    g.add_argument("--deadline", type=float, default=600.0)
+
     w = sub.add_parser("wrkline")
     w.add_argument("--kind", default="wrk")
     w.add_argument("--path", required=True)
@@ -769,7 +791,7 @@ def main():
             args.command = args.command[1:]
         if not args.command:
             p.error("ready: give the command after --")
-    return {"ready": cmd_ready, "rss": cmd_rss, "cpu": cmd_cpu, "idle": cmd_idle, "wrkline": cmd_wrkline,
+    return {"ready": cmd_ready, "rss": cmd_rss, "cpu": cmd_cpu, "idle": cmd_idle, "get": cmd_get, "wrkline": cmd_wrkline,
             "perfline": cmd_perfline, "straceline": cmd_straceline, "slices": cmd_slices,
             "report": cmd_report}[args.cmd](args)
 
