@@ -734,7 +734,7 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     refresh_desc="off"
     [[ $SKIP_PROXY != 1 && $REFRESH == 1 ]] && refresh_desc="${REFRESH_DURATION}s at $REFRESH_CONNS conns, expires_in ${REFRESH_EXPIRES_IN}s"
     echo "Command: BENCH_QUICK=$QUICK BENCH_SKIP_PROXY=$SKIP_PROXY BENCH_PROFILE=$PROFILE bench/run.sh"
-    echo "Peers: $(for peer in "${PEERS[@]}"; do printf '%s (%s) ' "$peer" "${PEER_SETTING[$peer]}"; done)"
+    echo "Peers: $(for peer in "${PEERS[@]}"; do printf '%s (%s), ' "$peer" "${PEER_SETTING[$peer]}"; done | sed 's/, $//')"
     echo "Settings: duration=${DURATION}s conns='$CONNS' rounds=$ROUNDS wrk threads=$THREADS upstream nginx workers=$UPSTREAM_WORKERS proxy upstream_concurrency=$UPSTREAM_CONCURRENCY stream=${STREAM_MIB}MiB x$STREAM_REPEAT idle=$IDLE_CONNS refresh=$refresh_desc"
     echo
     echo '```'
