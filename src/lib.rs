@@ -6,18 +6,16 @@
 //! A request flows: [`server`] (listener, connection limits) → [`proxy`] (account, canonical
 //! request and [`policy`] decision, token from [`token`], forward, stream back). Around it:
 //! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, browser
-//! authorization via [`oauth`]), [`reload`] (SIGHUP and file changes), [`metrics`], [`logging`],
+//! authorization via [`admin::oauth`]), [`reload`] (SIGHUP and file changes), [`metrics`], [`logging`],
 //! and [`sandbox`], the built-in fake Zoho behind `demo` and the tests.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod authorize;
 pub mod config;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
-pub mod oauth;
 pub mod policy;
 pub mod proxy;
 pub mod reload;

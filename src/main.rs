@@ -247,7 +247,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let (_set_level, _guard) = logging::init(LogFormat::Text, &config.log_level);
-            match rt.block_on(zoho_auth_proxy::authorize::authorize_cli(&config, &account)) {
+            match rt.block_on(zoho_auth_proxy::admin::authorize::authorize_cli(
+                &config, &account,
+            )) {
                 Ok(message) => {
                     println!("{message}");
                     ExitCode::SUCCESS

@@ -3,7 +3,10 @@
 //!
 //! Never shows a token or secret. The proxied listener never serves these paths.
 
-use crate::oauth::{html_page, CallbackError, OAuthFlows};
+pub mod authorize;
+pub mod oauth;
+
+use self::oauth::{html_page, CallbackError, OAuthFlows};
 use crate::proxy::body::{full, ProxyBody};
 use crate::state::AppState;
 use crate::token::{Command, TokenState};
