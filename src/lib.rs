@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
+pub mod observed;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
@@ -124,6 +125,7 @@ pub async fn run(
         metrics: metrics.clone(),
         admin_listen: Arc::new(admin_listener.local_addr()),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections as usize)),
+        observed: Arc::default(),
     };
 
     // Restore stored tokens first: with a valid stored token the proxy is ready at once.
@@ -182,12 +184,7 @@ pub async fn run(
         ));
     }
     let shutting_down = CancellationToken::new();
-    let admin = Admin {
-        state: state.clone(),
-        oauth: Arc::default(),
-        started,
-        shutting_down: shutting_down.clone(),
-    };
+    let admin = Admin::new(state.clone(), started, shutting_down.clone());
     tracker.spawn(server::serve(
         admin_listener,
         "admin",

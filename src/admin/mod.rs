@@ -1,24 +1,37 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/status`, and the browser
-//! authorization endpoints `/oauth/start` and `/oauth/callback` for server-based accounts.
+//! The admin listener: the probes (`/healthz`, `/readyz`, `/metrics`), `/status`, the operator
+//! console (`/`), `/explain`, and the browser authorization endpoints `/oauth/start` and
+//! `/oauth/callback` for server-based accounts.
 //!
-//! Never shows a token or secret. The proxied listener never serves these paths.
+//! Never shows a token, secret, authorization code or client key, and never forwards anything
+//! to Zoho. The proxied listener never serves these paths. Requester checks (Host, browser
+//! markers) happen in front of this, at listener level; this module checks the optional admin
+//! credential (`admin.auth`) and the console forms' CSRF tokens.
 
+mod auth;
 pub mod authorize;
+mod console;
+mod explain;
+pub mod html;
 pub mod oauth;
+mod oauth_routes;
+mod probes;
+mod status;
 
-use self::oauth::{html_page, CallbackError, OAuthFlows};
-use crate::proxy::body::{full, ProxyBody};
+use self::html::Csrf;
+use self::oauth::{html_page, OAuthFlows};
+use crate::proxy::body::{collect_capped, full, Collected, ProxyBody};
 use crate::state::AppState;
-use crate::token::{Command, TokenState};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+
+/// Largest form or explain body the admin listener reads.
+const MAX_FORM_BODY: u64 = 256 * 1024;
 
 /// Admin-side state.
 #[derive(Clone)]
@@ -32,7 +45,22 @@ pub struct Admin {
     /// Cancelled when a shutdown signal arrives: `/readyz` then answers 503 (also during
     /// `shutdown.delay`, while connections are still accepted) so traffic moves elsewhere.
     pub shutting_down: CancellationToken,
+    /// The console forms' CSRF tokens.
+    pub csrf: Arc<Csrf>,
 }
+
+/// The admin routes and the methods each answers (for `405` and `Allow`).
+const ROUTES: &[(&str, &str)] = &[
+    ("/", "GET, HEAD"),
+    (html::STYLESHEET_PATH, "GET, HEAD"),
+    ("/healthz", "GET, HEAD"),
+    ("/readyz", "GET, HEAD"),
+    ("/metrics", "GET, HEAD"),
+    ("/status", "GET, HEAD"),
+    ("/explain", "GET, HEAD, POST"),
+    ("/oauth/start", "GET, HEAD, POST"),
+    ("/oauth/callback", "GET"),
+];
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
     let mut r = Response::new(full(Bytes::from(
@@ -45,6 +73,10 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Proxy
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -58,6 +90,10 @@ fn oauth_headers(r: &mut Response<ProxyBody>) {
         HeaderValue::from_static("no-referrer"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -77,261 +113,131 @@ fn html_response(status: StatusCode, title: &str, message: &str) -> Response<Pro
     r
 }
 
+/// Whether the client asked for JSON (`Accept: application/json`).
+fn wants_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("application/json"))
+}
+
+/// Whether the request body is an HTML form.
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// One parameter of a query string or form body (the first occurrence).
+fn param(encoded: &[u8], name: &str) -> Option<String> {
+    url::form_urlencoded::parse(encoded)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 impl Admin {
+    /// The admin side of a running proxy.
+    pub fn new(state: AppState, started: Instant, shutting_down: CancellationToken) -> Admin {
+        Admin {
+            state,
+            oauth: Arc::default(),
+            started,
+            shutting_down,
+            csrf: Arc::default(),
+        }
+    }
+
     /// The admin service function.
     pub async fn handle(self, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return Ok(json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({"code": "PROXY_METHOD_NOT_ALLOWED", "message": "the admin listener answers GET only", "status": "error"}),
-            ));
+        let runtime = self.state.runtime.load_full();
+        let path = req.uri().path().to_string();
+        if let Some(refused) = auth::check(runtime.config.admin_auth.as_ref(), &path, req.headers())
+        {
+            return Ok(refused);
         }
         let query = req.uri().query().unwrap_or("").to_string();
-        if req.uri().path() == "/oauth/callback" && req.method() != Method::GET {
-            // A HEAD (link scanners, prefetchers) must not consume the state or the code.
-            let mut r = html_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-                "the callback answers GET only",
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET"));
-            return Ok(r);
-        }
-        Ok(match req.uri().path() {
-            "/healthz" => json_response(StatusCode::OK, json!({"status": "ok"})),
-            "/readyz" => self.readyz(&query),
-            "/metrics" => self.metrics(),
-            "/status" => self.status(),
-            "/oauth/start" => self.oauth_start(&query),
-            "/oauth/callback" => self.oauth_callback(&query).await,
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                json!({"code": "PROXY_NOT_FOUND", "message": "admin endpoints: /healthz /readyz /metrics /status /oauth/start /oauth/callback", "status": "error"}),
-            ),
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        let post = req.method() == Method::POST;
+        Ok(match path.as_str() {
+            "/oauth/callback" if req.method() == Method::GET => self.oauth_callback(&query).await,
+            "/oauth/callback" => {
+                // A HEAD (link scanners, prefetchers) must not consume the state or the code.
+                let mut r = html_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Method not allowed",
+                    "the callback answers GET only",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET"));
+                r
+            }
+            "/" if get => self.console(),
+            html::STYLESHEET_PATH if get => html::stylesheet(),
+            "/healthz" if get => json_response(StatusCode::OK, json!({"status": "ok"})),
+            "/readyz" if get => self.readyz(&query),
+            "/metrics" if get => self.metrics(),
+            "/status" if get => self.status(),
+            "/explain" if get => self.explain(query.as_bytes(), None, req.headers()),
+            "/explain" if post => {
+                // A form (the console) carries method, path and body as fields; anything else
+                // is the body to explain, with method and path in the query.
+                let (parts, body) = req.into_parts();
+                match self.read_body(body).await {
+                    Ok(form) if is_form(&parts.headers) => {
+                        let body = param(&form, "body")
+                            .filter(|b| !b.trim().is_empty())
+                            .map(String::into_bytes);
+                        self.explain(&form, body.as_deref(), &parts.headers)
+                    }
+                    Ok(bytes) => self.explain(query.as_bytes(), Some(&bytes), &parts.headers),
+                    Err(r) => r,
+                }
+            }
+            "/oauth/start" if get => self.oauth_start(&query),
+            "/oauth/start" if post => {
+                let (_, body) = req.into_parts();
+                match self.read_body(body).await {
+                    Ok(form) => self.oauth_start_form(&form),
+                    Err(r) => r,
+                }
+            }
+            other => match ROUTES.iter().find(|(p, _)| *p == other) {
+                Some((_, allow)) => {
+                    let mut r = json_response(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        json!({"code": "PROXY_METHOD_NOT_ALLOWED", "message": format!("{other} answers {allow} only"), "status": "error"}),
+                    );
+                    r.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static(allow));
+                    r
+                }
+                None => json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"code": "PROXY_NOT_FOUND", "message": "admin endpoints: / /explain /healthz /readyz /metrics /status /oauth/start /oauth/callback", "status": "error"}),
+                ),
+            },
         })
     }
 
-    fn readyz(&self, query: &str) -> Response<ProxyBody> {
-        if self.shutting_down.is_cancelled() {
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "shutting_down", "reasons": [{"reason": "a shutdown signal was received; finishing in-flight requests"}]}),
-            );
-        }
-        let runtime = self.state.runtime.load();
-        let only = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "account")
-            .map(|(_, v)| v.into_owned());
-        let mut reasons = Vec::new();
-        let mut waiting = Vec::new();
-        // An account nobody has authorized yet does not make the whole proxy unready: the other
-        // accounts serve, and the browser flow may need traffic to reach this instance. It is
-        // listed, and `/readyz?account=NAME` reports it as not ready.
-        for a in runtime
-            .accounts
-            .iter()
-            .filter(|a| only.as_deref().is_none_or(|n| *a.name == *n))
-        {
-            if let Err(reason) = a.token.ready() {
-                if a.token.status().state == TokenState::NotAuthorized {
-                    if only.is_none() {
-                        waiting.push(a.name.to_string());
-                        continue;
-                    }
-                    let start = runtime
-                        .config
-                        .account(&a.name)
-                        .map(|c| c.authorize_start_url(&self.state.admin_listen))
-                        .unwrap_or_default();
-                    reasons.push(json!({"account": &*a.name, "reason": format!("not authorized yet: open {start} in a browser; {reason}")}));
-                } else {
-                    reasons.push(json!({"account": &*a.name, "reason": reason}));
-                }
-            }
-        }
-        if only.is_some() && runtime.account(only.as_deref().unwrap_or("")).is_none() {
-            return json_response(
-                StatusCode::NOT_FOUND,
-                json!({"status": "error", "message": "unknown account"}),
-            );
-        }
-        if reasons.is_empty() {
-            json_response(
-                StatusCode::OK,
-                json!({"status": "ready", "awaiting_authorization": waiting}),
-            )
-        } else {
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "not_ready", "reasons": reasons}),
-            )
-        }
-    }
-
-    fn metrics(&self) -> Response<ProxyBody> {
-        let runtime = self.state.runtime.load();
-        for a in &runtime.accounts {
-            let status = a.token.status();
-            self.state.metrics.set_token_gauges(
-                &a.name,
-                a.token.seconds_left(),
-                status.mint_budget_left,
-                a.token.ready().is_ok(),
-            );
-        }
-        let mut r = Response::new(full(Bytes::from(self.state.metrics.render())));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
-        r
-    }
-
-    fn status(&self) -> Response<ProxyBody> {
-        let runtime = self.state.runtime.load();
-        let now = crate::token::store::now_unix_ms();
-        let accounts: Vec<_> = runtime
-            .accounts
-            .iter()
-            .map(|a| {
-                let status = a.token.status();
-                let config = runtime.config.account(&a.name);
-                let authorize = (status.state == TokenState::NotAuthorized)
-                    .then(|| config.map(|c| c.authorize_start_url(&self.state.admin_listen)))
-                    .flatten();
-                json!({
-                    "name": &*a.name,
-                    "client_type": a.client_type,
-                    "listen": config.and_then(|c| c.listen.as_ref()).map(|l| l.to_string()),
-                    "data_center": config.map(|c| c.data_center.code()),
-                    "api_host": status.api_host,
-                    "ready": a.token.ready().is_ok(),
-                    "authorize": authorize,
-                    "token": {
-                        "state": status.state,
-                        "expires_in_s": a.token.seconds_left().floor(),
-                        "last_refresh_unix_ms": status.last_refresh_unix_ms,
-                        "last_refresh_ago_s": status.last_refresh_unix_ms.map(|t| now.saturating_sub(t) / 1000),
-                        "last_error": status.last_error,
-                        "next_attempt_in_s": status.next_attempt_unix_ms.map(|t| t.saturating_sub(now).div_ceil(1000)),
-                        "mint_budget_left": status.mint_budget_left,
-                        "mint_budget": status.mint_budget,
-                        "store_error": status.store_error,
-                    },
-                    "policy": a.policy.summary(),
-                })
-            })
-            .collect();
-        json_response(
-            StatusCode::OK,
-            json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_s": self.started.elapsed().as_secs(),
-                "listen": runtime.config.listen.to_string(),
-                "routing": runtime.config.routing,
-                "accounts": accounts,
-            }),
-        )
-    }
-
-    fn oauth_start(&self, query: &str) -> Response<ProxyBody> {
-        let runtime = self.state.runtime.load();
-        let name = url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == "account")
-            .map(|(_, v)| v.into_owned());
-        let Some(account) = name.as_deref().and_then(|n| runtime.config.account(n)) else {
-            return html_response(
+    /// Reads a small request body (forms, explain bodies).
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Response<ProxyBody>> {
+        let idle = self.state.runtime.load().limits.body_idle_timeout;
+        match collect_capped(body, MAX_FORM_BODY, idle).await {
+            Ok(Collected::Complete(bytes)) => Ok(bytes),
+            Ok(Collected::Exceeded(..)) => Err(json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"code": "PROXY_BODY_TOO_LARGE", "message": format!("the admin listener reads bodies of at most {MAX_FORM_BODY} bytes"), "status": "error"}),
+            )),
+            Err(_) => Err(json_response(
                 StatusCode::BAD_REQUEST,
-                "Unknown account",
-                &format!(
-                    "Use /oauth/start?account=NAME with one of: {}",
-                    runtime.account_names()
-                ),
-            );
-        };
-        match self.oauth.start(account) {
-            Ok(url) => {
-                let Ok(location) = HeaderValue::from_str(url.as_str()) else {
-                    return html_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Cannot authorize this account",
-                        "the authorize URL is not a valid header value",
-                    );
-                };
-                info!(account = %account.name, accounts_server = %account.accounts_url.origin().ascii_serialization(), "browser authorization started");
-                let mut r = Response::new(full(Bytes::new()));
-                *r.status_mut() = StatusCode::FOUND;
-                r.headers_mut().insert(header::LOCATION, location);
-                oauth_headers(&mut r);
-                r
-            }
-            Err(message) => html_response(
-                StatusCode::BAD_REQUEST,
-                "Cannot authorize this account",
-                &message,
-            ),
-        }
-    }
-
-    async fn oauth_callback(&self, query: &str) -> Response<ProxyBody> {
-        let runtime = self.state.runtime.load_full();
-        let callback = match self.oauth.callback(query, &runtime.config.accounts) {
-            Ok(c) => c,
-            Err(
-                e @ (CallbackError::UnknownState
-                | CallbackError::ExpiredState
-                | CallbackError::BadParameter(_)),
-            ) => {
-                warn!("OAuth callback refused: {e}");
-                return html_response(
-                    StatusCode::BAD_REQUEST,
-                    "Authorization refused",
-                    &e.to_string(),
-                );
-            }
-            Err(e @ CallbackError::Denied(_)) => {
-                warn!("OAuth callback: {e}");
-                return html_response(
-                    StatusCode::BAD_REQUEST,
-                    "Authorization not granted",
-                    &e.to_string(),
-                );
-            }
-        };
-        info!(
-            account = %callback.account,
-            location = callback.location.as_deref().unwrap_or("-"),
-            accounts_server = %callback.accounts_url.origin().ascii_serialization(),
-            "OAuth callback accepted; exchanging the code"
-        );
-        let Some(account) = runtime.account(&callback.account) else {
-            return html_response(
-                StatusCode::BAD_REQUEST,
-                "Unknown account",
-                "the account is no longer configured",
-            );
-        };
-        let (reply, outcome) = tokio::sync::oneshot::channel();
-        let command = Command::Authorize {
-            code: callback.code,
-            accounts_url: callback.accounts_url,
-            reply,
-        };
-        if let Err(e) = account.token.command(command).await {
-            return html_response(StatusCode::SERVICE_UNAVAILABLE, "Authorization failed", &e);
-        }
-        match tokio::time::timeout(Duration::from_secs(30), outcome).await {
-            Ok(Ok(Ok(()))) => html_response(
-                StatusCode::OK,
-                "Authorized",
-                &format!("Account `{}` is authorized. The proxy now serves it; you can close this window.", account.name),
-            ),
-            Ok(Ok(Err(message))) => {
-                warn!(account = %account.name, "authorization failed: {message}");
-                html_response(StatusCode::BAD_GATEWAY, "Authorization failed", &message)
-            }
-            _ => html_response(StatusCode::GATEWAY_TIMEOUT, "Authorization failed", "the token exchange did not finish in time"),
+                json!({"code": "PROXY_BAD_BODY", "message": "the request body could not be read", "status": "error"}),
+            )),
         }
     }
 }

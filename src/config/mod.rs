@@ -4,6 +4,7 @@
 //! that name the key and line. Reads the config file, secret files and `ca_file`; nothing else.
 //! After start-up the rest of the program only sees [`Config`].
 
+mod admin;
 mod datacenter;
 mod interpolate;
 mod raw;
@@ -14,6 +15,7 @@ pub use raw::RawConfig;
 pub use units::{parse_duration, parse_size};
 
 use crate::policy::{Policy, PolicyMode};
+pub use admin::AdminAuth;
 use raw::{OrderedMap, RawAccount, RawCount, RawLimits, RawToken, RawZoho};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -303,8 +305,10 @@ pub struct Config {
     pub listen: ListenAddr,
     /// Opt-in for non-loopback TCP listeners.
     pub allow_remote_clients: bool,
-    /// Admin listener (health, readiness, metrics, status, OAuth callback).
+    /// Admin listener (health, readiness, metrics, status, console, OAuth callback).
     pub admin_listen: ListenAddr,
+    /// The admin listener's opt-in credential (`admin.auth`).
+    pub admin_auth: Option<AdminAuth>,
     /// Data-plane worker threads (restart to change).
     pub workers: usize,
     /// Accounts, at least one; the first is the main listener's default.
@@ -419,6 +423,11 @@ impl Config {
             "listen": self.listen.to_string(),
             "allow_remote_clients": self.allow_remote_clients,
             "admin_listen": self.admin_listen.to_string(),
+            "admin_auth": self.admin_auth.as_ref().map(|a| serde_json::json!({
+                "username": a.username,
+                "password_file": a.password.file.as_ref().map(|p| p.display().to_string()),
+                "exempt": a.exempt,
+            })),
             "workers": self.workers,
             "routing": self.routing,
             "policy_mode": match self.policy_mode { PolicyMode::Enforce => "enforce", PolicyMode::Report => "report" },
@@ -644,6 +653,7 @@ impl Validator<'_> {
         if admin_listen == listen && !matches!(&listen, ListenAddr::Tcp(a) if a.port() == 0) {
             return Err(self.err("admin.listen", "the admin listener must differ from listen"));
         }
+        let admin_auth = self.admin_auth(admin.auth)?;
 
         let policy_mode = match self
             .string(
@@ -754,7 +764,10 @@ impl Validator<'_> {
             self.duration("shutdown.grace", &shutdown.grace, Duration::from_secs(20))?;
         let shutdown_delay = self.duration("shutdown.delay", &shutdown.delay, Duration::ZERO)?;
 
-        let mut watched_files = Vec::new();
+        let mut watched_files: Vec<PathBuf> = admin_auth
+            .iter()
+            .filter_map(|a| a.password.file.clone())
+            .collect();
         for a in &accounts {
             for s in [Some(&a.client_secret), a.refresh_token.as_ref()]
                 .into_iter()
@@ -769,6 +782,7 @@ impl Validator<'_> {
             listen,
             allow_remote_clients,
             admin_listen,
+            admin_auth,
             workers,
             accounts,
             routing,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod headers;
 pub mod upstream;
 
+use crate::observed::Outcome;
 use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
 use crate::token::AccessToken;
@@ -252,11 +253,16 @@ async fn forward(
         Evaluation::Allowed {
             ref target,
             ref required,
-        } => (
-            target.path,
-            target.query,
-            access.text(|| required.to_string()),
-        ),
+        } => {
+            state
+                .observed
+                .record_scopes(&account.name, required, Outcome::Allowed);
+            (
+                target.path,
+                target.query,
+                access.text(|| required.to_string()),
+            )
+        }
         Evaluation::Denied {
             ref target,
             ref required,
@@ -264,7 +270,7 @@ async fn forward(
         } => {
             access.path = access.text(|| target.path.to_string());
             access.scope = access.text(|| required.to_string());
-            denied(account, &parts.method, &evaluation, access)?;
+            denied(state, account, &parts.method, &evaluation, access)?;
             (
                 target.path,
                 target.query,
@@ -294,10 +300,15 @@ async fn forward(
                     access.decision = "invalid";
                     return Err(refusal(&second, &parts.method));
                 }
-                Evaluation::Allowed { required, .. } => access.text(|| required.to_string()),
+                Evaluation::Allowed { required, .. } => {
+                    state
+                        .observed
+                        .record_scopes(&account.name, required, Outcome::Allowed);
+                    access.text(|| required.to_string())
+                }
                 Evaluation::Denied { required, .. } => {
                     access.scope = access.text(|| required.to_string());
-                    denied(account, &parts.method, &second, access)?;
+                    denied(state, account, &parts.method, &second, access)?;
                     access.text(|| required.to_string())
                 }
                 Evaluation::NeedsBody { .. } => {
@@ -346,12 +357,35 @@ async fn forward(
 /// A denied decision: 403 in enforce mode; logged, counted and forwarded in report mode (never
 /// for paths outside the CRM API).
 fn denied(
+    state: &AppState,
     account: &AccountRuntime,
     method: &Method,
     evaluation: &Evaluation<'_>,
     access: &mut Access,
 ) -> Result<(), ProxyError> {
-    if evaluation.forwards(account.policy.mode()) {
+    let forwards = evaluation.forwards(account.policy.mode());
+    if let Evaluation::Denied {
+        target,
+        required,
+        missing,
+    } = evaluation
+    {
+        // The client identity is not known here yet (requester trust wires it in).
+        state.observed.record_decision(
+            &account.name,
+            None,
+            if forwards {
+                Outcome::Reported
+            } else {
+                Outcome::Denied
+            },
+            method.as_str(),
+            target.path,
+            required,
+            missing,
+        );
+    }
+    if forwards {
         access.decision = "reported";
         warn!(
             account = %account.name,
@@ -743,6 +777,11 @@ fn respond(
     let (mut parts, body) = response.into_parts();
     headers::clean_response_headers(&mut parts.headers);
     let status = parts.status;
+    // No body by definition (RFC 9110 §6.4.1): hyper sends none and never polls ours.
+    let no_content = access.method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
     let metrics = state.metrics.clone();
     let access = Access {
         log: access.log,
@@ -758,10 +797,13 @@ fn respond(
         access.log(status, bytes, complete, &metrics);
     });
     let guard: Box<dyn Send + Sync> = Box::new((permit, in_flight));
-    Response::from_parts(
-        parts,
-        ResponseBody::new(body, idle, on_finish, Some(guard)).boxed(),
-    )
+    let body = ResponseBody::new(body, idle, on_finish, Some(guard));
+    let body = if no_content {
+        body.without_content()
+    } else {
+        body
+    };
+    Response::from_parts(parts, body.boxed())
 }
 
 #[cfg(test)]
