@@ -59,7 +59,8 @@ pub enum StartError {
 /// Runs the proxy until `shutdown` resolves, then drains within `shutdown.grace`.
 ///
 /// Prints one `listening <role> <address>` line per listener on stdout once bound (tools and tests
-/// read the real port from it when a port of 0 was configured).
+/// read the real port from it when a port of 0 was configured); with `log.format: json` the line
+/// is a JSON event with `role` and `address` fields ([`logging::announcement`]).
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
@@ -208,12 +209,16 @@ pub async fn run(
 
     let mut out = std::io::stdout().lock();
     for (role, addr) in &announce {
-        let _ = writeln!(out, "listening {role} {addr}");
+        let line = logging::announcement(config.log_format, role, &addr.to_string());
+        let _ = writeln!(out, "{line}");
     }
     let _ = out.flush();
     drop(out);
-    for (role, addr) in &announce {
-        info!(role = %role, address = %addr, "listening");
+    if config.log_format == config::LogFormat::Text {
+        // The JSON announcement on stdout already is this event.
+        for (role, addr) in &announce {
+            info!(role = %role, address = %addr, "listening");
+        }
     }
     info!(
         accounts = config.accounts.len(),

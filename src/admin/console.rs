@@ -36,7 +36,6 @@ impl Admin {
                     "uptime",
                     &html::duration_text(self.started.elapsed().as_secs()),
                 ),
-                ("listen", &esc(&runtime.config.listen.to_string())),
                 (
                     "routing",
                     &esc(&format!("{:?}", runtime.routing).to_lowercase()),
