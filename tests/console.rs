@@ -295,6 +295,14 @@ async fn report_traffic_fills_decisions_observed_scopes_and_status_escaped() {
             .unwrap_or(0);
         assert!(status != 0, "{path}: answered");
     }
+    // Sent raw, the markup never reaches the proxy: the HTTP parser refuses it.
+    let request = "GET /crm/v8/<script>alert(1)</script> HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Zoho-Account: own\r\nConnection: close\r\n\r\n";
+    let answer = raw(proxy.proxy, request.as_bytes(), Duration::from_secs(10)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "raw markup in a path is a 400: {}",
+        String::from_utf8_lossy(&answer)
+    );
 
     let status = proxy.status_json().await;
     let own = status["accounts"]
@@ -442,7 +450,10 @@ async fn explain_answers_html_and_json_and_forwards_nothing() {
         "/explain?method=GET&path=/crm/v8/%3Cscript%3Ex%3C/script%3E",
     )
     .await;
-    assert!(!html.contains("<script>"), "escaped:\n{html}");
+    assert!(
+        !html.contains("<script>") && html.contains("&lt;script&gt;"),
+        "the path is shown back escaped:\n{html}"
+    );
     let (status, _, _) = page(&proxy, "/explain?method=GET").await;
     assert_eq!(status, 400, "a path is required");
     let (status, _, _) = page(

@@ -59,29 +59,7 @@ impl Admin {
     }
 
     fn decisions_table(&self) -> String {
-        let recent = self.state.observed.recent();
-        if recent.is_empty() {
-            return "<p id=\"no-decisions\">No request has been denied or reported since start.</p>"
-                .into();
-        }
-        let rows: String = recent
-            .iter()
-            .map(|d| {
-                format!(
-                    "<tr><td class=\"mono\">{time}</td><td>{account}</td><td>{client}</td><td class=\"outcome-{outcome}\">{outcome}</td><td class=\"mono\">{method}</td><td class=\"mono\">{path}</td><td class=\"mono\">{missing}</td></tr>\n",
-                    time = html::utc(d.at_unix_ms),
-                    account = esc(&d.account),
-                    client = d.client.as_deref().map(esc).unwrap_or_else(|| "<span class=\"muted\">-</span>".into()),
-                    outcome = d.outcome.as_str(),
-                    method = esc(&d.method),
-                    path = esc(&d.path),
-                    missing = esc(&d.missing.join(", ")),
-                )
-            })
-            .collect();
-        format!(
-            "<table id=\"decision-list\"><thead><tr><th>Time</th><th>Account</th><th>Client</th><th>Decision</th><th>Method</th><th>Path</th><th>Missing scopes</th></tr></thead><tbody>\n{rows}</tbody></table>"
-        )
+        decisions_table(&self.state.observed.recent())
     }
 
     fn observed_blocks(&self, runtime: &Runtime) -> String {
@@ -120,6 +98,32 @@ impl Admin {
         }
         out
     }
+}
+
+/// The recent decisions as a table; every client-controlled field is escaped.
+fn decisions_table(recent: &[crate::observed::DecisionRecord]) -> String {
+    if recent.is_empty() {
+        return "<p id=\"no-decisions\">No request has been denied or reported since start.</p>"
+            .into();
+    }
+    let rows: String = recent
+        .iter()
+        .map(|d| {
+            format!(
+                "<tr><td class=\"mono\">{time}</td><td>{account}</td><td>{client}</td><td class=\"outcome-{outcome}\">{outcome}</td><td class=\"mono\">{method}</td><td class=\"mono\">{path}</td><td class=\"mono\">{missing}</td></tr>\n",
+                time = html::utc(d.at_unix_ms),
+                account = esc(&d.account),
+                client = d.client.as_deref().map(esc).unwrap_or_else(|| "<span class=\"muted\">-</span>".into()),
+                outcome = d.outcome.as_str(),
+                method = esc(&d.method),
+                path = esc(&d.path),
+                missing = esc(&d.missing.join(", ")),
+            )
+        })
+        .collect();
+    format!(
+        "<table id=\"decision-list\"><thead><tr><th>Time</th><th>Account</th><th>Client</th><th>Decision</th><th>Method</th><th>Path</th><th>Missing scopes</th></tr></thead><tbody>\n{rows}</tbody></table>"
+    )
 }
 
 /// The YAML to paste: the `allow:` list, under the account's entry when there are several.
@@ -268,4 +272,37 @@ pub(super) fn explain_form(
         path = esc(path),
         body = esc(body),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::{DecisionRecord, Outcome};
+
+    #[test]
+    fn client_controlled_fields_of_a_decision_are_escaped() {
+        let record = DecisionRecord {
+            at_unix_ms: 0,
+            account: "a<b".into(),
+            client: Some("<img src=x onerror=alert(1)>".into()),
+            outcome: Outcome::Reported,
+            method: "GET".into(),
+            path: "/crm/v8/<script>alert(1)</script>/123".into(),
+            missing: vec!["ZohoCRM.modules.<script>.READ".into()],
+        };
+        let html = decisions_table(&[record]);
+        assert!(
+            !html.contains("<script>") && !html.contains("<img"),
+            "no markup from a client survives: {html}"
+        );
+        assert!(
+            html.contains("/crm/v8/&lt;script&gt;alert(1)&lt;/script&gt;/123"),
+            "the path is shown escaped: {html}"
+        );
+        assert!(html.contains("a&lt;b"), "the account too: {html}");
+        assert!(
+            decisions_table(&[]).contains("No request"),
+            "an empty list says so"
+        );
+    }
 }
