@@ -5,9 +5,11 @@
 //!
 //! A request flows: [`server`] (listener, connection limits) → [`proxy`] (account, canonical
 //! request and [`policy`] decision, token from [`token`], forward, stream back). Around it:
-//! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, browser
-//! authorization via [`admin::oauth`]), [`reload`] (SIGHUP and file changes), [`metrics`], [`logging`],
-//! and [`sandbox`], the built-in fake Zoho behind `demo` and the tests.
+//! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, the
+//! operator console and explain page, browser authorization via [`admin::oauth`]), [`observed`]
+//! (what the traffic needed, recorded by the proxy for the console), [`reload`] (SIGHUP and file
+//! changes), [`metrics`], [`logging`], and [`sandbox`], the built-in fake Zoho behind `demo` and
+//! the tests.
 
 #![forbid(unsafe_code)]
 

@@ -444,6 +444,22 @@ async fn explain_answers_html_and_json_and_forwards_nothing() {
         "COQL on Leads needs coql.READ besides leads.READ, decided on the body: {v}"
     );
 
+    // Without the body it depends on, the answer says where to give it.
+    let r = c
+        .get(proxy.admin_url("/explain?method=POST&path=/crm/v8/coql"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .expect("GET /explain (no body)");
+    let v: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(v["decision"], "needs_body", "COQL needs its body: {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Body field")),
+        "the hint fits the web form: {v}"
+    );
+
     // Markup in the explained path is escaped.
     let (_, _, html) = page(
         &proxy,

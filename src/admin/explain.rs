@@ -85,7 +85,16 @@ impl Admin {
                 "give the path only (e.g. /crm/v8/Leads), not a full URL".into(),
             );
         }
-        let explanation = account.policy.explain(&method, &uri, body);
+        let mut explanation = account.policy.explain(&method, &uri, body);
+        if explanation.decision == Decision::NeedsBody {
+            // The command's hint names its flag; here the body comes from the form or a POST.
+            explanation.message = explanation.message.map(|m| {
+                m.replace(
+                    "pass it with --body FILE",
+                    "give it in the Body field, or POST it to /explain",
+                )
+            });
+        }
         if json {
             let mut value = serde_json::to_value(&explanation).unwrap_or_default();
             if let Some(map) = value.as_object_mut() {
