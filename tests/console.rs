@@ -244,6 +244,16 @@ async fn authorize_is_a_post_that_needs_the_pages_csrf_token() {
         .await
         .expect("GET /oauth/start");
     assert_eq!(typed.status(), 302, "a typed GET /oauth/start still works");
+    let head = client()
+        .head(proxy.admin_url("/oauth/start?account=globex"))
+        .send()
+        .await
+        .expect("HEAD /oauth/start");
+    assert_eq!(
+        head.status(),
+        405,
+        "a HEAD (prefetcher, link scanner) starts nothing"
+    );
     let put = client()
         .put(proxy.admin_url("/"))
         .send()

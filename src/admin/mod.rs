@@ -58,7 +58,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/metrics", "GET, HEAD"),
     ("/status", "GET, HEAD"),
     ("/explain", "GET, HEAD, POST"),
-    ("/oauth/start", "GET, HEAD, POST"),
+    ("/oauth/start", "GET, POST"),
     ("/oauth/callback", "GET"),
 ];
 
@@ -199,7 +199,8 @@ impl Admin {
                     Err(r) => r,
                 }
             }
-            "/oauth/start" if get => self.oauth_start(&query),
+            // Not HEAD: a prefetcher or link scanner must not create authorization states.
+            "/oauth/start" if req.method() == Method::GET => self.oauth_start(&query),
             "/oauth/start" if post => {
                 let (_, body) = req.into_parts();
                 match self.read_body(body).await {
