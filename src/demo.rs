@@ -88,6 +88,11 @@ Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.
   curl -s -H 'Origin: https://attacker.example' -X POST http://{p}/crm/v8/Leads -d '{{}}'   # refused: 403 PROXY_BROWSER_REQUEST
   curl -s http://{a}/status
   curl -s http://{a}/metrics | grep zoho_proxy_requests
+  curl -s -H 'Accept: application/json' 'http://{a}/explain?method=GET&path=/crm/v8/Deals'   # explain, nothing forwarded
+
+Operator console (accounts, token state, denied requests, the allow list the traffic needs):
+
+  http://{a}/
 
 Press Ctrl-C to stop.
 "#,

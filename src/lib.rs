@@ -5,20 +5,21 @@
 //!
 //! A request flows: [`server`] (listener, connection limits) → [`proxy`] (account, canonical
 //! request and [`policy`] decision, token from [`token`], forward, stream back). Around it:
-//! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, browser
-//! authorization via [`oauth`]), [`reload`] (SIGHUP and file changes), [`metrics`], [`logging`],
-//! and [`sandbox`], the built-in fake Zoho behind `demo` and the tests.
+//! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, the
+//! operator console and explain page, browser authorization via [`admin::oauth`]), [`observed`]
+//! (what the traffic needed, recorded by the proxy for the console), [`reload`] (SIGHUP and file
+//! changes), [`metrics`], [`logging`], and [`sandbox`], the built-in fake Zoho behind `demo` and
+//! the tests.
 
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod admin;
-pub mod authorize;
 pub mod config;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
-pub mod oauth;
+pub mod observed;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
@@ -100,7 +101,8 @@ async fn admin_service(
 /// Runs the proxy until `shutdown` resolves, then drains within `shutdown.grace`.
 ///
 /// Prints one `listening <role> <address>` line per listener on stdout once bound (tools and tests
-/// read the real port from it when a port of 0 was configured).
+/// read the real port from it when a port of 0 was configured); with `log.format: json` the line
+/// is a JSON event with `role` and `address` fields ([`logging::announcement`]).
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
@@ -166,6 +168,7 @@ pub async fn run(
         metrics: metrics.clone(),
         admin_listen: Arc::new(admin_listener.local_addr()),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections as usize)),
+        observed: Arc::default(),
     };
 
     // Restore stored tokens first: with a valid stored token the proxy is ready at once.
@@ -224,12 +227,7 @@ pub async fn run(
         ));
     }
     let shutting_down = CancellationToken::new();
-    let admin = Admin {
-        state: state.clone(),
-        oauth: Arc::default(),
-        started,
-        shutting_down: shutting_down.clone(),
-    };
+    let admin = Admin::new(state.clone(), started, shutting_down.clone());
     tracker.spawn(server::serve(
         admin_listener,
         "admin",
@@ -253,12 +251,16 @@ pub async fn run(
 
     let mut out = std::io::stdout().lock();
     for (role, addr) in &announce {
-        let _ = writeln!(out, "listening {role} {addr}");
+        let line = logging::announcement(config.log_format, role, &addr.to_string());
+        let _ = writeln!(out, "{line}");
     }
     let _ = out.flush();
     drop(out);
-    for (role, addr) in &announce {
-        info!(role = %role, address = %addr, "listening");
+    if config.log_format == config::LogFormat::Text {
+        // The JSON announcement on stdout already is this event.
+        for (role, addr) in &announce {
+            info!(role = %role, address = %addr, "listening");
+        }
     }
     info!(access = %access::Gate::describe(&config), "who may use the proxy");
     access::warn_if_open(&config);

@@ -150,6 +150,8 @@ pub struct AppState {
     pub admin_listen: Arc<ListenAddr>,
     /// Client connection slots (`limits.max_connections`).
     pub connection_slots: Arc<Semaphore>,
+    /// Scopes the traffic needed and the recent denied or reported requests (for the console).
+    pub observed: Arc<crate::observed::Observations>,
 }
 
 impl AppState {

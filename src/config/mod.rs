@@ -5,6 +5,7 @@
 //! After start-up the rest of the program only sees [`Config`].
 
 mod access;
+mod admin;
 mod datacenter;
 mod interpolate;
 mod raw;
@@ -18,6 +19,7 @@ pub use store::{RedisNode, RedisTopology, SUPPORTED_STORES};
 pub use units::{parse_duration, parse_size};
 
 use crate::policy::{Policy, PolicyMode};
+pub use admin::AdminAuth;
 use raw::{OrderedMap, RawAccount, RawCount, RawLimits, RawToken, RawZoho};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -315,8 +317,10 @@ pub struct Config {
     pub listen: ListenAddr,
     /// Opt-in for non-loopback TCP listeners.
     pub allow_remote_clients: bool,
-    /// Admin listener (health, readiness, metrics, status, OAuth callback).
+    /// Admin listener (health, readiness, metrics, status, console, OAuth callback).
     pub admin_listen: ListenAddr,
+    /// The admin listener's opt-in credential (`admin.auth`).
+    pub admin_auth: Option<AdminAuth>,
     /// Data-plane worker threads (restart to change).
     pub workers: usize,
     /// Accounts, at least one; the first is the main listener's default.
@@ -449,6 +453,11 @@ impl Config {
             "listen": self.listen.to_string(),
             "allow_remote_clients": self.allow_remote_clients,
             "admin_listen": self.admin_listen.to_string(),
+            "admin_auth": self.admin_auth.as_ref().map(|a| serde_json::json!({
+                "username": a.username,
+                "password_file": a.password.file.as_ref().map(|p| p.display().to_string()),
+                "exempt": a.exempt,
+            })),
             "workers": self.workers,
             "routing": self.routing,
             "policy_mode": match self.policy_mode { PolicyMode::Enforce => "enforce", PolicyMode::Report => "report" },
@@ -675,6 +684,7 @@ impl Validator<'_> {
         if admin_listen == listen && !matches!(&listen, ListenAddr::Tcp(a) if a.port() == 0) {
             return Err(self.err("admin.listen", "the admin listener must differ from listen"));
         }
+        let admin_auth = self.admin_auth(admin.auth)?;
 
         let policy_mode = match self
             .string(
@@ -792,7 +802,10 @@ impl Validator<'_> {
             raw.clients,
             &accounts,
         )?;
-        let mut watched_files = Vec::new();
+        let mut watched_files: Vec<PathBuf> = admin_auth
+            .iter()
+            .filter_map(|a| a.password.file.clone())
+            .collect();
         for c in &access.clients {
             if let Some(f) = c.key.as_ref().and_then(|k| k.file.as_ref()) {
                 watched_files.push(f.clone());
@@ -812,6 +825,7 @@ impl Validator<'_> {
             listen,
             allow_remote_clients,
             admin_listen,
+            admin_auth,
             workers,
             accounts,
             routing,

@@ -57,6 +57,16 @@ pub enum RawCount {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub auth: Option<RawAdminAuth>,
+}
+
+/// `admin.auth:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminAuth {
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub exempt: Option<Vec<String>>,
 }
 
 /// `zoho:` section (the single-account form) and the credential part of an account.

@@ -10,6 +10,7 @@ pub mod headers;
 pub mod upstream;
 
 use crate::access::Transport;
+use crate::observed::Outcome;
 use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
 use crate::token::AccessToken;
@@ -332,11 +333,16 @@ async fn forward(
         Evaluation::Allowed {
             ref target,
             ref required,
-        } => (
-            target.path,
-            target.query,
-            access.text(|| required.to_string()),
-        ),
+        } => {
+            state
+                .observed
+                .record_scopes(&account.name, required, Outcome::Allowed);
+            (
+                target.path,
+                target.query,
+                access.text(|| required.to_string()),
+            )
+        }
         Evaluation::Denied {
             ref target,
             ref required,
@@ -344,7 +350,7 @@ async fn forward(
         } => {
             access.path = access.text(|| target.path.to_string());
             access.scope = access.text(|| required.to_string());
-            denied(account, policy, &parts.method, &evaluation, access)?;
+            denied(state, account, policy, &parts.method, &evaluation, access)?;
             (
                 target.path,
                 target.query,
@@ -374,10 +380,15 @@ async fn forward(
                     access.decision = "invalid";
                     return Err(refusal(&second, &parts.method));
                 }
-                Evaluation::Allowed { required, .. } => access.text(|| required.to_string()),
+                Evaluation::Allowed { required, .. } => {
+                    state
+                        .observed
+                        .record_scopes(&account.name, required, Outcome::Allowed);
+                    access.text(|| required.to_string())
+                }
                 Evaluation::Denied { required, .. } => {
                     access.scope = access.text(|| required.to_string());
-                    denied(account, policy, &parts.method, &second, access)?;
+                    denied(state, account, policy, &parts.method, &second, access)?;
                     access.text(|| required.to_string())
                 }
                 Evaluation::NeedsBody { .. } => {
@@ -426,13 +437,36 @@ async fn forward(
 /// A denied decision: 403 in enforce mode; logged, counted and forwarded in report mode (never
 /// for paths outside the CRM API).
 fn denied(
+    state: &AppState,
     account: &AccountRuntime,
     policy: &crate::policy::Policy,
     method: &Method,
     evaluation: &Evaluation<'_>,
     access: &mut Access,
 ) -> Result<(), ProxyError> {
-    if evaluation.forwards(policy.mode()) {
+    let forwards = evaluation.forwards(policy.mode());
+    if let Evaluation::Denied {
+        target,
+        required,
+        missing,
+    } = evaluation
+    {
+        let client = access.account.client();
+        state.observed.record_decision(
+            &account.name,
+            (&*client.0 != crate::access::ANONYMOUS).then_some(&*client.0),
+            if forwards {
+                Outcome::Reported
+            } else {
+                Outcome::Denied
+            },
+            method.as_str(),
+            target.path,
+            required,
+            missing,
+        );
+    }
+    if forwards {
         access.decision = "reported";
         warn!(
             account = %account.name,
@@ -824,6 +858,11 @@ fn respond(
     let (mut parts, body) = response.into_parts();
     headers::clean_response_headers(&mut parts.headers);
     let status = parts.status;
+    // No body by definition (RFC 9110 §6.4.1): hyper sends none and never polls ours.
+    let no_content = access.method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
     let metrics = state.metrics.clone();
     let access = Access {
         log: access.log,
@@ -839,10 +878,13 @@ fn respond(
         access.log(status, bytes, complete, &metrics);
     });
     let guard: Box<dyn Send + Sync> = Box::new((permit, in_flight));
-    Response::from_parts(
-        parts,
-        ResponseBody::new(body, idle, on_finish, Some(guard)).boxed(),
-    )
+    let body = ResponseBody::new(body, idle, on_finish, Some(guard));
+    let body = if no_content {
+        body.without_content()
+    } else {
+        body
+    };
+    Response::from_parts(parts, body.boxed())
 }
 
 #[cfg(test)]
