@@ -1,0 +1,109 @@
+//! `redis-server` processes on free loopback ports, and what the tests read from them.
+
+use super::*;
+
+/// A free loopback port whose cluster bus port (+10000) is free too.
+pub(crate) fn free_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        if port < 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One `redis-server` process (data node or sentinel) on loopback.
+pub(crate) struct Node {
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) child: Option<tokio::process::Child>,
+}
+
+impl Node {
+    /// Starts `redis-server` with `args` (a config file first, for sentinels) and waits for PING.
+    pub(crate) async fn start(server: &Path, config: Option<String>, args: &[String]) -> Node {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = tokio::process::Command::new(server);
+        if let Some(text) = config {
+            let file = dir.path().join("sentinel.conf");
+            std::fs::write(&file, text.replace("PORT", &port.to_string())).expect("write conf");
+            cmd.arg(file).arg("--sentinel");
+        }
+        cmd.arg("--port")
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let node = Node {
+            port,
+            dir,
+            child: Some(cmd.spawn().expect("spawn redis-server")),
+        };
+        let up = poll_until(Duration::from_secs(10), || async {
+            node.query::<String>(&["PING"]).await.is_ok()
+        })
+        .await;
+        assert!(
+            up,
+            "redis-server on {port} answers PING; log:\n{}",
+            node.log()
+        );
+        node
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash or a node loss would.
+    pub(crate) async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("SIGKILL redis-server");
+        }
+    }
+
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        args: &[&str],
+    ) -> redis::RedisResult<T> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?;
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "timeout")))??;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        tokio::time::timeout(Duration::from_secs(2), cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "timeout")))?
+    }
+}
+
+/// The fleet's key prefix of the test refresh token (the hash tag every key shares).
+pub(crate) fn namespace_base() -> String {
+    let ns = zoho_auth_proxy::token::redis_store::Namespace::new(CLIENT_ID, REFRESH_TOKEN);
+    ns.channel()
+        .strip_suffix(":updated")
+        .expect("channel name ends in :updated")
+        .to_string()
+}
+
+/// Entries in the fleet-wide mint log, as `node` has it.
+pub(crate) async fn mint_log_len(node: &Node) -> usize {
+    node.query::<usize>(&["ZCARD", &format!("{}:mints", namespace_base())])
+        .await
+        .expect("ZCARD on the node serving the fleet's keys")
+}

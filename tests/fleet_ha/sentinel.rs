@@ -1,0 +1,247 @@
+//! Redis Sentinel: a primary, its replica and three `redis-server --sentinel` processes
+//! (`down-after-milliseconds 1000`, `failover-timeout 3000`).
+
+use super::*;
+
+/// A primary, its replica and three sentinels watching it as `zap`.
+struct Sentinels {
+    primary: Node,
+    replica: Node,
+    sentinels: Vec<Node>,
+}
+
+impl Sentinels {
+    async fn start(server: &Path) -> Sentinels {
+        let primary = Node::start(
+            server,
+            None,
+            &["--repl-diskless-sync-delay".into(), "0".into()],
+        )
+        .await;
+        let replica = Node::start(
+            server,
+            None,
+            &[
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary.port.to_string(),
+            ],
+        )
+        .await;
+        let linked = poll_until(Duration::from_secs(10), || async {
+            replica
+                .query::<String>(&["INFO", "replication"])
+                .await
+                .is_ok_and(|i| i.contains("master_link_status:up"))
+        })
+        .await;
+        assert!(linked, "the replica syncs from the primary");
+        let conf = format!(
+            "port PORT\nsentinel monitor {MASTER} 127.0.0.1 {} 2\nsentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 3000\nsentinel parallel-syncs {MASTER} 1\n",
+            primary.port
+        );
+        let sentinels =
+            join_all((0..3).map(|_| Node::start(server, Some(conf.clone()), &[]))).await;
+        // A failover needs a quorum of sentinels that know each other and the replica.
+        for s in &sentinels {
+            let ready = poll_until(Duration::from_secs(20), || async {
+                let peers = s
+                    .query::<Vec<redis::Value>>(&["SENTINEL", "sentinels", MASTER])
+                    .await
+                    .map_or(0, |v| v.len());
+                let replicas = s
+                    .query::<Vec<redis::Value>>(&["SENTINEL", "replicas", MASTER])
+                    .await
+                    .map_or(0, |v| v.len());
+                peers == 2 && replicas == 1
+            })
+            .await;
+            assert!(
+                ready,
+                "sentinel {} knows its 2 peers and the replica; log:\n{}",
+                s.port,
+                s.log()
+            );
+        }
+        Sentinels {
+            primary,
+            replica,
+            sentinels,
+        }
+    }
+
+    fn url(&self, master: &str) -> String {
+        let list: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("redis+sentinel://{}/{master}/0", list.join(","))
+    }
+
+    /// The primary's port as the first answering sentinel names it.
+    async fn named_primary(&self) -> Option<u16> {
+        for s in &self.sentinels {
+            if let Ok(Some((_, port))) = s
+                .query::<Option<(String, u16)>>(&["SENTINEL", "get-master-addr-by-name", MASTER])
+                .await
+            {
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn four_replicas_behind_three_sentinels_mint_once_and_survive_a_primary_sigkill() {
+    let (server, _) = require_redis!();
+    let zoho = Zoho::start().await;
+    let mut redis = Sentinels::start(&server).await;
+    let config = fleet_config(&zoho, &format!("  store: {}\n", redis.url(MASTER)));
+    let fleet = start_fleet(&config, 4).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "four replicas behind Sentinel made exactly one token request"
+    );
+    assert_eq!(
+        mint_log_len(&redis.primary).await,
+        1,
+        "the mint log is on the primary the sentinels name"
+    );
+    let replicated = poll_until(Duration::from_secs(5), || async {
+        mint_log_len(&redis.replica).await == 1
+    })
+    .await;
+    assert!(replicated, "the mint log entry reached the replica");
+
+    // SIGKILL the primary under steady traffic; Sentinel promotes the replica.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let traffic = steady_traffic(&fleet, &stop);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let old = redis.primary.port;
+    redis.primary.kill().await;
+    let killed = Instant::now();
+    let promoted = poll_until(Duration::from_secs(30), || async {
+        redis.named_primary().await == Some(redis.replica.port)
+    })
+    .await;
+    assert!(
+        promoted,
+        "Sentinel promoted the replica after the primary {old} was killed; sentinel log:\n{}",
+        redis.sentinels[0].log()
+    );
+    eprintln!("Sentinel failover took {:?}", killed.elapsed());
+    let followed = poll_until(Duration::from_secs(10), || async {
+        fleet
+            .iter()
+            .all(|p| p.logs().contains("Redis Sentinel reports a failover"))
+    })
+    .await;
+    assert!(
+        followed,
+        "every replica heard +switch-master and re-resolved the primary"
+    );
+    stop.cancel();
+    for (i, t) in traffic.into_iter().enumerate() {
+        let (ok, failed) = t.await.expect("traffic task");
+        assert!(ok > 10, "replica {i} carried traffic ({ok} requests)");
+        assert!(
+            failed.is_empty(),
+            "replica {i}: no failed request across the failover, got {failed:?}"
+        );
+    }
+    assert_eq!(
+        mint_log_len(&redis.replica).await,
+        1,
+        "the promoted replica has the mint log entry (written with WAIT before the token request)"
+    );
+
+    // A revoke after the failover goes through the new primary.
+    revoke_and_recover(&zoho, &fleet).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    let mints = zoho.control().token_requests();
+    eprintln!("token requests after failover and revoke: {mints}");
+    assert!(
+        mints <= 3,
+        "start + revoke + at most one extra per failover (the README's bound): {mints}"
+    );
+    assert_eq!(
+        mint_log_len(&redis.replica).await as u64,
+        mints,
+        "every token request is in the new primary's mint log"
+    );
+    wait_all_ready(&fleet, Duration::from_secs(10)).await;
+    assert_fleet_keeps_secrets(&zoho, &fleet);
+}
+
+#[tokio::test]
+async fn a_wrong_master_name_and_unreachable_sentinels_are_named_in_readyz() {
+    let (server, _) = require_redis!();
+    let zoho = Zoho::start().await;
+    let redis = Sentinels::start(&server).await;
+
+    // Wrong master name, when_redis_down: refuse (the default): no token, 503, reason named.
+    let config = fleet_config(&zoho, &format!("  store: {}\n", redis.url("nosuch")));
+    let wrong = RunningProxy::spawn_file(&config, &[]).await;
+    let named = poll_until(Duration::from_secs(10), || async {
+        let (status, body) = readyz(&wrong).await;
+        status == 503 && body.contains("none knows a master named `nosuch`")
+    })
+    .await;
+    assert!(
+        named,
+        "a wrong master name is named in /readyz: {:?}",
+        readyz(&wrong).await
+    );
+    let refused = poll_until(Duration::from_secs(10), || async {
+        injected_token(&wrong).await == Err(503)
+    })
+    .await;
+    assert!(
+        refused,
+        "no token: requests get 503 (when_redis_down: refuse)"
+    );
+    assert_eq!(
+        zoho.control().token_requests(),
+        0,
+        "no token request without the fleet (when_redis_down: refuse)"
+    );
+
+    // Every sentinel down (nothing listens on these ports), when_redis_down: mint_locally.
+    let dead: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let config = fleet_config(
+        &zoho,
+        &format!(
+            "  store: redis+sentinel://{}/{MASTER}\n  when_redis_down: mint_locally\n",
+            dead.join(",")
+        ),
+    );
+    let alone = RunningProxy::spawn_file(&config, &[]).await;
+    let named = poll_until(Duration::from_secs(10), || async {
+        let (status, body) = readyz(&alone).await;
+        status == 503 && body.contains("no sentinel answered")
+    })
+    .await;
+    assert!(
+        named,
+        "unreachable sentinels are named in /readyz: {:?}",
+        readyz(&alone).await
+    );
+    let served = poll_until(Duration::from_secs(10), || async {
+        injected_token(&alone).await.is_ok()
+    })
+    .await;
+    assert!(served, "when_redis_down: mint_locally serves a local token");
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "one local token request (within the local budget)"
+    );
+    assert_fleet_keeps_secrets(&zoho, &[wrong, alone]);
+}
