@@ -10,6 +10,10 @@ struct Cluster {
 
 impl Cluster {
     async fn nodes(server: &Path, n: usize) -> Vec<Node> {
+        Cluster::nodes_with(server, n, None).await
+    }
+
+    async fn nodes_with(server: &Path, n: usize, tls: Option<&Tls>) -> Vec<Node> {
         let args: Vec<String> = [
             "--cluster-enabled",
             "yes",
@@ -26,18 +30,27 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        join_all((0..n).map(|_| Node::start(server, None, &args))).await
+        join_all((0..n).map(|_| Node::start_with(server, None, &args, tls))).await
     }
 
     /// Three primaries with one replica each, made by `redis-cli --cluster create`.
     async fn start(server: &Path, cli: &Path) -> Cluster {
-        let nodes = Cluster::nodes(server, 6).await;
+        Cluster::create(server, cli, 6, None).await
+    }
+
+    /// A cluster of `nodes` nodes: pairs of primary and replica, or (with `tls`) primaries only.
+    async fn create(server: &Path, cli: &Path, nodes: usize, tls: Option<&Tls>) -> Cluster {
+        let nodes = Cluster::nodes_with(server, nodes, tls).await;
         let mut cmd = tokio::process::Command::new(cli);
+        if let Some(t) = tls {
+            cmd.arg("--tls").arg("--cacert").arg(t.ca_file());
+        }
         cmd.arg("--cluster").arg("create");
         for n in &nodes {
             cmd.arg(format!("127.0.0.1:{}", n.port));
         }
-        cmd.args(["--cluster-replicas", "1", "--cluster-yes"])
+        let replicas = if tls.is_some() { "0" } else { "1" };
+        cmd.args(["--cluster-replicas", replicas, "--cluster-yes"])
             .stdin(Stdio::null())
             .kill_on_drop(true);
         let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
@@ -46,8 +59,9 @@ impl Cluster {
             .expect("run redis-cli");
         assert!(
             out.status.success(),
-            "redis-cli --cluster create: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         let cluster = Cluster { nodes };
         cluster.wait_ok(Duration::from_secs(20)).await;
@@ -332,4 +346,33 @@ async fn a_cluster_with_an_uncovered_slot_is_named_in_readyz_and_refuses() {
         "no token while the cluster is down (when_redis_down: refuse)"
     );
     assert_eq!(zoho.control().token_requests(), 0, "no token request");
+}
+
+#[tokio::test]
+async fn rediss_cluster_shares_one_token_over_tls_trusting_ssl_cert_file() {
+    let (server, cli) = require_redis!();
+    let zoho = Zoho::start().await;
+    let tls = Tls::new();
+    let cluster = Cluster::create(&server, &cli, 3, Some(&tls)).await;
+    let url = cluster
+        .url()
+        .replace("redis+cluster://", "rediss+cluster://");
+    let config = fleet_config(&zoho, &format!("  store: {url}\n"));
+    let ca = tls.ca_file();
+    let env = [("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"))];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "two replicas on a TLS cluster share one token"
+    );
+    let (owner, _) = cluster.owner(cluster.slot().await).await;
+    assert_eq!(
+        mint_log_len(&cluster.nodes[owner]).await,
+        1,
+        "the mint log is on the TLS cluster"
+    );
+    assert_fleet_keeps_secrets(&zoho, &fleet);
 }
