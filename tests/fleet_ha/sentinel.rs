@@ -12,13 +12,20 @@ struct Sentinels {
 
 impl Sentinels {
     async fn start(server: &Path) -> Sentinels {
-        let primary = Node::start(
+        Sentinels::start_with(server, None).await
+    }
+
+    /// With `tls`, the primary and the replica speak TLS only; the sentinels answer clients in
+    /// plain text and reach the data nodes (and each other) over TLS.
+    async fn start_with(server: &Path, tls: Option<&Tls>) -> Sentinels {
+        let primary = Node::start_with(
             server,
             None,
             &["--repl-diskless-sync-delay".into(), "0".into()],
+            tls,
         )
         .await;
-        let replica = Node::start(
+        let replica = Node::start_with(
             server,
             None,
             &[
@@ -26,6 +33,7 @@ impl Sentinels {
                 "127.0.0.1".into(),
                 primary.port.to_string(),
             ],
+            tls,
         )
         .await;
         let linked = poll_until(Duration::from_secs(10), || async {
@@ -40,8 +48,21 @@ impl Sentinels {
             "port PORT\nsentinel monitor {MASTER} 127.0.0.1 {} 2\nsentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 3000\nsentinel parallel-syncs {MASTER} 1\n",
             primary.port
         );
-        let sentinels =
-            join_all((0..3).map(|_| Node::start(server, Some(conf.clone()), &[]))).await;
+        let sentinels = join_all((0..3).map(|_| {
+            let mut conf = conf.clone();
+            if let Some(t) = tls {
+                let file = |name: &str| t.dir.path().join(name).display().to_string();
+                conf.push_str(&format!(
+                    "tls-port {}\ntls-replication yes\ntls-auth-clients no\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n",
+                    free_port(),
+                    file("server.pem"),
+                    file("server.key"),
+                    file("ca.pem")
+                ));
+            }
+            Node::start(server, Some(conf), &[])
+        }))
+        .await;
         // A failover needs a quorum of sentinels that know each other and the replica.
         for s in &sentinels {
             let ready = poll_until(Duration::from_secs(20), || async {
@@ -244,4 +265,32 @@ async fn a_wrong_master_name_and_unreachable_sentinels_are_named_in_readyz() {
         "one local token request (within the local budget)"
     );
     assert_fleet_keeps_secrets(&zoho, &[wrong, alone]);
+}
+
+#[tokio::test]
+async fn rediss_sentinel_reaches_tls_data_nodes_through_plain_text_sentinels() {
+    let (server, _) = require_redis!();
+    let zoho = Zoho::start().await;
+    let tls = Tls::new();
+    let redis = Sentinels::start_with(&server, Some(&tls)).await;
+    let url = redis
+        .url(MASTER)
+        .replace("redis+sentinel://", "rediss+sentinel://");
+    let config = fleet_config(&zoho, &format!("  store: {url}\n"));
+    let ca = tls.ca_file();
+    let env = [("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"))];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "two replicas share one token through TLS data nodes"
+    );
+    assert_eq!(
+        mint_log_len(&redis.primary).await,
+        1,
+        "the mint log is on the TLS primary"
+    );
+    assert_fleet_keeps_secrets(&zoho, &fleet);
 }
