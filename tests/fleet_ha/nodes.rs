@@ -86,6 +86,8 @@ pub(crate) struct Node {
     pub(crate) child: Option<tokio::process::Child>,
     /// The CA's PEM when the node speaks TLS only.
     pub(crate) tls_ca: Option<String>,
+    /// The password `query` sends (`requirepass`).
+    pub(crate) password: Option<String>,
 }
 
 impl Node {
@@ -127,9 +129,14 @@ impl Node {
             dir,
             child: Some(cmd.spawn().expect("spawn redis-server")),
             tls_ca: tls.map(|t| t.ca_pem.clone()),
+            password: None,
         };
+        // Up: it answers, if only to ask for a password.
         let up = poll_until(Duration::from_secs(10), || async {
-            node.query::<String>(&["PING"]).await.is_ok()
+            match node.query::<String>(&["PING"]).await {
+                Ok(_) => true,
+                Err(e) => e.code() == Some("NOAUTH"),
+            }
         })
         .await;
         assert!(
@@ -171,6 +178,12 @@ impl Node {
         )
         .await
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "timeout")))??;
+        if let Some(p) = &self.password {
+            redis::cmd("AUTH")
+                .arg(p)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);

@@ -12,30 +12,38 @@ struct Sentinels {
 
 impl Sentinels {
     async fn start(server: &Path) -> Sentinels {
-        Sentinels::start_with(server, None).await
+        Sentinels::start_with(server, None, None).await
     }
 
     /// With `tls`, the primary and the replica speak TLS only; the sentinels answer clients in
-    /// plain text and reach the data nodes (and each other) over TLS.
-    async fn start_with(server: &Path, tls: Option<&Tls>) -> Sentinels {
-        let primary = Node::start_with(
-            server,
-            None,
-            &["--repl-diskless-sync-delay".into(), "0".into()],
-            tls,
-        )
-        .await;
-        let replica = Node::start_with(
-            server,
-            None,
-            &[
-                "--replicaof".into(),
-                "127.0.0.1".into(),
-                primary.port.to_string(),
+    /// plain text and reach the data nodes (and each other) over TLS. With `passwords`
+    /// (data nodes, sentinels), each kind requires its own.
+    async fn start_with(
+        server: &Path,
+        tls: Option<&Tls>,
+        passwords: Option<(&str, &str)>,
+    ) -> Sentinels {
+        let auth: Vec<String> = match passwords {
+            Some((data, _)) => vec![
+                "--requirepass".into(),
+                data.into(),
+                "--masterauth".into(),
+                data.into(),
             ],
-            tls,
-        )
-        .await;
+            None => Vec::new(),
+        };
+        let mut args = vec!["--repl-diskless-sync-delay".into(), "0".into()];
+        args.extend(auth.iter().cloned());
+        let mut primary = Node::start_with(server, None, &args, tls).await;
+        primary.password = passwords.map(|(data, _)| data.to_string());
+        let mut args = vec![
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary.port.to_string(),
+        ];
+        args.extend(auth.iter().cloned());
+        let mut replica = Node::start_with(server, None, &args, tls).await;
+        replica.password = primary.password.clone();
         let linked = poll_until(Duration::from_secs(10), || async {
             replica
                 .query::<String>(&["INFO", "replication"])
@@ -44,10 +52,15 @@ impl Sentinels {
         })
         .await;
         assert!(linked, "the replica syncs from the primary");
-        let conf = format!(
+        let mut conf = format!(
             "port PORT\nsentinel monitor {MASTER} 127.0.0.1 {} 2\nsentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 3000\nsentinel parallel-syncs {MASTER} 1\n",
             primary.port
         );
+        if let Some((data, sentinel)) = passwords {
+            conf.push_str(&format!(
+                "sentinel auth-pass {MASTER} {data}\nrequirepass {sentinel}\nsentinel sentinel-pass {sentinel}\n"
+            ));
+        }
         let sentinels = join_all((0..3).map(|_| {
             let mut conf = conf.clone();
             if let Some(t) = tls {
@@ -63,6 +76,10 @@ impl Sentinels {
             Node::start(server, Some(conf), &[])
         }))
         .await;
+        let mut sentinels = sentinels;
+        for s in &mut sentinels {
+            s.password = passwords.map(|(_, sentinel)| sentinel.to_string());
+        }
         // A failover needs a quorum of sentinels that know each other and the replica.
         for s in &sentinels {
             let ready = poll_until(Duration::from_secs(20), || async {
@@ -272,7 +289,7 @@ async fn rediss_sentinel_reaches_tls_data_nodes_through_plain_text_sentinels() {
     let (server, _) = require_redis!();
     let zoho = Zoho::start().await;
     let tls = Tls::new();
-    let redis = Sentinels::start_with(&server, Some(&tls)).await;
+    let redis = Sentinels::start_with(&server, Some(&tls), None).await;
     let url = redis
         .url(MASTER)
         .replace("redis+sentinel://", "rediss+sentinel://");
@@ -292,5 +309,58 @@ async fn rediss_sentinel_reaches_tls_data_nodes_through_plain_text_sentinels() {
         1,
         "the mint log is on the TLS primary"
     );
+    assert_fleet_keeps_secrets(&zoho, &fleet);
+}
+
+#[tokio::test]
+async fn the_sentinels_and_the_data_nodes_each_get_their_own_password() {
+    let (server, _) = require_redis!();
+    let zoho = Zoho::start().await;
+    const DATA: &str = "DATA-PW-CANARY-0123";
+    const SENTINEL: &str = "SENTINEL-PW-CANARY-4567";
+    let redis = Sentinels::start_with(&server, None, Some((DATA, SENTINEL))).await;
+    let config = fleet_config(
+        &zoho,
+        &format!(
+            "  store: {}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n  sentinel_password: ${{TEST_SENTINEL_PASSWORD}}\n",
+            redis.url(MASTER)
+        ),
+    );
+    let right = [
+        ("TEST_REDIS_PASSWORD", DATA),
+        ("TEST_SENTINEL_PASSWORD", SENTINEL),
+    ];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &right))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "with both passwords the fleet shares one token"
+    );
+
+    // The data nodes' password offered to the sentinels: refused, and named.
+    let swapped = [
+        ("TEST_REDIS_PASSWORD", DATA),
+        ("TEST_SENTINEL_PASSWORD", DATA),
+    ];
+    let wrong = RunningProxy::spawn_file(&config, &swapped).await;
+    let named = poll_until(Duration::from_secs(10), || async {
+        let (status, body) = readyz(&wrong).await;
+        status == 503 && body.contains("check token.sentinel_password_file")
+    })
+    .await;
+    assert!(
+        named,
+        "a wrong sentinel password is named in /readyz: {:?}",
+        readyz(&wrong).await
+    );
+    for p in fleet.iter().chain([&wrong]) {
+        let logs = p.logs();
+        assert!(
+            !logs.contains(DATA) && !logs.contains(SENTINEL),
+            "no Redis password in the output"
+        );
+    }
     assert_fleet_keeps_secrets(&zoho, &fleet);
 }
