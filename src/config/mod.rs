@@ -1,7 +1,9 @@
 //! Configuration: `proxy.yaml` → [`RawConfig`] (serde mirror) → validated, typed [`Config`].
 //!
 //! Owns env interpolation, secret files, URL and listen-address checks and the error messages
-//! that name the key and line. Reads the config file, secret files and `ca_file`; nothing else.
+//! that name the key and line. Reads the config file, secret files and `ca_file`, and (in
+//! [`Config::load`], at start and reload) checks with a probe file that each file token store's
+//! folder is writable; nothing else.
 //! After start-up the rest of the program only sees [`Config`].
 
 mod access;
