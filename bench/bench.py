@@ -4,15 +4,23 @@
   ready    spawn a command, poll an HTTP URL until it answers 200, print the elapsed time; the command
            keeps running (its PID is printed) so run.sh can use and later stop it
   rss      print VmRSS / VmHWM (KiB) summed over PIDs
+  cpu      print utime + stime (seconds) summed over PIDs, all their threads (/proc/PID/stat)
   idle     open N keep-alive connections, one request each, hold them, report RSS growth of PIDs
-  wrkline  turn wrk's "WRK key=value ..." line (bench/wrk-report.lua) into a TSV row
+  get      N requests one after the other on one keep-alive connection (the c=1 path, a fixed count
+           for callgrind)
+  wrkline  turn wrk's "WRK key=value ..." line (bench/wrk-report.lua) into a TSV row, with the CPU
+           time the path's processes (and the upstream) burned per request
+  perfline a `perf stat -x,` output and a wrk line -> task-clock and context switches per request
+  straceline  a `strace -c` summary and a wrk line -> syscalls per request
   slices   refresh-under-load analysis: p99.9 of wrk slices with a token mint vs without
-  report   print the results table, the ratios and the issue's targets
+  report   print the results table, the ratios and the issue's targets (--json, --markdown: also
+           write them as JSON and as markdown tables)
 
 Results are kept in one TSV file (see COLUMNS); run.sh appends to it, `report` reads it.
 """
 
 import argparse
+import json
 import os
 import resource
 import select
@@ -24,8 +32,8 @@ import sys
 import time
 
 COLUMNS = [
-    "kind",  # wrk | stream | ready | idle | refresh
-    "path",  # direct | nginx | proxy
+    "kind",  # wrk | stream | ready | idle | refresh | perf | syscalls
+    "path",  # direct | nginx-<workers> | haproxy-<threads> | proxy
     "conns",
     "rps",
     "p50_us",
@@ -35,8 +43,12 @@ COLUMNS = [
     "errors",
     "rss_kib",
     "hwm_kib",
-    "value",  # kind-specific figure: MB/s (stream), ms (ready), KiB per connection (idle)
+    "value",  # kind-specific figure: MB/s (stream), ms (ready), KiB per connection (idle),
+    #           task-clock µs per request (perf), syscalls per request (syscalls)
     "note",
+    "requests",  # requests wrk completed in the run
+    "cpu_us",  # utime + stime of the path's processes per request, µs (wrk, perf)
+    "up_cpu_us",  # the same for the upstream nginx (wrk)
 ]
 
 
@@ -76,6 +88,22 @@ def proc_status_kib(pid, field):
 
 def rss_of(pids):
     return sum(proc_status_kib(p, "VmRSS") for p in pids), sum(proc_status_kib(p, "VmHWM") for p in pids)
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, all its threads (fields 14 and 15 of /proc/PID/stat), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # the command name may contain spaces
+    # fields[0] is field 3 (state): utime is field 14, stime field 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_request_us(before, after, requests):
+    """CPU µs per request from two cpu readings (strings, may be empty) and a request count."""
+    b, a = num(before), num(after)
+    if b is None or a is None or not requests:
+        return ""
+    return f"{(a - b) * 1e6 / requests:.1f}"
 
 
 def raise_nofile(want):
@@ -135,6 +163,16 @@ def cmd_ready(args):
 def cmd_rss(args):
     rss, hwm = rss_of(args.pids)
     print(f"{rss}\t{hwm}")
+    return 0
+
+
+def cmd_cpu(args):
+    try:
+        total = sum(cpu_seconds(p) for p in args.pids)
+    except (OSError, ValueError, IndexError) as e:
+        print(f"cannot read the CPU time of {args.pids}: {e}", file=sys.stderr)
+        return 1
+    print(f"{total:.2f}")
     return 0
 
 
@@ -220,6 +258,23 @@ def cmd_idle(args):
     return 0 if ok == args.count else 1
 
 
+def cmd_get(args):
+    request = (f"GET {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+               + "".join(f"{h}\r\n" for h in args.header) + "\r\n").encode()
+    statuses = {}
+    start = time.monotonic()
+    deadline = start + args.deadline
+    with socket.create_connection((args.host, args.port), timeout=10) as s:
+        for _ in range(args.count):
+            s.sendall(request)
+            status = read_response(s, deadline)
+            statuses[status] = statuses.get(status, 0) + 1
+    secs = time.monotonic() - start
+    ok = statuses.get(200, 0)
+    print(f"GET count={args.count} ok={ok} statuses={statuses} seconds={secs:.3f} rps={args.count / secs:.0f}")
+    return 0 if ok == args.count else 1
+
+
 # --------------------------------------------------------------------------------------------------
 # wrk output
 
@@ -231,21 +286,98 @@ def parse_wrk_line(text):
     return None
 
 
-def cmd_wrkline(args):
+def read_wrk_stdin():
     text = sys.stdin.read()
     fields = parse_wrk_line(text)
     if fields is None:
         sys.stderr.write(text)
         print("no WRK line in wrk's output (is bench/wrk-report.lua in use?)", file=sys.stderr)
-        return 1
+    return fields
+
+
+def wrk_row(args, fields, **extra):
     errors = sum(int(fields[k]) for k in ("connect_err", "read_err", "write_err", "timeout_err"))
-    row = {
+    row = {c: "" for c in COLUMNS}
+    row.update({
         "kind": args.kind, "path": args.path, "conns": args.conns, "rps": fields["rps"],
         "p50_us": fields["p50_us"], "p99_us": fields["p99_us"], "p999_us": fields["p999_us"],
-        "non2xx": fields["non2xx"], "errors": str(errors), "rss_kib": args.rss or "", "hwm_kib": args.hwm or "",
-        "value": "", "note": args.note or "",
-    }
-    print("\t".join(str(row[c]) for c in COLUMNS))
+        "non2xx": fields["non2xx"], "errors": str(errors), "requests": fields["requests"],
+    })
+    row.update(extra)
+    return "\t".join(str(row[c]) for c in COLUMNS)
+
+
+def cmd_wrkline(args):
+    fields = read_wrk_stdin()
+    if fields is None:
+        return 1
+    requests = int(fields["requests"])
+    print(wrk_row(args, fields, rss_kib=args.rss or "", hwm_kib=args.hwm or "", note=args.note or "",
+                  cpu_us=per_request_us(*args.cpu, requests),
+                  up_cpu_us=per_request_us(*args.upstream_cpu, requests)))
+    return 0
+
+
+def parse_perf_csv(path):
+    """`perf stat -x,` output: value,unit,event,... per line; returns {event: float}."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(",")
+            if len(parts) < 3 or line.startswith("#"):
+                continue
+            value = num(parts[0])
+            if value is not None:
+                counts[parts[2].split(":")[0]] = value
+    return counts
+
+
+def cmd_perfline(args):
+    fields = read_wrk_stdin()
+    if fields is None:
+        return 1
+    counts = parse_perf_csv(args.perf)
+    if "task-clock" not in counts or "context-switches" not in counts:
+        print(f"{args.perf}: no task-clock / context-switches counts (got {sorted(counts)})", file=sys.stderr)
+        return 1
+    requests = int(fields["requests"])
+    if not requests:
+        print("wrk completed no request during the perf run", file=sys.stderr)
+        return 1
+    task_us = counts["task-clock"] * 1000 / requests  # task-clock is in msec
+    cs = counts["context-switches"] / requests
+    args.kind = "perf"
+    print(wrk_row(args, fields, value=f"{task_us:.1f}", cpu_us=per_request_us(*args.cpu, requests),
+                  note=f"task_clock_us_per_req={task_us:.1f} context_switches_per_req={cs:.2f}"))
+    return 0
+
+
+def parse_strace_summary(path):
+    """`strace -c` summary table -> ({syscall: calls}, total calls). The total is the sum of the rows
+    (the "total" row drops its usecs/call column in some strace versions)."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])  # % time, seconds, usecs/call, calls [, errors], name
+    return calls, sum(calls.values())
+
+
+def cmd_straceline(args):
+    fields = read_wrk_stdin()
+    if fields is None:
+        return 1
+    calls, total = parse_strace_summary(args.strace)
+    requests = int(fields["requests"])
+    if not requests or not total:
+        print(f"no requests ({requests}) or no syscalls counted ({args.strace})", file=sys.stderr)
+        return 1
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
+    detail = ",".join(f"{name}:{n / requests:.2f}" for name, n in top)
+    args.kind = "syscalls"
+    print(wrk_row(args, fields, value=f"{total / requests:.2f}",
+                  note=f"syscalls_per_req={total / requests:.2f} top={detail}"))
     return 0
 
 
@@ -322,12 +454,25 @@ def fmt_mib(kib):
     return "-" if k is None else f"{k / 1024:.1f}"
 
 
-PATH_ORDER = {"direct": 0, "nginx": 1, "proxy": 2}
+def path_key(path):
+    """direct, then the nginx peers, the HAProxy peers, other peers, then the proxy."""
+    if path == "direct":
+        return (0, "")
+    if path == "proxy":
+        return (4, "")
+    for i, family in enumerate(("nginx", "haproxy"), start=1):
+        if path == family or path.startswith(family + "-"):
+            return (i, path)
+    return (3, path)
+
+
+def is_peer(path):
+    return path not in ("direct", "proxy")
 
 
 def aggregate(rows):
     """Repeated wrk and streaming runs (BENCH_ROUNDS, BENCH_STREAM_REPEAT) become one row each:
-    medians of the figures, sums of the error counts, the highest memory figure."""
+    medians of the figures, sums of the error counts and requests, the highest memory figure."""
     groups, others = {}, []
     for r in rows:
         if r["kind"] in ("wrk", "stream"):
@@ -337,10 +482,10 @@ def aggregate(rows):
     merged = []
     for (kind, path, conns), rs in groups.items():
         m = dict(rs[0])
-        for col in ("rps", "p50_us", "p99_us", "p999_us", "value"):
+        for col in ("rps", "p50_us", "p99_us", "p999_us", "value", "cpu_us", "up_cpu_us"):
             vals = [num(r[col]) for r in rs if num(r[col]) is not None]
             m[col] = str(statistics.median(vals)) if vals else ""
-        for col in ("non2xx", "errors"):
+        for col in ("non2xx", "errors", "requests"):
             m[col] = str(sum(int(num(r[col]) or 0) for r in rs))
         for col in ("rss_kib", "hwm_kib"):
             vals = [num(r[col]) for r in rs if num(r[col]) is not None]
@@ -352,8 +497,58 @@ def aggregate(rows):
     def conns_key(c):
         return (0, int(c), "") if c.isdigit() else (1, 0, c)
 
-    merged.sort(key=lambda r: (r["kind"], PATH_ORDER.get(r["path"], 9), conns_key(r["conns"])))
+    merged.sort(key=lambda r: (r["kind"], path_key(r["path"]), conns_key(r["conns"])))
+    others.sort(key=lambda r: (r["kind"] not in ("perf", "syscalls"), path_key(r["path"])))
     return merged + others
+
+
+def fmt_x(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def fmt_f(v, digits=0):
+    x = num(v)
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def best(rows, key, highest):
+    """The row with the best value of key (highest or lowest) among rows that have one."""
+    have = [r for r in rows if num(r[key]) is not None and num(r[key]) > 0]
+    if not have:
+        return None
+    return (max if highest else min)(have, key=lambda r: num(r[key]))
+
+
+def ratio(a, b, key):
+    if a is None or b is None or not num(a[key]) or not num(b[key]):
+        return None
+    return num(a[key]) / num(b[key])
+
+
+def compare(wrk):
+    """Per connection count: the proxy against the best peer on each metric (highest req/s, lowest
+    CPU per request, lowest p99), against nginx's best setting (its highest req/s) and against the
+    direct path."""
+    out = []
+    for conns in sorted({int(r["conns"]) for r in wrk}):
+        at = [r for r in wrk if r["conns"] == str(conns)]
+        peers = [r for r in at if is_peer(r["path"])]
+        nginx = [r for r in peers if r["path"].startswith("nginx")]
+        proxy = next((r for r in at if r["path"] == "proxy"), None)
+        direct = next((r for r in at if r["path"] == "direct"), None)
+        b_rps, b_cpu, b_p99 = best(peers, "rps", True), best(peers, "cpu_us", False), best(peers, "p99_us", False)
+        b_nginx = best(nginx, "rps", True)
+        out.append({
+            "conns": conns,
+            "best_rps_peer": b_rps and b_rps["path"], "rps_vs_best": ratio(proxy, b_rps, "rps"),
+            "best_cpu_peer": b_cpu and b_cpu["path"], "cpu_vs_best": ratio(proxy, b_cpu, "cpu_us"),
+            "best_p99_peer": b_p99 and b_p99["path"], "p99_vs_best": ratio(proxy, b_p99, "p99_us"),
+            "best_nginx": b_nginx and b_nginx["path"], "rps_vs_nginx": ratio(proxy, b_nginx, "rps"),
+            "cpu_vs_nginx": ratio(proxy, b_nginx, "cpu_us"), "p99_vs_nginx": ratio(proxy, b_nginx, "p99_us"),
+            "rps_vs_direct": ratio(proxy, direct, "rps"),
+            "best_peer_vs_direct": ratio(b_rps, direct, "rps"),
+        })
+    return out
 
 
 def cmd_report(args):
@@ -368,34 +563,42 @@ def cmd_report(args):
         return None
 
     wrk = [r for r in rows if r["kind"] == "wrk"]
+    comparisons = compare(wrk) if wrk else []
     if wrk:
-        out.append("Throughput and latency (wrk, GET /crm/v8/Leads, ~2 KB JSON)")
-        out.append(f"{'path':<8} {'conns':>5} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} "
-                   f"{'non-2xx':>8} {'sock err':>8} {'RSS MiB':>8} {'peak MiB':>8}")
+        out.append("Throughput, latency and CPU per request (wrk, GET /crm/v8/Leads, ~2 KB JSON; CPU = utime+stime")
+        out.append("of the path's processes / requests; upstr = the same for the upstream nginx)")
+        out.append(f"{'path':<11} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} "
+                   f"{'CPU us/req':>10} {'upstr us':>8} {'non-2xx':>7} {'sock err':>8} {'RSS MiB':>7} {'peak MiB':>8}")
         for r in wrk:
-            out.append(f"{r['path']:<8} {r['conns']:>5} {num(r['rps']) or 0:>10.0f} {fmt_ms(r['p50_us']):>8} "
-                       f"{fmt_ms(r['p99_us']):>8} {fmt_ms(r['p999_us']):>9} {r['non2xx']:>8} {r['errors']:>8} "
-                       f"{fmt_mib(r['rss_kib']):>8} {fmt_mib(r['hwm_kib']):>8}")
+            out.append(f"{r['path']:<11} {r['conns']:>5} {num(r['rps']) or 0:>8.0f} {fmt_ms(r['p50_us']):>7} "
+                       f"{fmt_ms(r['p99_us']):>7} {fmt_ms(r['p999_us']):>8} {fmt_f(r['cpu_us'], 1):>10} "
+                       f"{fmt_f(r['up_cpu_us'], 1):>8} {r['non2xx']:>7} {r['errors']:>8} "
+                       f"{fmt_mib(r['rss_kib']):>7} {fmt_mib(r['hwm_kib']):>8}")
         out.append("")
-        out.append("Ratios (proxy / peer; throughput higher is better, p99 lower is better)")
-        out.append(f"{'conns':>5} {'rps proxy/nginx':>16} {'rps proxy/direct':>17} {'rps nginx/direct':>17} "
-                   f"{'p99 proxy/nginx':>16}")
-        for conns in sorted({int(r["conns"]) for r in wrk}):
-            d, n, p = find("wrk", "direct", conns), find("wrk", "nginx", conns), find("wrk", "proxy", conns)
-
-            def ratio(a, b, key):
-                if a is None or b is None or not num(b[key]):
-                    return None
-                return num(a[key]) / num(b[key])
-
-            pn, pd, nd = ratio(p, n, "rps"), ratio(p, d, "rps"), ratio(n, d, "rps")
-            lat = ratio(p, n, "p99_us")
-            f = lambda x: "-" if x is None else f"{x:.2f}x"
-            out.append(f"{conns:>5} {f(pn):>16} {f(pd):>17} {f(nd):>17} {f(lat):>16}")
-            if conns >= 64 and pn is not None:
-                targets.append((f"throughput >= 1.0x nginx at {conns} conns (stretch 1.2x)", pn >= 1.0, f"{pn:.2f}x"))
-            if conns >= 64 and lat is not None:
-                targets.append((f"p99 <= nginx at {conns} conns", lat <= 1.0, f"{lat:.2f}x"))
+        out.append("Proxy against the best peer of this run on each metric (req/s: higher is better; CPU per request")
+        out.append("and p99: lower is better), and against nginx's best setting (its highest req/s)")
+        out.append(f"{'conns':>5} {'req/s vs best':>24} {'CPU/req vs best':>24} {'p99 vs best':>24} "
+                   f"{'req/s vs nginx best':>26} {'CPU/req vs nginx':>16} {'req/s vs direct':>15}")
+        for c in comparisons:
+            def cell(peer, x):
+                return "-" if peer is None else f"{fmt_x(x)} ({peer})"
+            out.append(f"{c['conns']:>5} {cell(c['best_rps_peer'], c['rps_vs_best']):>24} "
+                       f"{cell(c['best_cpu_peer'], c['cpu_vs_best']):>24} {cell(c['best_p99_peer'], c['p99_vs_best']):>24} "
+                       f"{cell(c['best_nginx'], c['rps_vs_nginx']):>26} {fmt_x(c['cpu_vs_nginx']):>16} "
+                       f"{fmt_x(c['rps_vs_direct']):>15}")
+            conns = c["conns"]
+            if c["rps_vs_best"] is not None:
+                targets.append((f"throughput >= 1.0x the best peer at {conns} conns", c["rps_vs_best"] >= 1.0,
+                                f"{c['rps_vs_best']:.2f}x {c['best_rps_peer']}"))
+            if c["cpu_vs_best"] is not None:
+                targets.append((f"CPU per request <= 1.0x the best peer at {conns} conns", c["cpu_vs_best"] <= 1.0,
+                                f"{c['cpu_vs_best']:.2f}x {c['best_cpu_peer']}"))
+            if c["p99_vs_best"] is not None:
+                targets.append((f"p99 <= 1.0x the best peer at {conns} conns", c["p99_vs_best"] <= 1.0,
+                                f"{c['p99_vs_best']:.2f}x {c['best_p99_peer']}"))
+            if conns >= 64 and c["rps_vs_nginx"] is not None:
+                targets.append((f"throughput >= 1.2x nginx's best at {conns} conns", c["rps_vs_nginx"] >= 1.2,
+                                f"{c['rps_vs_nginx']:.2f}x {c['best_nginx']}"))
         proxy_rows = [r for r in wrk if r["path"] == "proxy"]
         if proxy_rows:
             bad = sum(int(num(r["non2xx"]) or 0) + int(num(r["errors"]) or 0) for r in proxy_rows)
@@ -405,20 +608,43 @@ def cmd_report(args):
             if hwm is not None:
                 targets.append((f"proxy RSS <= 30 MiB at {p256['conns']} conns (peak)", hwm <= 30 * 1024,
                                 f"{hwm / 1024:.1f} MiB"))
+        peer_bad = sum(int(num(r["non2xx"]) or 0) + int(num(r["errors"]) or 0) for r in wrk if is_peer(r["path"]))
+        if peer_bad:
+            out.append(f"WARNING: {peer_bad} non-2xx / socket errors on the peers: their figures are not comparable")
+        out.append("")
+
+    profile = [r for r in rows if r["kind"] in ("perf", "syscalls")]
+    if profile:
+        out.append("Profile (perf stat -e task-clock,context-switches -p PIDS, and strace -c -f -p PIDS in a separate")
+        out.append("run; per request = count / requests wrk completed in that run)")
+        out.append(f"{'path':<11} {'conns':>5} {'req/s':>8} {'task-clock us/req':>17} {'CPU us/req':>10} "
+                   f"{'ctx sw/req':>10} {'syscalls/req':>12} top syscalls per request")
+        for path in sorted({r["path"] for r in profile}, key=path_key):
+            pf, sc = find("perf", path), find("syscalls", path)
+            kv = lambda r, k: next((x.split("=", 1)[1] for x in r["note"].split() if x.startswith(k + "=")), None) if r else None
+            out.append(f"{path:<11} {(pf or sc)['conns']:>5} {fmt_f(pf and pf['rps']):>8} "
+                       f"{fmt_f(pf and pf['value'], 1):>17} {fmt_f(pf and pf['cpu_us'], 1):>10} "
+                       f"{fmt_f(kv(pf, 'context_switches_per_req'), 2):>10} {fmt_f(sc and sc['value'], 2):>12} "
+                       f"{(kv(sc, 'top') or '-').replace(',', ' ')}")
         out.append("")
 
     streams = [r for r in rows if r["kind"] == "stream"]
     if streams:
         out.append("Streaming (curl, one transfer per run; median over runs)")
-        out.append(f"{'path':<8} {'direction':<9} {'MB/s':>9} note")
+        out.append(f"{'path':<11} {'direction':<9} {'MB/s':>9} note")
         for r in streams:
-            out.append(f"{r['path']:<8} {r['conns']:<9} {num(r['value']) or 0:>9.1f} {r['note']}")
+            out.append(f"{r['path']:<11} {r['conns']:<9} {num(r['value']) or 0:>9.1f} {r['note']}")
         for direction in ("download", "upload"):
-            n, p = find("stream", "nginx", direction), find("stream", "proxy", direction)
-            if n and p and num(n["value"]):
-                r = num(p["value"]) / num(n["value"])
-                out.append(f"  {direction}: proxy/nginx {r:.2f}x")
-                targets.append((f"{direction} streaming >= 0.9x nginx", r >= 0.9, f"{r:.2f}x"))
+            at = [r for r in streams if r["conns"] == direction]
+            p = find("stream", "proxy", direction)
+            b = best([r for r in at if is_peer(r["path"])], "value", True)
+            n = best([r for r in at if r["path"].startswith("nginx")], "value", True)
+            if p and b:
+                out.append(f"  {direction}: proxy / best peer ({b['path']}) {fmt_x(ratio(p, b, 'value'))}"
+                           + (f", proxy / nginx's best ({n['path']}) {fmt_x(ratio(p, n, 'value'))}" if n else ""))
+            if p and n and ratio(p, n, "value") is not None:
+                r = ratio(p, n, "value")
+                targets.append((f"{direction} streaming >= 0.9x nginx's best", r >= 0.9, f"{r:.2f}x {n['path']}"))
         out.append("")
 
     for r in rows:
@@ -437,18 +663,58 @@ def cmd_report(args):
             bad = next((kv.split("=", 1)[1] for kv in r["note"].split() if kv.startswith("bad=")), None)
             if bad is not None:
                 targets.append(("zero non-2xx / socket errors during the refresh run", bad == "0", bad))
-            ratio = num(r["value"])
+            ratio_ = num(r["value"])
             targets.append(("refresh under load raises p99.9 by <= 1.5x",
-                            None if ratio is None or ratio != ratio else ratio <= 1.5,
-                            "n/a" if ratio is None or ratio != ratio else f"{ratio:.2f}x"))
+                            None if ratio_ is None or ratio_ != ratio_ else ratio_ <= 1.5,
+                            "n/a" if ratio_ is None or ratio_ != ratio_ else f"{ratio_:.2f}x"))
     out.append("")
     if targets:
-        out.append("Targets (issue 6)")
+        out.append("Targets (issues 6 and 17)")
         for name, ok, detail in targets:
             mark = "PASS" if ok else ("n/a " if ok is None else "FAIL")
             out.append(f"  [{mark}] {name}: {detail}")
     print("\n".join(out))
+
+    if args.json:
+        def typed(r):
+            return {k: (num(v) if k not in ("kind", "path", "conns", "note") and num(v) is not None else v)
+                    for k, v in r.items() if v != ""}
+        doc = {
+            "rows": [typed(r) for r in rows],
+            "comparisons": comparisons,
+            "targets": [{"name": n, "ok": ok, "detail": d} for n, ok, d in targets],
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(wrk, comparisons, targets))
     return 0
+
+
+def markdown(wrk, comparisons, targets):
+    """The wrk figures, the comparisons and the targets as markdown tables (for READMEs and notes)."""
+    lines = ["| path | conns | req/s | p50 ms | p99 ms | CPU µs/req | upstream CPU µs/req | non-2xx | peak RSS MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in wrk:
+        lines.append(f"| {r['path']} | {r['conns']} | {num(r['rps']) or 0:,.0f} | {fmt_ms(r['p50_us'])} | "
+                     f"{fmt_ms(r['p99_us'])} | {fmt_f(r['cpu_us'], 1)} | {fmt_f(r['up_cpu_us'], 1)} | "
+                     f"{int(num(r['non2xx']) or 0) + int(num(r['errors']) or 0)} | {fmt_mib(r['hwm_kib'])} |")
+    lines += ["", "| conns | req/s vs best peer | CPU/req vs best peer | p99 vs best peer | req/s vs nginx's best | CPU/req vs nginx's best |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for c in comparisons:
+        def cell(peer, x):
+            return "-" if peer is None else f"{fmt_x(x)} ({peer})"
+        lines.append(f"| {c['conns']} | {cell(c['best_rps_peer'], c['rps_vs_best'])} | "
+                     f"{cell(c['best_cpu_peer'], c['cpu_vs_best'])} | {cell(c['best_p99_peer'], c['p99_vs_best'])} | "
+                     f"{cell(c['best_nginx'], c['rps_vs_nginx'])} | {fmt_x(c['cpu_vs_nginx'])} |")
+    if targets:
+        lines += ["", "| target | result |", "| --- | --- |"]
+        for name, ok, detail in targets:
+            mark = "PASS" if ok else ("n/a" if ok is None else "**FAIL**")
+            lines.append(f"| {name} | {mark}: {detail} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -466,6 +732,9 @@ def main():
     s = sub.add_parser("rss")
     s.add_argument("pids", nargs="+", type=int)
 
+    c = sub.add_parser("cpu")
+    c.add_argument("pids", nargs="+", type=int)
+
     i = sub.add_parser("idle")
     i.add_argument("--host", default="127.0.0.1")
     i.add_argument("--port", type=int, required=True)
@@ -476,6 +745,14 @@ def main():
     i.add_argument("--deadline", type=float, default=60.0)
     i.add_argument("--pids", type=lambda v: [int(x) for x in v.split(",") if x], required=True)
 
+    g = sub.add_parser("get")
+    g.add_argument("--host", default="127.0.0.1")
+    g.add_argument("--port", type=int, required=True)
+    g.add_argument("--path", default="/crm/v8/Leads")
+    g.add_argument("--header", action="append", default=[])
+    g.add_argument("--count", type=int, default=1000)
+    g.add_argument("--deadline", type=float, default=600.0)
+
     w = sub.add_parser("wrkline")
     w.add_argument("--kind", default="wrk")
     w.add_argument("--path", required=True)
@@ -483,6 +760,20 @@ def main():
     w.add_argument("--rss")
     w.add_argument("--hwm")
     w.add_argument("--note")
+    w.add_argument("--cpu", nargs=2, default=["", ""], metavar=("BEFORE", "AFTER"),
+                   help="CPU seconds of the path's processes before and after the run (bench.py cpu)")
+    w.add_argument("--upstream-cpu", nargs=2, default=["", ""], metavar=("BEFORE", "AFTER"))
+
+    pf = sub.add_parser("perfline")
+    pf.add_argument("--path", required=True)
+    pf.add_argument("--conns", required=True)
+    pf.add_argument("--perf", required=True, help="perf stat -x, output file")
+    pf.add_argument("--cpu", nargs=2, default=["", ""], metavar=("BEFORE", "AFTER"))
+
+    st = sub.add_parser("straceline")
+    st.add_argument("--path", required=True)
+    st.add_argument("--conns", required=True)
+    st.add_argument("--strace", required=True, help="strace -c -o output file")
 
     sl = sub.add_parser("slices")
     sl.add_argument("slices")
@@ -491,6 +782,8 @@ def main():
 
     rp = sub.add_parser("report")
     rp.add_argument("results")
+    rp.add_argument("--json", help="also write the rows, comparisons and targets as JSON here")
+    rp.add_argument("--markdown", help="also write the wrk figures, comparisons and targets as markdown tables here")
 
     args = p.parse_args()
     if args.cmd == "ready":
@@ -498,8 +791,9 @@ def main():
             args.command = args.command[1:]
         if not args.command:
             p.error("ready: give the command after --")
-    return {"ready": cmd_ready, "rss": cmd_rss, "idle": cmd_idle, "wrkline": cmd_wrkline,
-            "slices": cmd_slices, "report": cmd_report}[args.cmd](args)
+    return {"ready": cmd_ready, "rss": cmd_rss, "cpu": cmd_cpu, "idle": cmd_idle, "get": cmd_get, "wrkline": cmd_wrkline,
+            "perfline": cmd_perfline, "straceline": cmd_straceline, "slices": cmd_slices,
+            "report": cmd_report}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Overhead benchmark: zoho-auth-proxy against nginx (static Authorization header) and the direct TLS
-# path, on one machine, loopback only (issue 6). See bench/README.md.
+# Overhead benchmark: zoho-auth-proxy against its peers, nginx and HAProxy with a static
+# Authorization header, each at its default and its best setting, and the direct TLS path, on one
+# machine, loopback only (issues 6 and 17). See bench/README.md.
 #
-#   bench/run.sh                      full run (~5 minutes)
+#   bench/run.sh                      full run (~8 minutes)
 #   BENCH_QUICK=1 bench/run.sh        smoke mode (a few seconds of load)
-#   BENCH_SKIP_PROXY=1 bench/run.sh   only the direct and nginx paths (no proxy binary needed)
+#   BENCH_SKIP_PROXY=1 bench/run.sh   only the direct and peer paths (no proxy binary needed)
+#   BENCH_PROFILE=1 bench/run.sh      also perf stat and strace -c at one connection (per request)
 #
 # Settings (environment): BENCH_DURATION (s per wrk run), BENCH_CONNS ("1 64 256"), BENCH_ROUNDS,
 # BENCH_WARMUP, BENCH_STREAM_MIB, BENCH_STREAM_REPEAT,
 # BENCH_IDLE_CONNS, BENCH_REFRESH (0/1), BENCH_REFRESH_DURATION, BENCH_REFRESH_SLICE,
 # BENCH_REFRESH_EXPIRES_IN, BENCH_REFRESH_CONNS, BENCH_PROXY_BIN, BENCH_PORT_BASE, BENCH_WRK_THREADS,
-# BENCH_NGINX_WORKERS, BENCH_LOG_LEVEL, BENCH_MINT_BUDGET, BENCH_KEEP (keep the work directory),
-# BENCH_RESULTS (report path), BENCH_STRICT (1: exit 1 when a target is missed).
+# BENCH_NGINX_WORKERS ("1 auto": one nginx peer per setting), BENCH_HAPROXY_THREADS ("1 2": one
+# HAProxy peer per setting; empty: no HAProxy), BENCH_UPSTREAM_WORKERS, BENCH_UPSTREAM_CONCURRENCY,
+# BENCH_PROFILE, BENCH_PROFILE_DURATION, BENCH_PROFILE_CONNS, BENCH_LOG_LEVEL, BENCH_MINT_BUDGET,
+# BENCH_KEEP (keep the work directory), BENCH_RESULTS (report path), BENCH_STRICT (1: exit 1 when a
+# target is missed).
 #
 # Everything listens on 127.0.0.1; every load run is bounded in time; every process started here is
 # stopped by PID on exit.
@@ -51,7 +56,15 @@ REFRESH_CONNS=${BENCH_REFRESH_CONNS:-64}
 SKIP_PROXY=${BENCH_SKIP_PROXY:-0}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 THREADS=${BENCH_WRK_THREADS:-2}
-WORKERS=${BENCH_NGINX_WORKERS:-auto}
+# Each peer runs at its default and at the setting that was best on 2 shared cores; the report
+# compares the proxy with the best of them in the same run.
+NGINX_WORKERS_LIST=${BENCH_NGINX_WORKERS-1 auto}
+HAPROXY_THREADS_LIST=${BENCH_HAPROXY_THREADS-1 2}
+UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
+UPSTREAM_CONCURRENCY=${BENCH_UPSTREAM_CONCURRENCY:-1024}
+PROFILE=${BENCH_PROFILE:-0}
+PROFILE_DURATION=${BENCH_PROFILE_DURATION:-$DURATION}
+PROFILE_CONNS=${BENCH_PROFILE_CONNS:-1}
 LOG_LEVEL=${BENCH_LOG_LEVEL:-warn}
 MINT_BUDGET=${BENCH_MINT_BUDGET:-8}
 STRICT=${BENCH_STRICT:-0}
@@ -62,7 +75,7 @@ RESULTS_MD=${BENCH_RESULTS:-$TARGET_DIR/bench/results.md}
 UP_PORT=$((PORT_BASE + 1))       # TLS API upstream (nginx)
 ACC_PORT=$((PORT_BASE + 2))      # token endpoint stand-in, expires_in 3600
 ACC2_PORT=$((PORT_BASE + 3))     # token endpoint stand-in, short expires_in
-NGX_PORT=$((PORT_BASE + 10))     # nginx as the reverse proxy
+PEER_PORT_BASE=$((PORT_BASE + 10)) # the peers (nginx, HAProxy), one port each: +10 ... +19
 PROXY_PORT=$((PORT_BASE + 20))   # zoho-auth-proxy
 ADMIN_PORT=$((PORT_BASE + 21))
 PROXY_R_PORT=$((PORT_BASE + 30)) # zoho-auth-proxy for the refresh-under-load run
@@ -157,26 +170,44 @@ render() {
     printf '%s\n' "$text" >"$out"
 }
 
+# have CMD: on PATH or in /usr/sbin (nginx and haproxy live there; root's PATH may lack it).
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]; }
+
+# need_cmds: the Debian packages the run needs. As root the missing ones are installed with apt;
+# otherwise the script stops and names each one with the part of the bench that needs it.
 need_cmds() {
-    local missing=() pkg
-    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
-    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-    command -v curl >/dev/null 2>&1 || missing+=(curl)
-    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-    command -v "$PY" >/dev/null 2>&1 || missing+=(python3)
+    local missing=() why=() pkg
+    have nginx || { missing+=(nginx) why+=("nginx: the upstream, the token stand-ins and the nginx peer"); }
+    have wrk || { missing+=(wrk) why+=("wrk: the load generator"); }
+    have curl || { missing+=(curl) why+=("curl: sanity checks and streaming"); }
+    have openssl || { missing+=(openssl) why+=("openssl: the bench CA"); }
+    have "$PY" || { missing+=(python3) why+=("python3: bench/bench.py"); }
+    if [[ -n ${HAPROXY_THREADS_LIST// /} ]]; then
+        have haproxy || { missing+=(haproxy) why+=("haproxy: the HAProxy peer (BENCH_HAPROXY_THREADS='' skips it)"); }
+    fi
+    if [[ $PROFILE == 1 ]]; then
+        have perf || { missing+=(linux-perf) why+=("linux-perf: perf stat in the profile part (BENCH_PROFILE=1)"); }
+        have strace || { missing+=(strace) why+=("strace: strace -c in the profile part (BENCH_PROFILE=1)"); }
+    fi
     if ((${#missing[@]})); then
-        [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
+        for pkg in "${why[@]}"; do log "missing: $pkg"; done
+        [[ $(id -u) -eq 0 ]] || die "missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
         log "installing from apt: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q >/dev/null
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-        # The package may start a system nginx on port 80; it is not ours and not used.
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
+            die "apt-get install ${missing[*]} failed"
+        # The packages may start a system nginx on port 80 or a system haproxy; not ours, not used.
         for pkg in "${missing[@]}"; do log "installed $pkg"; done
     fi
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
 rss_of() { "$PY" "$HERE/bench.py" rss "$@"; }
+
+# cpu_of PID...: utime + stime in seconds, summed over the processes (all their threads).
+cpu_of() { "$PY" "$HERE/bench.py" cpu "$@"; }
 
 # nginx_pids MASTER_PID: the master and its workers.
 nginx_pids() {
@@ -185,16 +216,19 @@ nginx_pids() {
     echo "$1 $children"
 }
 
-start_nginx() { # NAME TEMPLATE -> NGINX_STARTED_PID
-    local name=$1 template=$2 dir="$WORK/$1" user_directive=""
+# nginx_workers MASTER_PID: the workers only (what strace attaches to).
+nginx_workers() { pgrep -P "$1" | tr '\n' ' ' || true; }
+
+start_nginx() { # NAME TEMPLATE WORKERS PORT -> NGINX_STARTED_PID
+    local name=$1 template=$2 workers=$3 port=$4 dir="$WORK/$1" user_directive=""
     mkdir -p "$dir/tmp"
     if [[ $(id -u) -eq 0 ]]; then
         # Workers must read the 0700 work directory; everything stays on loopback.
         user_directive="user $(id -un) $(id -gn);"
     fi
     render "$template" "$dir/nginx.conf" \
-        USER_DIRECTIVE="$user_directive" WORKERS="$WORKERS" DIR="$dir" WORK="$WORK" \
-        UP_PORT="$UP_PORT" ACC_PORT="$ACC_PORT" ACC2_PORT="$ACC2_PORT" NGX_PORT="$NGX_PORT" \
+        USER_DIRECTIVE="$user_directive" WORKERS="$workers" DIR="$dir" WORK="$WORK" \
+        UP_PORT="$UP_PORT" ACC_PORT="$ACC_PORT" ACC2_PORT="$ACC2_PORT" NGX_PORT="$port" \
         RECORD_ID="$RECORD_ID" ATTACHMENT_ID="$ATTACHMENT_ID" REFRESH_EXPIRES_IN="$REFRESH_EXPIRES_IN"
     "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" || die "nginx config $name invalid"
     "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
@@ -203,11 +237,45 @@ start_nginx() { # NAME TEMPLATE -> NGINX_STARTED_PID
     NGINX_STARTED_PID=$pid
 }
 
+# start_haproxy NAME THREADS PORT -> HAPROXY_STARTED_PID. One process in the foreground (-db: no
+# daemon, no master): its PID carries all its threads' CPU time.
+start_haproxy() {
+    local name=$1 threads=$2 port=$3 dir="$WORK/$1"
+    mkdir -p "$dir"
+    render "$HERE/haproxy-proxy.cfg" "$dir/haproxy.cfg" \
+        THREADS="$threads" HAP_PORT="$port" UP_PORT="$UP_PORT" WORK="$WORK"
+    "$HAPROXY" -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 || {
+        cat "$dir/check.log" >&2
+        die "haproxy config $name invalid"
+    }
+    "$HAPROXY" -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    HAPROXY_STARTED_PID=$pid
+}
+
+# peer_pids NAME: the processes whose CPU and memory count for a peer (nginx: master and workers).
+peer_pids() {
+    case $1 in
+        nginx-*) nginx_pids "${PEER_PID[$1]}" ;;
+        *) echo "${PEER_PID[$1]}" ;;
+    esac
+}
+
+# path_pids PATH_KIND: the processes measured for a path (none for direct: that is the upstream).
+path_pids() {
+    case $1 in
+        direct) ;;
+        proxy) echo "$PROXY_PID" ;;
+        *) peer_pids "$1" ;;
+    esac
+}
+
 # proxy_config NAME ACCOUNTS_PORT PROXY_PORT ADMIN_PORT STORE -> $WORK/proxy-NAME.yaml
 proxy_config() {
     render "$HERE/proxy.yaml" "$WORK/proxy-$1.yaml" \
         PROXY_PORT="$3" ADMIN_PORT="$4" ACCOUNTS_PORT="$2" UP_PORT="$UP_PORT" WORK="$WORK" \
-        STORE="$5" LOG_LEVEL="$LOG_LEVEL" MINT_BUDGET="$MINT_BUDGET"
+        STORE="$5" LOG_LEVEL="$LOG_LEVEL" MINT_BUDGET="$MINT_BUDGET" UPSTREAM_CONCURRENCY="$UPSTREAM_CONCURRENCY"
 }
 
 # start_proxy_timed NAME ADMIN_PORT -> READY_MS, PROXY_STARTED_PID, SUPERVISOR_PID
@@ -255,9 +323,11 @@ mint_count() { # LOGFILE
 url_for() { # PATH_KIND REQUEST_PATH
     case $1 in
         direct) echo "https://127.0.0.1:$UP_PORT$2" ;;
-        nginx) echo "http://127.0.0.1:$NGX_PORT$2" ;;
         proxy) echo "http://127.0.0.1:$PROXY_PORT$2" ;;
-        *) die "unknown path $1" ;;
+        *)
+            [[ -n ${PEER_PORT[$1]:-} ]] || die "unknown path $1"
+            echo "http://127.0.0.1:${PEER_PORT[$1]}$2"
+            ;;
     esac
 }
 
@@ -277,17 +347,33 @@ curl_to() {
 
 need_cmds
 
-PATHS=(direct nginx proxy)
+# The peers: one nginx per BENCH_NGINX_WORKERS setting, one HAProxy per BENCH_HAPROXY_THREADS
+# setting, each on its own port, all running for the whole bench (idle while another path is loaded).
+PEERS=()
+declare -A PEER_PORT PEER_PID PEER_SETTING
+next_port=$PEER_PORT_BASE
+for w in $NGINX_WORKERS_LIST; do
+    PEERS+=("nginx-$w") PEER_PORT[nginx-$w]=$next_port PEER_SETTING[nginx-$w]="worker_processes $w"
+    next_port=$((next_port + 1))
+done
+for t in $HAPROXY_THREADS_LIST; do
+    PEERS+=("haproxy-$t") PEER_PORT[haproxy-$t]=$next_port PEER_SETTING[haproxy-$t]="nbthread $t"
+    next_port=$((next_port + 1))
+done
+((${#PEERS[@]} >= 1)) || die "no peer: BENCH_NGINX_WORKERS and BENCH_HAPROXY_THREADS are both empty"
+((${#PEERS[@]} <= 10)) || die "at most 10 peers (ports BENCH_PORT_BASE+10 ... +19)"
+
+PATHS=(direct "${PEERS[@]}" proxy)
 if [[ $SKIP_PROXY == 1 ]]; then
-    PATHS=(direct nginx)
-    log "BENCH_SKIP_PROXY=1: measuring the direct and nginx paths only"
+    PATHS=(direct "${PEERS[@]}")
+    log "BENCH_SKIP_PROXY=1: measuring the direct and peer paths only"
 elif [[ ! -x $PROXY_BIN ]]; then
     log "building $PROXY_BIN (cargo build --release --locked)"
     (cd "$ROOT" && cargo build --release --locked --bin zoho-auth-proxy) || die "release build failed"
     [[ -x $PROXY_BIN ]] || die "$PROXY_BIN not found after the build (set BENCH_PROXY_BIN?)"
 fi
 
-for port in "$UP_PORT" "$ACC_PORT" "$ACC2_PORT" "$NGX_PORT" "$PROXY_PORT" "$ADMIN_PORT" "$PROXY_R_PORT" "$ADMIN_R_PORT"; do
+for port in "$UP_PORT" "$ACC_PORT" "$ACC2_PORT" "${PEER_PORT[@]}" "$PROXY_PORT" "$ADMIN_PORT" "$PROXY_R_PORT" "$ADMIN_R_PORT"; do
     port_open "$port" && die "port $port is in use; set BENCH_PORT_BASE to a free range"
 done
 
@@ -361,13 +447,26 @@ truncate -s "$STREAM_BYTES" "$WORK/www/large.bin"
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
-start_nginx upstream "$HERE/nginx-upstream.conf"
+start_nginx upstream "$HERE/nginx-upstream.conf" "$UPSTREAM_WORKERS" 0
 NGINX_PID_upstream=$NGINX_STARTED_PID
-start_nginx proxy "$HERE/nginx-proxy.conf"
-NGINX_PID_proxy=$NGINX_STARTED_PID
+for peer in "${PEERS[@]}"; do
+    case $peer in
+        nginx-*)
+            start_nginx "$peer" "$HERE/nginx-proxy.conf" "${peer#nginx-}" "${PEER_PORT[$peer]}"
+            PEER_PID[$peer]=$NGINX_STARTED_PID
+            ;;
+        haproxy-*)
+            start_haproxy "$peer" "${peer#haproxy-}" "${PEER_PORT[$peer]}"
+            PEER_PID[$peer]=$HAPROXY_STARTED_PID
+            ;;
+    esac
+done
 wait_port "$UP_PORT" "$NGINX_PID_upstream" || die "upstream nginx did not start (see $WORK/upstream/error.log)"
 wait_port "$ACC2_PORT" "$NGINX_PID_upstream" || die "upstream nginx did not start"
-wait_port "$NGX_PORT" "$NGINX_PID_proxy" || die "proxy nginx did not start (see $WORK/proxy/error.log)"
+for peer in "${PEERS[@]}"; do
+    wait_port "${PEER_PORT[$peer]}" "${PEER_PID[$peer]}" ||
+        die "peer $peer did not start (see $WORK/$peer/: error.log or haproxy.log)"
+done
 
 # ------------------------------------------------------------------------------------------------
 # zoho-auth-proxy: time to ready, cold and then with the token it stored
@@ -430,34 +529,135 @@ for p in "${PATHS[@]}"; do
 done
 # Interleaved (each connection count on every path in turn, round after round), so that a drift in
 # the machine's load affects all paths alike; the report takes the median over rounds.
+# CPU per request: utime + stime of the path's processes (the proxy; a peer's master and workers or
+# its one process) and of the upstream nginx, read from /proc/PID/stat just before and just after
+# each wrk run, divided by the requests wrk completed. Process accounting, not wall time: what other
+# work on the machine takes is not counted, only what these processes burned.
+UPSTREAM_PIDS=$(nginx_pids "$NGINX_PID_upstream")
 for ((round = 1; round <= ROUNDS; round++)); do
     for c in $CONNS; do
         for p in "${PATHS[@]}"; do
             log "wrk: round $round/$ROUNDS, $p, $c connection(s), ${DURATION}s"
+            pids=$(path_pids "$p")
+            cpu0="" cpu1=""
+            # shellcheck disable=SC2086 # one PID per word
+            [[ -z $pids ]] || cpu0=$(cpu_of $pids)
+            # shellcheck disable=SC2086
+            up0=$(cpu_of $UPSTREAM_PIDS)
             out=$(run_wrk "$(url_for "$p" "$LEADS_PATH")" "$c" "$DURATION")
+            # shellcheck disable=SC2086
+            [[ -z $pids ]] || cpu1=$(cpu_of $pids)
+            # shellcheck disable=SC2086
+            up1=$(cpu_of $UPSTREAM_PIDS)
             rss="" hwm=""
-            # shellcheck disable=SC2046 # nginx_pids prints one PID per word
-            case $p in
-                proxy) read -r rss hwm < <(rss_of "$PROXY_PID") ;;
-                nginx) read -r rss hwm < <(rss_of $(nginx_pids "$NGINX_PID_proxy")) ;;
-                direct) ;; # the upstream itself: not a proxy, no figure
-            esac
-            "$PY" "$HERE/bench.py" wrkline --path "$p" --conns "$c" --rss "$rss" --hwm "$hwm" <<<"$out" >>"$RESULTS" ||
+            # shellcheck disable=SC2086 # the direct path has no process of its own: no figure
+            [[ -z $pids ]] || read -r rss hwm < <(rss_of $pids)
+            "$PY" "$HERE/bench.py" wrkline --path "$p" --conns "$c" --rss "$rss" --hwm "$hwm" \
+                --cpu "$cpu0" "$cpu1" --upstream-cpu "$up0" "$up1" <<<"$out" >>"$RESULTS" ||
                 die "could not parse wrk output for $p/$c"
         done
     done
 done
 
 # ------------------------------------------------------------------------------------------------
+# Profile at one connection (BENCH_PROFILE=1): where a request's cost goes when requests do not
+# batch. Two extra wrk runs per path: one under `perf stat -e task-clock,context-switches -p PIDS`
+# (task-clock in µs and context switches per request), one under `strace -c -f -p PIDS` (syscalls
+# per request; strace slows the path down a lot, so that run's throughput means nothing, only the
+# counts per request do). The divisor is the requests wrk completed in the same run.
+
+# wait_perf_attached PERF_PID EVENTS PID...: until perf has opened its counters on every thread of
+# the PIDs (bounded: 5 s), so that the load does not start before the counting does.
+wait_perf_attached() {
+    local perf_pid=$1 events=$2 want=0 have pid i
+    shift 2
+    for pid in "$@"; do want=$((want + $(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 | wc -l))); done
+    want=$((want * events))
+    for ((i = 0; i < 200; i++)); do
+        have=$(find "/proc/$perf_pid/fd" -mindepth 1 -maxdepth 1 -lname 'anon_inode:*perf_event*' 2>/dev/null | wc -l)
+        ((have >= want)) && return 0
+        kill -0 "$perf_pid" 2>/dev/null || return 1
+        sleep 0.025 # poll interval; the loop is bounded to 5 s
+    done
+    return 1
+}
+
+# wait_traced PID...: until every thread of the PIDs has a tracer (strace attached; bounded: 5 s).
+wait_traced() {
+    local pid task i ok
+    for ((i = 0; i < 200; i++)); do
+        ok=1
+        for pid in "$@"; do
+            for task in /proc/"$pid"/task/*; do
+                [[ $(awk '/^TracerPid:/ {print $2}' "$task/status" 2>/dev/null) != 0 ]] || ok=0
+            done
+        done
+        ((ok)) && return 0
+        sleep 0.025 # poll interval; the loop is bounded to 5 s
+    done
+    return 1
+}
+
+# stop_tool PID: SIGINT (perf and strace print their summary and detach), then reap, bounded.
+stop_tool() {
+    local pid=$1 i
+    kill -INT "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.025 # bounded wait (5 s) for the summary to be written
+    done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+if [[ $PROFILE == 1 ]]; then
+    for p in "${PATHS[@]}"; do
+        [[ $p == direct ]] && continue
+        url=$(url_for "$p" "$LEADS_PATH")
+        read -r -a pids <<<"$(path_pids "$p")"
+        # strace follows the workers that do the work (nginx's master only sleeps and is not traced).
+        trace_pids=("${pids[@]}")
+        [[ $p == nginx-* ]] && read -r -a trace_pids <<<"$(nginx_workers "${PEER_PID[$p]}")"
+
+        log "profile: $p, $PROFILE_CONNS connection(s), ${PROFILE_DURATION}s under perf stat"
+        perf stat -e task-clock,context-switches -x, -o "$WORK/perf-$p.csv" \
+            -p "$(IFS=,; echo "${pids[*]}")" >/dev/null 2>"$WORK/perf-$p.err" &
+        perf_pid=$!
+        STARTED_PIDS+=("$perf_pid")
+        wait_perf_attached "$perf_pid" 2 "${pids[@]}" || log "warning: perf stat on $p did not attach within 5 s (see $WORK/perf-$p.err)"
+        cpu0=$(cpu_of "${pids[@]}")
+        out=$(run_wrk "$url" "$PROFILE_CONNS" "$PROFILE_DURATION")
+        cpu1=$(cpu_of "${pids[@]}")
+        stop_tool "$perf_pid"
+        "$PY" "$HERE/bench.py" perfline --path "$p" --conns "$PROFILE_CONNS" --perf "$WORK/perf-$p.csv" \
+            --cpu "$cpu0" "$cpu1" <<<"$out" >>"$RESULTS" || die "could not read perf stat's output for $p (see $WORK/perf-$p.err)"
+
+        log "profile: $p, $PROFILE_CONNS connection(s), ${PROFILE_DURATION}s under strace -c -f"
+        strace_args=()
+        for pid in "${trace_pids[@]}"; do strace_args+=(-p "$pid"); done
+        strace -c -f -o "$WORK/strace-$p.txt" "${strace_args[@]}" 2>"$WORK/strace-$p.err" &
+        strace_pid=$!
+        STARTED_PIDS+=("$strace_pid")
+        wait_traced "${trace_pids[@]}" || log "warning: strace on $p did not attach within 5 s (see $WORK/strace-$p.err)"
+        out=$(run_wrk "$url" "$PROFILE_CONNS" "$PROFILE_DURATION")
+        stop_tool "$strace_pid"
+        "$PY" "$HERE/bench.py" straceline --path "$p" --conns "$PROFILE_CONNS" --strace "$WORK/strace-$p.txt" \
+            <<<"$out" >>"$RESULTS" || die "could not read strace's output for $p (see $WORK/strace-$p.err)"
+    done
+fi
+
+# ------------------------------------------------------------------------------------------------
 # Memory at idle keep-alive connections.
 
-for p in nginx proxy; do
-    [[ " ${PATHS[*]} " == *" $p "* ]] || continue
+for p in "${PATHS[@]}"; do
+    [[ $p == direct ]] && continue
     if [[ $p == proxy ]]; then
-        port=$PROXY_PORT pids=$PROXY_PID
+        port=$PROXY_PORT
     else
-        port=$NGX_PORT pids=$(nginx_pids "$NGINX_PID_proxy" | tr ' ' ',')
+        port=${PEER_PORT[$p]}
     fi
+    pids=$(path_pids "$p" | xargs | tr ' ' ',')
     log "idle: $IDLE_CONNS keep-alive connections to $p"
     out=$("$PY" "$HERE/bench.py" idle --port "$port" --path "$LEADS_PATH" --count "$IDLE_CONNS" --pids "$pids") ||
         log "warning: idle test on $p: $out"
@@ -525,22 +725,27 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     echo "# zoho-auth-proxy benchmark ($(date -u +%Y-%m-%dT%H:%MZ))"
     echo
     echo "Machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
-    echo "Tools: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $(curl --version | head -n 1 | awk '{print $1, $2}')"
+    haproxy_desc=""
+    [[ -n ${HAPROXY_THREADS_LIST// /} ]] && haproxy_desc="HAProxy $("$HAPROXY" -v | awk 'NR == 1 {print $3}'), "
+    echo "Tools: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $haproxy_desc$(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $(curl --version | head -n 1 | awk '{print $1, $2}')"
     if [[ $SKIP_PROXY != 1 ]]; then
         echo "Proxy: $PROXY_BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown))"
     fi
     refresh_desc="off"
     [[ $SKIP_PROXY != 1 && $REFRESH == 1 ]] && refresh_desc="${REFRESH_DURATION}s at $REFRESH_CONNS conns, expires_in ${REFRESH_EXPIRES_IN}s"
-    echo "Command: BENCH_QUICK=$QUICK BENCH_SKIP_PROXY=$SKIP_PROXY bench/run.sh"
-    echo "Settings: duration=${DURATION}s conns='$CONNS' rounds=$ROUNDS wrk threads=$THREADS nginx workers=$WORKERS stream=${STREAM_MIB}MiB x$STREAM_REPEAT idle=$IDLE_CONNS refresh=$refresh_desc"
+    echo "Command: BENCH_QUICK=$QUICK BENCH_SKIP_PROXY=$SKIP_PROXY BENCH_PROFILE=$PROFILE bench/run.sh"
+    echo "Peers: $(for peer in "${PEERS[@]}"; do printf '%s (%s), ' "$peer" "${PEER_SETTING[$peer]}"; done | sed 's/, $//')"
+    echo "Settings: duration=${DURATION}s conns='$CONNS' rounds=$ROUNDS wrk threads=$THREADS upstream nginx workers=$UPSTREAM_WORKERS proxy upstream_concurrency=$UPSTREAM_CONCURRENCY stream=${STREAM_MIB}MiB x$STREAM_REPEAT idle=$IDLE_CONNS refresh=$refresh_desc"
     echo
     echo '```'
-    "$PY" "$HERE/bench.py" report "$RESULTS"
+    "$PY" "$HERE/bench.py" report "$RESULTS" --json "${RESULTS_MD%.md}.json" --markdown "$WORK/tables.md"
     echo '```'
+    echo
+    cat "$WORK/tables.md"
 } >"$RESULTS_MD"
 cat "$RESULTS_MD"
 cp "$RESULTS" "${RESULTS_MD%.md}.tsv"
-log "report written to $RESULTS_MD"
+log "report written to $RESULTS_MD (JSON: ${RESULTS_MD%.md}.json, raw rows: ${RESULTS_MD%.md}.tsv)"
 if [[ $STRICT == 1 ]] && grep -q '\[FAIL\]' "$RESULTS_MD"; then
     die "BENCH_STRICT=1: at least one target was missed"
 fi

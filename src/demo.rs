@@ -84,8 +84,15 @@ Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.
   curl -s -X DELETE http://{p}/crm/v8/Contacts/1        # denied: contacts are read-only here
   curl -s -X POST http://{p}/crm/v8/coql -d '{{"select_query":"select Last_Name from Deals where Last_Name is not null"}}'   # denied: COQL reads Deals
   curl -s --path-as-is 'http://{p}/crm/v8/Leads/../Deals'   # rejected: 400
+  curl -s -H 'Host: attacker.example' http://{p}/crm/v8/Leads   # refused: 403 PROXY_HOST_NOT_ALLOWED (DNS rebinding)
+  curl -s -H 'Origin: https://attacker.example' -X POST http://{p}/crm/v8/Leads -d '{{}}'   # refused: 403 PROXY_BROWSER_REQUEST
   curl -s http://{a}/status
   curl -s http://{a}/metrics | grep zoho_proxy_requests
+  curl -s -H 'Accept: application/json' 'http://{a}/explain?method=GET&path=/crm/v8/Deals'   # explain, nothing forwarded
+
+Operator console (accounts, token state, denied requests, the allow list the traffic needs):
+
+  http://{a}/
 
 Press Ctrl-C to stop.
 "#,

@@ -5,20 +5,22 @@
 //!
 //! A request flows: [`server`] (listener, connection limits) → [`proxy`] (account, canonical
 //! request and [`policy`] decision, token from [`token`], forward, stream back). Around it:
-//! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, browser
-//! authorization via [`oauth`]), [`reload`] (SIGHUP and file changes), [`metrics`], [`logging`],
-//! and [`sandbox`], the built-in fake Zoho behind `demo` and the tests.
+//! [`config`] (proxy.yaml → typed `Config`), [`admin`] (health, readiness, metrics, status, the
+//! operator console and explain page, browser authorization via [`admin::oauth`]), [`observed`]
+//! (what the traffic needed, recorded by the proxy for the console), [`reload`] (SIGHUP and file
+//! changes), [`metrics`], [`logging`], and [`sandbox`], the built-in fake Zoho behind `demo` and
+//! the tests.
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
-pub mod authorize;
 pub mod config;
 pub mod credits;
 pub mod demo;
 pub mod logging;
 pub mod metrics;
-pub mod oauth;
+pub mod observed;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
@@ -58,10 +60,50 @@ pub enum StartError {
     Runtime(String),
 }
 
+/// The admin listener's service: the requester checks for the whole listener (so a route added
+/// later is covered too), then the admin's handlers; every answer is hardened against being read
+/// or framed by a page.
+async fn admin_service(
+    admin: Admin,
+    transport: access::Transport,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<proxy::body::ProxyBody>, std::convert::Infallible> {
+    let checked = admin.state.runtime.load().access.check_admin(
+        transport,
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+    );
+    let mut response = match checked {
+        Ok(()) => admin.handle(req).await?,
+        Err(refusal) => {
+            admin.state.metrics.refused("admin", refusal.rule);
+            tracing::debug!(
+                rule = refusal.rule,
+                code = refusal.code,
+                path = %proxy::log_safe(req.uri().path()),
+                "admin request refused by the requester checks"
+            );
+            proxy::error::ProxyError::Refused(refusal).into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    proxy::headers::harden(headers);
+    if !headers.contains_key(http::header::CACHE_CONTROL) {
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
+}
+
 /// Runs the proxy until `shutdown` resolves, then drains within `shutdown.grace`.
 ///
 /// Prints one `listening <role> <address>` line per listener on stdout once bound (tools and tests
-/// read the real port from it when a port of 0 was configured).
+/// read the real port from it when a port of 0 was configured); with `log.format: json` the line
+/// is a JSON event with `role` and `address` fields ([`logging::announcement`]).
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
@@ -148,6 +190,7 @@ pub async fn run(
         metrics: metrics.clone(),
         admin_listen: Arc::new(admin_listener.local_addr()),
         connection_slots: Arc::new(Semaphore::new(config.limits.max_connections as usize)),
+        observed: Arc::default(),
     };
 
     // Restore stored tokens first: with a valid stored token the proxy is ready at once.
@@ -177,7 +220,7 @@ pub async fn run(
 
     let proxy_service = |role: ListenerRole| {
         let state = state.clone();
-        move |req| proxy::handle(state.clone(), role.clone(), req)
+        move |transport, req| proxy::handle(state.clone(), role.clone(), transport, req)
     };
     tracker.spawn(server::serve(
         main_listener,
@@ -206,12 +249,7 @@ pub async fn run(
         ));
     }
     let shutting_down = CancellationToken::new();
-    let admin = Admin {
-        state: state.clone(),
-        oauth: Arc::default(),
-        started,
-        shutting_down: shutting_down.clone(),
-    };
+    let admin = Admin::new(state.clone(), started, shutting_down.clone());
     tracker.spawn(server::serve(
         admin_listener,
         "admin",
@@ -219,7 +257,7 @@ pub async fn run(
         settings.clone(),
         None,
         metrics.clone(),
-        move |req| admin.clone().handle(req),
+        move |transport, req| admin_service(admin.clone(), transport, req),
         stop_accept.clone(),
         drain.clone(),
         tracker.clone(),
@@ -235,13 +273,19 @@ pub async fn run(
 
     let mut out = std::io::stdout().lock();
     for (role, addr) in &announce {
-        let _ = writeln!(out, "listening {role} {addr}");
+        let line = logging::announcement(config.log_format, role, &addr.to_string());
+        let _ = writeln!(out, "{line}");
     }
     let _ = out.flush();
     drop(out);
-    for (role, addr) in &announce {
-        info!(role = %role, address = %addr, "listening");
+    if config.log_format == config::LogFormat::Text {
+        // The JSON announcement on stdout already is this event.
+        for (role, addr) in &announce {
+            info!(role = %role, address = %addr, "listening");
+        }
     }
+    info!(access = %access::Gate::describe(&config), "who may use the proxy");
+    access::warn_if_open(&config);
     info!(
         accounts = config.accounts.len(),
         startup_ms = started.elapsed().as_millis() as u64,

@@ -1,6 +1,10 @@
 //! Logging: `tracing` to stderr through a non-blocking writer, text or JSON, with a reloadable
 //! filter (`log.level`, overridden by `RUST_LOG`).
 //!
+//! With `log.format: json` every line the process writes is JSON: the `listening` announcements
+//! on stdout ([`announcement`]) and errors printed before or after the subscriber runs
+//! ([`error_line`]) use the same shape as the subscriber's events.
+//!
 //! Dependencies that could print protocol details at trace level (hyper, h2, rustls, reqwest,
 //! redis) are capped at `info` unless the filter names them explicitly, so a trace-level run
 //! cannot leak header values through them. Our own code never logs secrets at any level.
@@ -82,4 +86,113 @@ pub fn init(
         handle.reload(filter).map_err(|e| e.to_string())
     });
     (set, guard)
+}
+
+/// The `listening <role> <address>` announcement on stdout, from which tools and tests learn the
+/// bound ports: plain text, or with `log.format: json` a JSON event
+/// `{"timestamp":…,"level":"INFO","message":"listening","role":…,"address":…}`.
+pub fn announcement(format: LogFormat, role: &str, address: &str) -> String {
+    match format {
+        LogFormat::Text => format!("listening {role} {address}"),
+        LogFormat::Json => json_event(
+            "INFO",
+            "listening",
+            &[("role", role.into()), ("address", address.into())],
+        ),
+    }
+}
+
+/// An error printed outside the subscriber (config errors at start, start-up failures):
+/// `zoho-auth-proxy: MESSAGE` as text, or a JSON event with the extra fields (e.g. `key`).
+pub fn error_line(
+    format: LogFormat,
+    message: &str,
+    fields: &[(&str, serde_json::Value)],
+) -> String {
+    match format {
+        LogFormat::Text => format!("zoho-auth-proxy: {message}"),
+        LogFormat::Json => json_event("ERROR", message, fields),
+    }
+}
+
+/// The log format a config file asks for, read leniently so that an invalid file still has
+/// its errors reported in the format it names (`None`: unreadable, or no `log.format`).
+pub fn format_hint(path: &std::path::Path) -> Option<LogFormat> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    match value.get("log")?.get("format")?.as_str()?.trim() {
+        "json" => Some(LogFormat::Json),
+        "text" => Some(LogFormat::Text),
+        _ => None,
+    }
+}
+
+fn json_event(level: &str, message: &str, fields: &[(&str, serde_json::Value)]) -> String {
+    let mut map = serde_json::Map::new();
+    map.insert("timestamp".into(), rfc3339(now_unix_ms()).into());
+    map.insert("level".into(), level.into());
+    map.insert("message".into(), message.into());
+    for (k, v) in fields {
+        map.insert((*k).to_string(), v.clone());
+    }
+    map.insert("target".into(), "zoho_auth_proxy".into());
+    serde_json::Value::Object(map).to_string()
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `2026-12-01T08:16:42.123Z` for Unix milliseconds.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc_fields(unix_ms);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z",
+        unix_ms % 1000
+    )
+}
+
+/// Year, month, day, hour, minute, second (UTC) of Unix milliseconds.
+pub fn utc_fields(unix_ms: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_parse_and_text_lines_keep_their_shape() {
+        let text = announcement(LogFormat::Text, "admin", "127.0.0.1:9901");
+        assert_eq!(
+            text, "listening admin 127.0.0.1:9901",
+            "plain form unchanged"
+        );
+        let json = announcement(LogFormat::Json, "account:a", "127.0.0.1:1");
+        let v: serde_json::Value = serde_json::from_str(&json).expect("announcement is JSON");
+        assert_eq!(v["message"], "listening");
+        assert_eq!(v["role"], "account:a");
+        assert_eq!(v["address"], "127.0.0.1:1");
+        assert_eq!(v["level"], "INFO");
+        let err = error_line(LogFormat::Json, "bad \"x\"", &[("key", "listen".into())]);
+        let v: serde_json::Value = serde_json::from_str(&err).expect("error is JSON");
+        assert_eq!(v["key"], "listen");
+        assert_eq!(v["message"], "bad \"x\"");
+        assert_eq!(rfc3339(1_796_112_202_345), "2026-12-01T08:03:22.345Z");
+    }
 }

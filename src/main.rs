@@ -77,7 +77,17 @@ enum Cmd {
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
-        eprintln!("zoho-auth-proxy: config error in {}: {e}", path.display());
+        // In the format the file asks for, when it says (JSON log pipelines read stderr too).
+        let format = logging::format_hint(path).unwrap_or(LogFormat::Text);
+        let message = format!("config error in {}: {e}", path.display());
+        eprintln!(
+            "{}",
+            logging::error_line(
+                format,
+                &message,
+                &[("key", e.key.clone().into()), ("line", e.line.into())]
+            )
+        );
         ExitCode::from(2)
     })
 }
@@ -97,7 +107,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
-async fn shutdown_signal() {
+async fn shutdown_signal(format: LogFormat) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -115,20 +125,25 @@ async fn shutdown_signal() {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!("zoho-auth-proxy: second signal, exiting now");
+        eprintln!(
+            "{}",
+            logging::error_line(format, "second signal, exiting now", &[])
+        );
         std::process::exit(1);
     });
 }
 
-fn exit_for(result: Result<(), StartError>) -> ExitCode {
+fn exit_for(result: Result<(), StartError>, format: LogFormat) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(e)) => {
-            eprintln!("zoho-auth-proxy: config error: {e}");
+            let message = format!("config error: {e}");
+            let fields = [("key", e.key.clone().into()), ("line", e.line.into())];
+            eprintln!("{}", logging::error_line(format, &message, &fields));
             ExitCode::from(2)
         }
         Err(StartError::Runtime(e)) => {
-            eprintln!("zoho-auth-proxy: {e}");
+            eprintln!("{}", logging::error_line(format, &e, &[]));
             ExitCode::from(1)
         }
     }
@@ -154,13 +169,17 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let (set_level, _guard) = logging::init(config.log_format, &config.log_level);
-            exit_for(rt.block_on(zoho_auth_proxy::run(
+            let format = config.log_format;
+            let (set_level, guard) = logging::init(format, &config.log_level);
+            let result = rt.block_on(zoho_auth_proxy::run(
                 config,
                 Some(cli.config.clone()),
                 set_level,
-                shutdown_signal(),
-            )))
+                shutdown_signal(format),
+            ));
+            // Flush the log writer before the final line, so it comes last.
+            drop(guard);
+            exit_for(result, format)
         }
         Cmd::Check => match load(&cli.config) {
             Ok(config) => {
@@ -251,7 +270,9 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let (_set_level, _guard) = logging::init(LogFormat::Text, &config.log_level);
-            match rt.block_on(zoho_auth_proxy::authorize::authorize_cli(&config, &account)) {
+            match rt.block_on(zoho_auth_proxy::admin::authorize::authorize_cli(
+                &config, &account,
+            )) {
                 Ok(message) => {
                     println!("{message}");
                     ExitCode::SUCCESS
@@ -269,11 +290,14 @@ fn main() -> ExitCode {
             };
             let (set_level, _guard) = logging::init(LogFormat::Text, "info");
             let options = zoho_auth_proxy::demo::DemoOptions { listen, admin };
-            exit_for(rt.block_on(zoho_auth_proxy::demo::run(
-                options,
-                set_level,
-                shutdown_signal(),
-            )))
+            exit_for(
+                rt.block_on(zoho_auth_proxy::demo::run(
+                    options,
+                    set_level,
+                    shutdown_signal(LogFormat::Text),
+                )),
+                LogFormat::Text,
+            )
         }
     }
 }

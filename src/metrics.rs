@@ -24,16 +24,17 @@ impl EncodeLabelValue for AccountLabel {
 }
 
 /// The request decisions counted, in the order of [`AccountMeter`]'s cells.
-const DECISIONS: [&str; 4] = ["allowed", "denied", "invalid", "reported"];
+const DECISIONS: [&str; 5] = ["allowed", "denied", "invalid", "reported", "refused"];
 /// Method labels × decisions × status classes: one cell each.
 const METER_CELLS: usize = 8 * DECISIONS.len() * 5;
 
-/// One account's request metrics with the label lookups done once: each series a request
+/// One account's (and one client's) request metrics with the label lookups done once: each series a request
 /// touches is looked up in its family (hashing the labels under a lock) on first use only, then
 /// reached through a cell. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AccountMeter {
     label: AccountLabel,
+    client: AccountLabel,
     cells: Arc<MeterCells>,
 }
 
@@ -44,10 +45,16 @@ struct MeterCells {
 }
 
 impl AccountMeter {
-    /// A meter for the account named by `label`.
+    /// A meter for anonymous requests to the account named by `label`.
     pub fn new(label: AccountLabel) -> AccountMeter {
+        AccountMeter::for_client(label, AccountLabel(crate::access::ANONYMOUS.into()))
+    }
+
+    /// A meter for the requests of client `client` to the account named by `label`.
+    pub fn for_client(label: AccountLabel, client: AccountLabel) -> AccountMeter {
         AccountMeter {
             label,
+            client,
             cells: Arc::new(MeterCells {
                 latency: OnceLock::new(),
                 requests: std::array::from_fn(|_| OnceLock::new()),
@@ -58,6 +65,11 @@ impl AccountMeter {
     /// The account label.
     pub fn label(&self) -> &AccountLabel {
         &self.label
+    }
+
+    /// The client label (`(anonymous)` without `clients:`).
+    pub fn client(&self) -> &AccountLabel {
+        &self.client
     }
 }
 
@@ -89,9 +101,11 @@ fn status_index(class: &str) -> usize {
 pub struct RequestLabels {
     /// Account.
     pub account: AccountLabel,
+    /// Client identity (`(anonymous)` without `clients:`).
+    pub client: AccountLabel,
     /// HTTP method (or OTHER).
     pub method: &'static str,
-    /// allowed, denied, invalid, reported.
+    /// allowed, denied, invalid, reported, refused.
     pub decision: &'static str,
     /// 2xx..5xx.
     pub status_class: &'static str,
@@ -118,6 +132,12 @@ struct ListenerOnly {
     listener: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    listener: &'static str,
+    rule: &'static str,
+}
+
 /// All metrics.
 pub struct Metrics {
     registry: Registry,
@@ -133,6 +153,7 @@ pub struct Metrics {
     shed: Counter,
     /// The credit metrics (`credits/metrics.rs`).
     pub credits: crate::credits::CreditMetrics,
+    refusals: Family<RefusalLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -245,6 +266,12 @@ impl Metrics {
             shed.clone(),
         );
         let credits = crate::credits::CreditMetrics::register(&mut registry);
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "requester_refusals",
+            "Requests refused before any policy or token work, by listener (proxy, admin) and rule (host, browser, request_header, client)",
+            refusals.clone(),
+        );
         Metrics {
             credits,
             registry,
@@ -258,6 +285,7 @@ impl Metrics {
             in_flight,
             connections,
             shed,
+            refusals,
         }
     }
 
@@ -272,6 +300,7 @@ impl Metrics {
         let (method, status_class) = (method_label(method), status_class(status));
         let labels = || RequestLabels {
             account: account.label.clone(),
+            client: account.client.clone(),
             method,
             decision,
             status_class,
@@ -334,6 +363,13 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a request the requester checks refused.
+    pub fn refused(&self, listener: &'static str, rule: &'static str) {
+        self.refusals
+            .get_or_create(&RefusalLabels { listener, rule })
+            .inc();
+    }
+
     /// Counts a shed connection.
     pub fn shed(&self) {
         self.shed.inc();
@@ -375,7 +411,7 @@ mod tests {
         m.set_token_gauges("default", 12.5, 7, true);
         let text = m.render();
         for needle in [
-            r#"zoho_proxy_requests_total{account="default",method="GET",decision="allowed",status_class="2xx"} 1"#,
+            r#"zoho_proxy_requests_total{account="default",client="(anonymous)",method="GET",decision="allowed",status_class="2xx"} 1"#,
             r#"zoho_proxy_token_refreshes_total{account="default",result="ok"} 1"#,
             r#"zoho_proxy_mint_budget_left{account="default"} 7"#,
             r#"zoho_proxy_token_expiry_seconds{account="default"} 12.5"#,
@@ -412,10 +448,10 @@ mod tests {
         m.upstream_latency(&again, 0.25);
         let text = m.render();
         for needle in [
-            r#"zoho_proxy_requests_total{account="crm",method="GET",decision="allowed",status_class="2xx"} 4"#,
-            r#"zoho_proxy_requests_total{account="crm",method="POST",decision="denied",status_class="4xx"} 1"#,
-            r#"zoho_proxy_requests_total{account="crm",method="GET",decision="allowed",status_class="5xx"} 1"#,
-            r#"zoho_proxy_requests_total{account="crm",method="GET",decision="unlisted",status_class="2xx"} 1"#,
+            r#"zoho_proxy_requests_total{account="crm",client="(anonymous)",method="GET",decision="allowed",status_class="2xx"} 4"#,
+            r#"zoho_proxy_requests_total{account="crm",client="(anonymous)",method="POST",decision="denied",status_class="4xx"} 1"#,
+            r#"zoho_proxy_requests_total{account="crm",client="(anonymous)",method="GET",decision="allowed",status_class="5xx"} 1"#,
+            r#"zoho_proxy_requests_total{account="crm",client="(anonymous)",method="GET",decision="unlisted",status_class="2xx"} 1"#,
             r#"zoho_proxy_upstream_latency_seconds_count{account="crm"} 2"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -120,6 +120,14 @@ impl Reloader {
             old.limits.max_connections,
             config.limits.max_connections,
         );
+        let (before, after) = (
+            crate::access::Gate::describe(&old.config),
+            crate::access::Gate::describe(&config),
+        );
+        if before != after {
+            info!(access = %after, "reload: who may use the proxy changed");
+        }
+        crate::access::warn_if_open(&config);
         let runtime = apply(&old, config);
         self.state.runtime.store(Arc::new(runtime));
         self.state.metrics.reload(true);
@@ -159,6 +167,20 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
                 accounts.push(previous.clone());
             }
         }
+    }
+    // Client policies were built per account of the new file; the snapshot keeps the old account
+    // set and order, so re-index them by name (none for an account the new file removed).
+    for client in &mut config.access.clients {
+        client.policies = accounts
+            .iter()
+            .map(|a| {
+                config
+                    .accounts
+                    .iter()
+                    .position(|n| n.name == a.name)
+                    .and_then(|i| client.policies.get(i).cloned().flatten())
+            })
+            .collect();
     }
     config.accounts = accounts;
     config.listen = old.config.listen.clone();

@@ -5,6 +5,7 @@
 //! keep-alive. On shutdown the accept loops stop (new connections are refused), open connections
 //! finish their in-flight request and close.
 
+use crate::access::{PeerCred, Transport};
 use crate::config::ListenAddr;
 use crate::metrics::Metrics;
 use crate::workers::Workers;
@@ -53,7 +54,7 @@ impl Listener {
                 .map(Listener::Tcp)
                 .map_err(|e| format!("cannot listen on {sock}: {e}")),
             ListenAddr::Unix(path) => {
-                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                use std::os::unix::fs::FileTypeExt;
                 if let Ok(meta) = std::fs::symlink_metadata(path) {
                     if meta.file_type().is_socket() {
                         // A socket that still accepts belongs to a running process (another
@@ -72,10 +73,8 @@ impl Listener {
                         ));
                     }
                 }
-                let listener = UnixListener::bind(path)
+                let listener = bind_unix_0660(path)
                     .map_err(|e| format!("cannot listen on unix:{}: {e}", path.display()))?;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-                    .map_err(|e| format!("cannot set mode 0660 on {}: {e}", path.display()))?;
                 Ok(Listener::Unix(listener, UnixSocketGuard(path.clone())))
             }
         }
@@ -91,6 +90,38 @@ impl Listener {
             Listener::Unix(_, guard) => ListenAddr::Unix(guard.0.clone()),
         }
     }
+}
+
+/// Binds a Unix socket at `path` whose mode is never wider than 0660, whatever the umask: the
+/// socket is bound inside a fresh private (0700) folder beside `path`, set to 0660 there, then
+/// renamed into place (a rename keeps the bound socket), so no other user can connect in between.
+fn bind_unix_0660(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if path.file_name().is_none() {
+        return Err(std::io::Error::other("the socket path has no file name"));
+    }
+    let private = parent.join(format!(".zap-bind-{}", std::process::id()));
+    let staged = private.join("s");
+    // sun_path holds 108 bytes: a path too long for the staging folder is bound in place.
+    if staged.as_os_str().len() >= 100 {
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        return Ok(listener);
+    }
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let result = (|| {
+        let listener = UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o660))?;
+        std::fs::rename(&staged, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result
 }
 
 /// HTTP/1 settings for one listener.
@@ -139,7 +170,7 @@ pub async fn serve<F, Fut, B>(
     drain: CancellationToken,
     tracker: TaskTracker,
 ) where
-    F: Fn(hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Transport, hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -215,12 +246,19 @@ pub async fn serve<F, Fut, B>(
                 let conn = match io {
                     Accepted::Tcp(s) => ServedConn::boxed(builder.serve_connection(
                         WriteDeadline::new(TokioIo::new(s), limit),
-                        service_fn(service),
+                        service_fn(move |req| service(Transport::Tcp, req)),
                     )),
-                    Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(
-                        WriteDeadline::new(TokioIo::new(s), limit),
-                        service_fn(service),
-                    )),
+                    Accepted::Unix(s) => {
+                        // SO_PEERCRED: who connected, as the kernel saw it at connect time.
+                        let peer = s.peer_cred().ok().map(|c| PeerCred {
+                            uid: c.uid(),
+                            gid: c.gid(),
+                        });
+                        ServedConn::boxed(builder.serve_connection(
+                            WriteDeadline::new(TokioIo::new(s), limit),
+                            service_fn(move |req| service(Transport::Unix(peer), req)),
+                        ))
+                    }
                 };
                 run_connection(conn, drain).await;
             }

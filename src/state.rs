@@ -15,10 +15,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One account as requests see it.
 pub struct AccountRuntime {
+    /// Position in the config's `accounts` (0 in the single-account form).
+    pub index: usize,
     /// Name.
     pub name: Arc<str>,
-    /// Metrics label and cached series.
+    /// Metrics label and cached series of anonymous requests.
     pub label: AccountMeter,
+    /// The same for each configured client, in `clients:` order.
+    pub client_meters: Vec<AccountMeter>,
     /// Self or server-based.
     pub client_type: ClientType,
     /// Allowlist and classifier.
@@ -41,12 +45,23 @@ pub struct Runtime {
     pub upstream_slots: Option<Arc<UpstreamSlots>>,
     /// Data-plane workers running (fixed at start).
     pub workers: usize,
+    /// Who may use the proxy.
+    pub access: crate::access::Gate,
     /// The config this snapshot came from.
     pub config: Arc<Config>,
     /// Heavy-group slots (`limits.heavy_concurrency`; `None` = unlimited).
     pub heavy_slots: Option<Arc<Semaphore>>,
     /// Credit ledgers, budgets and Zoho's back-off (kept across reloads).
     pub credits: Arc<crate::credits::Credits>,
+}
+
+impl AccountRuntime {
+    /// The metrics of requests from `client` (`None`: anonymous).
+    pub fn meter(&self, client: Option<usize>) -> &AccountMeter {
+        client
+            .and_then(|i| self.client_meters.get(i))
+            .unwrap_or(&self.label)
+    }
 }
 
 impl Runtime {
@@ -139,6 +154,8 @@ pub struct AppState {
     pub admin_listen: Arc<ListenAddr>,
     /// Client connection slots (`limits.max_connections`).
     pub connection_slots: Arc<Semaphore>,
+    /// Scopes the traffic needed and the recent denied or reported requests (for the console).
+    pub observed: Arc<crate::observed::Observations>,
 }
 
 impl AppState {
@@ -155,10 +172,23 @@ impl AppState {
             .accounts
             .iter()
             .zip(tokens.iter().zip(clients.iter()))
+            .enumerate()
             .map(
-                |(a, (token, upstream)): (&AccountConfig, _)| AccountRuntime {
+                |(index, (a, (token, upstream))): (usize, (&AccountConfig, _))| AccountRuntime {
+                    index,
                     name: a.name.as_str().into(),
                     label: AccountMeter::new(AccountLabel(a.name.as_str().into())),
+                    client_meters: config
+                        .access
+                        .clients
+                        .iter()
+                        .map(|c| {
+                            AccountMeter::for_client(
+                                AccountLabel(a.name.as_str().into()),
+                                AccountLabel(c.name.as_str().into()),
+                            )
+                        })
+                        .collect(),
                     client_type: a.client_type,
                     policy: a.policy.clone(),
                     token: token.clone(),
@@ -186,6 +216,7 @@ impl AppState {
             routing: config.routing,
             upstream_slots,
             workers,
+            access: crate::access::Gate::new(&config.access),
             config,
             heavy_slots,
             credits,

@@ -510,8 +510,14 @@ async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
     let replicas: Vec<Arc<Credits>> = (0..3)
         .map(|_| {
             let store = Arc::new(
-                zoho_auth_proxy::token::redis_store::RedisStore::new(&url, None, "1000.ID")
-                    .expect("store"),
+                zoho_auth_proxy::token::redis_store::RedisStore::new(
+                    &url,
+                    &zoho_auth_proxy::config::RedisTopology::Single,
+                    None,
+                    None,
+                    "1000.ID",
+                )
+                .expect("store"),
             );
             let stores = [("default".to_string(), store)].into_iter().collect();
             let clients = [("sync".to_string(), 12u64)];
@@ -602,5 +608,109 @@ fn explain_prints_the_cost() {
     assert!(
         mail.contains("credits: 25 (send_mail, set by credits.costs)"),
         "{mail}"
+    );
+}
+
+const SYNC_KEY: &str = "sync-key-0123456789abcdef0123456789abcdef";
+
+/// Status and proxy error code of one request by the `sync` client.
+async fn as_sync(
+    proxy: &RunningProxy,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, Option<String>, Option<u64>, serde_json::Value) {
+    let mut req = client()
+        .request(method.clone(), proxy.url(path))
+        .header("X-Zoho-Proxy-Key", SYNC_KEY);
+    if method == reqwest::Method::POST {
+        req = req
+            .header("Content-Type", "application/json")
+            .body(r#"{"data":[{"overwrite":true}]}"#);
+    }
+    let resp = req.send().await.expect("response");
+    let status = resp.status().as_u16();
+    let code = resp
+        .headers()
+        .get("x-zoho-proxy-error")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (status, code, retry, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_client_with_credits_per_day_12_gets_exactly_12_credits_across_a_restart() {
+    let zoho = Zoho::start().await;
+    let store = zoho.dir.path().join("token.json");
+    let extra = format!(
+        "token:\n  store: {}\nclients:\n  - name: sync\n    key: {SYNC_KEY}\n    credits_per_day: 12\n",
+        store.display()
+    );
+    let mut proxy = start(&zoho, &extra).await;
+    zoho.control().clear_crm_requests();
+    for i in 0..10 {
+        let (status, _, _, body) = as_sync(&proxy, reqwest::Method::GET, GET).await;
+        assert_eq!(status, 200, "GET {i} fits sync's budget: {body}");
+    }
+    // Convert Lead costs 5: 10 + 5 > 12, refused before forwarding.
+    let (status, code, retry, body) = as_sync(
+        &proxy,
+        reqwest::Method::POST,
+        "/crm/v8/Leads/554023000000235011/actions/convert",
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (429, Some("PROXY_CREDITS_EXHAUSTED")),
+        "{body}"
+    );
+    assert!(retry.is_some_and(|r| r > 0), "Retry-After on the refusal");
+    assert_eq!(
+        body["details"]["budget"], "client sync",
+        "the body names the client budget: {body}"
+    );
+    assert_eq!(body["details"]["limit"], 12);
+    assert_eq!(body["details"]["used"], 10);
+    assert_eq!(body["details"]["cost"], 5);
+    for i in 0..2 {
+        let (status, _, _, body) = as_sync(&proxy, reqwest::Method::GET, GET).await;
+        assert_eq!(status, 200, "GET {} still fits: {body}", 10 + i);
+    }
+    let (status, code, retry, _) = as_sync(&proxy, reqwest::Method::GET, GET).await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (429, Some("PROXY_CREDITS_EXHAUSTED")),
+        "the 13th credit is refused"
+    );
+    assert!(retry.is_some());
+    assert_eq!(
+        zoho.control().crm_requests().len(),
+        12,
+        "exactly 12 calls reached Zoho"
+    );
+    let metrics = proxy.metrics_text().await;
+    assert!(
+        metrics.contains(r#"zoho_proxy_credits_used_total{account="default",client="sync"} 12"#),
+        "credits counted per client:\n{metrics}"
+    );
+
+    proxy.signal("TERM");
+    assert!(
+        proxy.wait_exit(Duration::from_secs(20)).await.is_some(),
+        "stops"
+    );
+    let proxy = start(&zoho, &extra).await;
+    let (status, code, _, _) = as_sync(&proxy, reqwest::Method::GET, GET).await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (429, Some("PROXY_CREDITS_EXHAUSTED")),
+        "the spent client budget survives a restart"
+    );
+    assert_eq!(
+        zoho.control().crm_requests().len(),
+        12,
+        "nothing more reached Zoho"
     );
 }

@@ -859,7 +859,7 @@ fn the_kubernetes_fleet_example_uses_the_fleet_keys_the_proxy_understands() {
         .expect("the example's proxy.yaml is a valid config");
     let token = &config.accounts[0].token;
     assert!(
-        matches!(&token.store, StoreConfig::Redis { url, password: None } if url == "redis://redis:6379/0"),
+        matches!(&token.store, StoreConfig::Redis { url, password: None, .. } if url == "redis://redis:6379/0"),
         "the example uses the Redis Service of fleet/redis.yaml: {:?}",
         token.store
     );

@@ -13,6 +13,9 @@
 //! - secrets are never inline in the ConfigMap, and every `${VAR}` it uses is set in the container's
 //!   environment, from Secret keys that exist;
 //! - a file token store sits on a writable volume; a `redis://` store names a Service of the bundle;
+//!   a `redis+sentinel://` store (`fleet-sentinel/`, Redis from the Bitnami chart, which is not part
+//!   of the bundle) names a master and the chart's sentinels on 26379, its password files come from
+//!   the chart's Secret, and a NetworkPolicy lets the proxy's pods reach 6379 and 26379;
 //! - hardening (non-root, read-only root filesystem, no privilege escalation, all capabilities dropped,
 //!   a memory limit) and a termination grace period longer than `shutdown.grace + shutdown.delay`.
 //!
@@ -73,9 +76,12 @@ fn bundles() -> Vec<(&'static str, Vec<Value>)> {
     let single = yaml_files("examples/kubernetes");
     let mut fleet = yaml_files("examples/kubernetes/fleet");
     fleet.push("examples/kubernetes/secret.yaml".to_owned());
+    let mut sentinel = yaml_files("examples/kubernetes/fleet-sentinel");
+    sentinel.push("examples/kubernetes/secret.yaml".to_owned());
     vec![
         ("examples/kubernetes", load_docs(&single)),
         ("examples/kubernetes/fleet", load_docs(&fleet)),
+        ("examples/kubernetes/fleet-sentinel", load_docs(&sentinel)),
     ]
 }
 
@@ -567,6 +573,11 @@ fn check_proxy_container(
                 "{at}: token.store {store}: no Service {service_name} in this bundle"
             )),
         }
+    } else if let Some(rest) = store
+        .strip_prefix("redis+sentinel://")
+        .or_else(|| store.strip_prefix("rediss+sentinel://"))
+    {
+        check_sentinel_store(docs, deployment, &config, rest, problems, at);
     } else if store.starts_with('/') {
         let dir = store.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         match resolve_mount(pod, container, store) {
@@ -595,7 +606,7 @@ fn check_proxy_container(
         }
     } else {
         problems.push(format!(
-            "{at}: token.store {store:?} is neither a path nor a redis:// URL"
+            "{at}: token.store {store:?} is neither a path nor a redis:// or redis+sentinel:// URL"
         ));
     }
 
@@ -624,6 +635,115 @@ fn check_proxy_container(
     }
 
     check_hardening(pod, container, image, problems, at);
+}
+
+/// The Bitnami chart's Redis release a host name belongs to: `R` (its Service) or
+/// `R-node-N.R-headless[.namespace…]` (one pod's sentinel).
+fn bitnami_release(host: &str) -> Option<String> {
+    let mut labels = host.split('.');
+    let first = labels.next()?;
+    match labels.next() {
+        None => Some(first.to_owned()),
+        Some(headless) => {
+            let release = headless.strip_suffix("-headless")?;
+            let (r, n) = first.rsplit_once("-node-")?;
+            (r == release && n.parse::<u32>().is_ok()).then(|| release.to_owned())
+        }
+    }
+}
+
+/// `redis+sentinel://HOST:PORT[,…]/MASTER[/DB]` against a Bitnami-chart Redis (not in the bundle):
+/// a master name, the chart's sentinel names on 26379, password files from the chart's Secret,
+/// and a NetworkPolicy admitting the proxy's pods to 6379 and 26379 of the release's pods.
+fn check_sentinel_store(
+    docs: &[Value],
+    deployment: &Value,
+    config: &Value,
+    rest: &str,
+    problems: &mut Vec<String>,
+    at: &str,
+) {
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if path.split('/').next().unwrap_or("").is_empty() {
+        problems.push(format!("{at}: token.store {rest}: names no master"));
+    }
+    let mut releases = Vec::new();
+    for hostport in hosts.split(',') {
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u64>().unwrap_or(0)),
+            None => (hostport, 26379),
+        };
+        if port != 26379 {
+            problems.push(format!(
+                "{at}: token.store sentinel {host} port {port}: the chart's sentinels listen on 26379"
+            ));
+        }
+        match bitnami_release(host) {
+            Some(r) => releases.push(r),
+            None => problems.push(format!(
+                "{at}: token.store sentinel {host} is neither the chart's Service nor RELEASE-node-N.RELEASE-headless"
+            )),
+        }
+    }
+    releases.dedup();
+    let [release] = releases.as_slice() else {
+        problems.push(format!(
+            "{at}: token.store sentinels belong to {releases:?}, expected one Helm release"
+        ));
+        return;
+    };
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = seq(&pod["initContainers"])
+        .iter()
+        .find(|c| c["name"].as_str() == Some(PROXY));
+    for key in ["redis_password_file", "sentinel_password_file"] {
+        let Some(file) = config["token"][key].as_str() else {
+            continue;
+        };
+        match container.map(|c| resolve_mount(pod, c, file)) {
+            Some(Ok(m)) if m.kind == "Secret" && m.resource == *release => {}
+            Some(Ok(m)) => problems.push(format!(
+                "{at}: token.{key} {file} maps to {} {}, expected the chart's Secret {release}",
+                m.kind, m.resource
+            )),
+            Some(Err(e)) => problems.push(format!("{at}: token.{key}: {e}")),
+            None => {}
+        }
+    }
+    let labels = &pod_labels(deployment);
+    let admitted = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("NetworkPolicy"))
+        .filter(|d| {
+            d["spec"]["podSelector"]["matchLabels"]
+                .as_mapping()
+                .is_some_and(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        })
+        .flat_map(|d| seq(&d["spec"]["egress"]).to_vec())
+        .filter(|rule| {
+            seq(&rule["to"]).iter().any(|to| {
+                to["podSelector"]["matchLabels"]["app.kubernetes.io/instance"].as_str()
+                    == Some(release.as_str())
+            })
+        })
+        .flat_map(|rule| seq(&rule["ports"]).to_vec())
+        .filter_map(|p| p["port"].as_u64())
+        .collect::<Vec<_>>();
+    for port in [6379, 26379] {
+        if !admitted.contains(&port) {
+            problems.push(format!(
+                "{at}: no NetworkPolicy lets the proxy's pods reach port {port} of Redis release {release}"
+            ));
+        }
+    }
+}
+
+/// The labels of a Deployment's pods.
+fn pod_labels(deployment: &Value) -> serde_yaml::Mapping {
+    deployment["spec"]["template"]["metadata"]["labels"]
+        .as_mapping()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Every inconsistency in one bundle of manifests; empty when all is well.
@@ -806,12 +926,23 @@ const REDIS_STORE_MUTATIONS: &[Mutation] = &[
     ("redis port changed", |d| edit_config(d, |t| t.replace("redis://redis:6379/0", "redis://redis:6380/0")), "has no port 6380"),
 ];
 
+#[rustfmt::skip]
+const SENTINEL_STORE_MUTATIONS: &[Mutation] = &[
+    ("sentinel port changed", |d| edit_config(d, |t| t.replace("redis-node-1.redis-headless:26379", "redis-node-1.redis-headless:6379")), "port 6379: the chart's sentinels listen on 26379"),
+    ("master name dropped", |d| edit_config(d, |t| t.replace(":26379/mymaster/0", ":26379/")), "names no master"),
+    ("sentinel of another release", |d| edit_config(d, |t| t.replace("redis-node-2.redis-headless", "cache-node-2.cache-headless")), "expected one Helm release"),
+    ("password from another Secret", |d| pod_mut(d)["volumes"][2]["secret"]["secretName"] = Value::from("redis-auth"), "expected the chart's Secret redis"),
+    ("sentinel port not admitted", |d| { let np = d.iter_mut().find(|x| x["kind"].as_str() == Some("NetworkPolicy")).expect("NetworkPolicy"); np["spec"]["egress"][0]["ports"].as_sequence_mut().expect("ports").retain(|p| p["port"].as_u64() != Some(26379)); }, "reach port 26379"),
+];
+
 #[test]
 fn every_drift_is_caught() {
     let image = dockerfile();
     for (bundle, docs) in bundles() {
         let extra = if bundle.ends_with("fleet") {
             REDIS_STORE_MUTATIONS
+        } else if bundle.ends_with("fleet-sentinel") {
+            SENTINEL_STORE_MUTATIONS
         } else {
             FILE_STORE_MUTATIONS
         };

@@ -599,8 +599,8 @@ async fn two_data_centers_authorized_in_the_browser_are_served_by_header_and_by_
         r#"zoho_proxy_token_ready{account="globex"} 1"#,
         r#"zoho_proxy_token_ready{account="initech"} 1"#,
         r#"zoho_proxy_token_ready{account="hooli"} 0"#,
-        r#"zoho_proxy_requests_total{account="initech",method="GET",decision="allowed",status_class="2xx"} 3"#,
-        r#"zoho_proxy_requests_total{account="hooli",method="GET",decision="allowed",status_class="5xx"} 1"#,
+        r#"zoho_proxy_requests_total{account="initech",client="(anonymous)",method="GET",decision="allowed",status_class="2xx"} 3"#,
+        r#"zoho_proxy_requests_total{account="hooli",client="(anonymous)",method="GET",decision="allowed",status_class="5xx"} 1"#,
     ] {
         assert!(
             metrics.contains(line),

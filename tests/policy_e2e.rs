@@ -70,7 +70,7 @@ async fn decisions_through_the_proxy_and_nothing_denied_reaches_zoho() {
     for (method, target, body, expected) in CASES {
         zoho.control().clear_crm_requests();
         let request = format!(
-            "{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{body}",
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let response = raw(proxy.proxy, request.as_bytes(), Duration::from_secs(5)).await;
@@ -120,7 +120,7 @@ async fn report_mode_forwards_what_enforce_would_deny_and_counts_it() {
     // Raw bytes: an HTTP client library would normalise the dot segments away.
     let response = raw(
         proxy.proxy,
-        b"GET /crm/v8/Leads/%2e%2e/Contacts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /crm/v8/Leads/%2e%2e/Contacts HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     )
     .await;

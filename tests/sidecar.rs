@@ -261,7 +261,7 @@ async fn probes_status_and_metrics_answer_as_documented_and_count_requests() {
     );
     let invalid = raw_response(
         proxy.proxy,
-        b"GET /crm/v8/Leads/../Deals HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /crm/v8/Leads/../Deals HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(5),
     )
     .await;
@@ -1215,11 +1215,11 @@ async fn leak_scenarios(zoho: &Zoho, proxy: &RunningProxy) -> Vec<String> {
         .expect("denied");
     assert_eq!(r.status(), 403, "denied");
     let bad = format!(
-        "GET /crm/v8/Leads/%2e%2e/Deals HTTP/1.1\r\nHost: x\r\nAuthorization: {CLIENT_AUTH}\r\nCookie: {CLIENT_COOKIE}\r\nConnection: close\r\n\r\n"
+        "GET /crm/v8/Leads/%2e%2e/Deals HTTP/1.1\r\nHost: localhost\r\nAuthorization: {CLIENT_AUTH}\r\nCookie: {CLIENT_COOKIE}\r\nConnection: close\r\n\r\n"
     );
     let answer = raw_response(proxy.proxy, bad.as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(status_line_code(&answer), 400, "bad path: {answer}");
-    let broken = format!("GET /crm/v8/Leads HTTP/1.1\r\nHost: x\r\nAuthorization: {CLIENT_AUTH}\r\nCookie: {CLIENT_COOKIE}\r\nBad Header\r\n\r\n");
+    let broken = format!("GET /crm/v8/Leads HTTP/1.1\r\nHost: localhost\r\nAuthorization: {CLIENT_AUTH}\r\nCookie: {CLIENT_COOKIE}\r\nBad Header\r\n\r\n");
     let answer = raw_response(proxy.proxy, broken.as_bytes(), Duration::from_secs(5)).await;
     assert!(
         answer.is_empty() || status_line_code(&answer) == 400,
@@ -1364,7 +1364,8 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_request() {
 
     let logs = proxy.logs();
     let mut access = Vec::new();
-    for line in logs.lines().filter(|l| !l.starts_with("listening ")) {
+    // Every line, the `listening` announcements on stdout included, is JSON.
+    for line in logs.lines() {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
         assert!(v.is_object(), "each line is an object: {line}");
@@ -1431,7 +1432,7 @@ async fn a_body_over_max_body_gets_413_while_streaming_with_flat_memory() {
     let (_, rss_before) = proxy.memory_kib();
 
     // Declared too large: refused before any byte of the body is read.
-    let head = "POST /crm/v8/Leads?__fake=upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 2147483648\r\n\r\n";
+    let head = "POST /crm/v8/Leads?__fake=upload HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 2147483648\r\n\r\n";
     let answer = raw_response(proxy.proxy, head.as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(
         status_line_code(&answer),
@@ -1461,7 +1462,7 @@ async fn a_body_over_max_body_gets_413_while_streaming_with_flat_memory() {
             }
         }
     });
-    wr.write_all(b"POST /crm/v8/Leads?__fake=upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    wr.write_all(b"POST /crm/v8/Leads?__fake=upload HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .expect("head");
     let chunk_len = 1usize << 20;
@@ -1549,7 +1550,7 @@ async fn slow_clients_are_cut_at_the_header_and_body_timeouts_while_others_are_s
             let mut s = TcpStream::connect(addr).await.expect("connect");
             let started = Instant::now();
             if i < 8 {
-                s.write_all(b"GET /crm/v8/Leads HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                s.write_all(b"GET /crm/v8/Leads HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
                     .await
                     .expect("head start");
             }
@@ -1610,7 +1611,7 @@ async fn slow_clients_are_cut_at_the_header_and_body_timeouts_while_others_are_s
     let started = Instant::now();
     let answer = raw_response(
         addr,
-        b"POST /crm/v8/Leads HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\"",
+        b"POST /crm/v8/Leads HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\"",
         Duration::from_secs(8),
     )
     .await;
@@ -1703,7 +1704,8 @@ async fn max_connections_sheds_extra_connections() {
     // A held connection is still served, and freeing one lets a new one in.
     held[0]
         .write_all(
-            format!("GET {A_LEAD} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {A_LEAD} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await
         .expect("write");
@@ -1963,7 +1965,8 @@ async fn shrinking_max_connections_on_reload_applies_even_below_the_connections_
     );
     first
         .write_all(
-            format!("GET {A_LEAD} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {A_LEAD} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await
         .expect("write");

@@ -9,6 +9,8 @@ use std::time::Duration;
 const ALLOW: &[&str] = &["ZohoCRM.modules.leads.ALL"];
 
 fn store_yaml(zoho: &Zoho) -> String {
+    // The store's folder must exist at start (token.store is checked then).
+    std::fs::create_dir_all(zoho.dir.path().join("state")).expect("create the store folder");
     format!(
         "token:\n  store: {}\n",
         zoho.dir.path().join("state/token.json").display()

@@ -1,19 +1,27 @@
 //! Configuration: `proxy.yaml` → [`RawConfig`] (serde mirror) → validated, typed [`Config`].
 //!
 //! Owns env interpolation, secret files, URL and listen-address checks and the error messages
-//! that name the key and line. Reads the config file, secret files and `ca_file`; nothing else.
+//! that name the key and line. Reads the config file, secret files and `ca_file`, and (in
+//! [`Config::load`], at start and reload) checks with a probe file that each file token store's
+//! folder is writable; nothing else.
 //! After start-up the rest of the program only sees [`Config`].
 
+mod access;
+mod admin;
 mod datacenter;
 mod interpolate;
 mod raw;
+mod store;
 mod units;
 
+pub use access::{AccessConfig, ClientConfig, MIN_KEY_CHARS};
 pub use datacenter::{check_override_host, is_zoho_api_host, DataCenter, Endpoint};
 pub use raw::RawConfig;
+pub use store::{RedisNode, RedisTopology, SUPPORTED_STORES};
 pub use units::{parse_duration, parse_size};
 
 use crate::policy::{Policy, PolicyMode};
+pub use admin::AdminAuth;
 use raw::{OrderedMap, RawAccount, RawCount, RawCredits, RawLimits, RawToken, RawZoho};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -21,6 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use store::StoreValue;
 
 /// The largest config file we read (a guard against pasting a huge file by mistake).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -107,10 +116,15 @@ pub enum StoreConfig {
     File(PathBuf),
     /// A shared Redis (fleet mode).
     Redis {
-        /// `redis://` or `rediss://` URL without the password.
+        /// The configured URL (`redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://`,
+        /// …), never with a password.
         url: String,
-        /// Optional password (from `${VAR}` or `redis_password_file`).
+        /// One Redis, Sentinel or Cluster, parsed from `url`.
+        topology: RedisTopology,
+        /// The data nodes' password (from `${VAR}` or `redis_password_file`).
         password: Option<SecretValue>,
+        /// The sentinels' own password (`sentinel_password_file`), Sentinel only.
+        sentinel_password: Option<SecretValue>,
     },
 }
 
@@ -129,6 +143,8 @@ pub enum RedisDownPolicy {
 pub struct TokenConfig {
     /// Persistence.
     pub store: StoreConfig,
+    /// Dotted key of `store` (`token.store` or `accounts[i].token.store`), for messages.
+    pub store_key: String,
     /// Mints allowed per refresh token per 10 minutes (Zoho allows 10).
     pub mint_budget: u32,
     /// Fleet mode: how long a minting lease lasts before another replica may take over.
@@ -309,8 +325,10 @@ pub struct Config {
     pub listen: ListenAddr,
     /// Opt-in for non-loopback TCP listeners.
     pub allow_remote_clients: bool,
-    /// Admin listener (health, readiness, metrics, status, OAuth callback).
+    /// Admin listener (health, readiness, metrics, status, console, OAuth callback).
     pub admin_listen: ListenAddr,
+    /// The admin listener's opt-in credential (`admin.auth`).
+    pub admin_auth: Option<AdminAuth>,
     /// Data-plane worker threads (restart to change).
     pub workers: usize,
     /// Accounts, at least one; the first is the main listener's default.
@@ -329,6 +347,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Time to keep accepting after SIGTERM before draining.
     pub shutdown_delay: Duration,
+    /// Who may use the proxy: Host names, the SSRF header, client identities.
+    pub access: AccessConfig,
     /// The config file itself and every secret file, for change detection.
     pub watched_files: Vec<PathBuf>,
 }
@@ -363,8 +383,24 @@ impl Config {
             .map_err(|_| file_error("the config file is not UTF-8 text".to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = Config::from_yaml_str_with(&text, &process_env, base)?;
+        config.check_store_dirs(&text)?;
         config.watched_files.insert(0, path.to_path_buf());
         Ok(config)
+    }
+
+    /// Each file store's folder exists and is writable (checked at start, not at the first
+    /// token, which may be an hour away).
+    fn check_store_dirs(&self, text: &str) -> Result<(), ConfigError> {
+        for account in &self.accounts {
+            if let StoreConfig::File(path) = &account.token.store {
+                store::check_file_store_dir(path).map_err(|message| ConfigError {
+                    key: account.token.store_key.clone(),
+                    line: line_of(text, &account.token.store_key),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Validates YAML text using the process environment (for tests and tools).
@@ -425,6 +461,11 @@ impl Config {
             "listen": self.listen.to_string(),
             "allow_remote_clients": self.allow_remote_clients,
             "admin_listen": self.admin_listen.to_string(),
+            "admin_auth": self.admin_auth.as_ref().map(|a| serde_json::json!({
+                "username": a.username,
+                "password_file": a.password.file.as_ref().map(|p| p.display().to_string()),
+                "exempt": a.exempt,
+            })),
             "workers": self.workers,
             "routing": self.routing,
             "policy_mode": match self.policy_mode { PolicyMode::Enforce => "enforce", PolicyMode::Report => "report" },
@@ -444,6 +485,7 @@ impl Config {
             "log": { "format": self.log_format, "level": self.log_level },
             "shutdown": { "grace_ms": self.shutdown_grace.as_millis() as u64, "delay_ms": self.shutdown_delay.as_millis() as u64 },
             "accounts": accounts,
+            "access": crate::access::Gate::describe(self),
         })
     }
 
@@ -651,6 +693,7 @@ impl Validator<'_> {
         if admin_listen == listen && !matches!(&listen, ListenAddr::Tcp(a) if a.port() == 0) {
             return Err(self.err("admin.listen", "the admin listener must differ from listen"));
         }
+        let admin_auth = self.admin_auth(admin.auth)?;
 
         let policy_mode = match self
             .string(
@@ -777,7 +820,22 @@ impl Validator<'_> {
             self.duration("shutdown.grace", &shutdown.grace, Duration::from_secs(20))?;
         let shutdown_delay = self.duration("shutdown.delay", &shutdown.delay, Duration::ZERO)?;
 
-        let mut watched_files = Vec::new();
+        let access = self.access(
+            raw.accept_hosts,
+            raw.allow_any_host,
+            raw.require_request_header,
+            raw.clients,
+            &accounts,
+        )?;
+        let mut watched_files: Vec<PathBuf> = admin_auth
+            .iter()
+            .filter_map(|a| a.password.file.clone())
+            .collect();
+        for c in &access.clients {
+            if let Some(f) = c.key.as_ref().and_then(|k| k.file.as_ref()) {
+                watched_files.push(f.clone());
+            }
+        }
         for a in &accounts {
             for s in [Some(&a.client_secret), a.refresh_token.as_ref()]
                 .into_iter()
@@ -792,6 +850,7 @@ impl Validator<'_> {
             listen,
             allow_remote_clients,
             admin_listen,
+            admin_auth,
             workers,
             accounts,
             routing,
@@ -801,6 +860,7 @@ impl Validator<'_> {
             log_level,
             shutdown_grace,
             shutdown_delay,
+            access,
             watched_files,
         })
     }
@@ -1120,20 +1180,40 @@ impl Validator<'_> {
         raw: &RawToken,
         shared_by: Option<&str>,
     ) -> Result<TokenConfig, ConfigError> {
-        let store = match self.string(&format!("{tkey}.store"), &raw.store)? {
-            None => StoreConfig::Memory,
-            Some(s) if s.starts_with("redis://") || s.starts_with("rediss://") => {
-                let url = url::Url::parse(&s).map_err(|e| {
-                    self.err(
-                        &format!("{tkey}.store"),
-                        format!("not a valid Redis URL: {e}"),
-                    )
-                })?;
-                if url.password().is_some() {
-                    return Err(self.err(
-                        &format!("{tkey}.store"),
-                        "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
-                    ));
+        let store_key = format!("{tkey}.store");
+        let value = self.string(&store_key, &raw.store)?;
+        let classified = match value.as_deref() {
+            None => None,
+            Some(s) => Some(store::classify(s).map_err(|m| self.err(&store_key, m))?),
+        };
+        let is_sentinel = matches!(
+            classified,
+            Some(StoreValue::Redis(RedisTopology::Sentinel { .. }))
+        );
+        if !is_sentinel && (raw.sentinel_password.is_some() || raw.sentinel_password_file.is_some())
+        {
+            let key = if raw.sentinel_password.is_some() {
+                format!("{tkey}.sentinel_password")
+            } else {
+                format!("{tkey}.sentinel_password_file")
+            };
+            return Err(self.err(
+                &key,
+                "is for Redis Sentinel only; token.store is not a redis+sentinel:// URL",
+            ));
+        }
+        let store = match (value.as_deref(), classified) {
+            (None, _) | (_, None) => StoreConfig::Memory,
+            (Some(s), Some(StoreValue::Redis(topology))) => {
+                if topology == RedisTopology::Single {
+                    let url = url::Url::parse(s)
+                        .map_err(|e| self.err(&store_key, format!("not a valid Redis URL: {e}")))?;
+                    if url.password().is_some() {
+                        return Err(self.err(
+                            &store_key,
+                            "do not put the Redis password in the URL; use token.redis_password or token.redis_password_file",
+                        ));
+                    }
                 }
                 let password = self.secret(
                     tkey,
@@ -1142,9 +1222,21 @@ impl Validator<'_> {
                     &raw.redis_password_file,
                     false,
                 )?;
-                StoreConfig::Redis { url: s, password }
+                let sentinel_password = self.secret(
+                    tkey,
+                    "sentinel_password",
+                    &raw.sentinel_password,
+                    &raw.sentinel_password_file,
+                    false,
+                )?;
+                StoreConfig::Redis {
+                    url: s.to_string(),
+                    topology,
+                    password,
+                    sentinel_password,
+                }
             }
-            Some(path) => {
+            (Some(path), Some(StoreValue::File(_))) => {
                 let path = self.base.join(path);
                 match shared_by {
                     // token.json -> token.NAME.json: accounts never share a file.
@@ -1190,6 +1282,7 @@ impl Validator<'_> {
         };
         Ok(TokenConfig {
             store,
+            store_key,
             mint_budget,
             lease,
             when_redis_down,

@@ -26,6 +26,24 @@ pub struct RawConfig {
     pub routing: Option<String>,
     pub accounts: Option<Vec<RawAccount>>,
     pub credits: Option<RawCredits>,
+    pub accept_hosts: Option<Vec<String>>,
+    pub allow_any_host: Option<bool>,
+    pub require_request_header: Option<bool>,
+    pub clients: Option<Vec<RawClient>>,
+}
+
+/// One entry of `clients:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: Option<String>,
+    pub key: Option<String>,
+    pub key_file: Option<String>,
+    pub unix_uid: Option<u32>,
+    pub unix_gid: Option<u32>,
+    pub allow: Option<Vec<String>>,
+    pub accounts: Option<Vec<String>>,
+    pub credits_per_day: Option<u64>,
 }
 
 /// `credits:` section (top level, or per account).
@@ -49,6 +67,16 @@ pub enum RawCount {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<String>,
+    pub auth: Option<RawAdminAuth>,
+}
+
+/// `admin.auth:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdminAuth {
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub exempt: Option<Vec<String>>,
 }
 
 /// `zoho:` section (the single-account form) and the credential part of an account.
@@ -107,6 +135,8 @@ pub struct RawToken {
     pub mint_budget: Option<u32>,
     pub redis_password: Option<String>,
     pub redis_password_file: Option<String>,
+    pub sentinel_password: Option<String>,
+    pub sentinel_password_file: Option<String>,
     pub lease: Option<String>,
     pub when_redis_down: Option<String>,
 }

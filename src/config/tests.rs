@@ -344,3 +344,170 @@ fn the_repository_example_proxy_yaml_is_valid() {
         "the example documents the defaults"
     );
 }
+
+#[test]
+fn store_values_that_are_not_a_supported_url_or_a_plain_path_are_refused_naming_the_key() {
+    // (token section, key named, fragment of the message)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "  store: memcached://cache:11211/0\n",
+            "token.store",
+            "unsupported scheme `memcached`",
+        ),
+        (
+            "  store: redis+sentinel:/127.0.0.1:26379,127.0.0.1:26380/zap/0\n",
+            "token.store",
+            "mistyped URL",
+        ),
+        (
+            "  store: 'redis:127.0.0.1:6379'\n",
+            "token.store",
+            "mistyped URL",
+        ),
+        (
+            "  store: redis+sentinel://127.0.0.1:26379\n",
+            "token.store",
+            "names no master",
+        ),
+        (
+            "  store: redis+cluster://127.0.0.1:7000/2\n",
+            "token.store",
+            "database 0 only",
+        ),
+        (
+            "  store: redis+sentinel://:pw@127.0.0.1:26379/zap\n",
+            "token.store",
+            "password",
+        ),
+        (
+            "  store: redis://redis:6379/0\n  sentinel_password: x\n",
+            "token.sentinel_password",
+            "Redis Sentinel only",
+        ),
+        (
+            "  store: /var/lib/zap/token.json\n  sentinel_password_file: /x\n",
+            "token.sentinel_password_file",
+            "Redis Sentinel only",
+        ),
+    ];
+    for (token, key, fragment) in cases {
+        let yaml = format!("{GOOD}token:\n{token}");
+        let err = parse(&yaml).map(|_| ()).expect_err(token);
+        assert_eq!(err.key, *key, "{token}: {err}");
+        assert!(err.message.contains(fragment), "{token}: {err}");
+        assert!(
+            !err.to_string().contains("pw@"),
+            "{token}: value not echoed: {err}"
+        );
+        assert!(err.line.is_some(), "{token}: the line is named: {err}");
+    }
+    // The same rule for an account's own token section, named with its index.
+    let yaml = "routing: header
+accounts:
+  - name: acme
+    client_id: a
+    client_secret: s
+    refresh_token: r
+    allow: [ZohoCRM.modules.leads.READ]
+  - name: globex
+    client_id: b
+    client_secret: s2
+    refresh_token: r2
+    allow: [ZohoCRM.modules.leads.READ]
+    token:
+      store: sentinel://h:26379/zap
+";
+    let err = parse(yaml).map(|_| ()).expect_err("refused");
+    assert_eq!(err.key, "accounts[1].token.store", "{err}");
+    assert!(
+        err.message.contains("unsupported scheme `sentinel`"),
+        "{err}"
+    );
+    assert!(
+        err.message.contains("redis+cluster://HOST:PORT"),
+        "lists the supported forms: {err}"
+    );
+}
+
+#[test]
+fn sentinel_and_cluster_stores_are_parsed_with_their_passwords() {
+    let yaml = format!(
+        "{GOOD}token:\n  store: rediss+sentinel://10.0.0.1:26379,10.0.0.2:26380/mymaster/2\n  redis_password: ${{ZOHO_CLIENT_SECRET}}\n  sentinel_password: ${{ZOHO_REFRESH_TOKEN}}\n"
+    );
+    let c = parse(&yaml).expect("valid sentinel store");
+    let StoreConfig::Redis {
+        url,
+        topology,
+        password,
+        sentinel_password,
+    } = &c.accounts[0].token.store
+    else {
+        panic!("a Redis store: {:?}", c.accounts[0].token.store);
+    };
+    assert!(url.starts_with("rediss+sentinel://"), "{url}");
+    assert_eq!(
+        topology,
+        &RedisTopology::Sentinel {
+            sentinels: vec![
+                RedisNode {
+                    host: "10.0.0.1".into(),
+                    port: 26379
+                },
+                RedisNode {
+                    host: "10.0.0.2".into(),
+                    port: 26380
+                },
+            ],
+            master: "mymaster".into(),
+            db: 2,
+            tls: true,
+        }
+    );
+    assert_eq!(
+        password.as_ref().map(|p| p.expose()),
+        Some("CS-CANARY"),
+        "data nodes' password"
+    );
+    assert_eq!(
+        sentinel_password.as_ref().map(|p| p.expose()),
+        Some("RT-CANARY"),
+        "the sentinels' own password"
+    );
+    let yaml = format!("{GOOD}token:\n  store: redis+cluster://10.0.0.1:7000,10.0.0.2:7001\n");
+    let c = parse(&yaml).expect("valid cluster store");
+    assert!(
+        matches!(&c.accounts[0].token.store, StoreConfig::Redis { topology: RedisTopology::Cluster { seeds, tls: false }, .. } if seeds.len() == 2),
+        "{:?}",
+        c.accounts[0].token.store
+    );
+    assert!(
+        !format!("{:?}", c.accounts[0].token.store).contains("CANARY"),
+        "Debug hides passwords"
+    );
+}
+
+#[test]
+fn a_file_store_folder_is_checked_when_the_config_is_loaded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("proxy.yaml");
+    let yaml = |store: &str| {
+        format!("listen: 127.0.0.1:8080\nzoho:\n  client_id: a\n  client_secret: s\n  refresh_token: r\nallow:\n  - ZohoCRM.modules.leads.READ\ntoken:\n  store: {store}\n")
+    };
+    std::fs::write(&path, yaml("state/token.json")).expect("write");
+    let err = Config::load(&path).map(|_| ()).expect_err("missing folder");
+    assert_eq!(err.key, "token.store", "{err}");
+    assert_eq!(err.line, Some(9), "{err}");
+    assert!(
+        err.message.contains("state") && err.message.contains("create it"),
+        "{err}"
+    );
+    std::fs::create_dir(dir.path().join("state")).expect("mkdir");
+    Config::load(&path).expect("the folder exists now");
+    std::fs::write(&path, yaml("/proc/token.json")).expect("write");
+    if Path::new("/proc/self").exists() {
+        let err = Config::load(&path)
+            .map(|_| ())
+            .expect_err("read-only folder");
+        assert!(err.message.contains("not writable"), "{err}");
+    }
+}

@@ -79,12 +79,14 @@ impl CreditSettings {
     }
 }
 
-/// The per-client budgets of a config: `(client name, credits_per_day)`.
-///
-/// Issue 13 adds `clients:`; until it is wired this list is empty, so only account budgets
-/// apply. Wiring: `config.clients.iter().filter_map(|c| Some((c.name.clone(), c.credits_per_day?)))`.
-pub fn client_budgets(_config: &Config) -> Vec<(String, u64)> {
-    Vec::new()
+/// The per-client budgets of a config: `(client name, clients[].credits_per_day)`.
+pub fn client_budgets(config: &Config) -> Vec<(String, u64)> {
+    config
+        .access
+        .clients
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), c.credits_per_day?)))
+        .collect()
 }
 
 /// Where an account's ledger lives besides memory.

@@ -117,6 +117,14 @@ pub enum PolicyError {
         #[source]
         source: ScopeError,
     },
+    /// A narrowed allow list (a client's) names a scope its account's list does not cover.
+    #[error("allow[{index}]: `{scope}` is not covered by the account's allow list; a client's list may only narrow it")]
+    NotCovered {
+        /// Position in the narrowed list, from 0.
+        index: usize,
+        /// The scope, canonical.
+        scope: String,
+    },
     /// A `modules:` key is not a module API name.
     #[error("modules[{index}]: `{key}` is not a module API name (letters, digits and `_`, starting with a letter)")]
     ModuleKey {
@@ -496,6 +504,31 @@ impl Policy {
             allow: entries,
             modules: ModuleMap::new(overrides),
             mode,
+        })
+    }
+
+    /// The same policy (module map, mode) with a narrower allowlist: every entry of `allow` must
+    /// be covered by an entry of this policy's list.
+    pub fn narrowed(&self, allow: &[String]) -> Result<Policy, PolicyError> {
+        if allow.is_empty() {
+            return Err(PolicyError::EmptyAllowlist);
+        }
+        let mut entries = Vec::with_capacity(allow.len());
+        for (index, text) in allow.iter().enumerate() {
+            let scope =
+                Scope::parse(text).map_err(|source| PolicyError::Scope { index, source })?;
+            if self.covering_entry(&scope).is_none() {
+                return Err(PolicyError::NotCovered {
+                    index,
+                    scope: scope.to_string(),
+                });
+            }
+            entries.push(AllowEntry { index, scope });
+        }
+        Ok(Policy {
+            allow: entries,
+            modules: self.modules.clone(),
+            mode: self.mode,
         })
     }
 

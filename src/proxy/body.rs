@@ -281,6 +281,14 @@ impl<B> ResponseBody<B> {
         }
     }
 
+    /// Marks a response that has no body by definition (`204`, `304`, any answer to `HEAD`) as
+    /// complete from the start: hyper never polls such a body, it only drops it, and an empty
+    /// list (Zoho answers `204`) must not be logged as a truncated transfer.
+    pub fn without_content(mut self) -> ResponseBody<B> {
+        self.clean = true;
+        self
+    }
+
     fn finish(&mut self) {
         if let Some(f) = self.on_finish.take() {
             f(self.bytes, self.clean);

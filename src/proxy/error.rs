@@ -27,6 +27,19 @@ pub enum ProxyError {
         /// Machine-readable details (required and missing scopes, method, path).
         details: serde_json::Value,
     },
+    /// Refused by the requester checks (Host, browser markers, SSRF header, client identity).
+    #[error("{}", .0.message)]
+    Refused(crate::access::Refusal),
+    /// The identified client may not use the account the request was routed to.
+    #[error(
+        "client `{client}` may not use account `{account}` (see its `accounts:` in proxy.yaml)"
+    )]
+    ClientAccountNotAllowed {
+        /// Client name.
+        client: String,
+        /// Account name.
+        account: String,
+    },
     /// `X-Zoho-Account` names no account.
     #[error("unknown account `{name}`; known accounts: {known}")]
     UnknownAccount {
@@ -125,6 +138,10 @@ impl ProxyError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ProxyError::Policy { status, code, .. } => (*status, code),
+            ProxyError::Refused(r) => (r.status, r.code),
+            ProxyError::ClientAccountNotAllowed { .. } => {
+                (StatusCode::FORBIDDEN, "PROXY_CLIENT_ACCOUNT_NOT_ALLOWED")
+            }
             ProxyError::UnknownAccount { .. } => (StatusCode::BAD_REQUEST, "PROXY_UNKNOWN_ACCOUNT"),
             ProxyError::AccountRequired { .. } => {
                 (StatusCode::BAD_REQUEST, "PROXY_ACCOUNT_REQUIRED")
@@ -174,6 +191,7 @@ impl ProxyError {
             ProxyError::Policy { details, .. } if !details.is_null() => {
                 body["details"] = details.clone();
             }
+            ProxyError::Refused(r) => body = r.body(),
             ProxyError::UnknownAccount { known, .. } | ProxyError::AccountRequired { known } => {
                 body["details"] =
                     json!({ "known_accounts": known.split(", ").collect::<Vec<_>>() });
@@ -216,6 +234,7 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(ERROR_HEADER, HeaderValue::from_static(code));
+        super::headers::harden(headers);
         if let ProxyError::TokenUnavailable { retry_after, .. }
         | ProxyError::CreditsExhausted { retry_after, .. }
         | ProxyError::ZohoThrottled { retry_after, .. } = &self

@@ -30,6 +30,9 @@ const REQUEST_DROP: &[&str] = &[
     "x-http-method",
     "x-method-override",
     "x-zoho-account",
+    // The requester checks' own headers (crate::access): the SSRF marker and client keys.
+    "x-zoho-proxy-request",
+    "x-zoho-proxy-key",
 ];
 
 /// Response headers never returned (lower-case).
@@ -71,6 +74,7 @@ fn dropped_request_header(name: &HeaderName, listed: &[String]) -> bool {
     REQUEST_DROP.contains(&n)
         || n.starts_with("x-forwarded-")
         || n.starts_with("proxy-")
+        || n.starts_with("sec-fetch-")
         || listed.iter().any(|l| l == n || l.replace('_', "-") == n)
 }
 
@@ -96,15 +100,48 @@ pub fn upstream_request_headers(
     out
 }
 
-/// Removes hop-by-hop headers (and those named in `Connection`) and `Set-Cookie` from a response.
+/// Adds the headers every response of the proxy listener carries: a page can neither sniff one
+/// into a script or style nor load one as a cross-origin subresource.
+pub fn harden(headers: &mut HeaderMap) {
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+fn dropped_response_header(name: &str) -> bool {
+    RESPONSE_DROP.contains(&name) || name.starts_with("access-control-")
+}
+
+/// Removes hop-by-hop headers (and those named in `Connection`), `Set-Cookie` and every CORS
+/// header (`Access-Control-*`: the proxy never lets a page read a response) from a response, and
+/// adds [`harden`]'s headers plus `Content-Security-Policy: sandbox` (an HTML attachment opened
+/// by navigation renders in an opaque origin).
 pub fn clean_response_headers(headers: &mut HeaderMap) {
+    harden(headers);
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
     // Most responses carry none of them (HTTP/2 forbids the hop-by-hop ones): look at the names
     // present before removing anything by name, which parses and hashes each name.
     if !headers
         .keys()
-        .any(|name| RESPONSE_DROP.contains(&name.as_str()))
+        .any(|name| dropped_response_header(name.as_str()))
     {
         return;
+    }
+    let cors: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in cors {
+        headers.remove(name);
     }
     let listed = connection_listed(headers);
     for name in RESPONSE_DROP {

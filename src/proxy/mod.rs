@@ -9,6 +9,8 @@ pub mod error;
 pub mod headers;
 pub mod upstream;
 
+use crate::access::Transport;
+use crate::observed::Outcome;
 use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
 use crate::token::AccessToken;
@@ -84,6 +86,7 @@ impl Access {
         info!(
             target: "access",
             account = %self.account.label().0,
+            client = %self.account.client().0,
             method = %self.method,
             path = %self.path,
             decision = self.decision,
@@ -110,6 +113,7 @@ impl Drop for InFlight {
 pub async fn handle(
     state: AppState,
     role: ListenerRole,
+    transport: Transport,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
@@ -117,13 +121,27 @@ pub async fn handle(
     let in_flight = InFlight(state.metrics.in_flight().clone());
     let runtime = state.runtime.load_full();
     let method = req.method().clone();
+    // Who is asking, before anything else (and before the body is read).
+    let client = match runtime
+        .access
+        .check_data(transport, req.uri(), req.version(), req.headers())
+    {
+        Ok(client) => client,
+        Err(refusal) => return Ok(refused(&state, refusal, &req, started)),
+    };
+    let client_name = || -> Arc<str> {
+        client
+            .and_then(|i| runtime.access.clients().get(i))
+            .map_or_else(|| crate::access::ANONYMOUS.into(), |c| c.name.clone())
+    };
     let account = match select_account(&runtime, &role, req.headers()) {
         Ok(a) => a,
         Err(e) => {
             // Not the first account's label: a bad header must not count as that account's traffic.
-            let label = crate::metrics::AccountMeter::new(crate::metrics::AccountLabel(
-                UNROUTED_LABEL.into(),
-            ));
+            let label = crate::metrics::AccountMeter::for_client(
+                crate::metrics::AccountLabel(UNROUTED_LABEL.into()),
+                crate::metrics::AccountLabel(client_name()),
+            );
             let access = Access {
                 log: true,
                 account: label,
@@ -140,7 +158,7 @@ pub async fn handle(
     };
     let mut access = Access {
         log: tracing::enabled!(target: "access", tracing::Level::INFO),
-        account: account.label.clone(),
+        account: account.meter(client).clone(),
         method: method.clone(),
         path: String::new(),
         decision: "allowed",
@@ -149,11 +167,74 @@ pub async fn handle(
         upstream_ms: None,
         credits: 0,
     };
-    let result = forward(&state, &runtime, account, req, &mut access, in_flight).await;
+    // An identified client decides with its own (narrower) allow list, on its accounts only.
+    let policy = match client.and_then(|i| runtime.access.clients().get(i)) {
+        None => &account.policy,
+        Some(c) => match c.policy(account.index) {
+            Some(p) => p,
+            None => {
+                access.path = log_safe(req.uri().path());
+                access.decision = "denied";
+                let e = ProxyError::ClientAccountNotAllowed {
+                    client: c.name.to_string(),
+                    account: account.name.to_string(),
+                };
+                return Ok(local_error(e, &access, &state));
+            }
+        },
+    };
+    let result = forward(
+        &state,
+        &runtime,
+        account,
+        policy,
+        req,
+        &mut access,
+        in_flight,
+    )
+    .await;
     Ok(match result {
         Ok(response) => response,
         Err(e) => local_error(e, &access, &state),
     })
+}
+
+/// A request the requester checks refused: counted, logged (with the Host and Origin escaped)
+/// and answered without reading the body or touching a token.
+fn refused(
+    state: &AppState,
+    refusal: crate::access::Refusal,
+    req: &Request<Incoming>,
+    started: Instant,
+) -> Response<ProxyBody> {
+    state.metrics.refused("proxy", refusal.rule);
+    let header = |name: http::HeaderName| {
+        req.headers()
+            .get(name)
+            .map(|v| log_safe(&String::from_utf8_lossy(v.as_bytes())))
+    };
+    let access = Access {
+        log: true,
+        account: crate::metrics::AccountMeter::new(crate::metrics::AccountLabel(
+            UNROUTED_LABEL.into(),
+        )),
+        method: req.method().clone(),
+        path: log_safe(req.uri().path()),
+        decision: "refused",
+        scope: String::new(),
+        started,
+        upstream_ms: None,
+        credits: 0,
+    };
+    tracing::debug!(
+        rule = refusal.rule,
+        code = refusal.code,
+        host = header(http::header::HOST).as_deref(),
+        origin = header(http::header::ORIGIN).as_deref(),
+        sec_fetch_site = header(http::HeaderName::from_static("sec-fetch-site")).as_deref(),
+        "request refused by the requester checks"
+    );
+    local_error(ProxyError::Refused(refusal), &access, state)
 }
 
 fn local_error(e: ProxyError, access: &Access, state: &AppState) -> Response<ProxyBody> {
@@ -228,13 +309,14 @@ async fn forward(
     state: &AppState,
     runtime: &Runtime,
     account: &AccountRuntime,
+    policy: &crate::policy::Policy,
     req: Request<Incoming>,
     access: &mut Access,
     in_flight: InFlight,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &runtime.limits;
     let (parts, body) = req.into_parts();
-    let evaluation = account.policy.evaluate(&parts.method, &parts.uri);
+    let evaluation = policy.evaluate(&parts.method, &parts.uri);
     let content_length = content_length(&parts.headers);
     if let Some(len) = content_length {
         if len > limits.max_body {
@@ -257,11 +339,16 @@ async fn forward(
         Evaluation::Allowed {
             ref target,
             ref required,
-        } => (
-            target.path,
-            target.query,
-            access.text(|| required.to_string()),
-        ),
+        } => {
+            state
+                .observed
+                .record_scopes(&account.name, required, Outcome::Allowed);
+            (
+                target.path,
+                target.query,
+                access.text(|| required.to_string()),
+            )
+        }
         Evaluation::Denied {
             ref target,
             ref required,
@@ -269,7 +356,7 @@ async fn forward(
         } => {
             access.path = access.text(|| target.path.to_string());
             access.scope = access.text(|| required.to_string());
-            denied(account, &parts.method, &evaluation, access)?;
+            denied(state, account, policy, &parts.method, &evaluation, access)?;
             (
                 target.path,
                 target.query,
@@ -293,16 +380,21 @@ async fn forward(
                     return Err(fault_error(fault, limits.max_body));
                 }
             };
-            let second = account.policy.evaluate_body(&pending, &bytes);
+            let second = policy.evaluate_body(&pending, &bytes);
             let decided = match &second {
                 Evaluation::Rejected(_) => {
                     access.decision = "invalid";
                     return Err(refusal(&second, &parts.method));
                 }
-                Evaluation::Allowed { required, .. } => access.text(|| required.to_string()),
+                Evaluation::Allowed { required, .. } => {
+                    state
+                        .observed
+                        .record_scopes(&account.name, required, Outcome::Allowed);
+                    access.text(|| required.to_string())
+                }
                 Evaluation::Denied { required, .. } => {
                     access.scope = access.text(|| required.to_string());
-                    denied(account, &parts.method, &second, access)?;
+                    denied(state, account, policy, &parts.method, &second, access)?;
                     access.text(|| required.to_string())
                 }
                 Evaluation::NeedsBody { .. } => {
@@ -351,12 +443,36 @@ async fn forward(
 /// A denied decision: 403 in enforce mode; logged, counted and forwarded in report mode (never
 /// for paths outside the CRM API).
 fn denied(
+    state: &AppState,
     account: &AccountRuntime,
+    policy: &crate::policy::Policy,
     method: &Method,
     evaluation: &Evaluation<'_>,
     access: &mut Access,
 ) -> Result<(), ProxyError> {
-    if evaluation.forwards(account.policy.mode()) {
+    let forwards = evaluation.forwards(policy.mode());
+    if let Evaluation::Denied {
+        target,
+        required,
+        missing,
+    } = evaluation
+    {
+        let client = access.account.client();
+        state.observed.record_decision(
+            &account.name,
+            (&*client.0 != crate::access::ANONYMOUS).then_some(&*client.0),
+            if forwards {
+                Outcome::Reported
+            } else {
+                Outcome::Denied
+            },
+            method.as_str(),
+            target.path,
+            required,
+            missing,
+        );
+    }
+    if forwards {
         access.decision = "reported";
         warn!(
             account = %account.name,
@@ -491,7 +607,9 @@ async fn send_decided(
     };
     let cost = (runtime.credits).price(&account.name, method.as_str(), path, query, body_view);
     access.credits = cost.credits;
-    let mut charge = runtime.credits.admit(&account.name, None, cost).await?;
+    let client = access.account.client().0.clone();
+    let client = (&*client != crate::access::ANONYMOUS).then_some(&*client);
+    let mut charge = runtime.credits.admit(&account.name, client, cost).await?;
 
     // 4. Upstream slots (Zoho limits concurrent calls per org, and heavy calls per group; a
     // heavy call takes its group slot first, so it never holds an ordinary one while queued).
@@ -763,6 +881,11 @@ fn respond(
     let (mut parts, body) = response.into_parts();
     headers::clean_response_headers(&mut parts.headers);
     let status = parts.status;
+    // No body by definition (RFC 9110 §6.4.1): hyper sends none and never polls ours.
+    let no_content = access.method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
     let metrics = state.metrics.clone();
     let access = Access {
         log: access.log,
@@ -779,10 +902,13 @@ fn respond(
         access.log(status, bytes, complete, &metrics);
     });
     let guard: Box<dyn Send + Sync> = Box::new((permit, in_flight));
-    Response::from_parts(
-        parts,
-        ResponseBody::new(body, idle, on_finish, Some(guard)).boxed(),
-    )
+    let body = ResponseBody::new(body, idle, on_finish, Some(guard));
+    let body = if no_content {
+        body.without_content()
+    } else {
+        body
+    };
+    Response::from_parts(parts, body.boxed())
 }
 
 #[cfg(test)]

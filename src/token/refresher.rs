@@ -119,14 +119,25 @@ impl Refresher {
         let store = match &account.token.store {
             StoreConfig::Memory => Store::Memory,
             StoreConfig::File(p) => Store::File(FileStore::new(p.clone())),
-            StoreConfig::Redis { url, password } => {
+            StoreConfig::Redis {
+                url,
+                topology,
+                password,
+                sentinel_password,
+            } => {
                 if account.refresh_token.is_none() {
                     return Err(format!(
                         "account {}: token.store: {url} (fleet mode) needs zoho.refresh_token or zoho.refresh_token_file: replicas share the tokens of one refresh token, and a grant token or a browser authorization can be used only once. Obtain the refresh token first (`zoho-auth-proxy exchange` with a file store), then configure it",
                         account.name
                     ));
                 }
-                let redis = Arc::new(RedisStore::new(url, password.as_ref(), &account.client_id)?);
+                let redis = Arc::new(RedisStore::new(
+                    url,
+                    topology,
+                    password.as_ref(),
+                    sentinel_password.as_ref(),
+                    &account.client_id,
+                )?);
                 fleet = Some(fleet::Fleet::new(redis.clone(), &account.token));
                 Store::Redis(redis)
             }

@@ -91,6 +91,21 @@ pub struct RunningProxy {
     output: Arc<Output>,
 }
 
+/// The address announced for `role` in the output: `listening ROLE ADDR` (text logs) or the
+/// JSON event `{"message":"listening","role":ROLE,"address":ADDR,…}` (`log.format: json`).
+pub fn announced(output: &str, role: &str) -> Option<String> {
+    let prefix = format!("listening {role} ");
+    output.lines().find_map(|line| {
+        if let Some(address) = line.strip_prefix(&prefix) {
+            return Some(address.trim().to_string());
+        }
+        let event: serde_json::Value = serde_json::from_str(line).ok()?;
+        (event.get("message")?.as_str()? == "listening" && event.get("role")?.as_str()? == role)
+            .then(|| event.get("address")?.as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
 fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(reader: R, output: Arc<Output>) {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
@@ -149,16 +164,13 @@ impl RunningProxy {
         };
         let found = proxy
             .wait_for_output(Duration::from_secs(30), |t| {
-                t.contains("listening proxy ") && t.contains("listening admin ")
+                announced(t, "proxy").is_some() && announced(t, "admin").is_some()
             })
             .await;
         assert!(found, "proxy did not start; output:\n{}", proxy.logs());
         let logs = proxy.logs();
         let text = |role: &str| -> String {
-            logs.lines()
-                .find_map(|l| l.strip_prefix(&format!("listening {role} ")))
-                .map(|a| a.trim().to_string())
-                .unwrap_or_else(|| panic!("no {role} address in output:\n{logs}"))
+            announced(&logs, role).unwrap_or_else(|| panic!("no {role} address in output:\n{logs}"))
         };
         let addr = |role: &str| -> SocketAddr {
             let t = text(role);
@@ -202,15 +214,11 @@ impl RunningProxy {
     /// The address of the listener announced as `listening <role> ADDR` (e.g. `account:NAME`),
     /// waiting (bounded) for the line.
     pub async fn listening(&self, role: &str) -> SocketAddr {
-        let prefix = format!("listening {role} ");
-        self.wait_for_output(Duration::from_secs(10), |t| {
-            t.lines().any(|l| l.starts_with(&prefix))
-        })
-        .await;
+        self.wait_for_output(Duration::from_secs(10), |t| announced(t, role).is_some())
+            .await;
         let logs = self.logs();
-        logs.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|a| a.trim().parse().ok())
+        announced(&logs, role)
+            .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no `listening {role}` line in output:\n{logs}"))
     }
 

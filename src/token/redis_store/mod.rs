@@ -2,11 +2,18 @@
 //! (value, wall-clock expiry, lifetime, api_domain), the fleet-wide mint log, a shared back-off
 //! record and the minting lease, and announces each new token on a pub/sub channel.
 //!
-//! Owns the key layout, the Lua scripts and the connections: a `ConnectionManager` for commands
-//! (dropped and rebuilt after an I/O error), one pub/sub connection per account for "new token"
-//! notices, and a timeout on every call. Must not: decide when to mint or what to adopt (the
+//! Owns the key layout, the Lua scripts and the command connection (dropped and made again after
+//! an I/O error or `READONLY`), and a timeout on every call. How Redis is reached (one primary,
+//! Sentinel, Cluster) is `connection.rs` and `sentinel.rs`; the pub/sub listeners ("new token",
+//! `+switch-master`) are `notices.rs`. Must not: decide when to mint or what to adopt (the
 //! refresher's fleet code, `refresher/fleet.rs`, does); run on the request path; show a token, the
-//! refresh token or the Redis password in an error, a log line or `Debug` output.
+//! refresh token or a Redis password in an error, a log line or `Debug` output.
+//!
+//! Every command and script of one refresh token names only keys of its namespace, so on a
+//! Redis Cluster each stays in one slot. Where Redis has replicas (Sentinel, Cluster) the lease,
+//! the mint-log entry and the shared token are written with `WAIT` for one replica's
+//! acknowledgement (bounded, see [`connection::REPLICA_WAIT_MS`]), so a failover does not lose
+//! them.
 //!
 //! Keys, all under one hash tag so they share a cluster slot
 //! (`zoho-auth-proxy:{<client_id>:<first 16 hex of SHA-256(refresh token)>}:…`):
@@ -19,28 +26,28 @@
 //! | `…:lease` | string | the random value of the replica allowed to mint | `token.lease`, renewed while minting |
 //! | `…:updated` | channel | `token` after each new token | |
 
+mod connection;
+mod notices;
+mod sentinel;
+
 use super::budget::WINDOW;
 use super::store::{fingerprint, now_unix_ms, Loaded, StoredState, STORE_VERSION};
 use super::TokenState;
-use crate::config::SecretValue;
-use futures_util::StreamExt;
+use crate::config::{RedisTopology, SecretValue};
+use connection::{Backend, Conn};
 use rand::Rng;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, IntoConnectionInfo, RedisError};
+use redis::{FromRedisValue, RedisError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// Time allowed for one Redis call, connecting included.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 const KEY_PREFIX: &str = "zoho-auth-proxy";
-const PUBSUB_RETRY_CAP: Duration = Duration::from_secs(30);
 
 /// Deletes the lease only if it still holds our value.
 const RELEASE: &str = r"
@@ -151,12 +158,11 @@ pub enum Lease {
 /// A Redis shared by the replicas of a fleet.
 pub struct RedisStore {
     url: String,
-    client: redis::Client,
+    backend: Backend,
     client_id: String,
-    conn: Mutex<Option<ConnectionManager>>,
+    conn: Mutex<Option<Conn>>,
     release: redis::Script,
     renew: redis::Script,
-    publish: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -169,28 +175,23 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl RedisStore {
-    /// A store at `url` (`redis://` or `rediss://`, no password in it); no I/O yet.
+    /// A store at `url` (no password in it) deployed as `topology`; no I/O yet. `password` is
+    /// the data nodes', `sentinel_password` the sentinels' own.
     pub fn new(
         url: &str,
+        topology: &RedisTopology,
         password: Option<&SecretValue>,
+        sentinel_password: Option<&SecretValue>,
         client_id: &str,
     ) -> Result<RedisStore, String> {
-        let mut info = url
-            .into_connection_info()
-            .map_err(|e| format!("token.store: not a usable Redis URL ({url}): {e}"))?;
-        if let Some(p) = password {
-            info.redis.password = Some(p.expose().to_string());
-        }
-        let client = redis::Client::open(info)
-            .map_err(|e| format!("token.store: cannot use Redis at {url}: {e}"))?;
+        let backend = Backend::new(url, topology, password, sentinel_password)?;
         Ok(RedisStore {
             url: url.to_string(),
-            client,
+            backend,
             client_id: client_id.to_string(),
             conn: Mutex::new(None),
             release: redis::Script::new(RELEASE),
             renew: redis::Script::new(RENEW),
-            publish: redis::Script::new(PUBLISH),
         })
     }
 
@@ -315,22 +316,34 @@ impl RedisStore {
             .arg(&key)
             .arg(WINDOW.as_millis() as u64)
             .ignore();
+        self.replicate(&mut pipe);
         self.query_pipe::<()>(&pipe).await
+    }
+
+    /// Ends a pipeline of writes that must survive a failover with `WAIT` for a replica, where
+    /// Redis has replicas. On one connection (one cluster node: the pipeline goes to its first
+    /// key's slot), so it covers exactly these writes.
+    fn replicate(&self, pipe: &mut redis::Pipeline) {
+        if self.backend.replicated() {
+            pipe.cmd("WAIT")
+                .arg(connection::REPLICA_ACKS)
+                .arg(connection::REPLICA_WAIT_MS)
+                .ignore();
+        }
     }
 
     /// Tries to become the fleet's minter for `lease` (`SET NX PX` with a random value).
     pub async fn try_lease(&self, ns: &Namespace, lease: Duration) -> Result<Lease, String> {
         let value = format!("{:032x}", rand::thread_rng().gen::<u128>());
-        let set: Option<String> = self
-            .query(
-                redis::cmd("SET")
-                    .arg(ns.key("lease"))
-                    .arg(&value)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lease.as_millis() as u64),
-            )
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(ns.key("lease"))
+            .arg(&value)
+            .arg("NX")
+            .arg("PX")
+            .arg(lease.as_millis() as u64);
+        self.replicate(&mut pipe);
+        let (set,): (Option<String>,) = self.query_pipe(&pipe).await?;
         if set.is_some() {
             return Ok(Lease::Acquired(LeaseValue(value)));
         }
@@ -389,79 +402,33 @@ impl RedisStore {
             .expires_at_unix_ms
             .saturating_sub(now_unix_ms())
             .max(1);
-        let mut inv = self.publish.key(ns.key("lease"));
-        inv.key(ns.key("token")).key(ns.key("backoff"));
-        inv.arg(&value.0).arg(ttl).arg(ns.channel());
-        inv.arg("access_token")
-            .arg(token.access_token.expose_secret());
-        inv.arg("expires_at_ms").arg(token.expires_at_unix_ms);
-        inv.arg("lifetime_ms")
-            .arg(token.lifetime.as_millis() as u64);
-        inv.arg("api_domain")
-            .arg(token.api_domain.as_deref().unwrap_or(""));
-        inv.arg("minted_by").arg(&token.minted_by);
-        inv.arg("minted_at_ms").arg(now_unix_ms());
-        let n: i64 = self.invoke(&inv).await?;
+        // EVAL, not EVALSHA: in a pipeline (for the WAIT) there is no NOSCRIPT fallback, and a
+        // newly promoted primary has an empty script cache.
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(PUBLISH)
+            .arg(3)
+            .arg(ns.key("lease"))
+            .arg(ns.key("token"))
+            .arg(ns.key("backoff"))
+            .arg(&value.0)
+            .arg(ttl)
+            .arg(ns.channel())
+            .arg("access_token")
+            .arg(token.access_token.expose_secret())
+            .arg("expires_at_ms")
+            .arg(token.expires_at_unix_ms)
+            .arg("lifetime_ms")
+            .arg(token.lifetime.as_millis() as u64)
+            .arg("api_domain")
+            .arg(token.api_domain.as_deref().unwrap_or(""))
+            .arg("minted_by")
+            .arg(&token.minted_by)
+            .arg("minted_at_ms")
+            .arg(now_unix_ms());
+        self.replicate(&mut pipe);
+        let (n,): (i64,) = self.query_pipe(&pipe).await?;
         Ok(n == 1)
-    }
-
-    /// Listens for "new token" notices of this client's namespaces and for connection changes,
-    /// and wakes `wake` on each; reconnects with backoff. Runs until cancelled.
-    pub async fn watch(self: Arc<Self>, wake: Arc<Notify>, cancel: CancellationToken) {
-        let pattern = format!(
-            "{KEY_PREFIX}:{{{}:*}}:updated",
-            glob_escape(&self.client_id)
-        );
-        let mut failures: u32 = 0;
-        loop {
-            let connected = async {
-                let mut pubsub =
-                    tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
-                        .await
-                        .map_err(|_| "timed out".to_string())?
-                        .map_err(|e| e.to_string())?;
-                tokio::time::timeout(REDIS_TIMEOUT, pubsub.psubscribe(&pattern))
-                    .await
-                    .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(pubsub)
-            };
-            let outcome = tokio::select! {
-                r = connected => r,
-                _ = cancel.cancelled() => return,
-            };
-            match outcome {
-                Ok(pubsub) => {
-                    failures = 0;
-                    // A (re)connection may follow an outage: let the refresher look at once.
-                    wake.notify_one();
-                    let mut messages = pubsub.into_on_message();
-                    loop {
-                        tokio::select! {
-                            m = messages.next() => match m {
-                                Some(_) => wake.notify_one(),
-                                None => break,
-                            },
-                            _ = cancel.cancelled() => return,
-                        }
-                    }
-                    debug!(url = %self.url, "Redis notification connection closed");
-                    wake.notify_one();
-                }
-                Err(e) => {
-                    debug!(url = %self.url, "Redis notification connection failed: {e}");
-                    failures = failures.saturating_add(1);
-                }
-            }
-            let delay = Duration::from_millis(250)
-                .saturating_mul(1u32 << failures.min(8))
-                .min(PUBSUB_RETRY_CAP)
-                .mul_f64(0.5 + 0.5 * rand::thread_rng().gen::<f64>());
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = cancel.cancelled() => return,
-            }
-        }
     }
 
     /// Runs a script on keys another module owns (the credit ledgers, `credits/redis.rs`),
@@ -475,29 +442,17 @@ impl RedisStore {
 
     // --- connection and error handling ---
 
-    async fn connection(&self) -> Result<ConnectionManager, String> {
+    /// The command connection, and whether it was already made (it may be stale: a failover
+    /// or a restart since closes it, which the first command notices).
+    async fn connection(&self) -> Result<(Conn, bool), String> {
         if let Some(c) = self.conn.lock().ok().and_then(|g| g.clone()) {
-            return Ok(c);
+            return Ok((c, true));
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(REDIS_TIMEOUT)
-            .set_response_timeout(REDIS_TIMEOUT)
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let manager = match tokio::time::timeout(
-            REDIS_TIMEOUT * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => return Err(self.describe(&e)),
-            Err(_) => return Err(self.timed_out()),
-        };
+        let conn = self.backend.connect(&self.url).await?;
         if let Ok(mut g) = self.conn.lock() {
-            *g = Some(manager.clone());
+            *g = Some(conn.clone());
         }
-        Ok(manager)
+        Ok((conn, false))
     }
 
     fn forget_connection(&self) {
@@ -507,84 +462,81 @@ impl RedisStore {
     }
 
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
-        let mut conn = self.connection().await?;
-        let result = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
-        self.outcome(result)
+        let mut last = String::new();
+        for attempt in 0..2 {
+            let (mut conn, cached) = self.connection().await?;
+            let result = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
+            match self.outcome(result) {
+                Ok(v) => return Ok(v),
+                Err((e, stale)) if stale && cached && attempt == 0 => self.retrying(e, &mut last),
+                Err((e, _)) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, String> {
-        let mut conn = self.connection().await?;
-        let result = tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<T>(&mut conn)).await;
-        self.outcome(result)
+        // A WAIT for a replica adds at most its timeout.
+        let limit = REDIS_TIMEOUT + Duration::from_millis(connection::REPLICA_WAIT_MS);
+        let mut last = String::new();
+        for attempt in 0..2 {
+            let (mut conn, cached) = self.connection().await?;
+            let result = tokio::time::timeout(limit, pipe.query_async::<T>(&mut conn)).await;
+            match self.outcome(result) {
+                Ok(v) => return Ok(v),
+                Err((e, stale)) if stale && cached && attempt == 0 => self.retrying(e, &mut last),
+                Err((e, _)) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
     async fn invoke<T: FromRedisValue>(
         &self,
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, String> {
-        let mut conn = self.connection().await?;
-        let result = tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await;
-        self.outcome(result)
+        let mut last = String::new();
+        for attempt in 0..2 {
+            let (mut conn, cached) = self.connection().await?;
+            let result =
+                tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await;
+            match self.outcome(result) {
+                Ok(v) => return Ok(v),
+                Err((e, stale)) if stale && cached && attempt == 0 => self.retrying(e, &mut last),
+                Err((e, _)) => return Err(e),
+            }
+        }
+        Err(last)
     }
 
+    /// A call failed on a connection made earlier: once, on a new one (after a failover that
+    /// one reaches the new primary). Calls are safe to repeat: a repeated `SET NX` finds the
+    /// lease taken (it expires), a repeated mint-log entry overcounts (never under).
+    fn retrying(&self, error: String, last: &mut String) {
+        debug!(url = %self.url, "Redis call failed on an older connection; once more on a new one: {error}");
+        *last = error;
+    }
+
+    /// The result, or a secret-free error and whether the connection was dropped for it.
     fn outcome<T>(
         &self,
         result: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
-    ) -> Result<T, String> {
+    ) -> Result<T, (String, bool)> {
         match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
-                if e.is_io_error() || e.is_unrecoverable_error() {
+                let reconnect = connection::needs_reconnect(&e);
+                if reconnect {
                     self.forget_connection();
                 }
-                Err(self.describe(&e))
+                Err((connection::describe(&self.url, &e), reconnect))
             }
             Err(_) => {
                 self.forget_connection();
-                Err(self.timed_out())
+                Err((connection::timed_out(&self.url), false))
             }
         }
     }
-
-    fn timed_out(&self) -> String {
-        format!(
-            "Redis at {} did not answer within {} s",
-            self.url,
-            REDIS_TIMEOUT.as_secs()
-        )
-    }
-
-    /// A secret-free description naming Redis and its URL.
-    fn describe(&self, e: &RedisError) -> String {
-        let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
-            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
-        if auth {
-            format!(
-                "Redis at {}: authentication failed ({e}); check token.redis_password",
-                self.url
-            )
-        } else if e.is_io_error()
-            || e.is_connection_refusal()
-            || e.is_connection_dropped()
-            || e.is_timeout()
-        {
-            format!("Redis at {} is unreachable: {e}", self.url)
-        } else {
-            format!("Redis at {}: {e}", self.url)
-        }
-    }
-}
-
-/// Escapes Redis glob characters.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -618,17 +570,19 @@ mod tests {
     }
 
     #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("1000.a*b?[c]\\"), "1000.a\\*b\\?\\[c\\]\\\\");
-    }
-
-    #[test]
     fn debug_output_hides_the_token_and_the_password() {
         let pw = SecretValue {
             value: SecretString::from("REDIS-PW-CANARY".to_string()),
             file: None,
         };
-        let store = RedisStore::new("redis://127.0.0.1:1/0", Some(&pw), "1000.A").expect("store");
+        let store = RedisStore::new(
+            "redis://127.0.0.1:1/0",
+            &RedisTopology::Single,
+            Some(&pw),
+            None,
+            "1000.A",
+        )
+        .expect("store");
         assert!(!format!("{store:?}").contains("CANARY"), "{store:?}");
         let token = SharedToken {
             access_token: SecretString::from("1000.TOKEN-CANARY".to_string()),
@@ -643,7 +597,14 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_redis_is_named_in_the_error() {
         // Port 1 on loopback: nothing listens there.
-        let store = RedisStore::new("redis://127.0.0.1:1/0", None, "1000.A").expect("store");
+        let store = RedisStore::new(
+            "redis://127.0.0.1:1/0",
+            &RedisTopology::Single,
+            None,
+            None,
+            "1000.A",
+        )
+        .expect("store");
         let err = store
             .token(&store.namespace("rt"))
             .await

@@ -6,9 +6,9 @@
 //! Must not run beside a proxy that serves the same account: both would write its store (the
 //! proxy's admin listener usually holds the redirect port anyway, and then this command says so).
 
+use crate::admin::oauth::{html_page, OAuthFlows, STATE_TTL};
 use crate::config::{ClientType, Config, StoreConfig};
 use crate::metrics::Metrics;
-use crate::oauth::{html_page, OAuthFlows, STATE_TTL};
 use crate::proxy::body::{full, ProxyBody};
 use crate::token::{Command, Refresher, Secrets, TokenHandle};
 use bytes::Bytes;

@@ -1,0 +1,286 @@
+//! The Host rule: which names a request may address the proxy by.
+//!
+//! DNS rebinding always presents the attacker's *name* in `Host`, so a request is served only when
+//! its `Host` is `localhost`, an IP literal (IPv4 dotted quad, or IPv6 in brackets) other than the
+//! unspecified `0.0.0.0` / `[::]`, or a name the operator listed in `accept_hosts`. Names are
+//! compared whole and ASCII case-folded: no prefix, suffix or substring matching, no trailing dot.
+//! The port is ignored (a browser's port always equals the one it connected to). Pure: no I/O.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Why a `Host` value was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostProblem {
+    /// Not a well-formed `host[:port]` (400).
+    Malformed(&'static str),
+    /// Well-formed, but not a name this proxy answers to (403).
+    NotAllowed,
+}
+
+/// A parsed `Host` (or authority) value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostName {
+    /// An IP literal.
+    Ip(std::net::IpAddr),
+    /// A DNS name, lower-cased.
+    Name(String),
+}
+
+/// Parses `host[:port]` strictly (RFC 9112 §3.2 / RFC 3986 §3.2.2, without user info, zone ids
+/// or percent-encoding).
+pub fn parse(value: &[u8]) -> Result<HostName, HostProblem> {
+    let text = std::str::from_utf8(value)
+        .ok()
+        .filter(|t| t.is_ascii())
+        .ok_or(HostProblem::Malformed(
+            "the Host header must be plain ASCII",
+        ))?;
+    if text.is_empty() {
+        return Err(HostProblem::Malformed("the Host header is empty"));
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or(HostProblem::Malformed("an IPv6 literal must end with `]`"))?;
+        let ip: Ipv6Addr = inside.parse().map_err(|_| {
+            HostProblem::Malformed(
+                "the bracketed value is not an IPv6 address (zone ids are not accepted)",
+            )
+        })?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or(HostProblem::Malformed(
+                "only `:port` may follow an IPv6 literal",
+            ))?),
+        };
+        (HostName::Ip(ip.into()), port)
+    } else {
+        let (name, port) = match text.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (text, None),
+        };
+        if name.is_empty() {
+            return Err(HostProblem::Malformed("the Host header has no host name"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(HostProblem::Malformed(
+                "a host name may hold only letters, digits, `-`, `_` and `.` (an IPv6 address goes in brackets)",
+            ));
+        }
+        // Only a strict dotted quad is an IPv4 literal; `127.1`, `0x7f000001` and `2130706433`
+        // stay names (and are then not allowed).
+        let host = match name.parse::<Ipv4Addr>() {
+            Ok(ip) if is_dotted_quad(name) => HostName::Ip(ip.into()),
+            _ => HostName::Name(name.to_ascii_lowercase()),
+        };
+        (host, port)
+    };
+    if let Some(port) = port {
+        let valid = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u32>().is_ok_and(|p| p <= 65_535);
+        if !valid {
+            return Err(HostProblem::Malformed(
+                "the port after the host name must be a number from 0 to 65535",
+            ));
+        }
+    }
+    Ok(host)
+}
+
+/// Four decimal octets without leading zeros (std's parser already refuses those, this keeps the
+/// rule explicit).
+fn is_dotted_quad(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && (p.len() == 1 || !p.starts_with('0')))
+}
+
+/// The names a listener answers to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostRule {
+    /// Extra names (`accept_hosts`), lower-cased.
+    pub accept: Vec<String>,
+    /// `allow_any_host: true`: the check is off (warned about at start and on reload).
+    pub any: bool,
+}
+
+impl HostRule {
+    /// Checks one `Host` value.
+    pub fn check(&self, value: &[u8]) -> Result<(), HostProblem> {
+        let host = parse(value)?;
+        if self.any {
+            return Ok(());
+        }
+        match host {
+            HostName::Ip(ip) if ip.is_unspecified() => Err(HostProblem::NotAllowed),
+            HostName::Ip(_) => Ok(()),
+            HostName::Name(name) if name == "localhost" => Ok(()),
+            HostName::Name(name) if self.accept.contains(&name) => Ok(()),
+            HostName::Name(_) => Err(HostProblem::NotAllowed),
+        }
+    }
+}
+
+/// Validates one `accept_hosts` entry: an exact DNS name (no wildcard, port, scheme or trailing
+/// dot), returned lower-cased.
+pub fn accept_entry(text: &str) -> Result<String, String> {
+    if text.contains('*') {
+        return Err("wildcards are not accepted: list each name exactly (or, to switch the Host check off, set allow_any_host: true)".into());
+    }
+    if text.contains("://") || text.contains('/') || text.contains(':') {
+        return Err("list a bare host name, without a scheme, port or path".into());
+    }
+    if text.ends_with('.') {
+        return Err("drop the trailing dot: names are matched exactly".into());
+    }
+    match parse(text.as_bytes()) {
+        Ok(HostName::Name(name)) => Ok(name),
+        Ok(HostName::Ip(_)) => Ok(text.to_ascii_lowercase()),
+        Err(HostProblem::Malformed(why)) => Err(why.into()),
+        Err(HostProblem::NotAllowed) => Err("not a host name".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALLOWED: &[&str] = &[
+        "localhost",
+        "localhost:8080",
+        "LOCALHOST:8080",
+        "LocalHost",
+        "localhost:9999",
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "127.0.0.2:8080",
+        "10.42.0.17:9901",
+        "[::1]:8080",
+        "[::1]",
+        "[0:0:0:0:0:0:0:1]:8080",
+        "[::0:1]:8080",
+        "[::ffff:127.0.0.1]:8080",
+        "[fe80::1]:8080",
+        "crm-proxy.internal:8080",
+        "CRM-PROXY.INTERNAL",
+    ];
+
+    const REFUSED: &[&str] = &[
+        "attacker.example:8080",
+        "ATTACKER.Example",
+        "localhost.attacker.example",
+        "attacker.localhost",
+        "127.0.0.1.nip.io",
+        "zohoapis.com",
+        "app.local",
+        "app.internal",
+        "localhost.:8080",
+        "127.0.0.1.:8080",
+        "attacker.example.:8080",
+        "2130706433:8080",
+        "0x7f000001",
+        "127.1",
+        "0177.0.0.1",
+        "127.000.000.001",
+        "0.0.0.0:8080",
+        "[::]:8080",
+        "x.crm-proxy.internal",
+        "crm-proxy.internal.attacker.example",
+        "crm-proxy.internal.",
+    ];
+
+    const MALFORMED: &[&[u8]] = &[
+        b"",
+        b"localhost@attacker.example",
+        b"localhost,attacker.example",
+        b"localhost attacker.example",
+        b"::1:8080",
+        b"[::1%25lo]:8080",
+        b"[::1%lo]:8080",
+        b"localhost:abc",
+        b"localhost:99999",
+        b"localhost:8080:1",
+        b"l\xc3\xb6calhost",
+        b"localhost/x",
+        b"localhost?x",
+        b"%6cocalhost",
+        b"[::1]x",
+        b":8080",
+        b"[127.0.0.1]",
+    ];
+
+    fn rule() -> HostRule {
+        HostRule {
+            accept: vec!["crm-proxy.internal".into()],
+            any: false,
+        }
+    }
+
+    #[test]
+    fn allowed_forms_pass() {
+        for host in ALLOWED {
+            assert_eq!(rule().check(host.as_bytes()), Ok(()), "{host} should pass");
+        }
+    }
+
+    #[test]
+    fn foreign_names_and_unspecified_addresses_are_refused() {
+        for host in REFUSED {
+            assert_eq!(
+                rule().check(host.as_bytes()),
+                Err(HostProblem::NotAllowed),
+                "{host} should be refused with 403"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_bad_requests() {
+        for host in MALFORMED {
+            assert!(
+                matches!(rule().check(host), Err(HostProblem::Malformed(_))),
+                "{:?} should be a 400",
+                String::from_utf8_lossy(host)
+            );
+        }
+    }
+
+    #[test]
+    fn allow_any_host_accepts_every_well_formed_name_only() {
+        let any = HostRule {
+            accept: Vec::new(),
+            any: true,
+        };
+        assert_eq!(any.check(b"attacker.example:8080"), Ok(()));
+        assert!(matches!(
+            any.check(b"localhost@x"),
+            Err(HostProblem::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn accept_entries_are_exact_names() {
+        assert_eq!(
+            accept_entry("CRM-Proxy.internal").as_deref(),
+            Ok("crm-proxy.internal")
+        );
+        for bad in [
+            "*",
+            "*.example.com",
+            "http://x",
+            "x:8080",
+            "x.",
+            "a b",
+            "x/y",
+        ] {
+            assert!(accept_entry(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Who may use the proxy: the requester checks in front of `proxy/` and `admin`, like kubectl
+//! proxy's filter.
+//!
+//! The local machine is not a trust boundary: any web page in the operator's browser can send
+//! requests to `127.0.0.1`, DNS rebinding lets a page read the answers, and an SSRF bug in a
+//! co-located app lets a remote attacker send them. In order, for every request:
+//! 1. the request target must be origin-form and `Host` must name this machine ([`host`]; TCP
+//!    listeners only: browsers cannot dial a Unix socket);
+//! 2. no browser marker ([`browser`]);
+//! 3. with `require_request_header`, exactly one `X-Zoho-Proxy-Request: true`;
+//! 4. with `clients:`, the request must identify a client ([`clients`]).
+//!
+//! Every check reads only the request head: a refusal answers before the body is read and never
+//! touches the token. Knows nothing about tokens or Zoho.
+
+pub mod browser;
+pub mod clients;
+pub mod host;
+
+use crate::config::{AccessConfig, Config};
+pub use browser::BrowserFinding;
+pub use clients::{Client, ClientSet, PeerCred, Unidentified, KEY_HEADER};
+use host::{HostProblem, HostRule};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use serde_json::json;
+
+/// The SSRF header `require_request_header` asks for.
+pub const REQUEST_HEADER: &str = "x-zoho-proxy-request";
+
+/// The metric/log label of requests without a client identity.
+pub const ANONYMOUS: &str = "(anonymous)";
+
+/// How a connection reached the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+    /// A Unix socket, with the peer's credentials when the kernel gave them.
+    Unix(Option<PeerCred>),
+}
+
+impl Transport {
+    fn peer(self) -> Option<PeerCred> {
+        match self {
+            Transport::Unix(peer) => peer,
+            Transport::Tcp => None,
+        }
+    }
+}
+
+/// A refused request: status, stable code, what to fix, and which rule refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 400, 401, 403 or 412.
+    pub status: StatusCode,
+    /// `PROXY_HOST_NOT_ALLOWED`, `PROXY_BAD_HOST`, `PROXY_BROWSER_REQUEST`, ….
+    pub code: &'static str,
+    /// What to fix (never echoes the Host, Origin or a key).
+    pub message: String,
+    /// The rule, for the log and metrics: `host`, `browser`, `request_header`, `client`.
+    pub rule: &'static str,
+}
+
+impl Refusal {
+    /// The JSON body: `{"code", "message", "status": "error", "details": {"rule"}}`.
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "code": self.code,
+            "message": self.message,
+            "status": "error",
+            "details": { "rule": self.rule },
+        })
+    }
+}
+
+/// The requester checks of one config snapshot.
+#[derive(Debug)]
+pub struct Gate {
+    host: HostRule,
+    require_request_header: bool,
+    clients: ClientSet,
+}
+
+impl Gate {
+    /// Builds the checks from validated config.
+    pub fn new(access: &AccessConfig) -> Gate {
+        Gate {
+            host: HostRule {
+                accept: access.accept_hosts.clone(),
+                any: access.allow_any_host,
+            },
+            require_request_header: access.require_request_header,
+            clients: ClientSet::new(&access.clients),
+        }
+    }
+
+    /// The configured clients.
+    pub fn clients(&self) -> &ClientSet {
+        &self.clients
+    }
+
+    /// Checks a request to the proxy listeners. `Ok(Some(i))`: client `i` of
+    /// [`clients`](Self::clients); `Ok(None)`: no `clients:` configured.
+    pub fn check_data(
+        &self,
+        transport: Transport,
+        uri: &Uri,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> Result<Option<usize>, Refusal> {
+        if transport == Transport::Tcp {
+            self.check_host(uri, version, headers)?;
+        }
+        if let BrowserFinding::PageRequest(why) = browser::data_listener(headers) {
+            return Err(browser_refusal(why, "the proxy listener"));
+        }
+        if self.require_request_header {
+            let mut values = headers.get_all(REQUEST_HEADER).iter();
+            let ok = matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"true"));
+            if !ok {
+                return Err(Refusal {
+                    status: StatusCode::PRECONDITION_FAILED,
+                    code: "PROXY_REQUEST_HEADER_REQUIRED",
+                    message: "this proxy requires the header `X-Zoho-Proxy-Request: true` (exactly once) on every request (require_request_header: true); add it to your client".into(),
+                    rule: "request_header",
+                });
+            }
+        }
+        if !self.clients.enabled() {
+            return Ok(None);
+        }
+        self.clients
+            .identify(headers, transport.peer())
+            .map(Some)
+            .map_err(|_| Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                code: "PROXY_CLIENT_UNAUTHENTICATED",
+                message: "this proxy serves identified clients only: send your client key as `Authorization: Bearer <key>`, `Authorization: Zoho-oauthtoken <key>` or `X-Zoho-Proxy-Key: <key>`".into(),
+                rule: "client",
+            })
+    }
+
+    /// Checks a request to the admin listener: the same Host rule, and the admin's browser rule
+    /// ([`browser::admin_listener`]) for the whole listener.
+    pub fn check_admin(
+        &self,
+        transport: Transport,
+        method: &Method,
+        uri: &Uri,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
+        if transport == Transport::Tcp {
+            self.check_host(uri, version, headers)?;
+        }
+        let host = headers.get(http::header::HOST).map(|h| h.as_bytes());
+        match browser::admin_listener(method, uri.path(), host, headers) {
+            BrowserFinding::NotABrowserPage => Ok(()),
+            BrowserFinding::PageRequest(why) => Err(browser_refusal(why, "the admin listener")),
+        }
+    }
+
+    fn check_host(&self, uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Refusal> {
+        let bad = |message: &str| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: "PROXY_BAD_HOST",
+            message: message.to_string(),
+            rule: "host",
+        };
+        // The target's authority would win over Host (RFC 9112 §3.2.2): never decide on one of
+        // two names.
+        if uri.authority().is_some() || uri.scheme().is_some() {
+            return Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                code: "PROXY_BAD_TARGET",
+                message: "the request target must be a path such as /crm/v8/Leads (origin-form); absolute URLs and authority-form targets are not accepted".into(),
+                rule: "host",
+            });
+        }
+        let mut hosts = headers.get_all(http::header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) if version <= Version::HTTP_10 => Ok(()),
+            (None, _) => Err(bad("HTTP/1.1 requests must carry a Host header")),
+            (Some(_), Some(_)) => Err(bad("the request carries more than one Host header")),
+            (Some(value), None) => match self.host.check(value.as_bytes()) {
+                Ok(()) => Ok(()),
+                Err(HostProblem::Malformed(why)) => Err(bad(why)),
+                Err(HostProblem::NotAllowed) => Err(Refusal {
+                    status: StatusCode::FORBIDDEN,
+                    code: "PROXY_HOST_NOT_ALLOWED",
+                    message: "the Host header names this proxy by a name it does not answer to (a page using DNS rebinding would); use localhost or 127.0.0.1, or list the name in accept_hosts: in proxy.yaml".into(),
+                    rule: "host",
+                }),
+            },
+        }
+    }
+
+    /// The effective settings, for `/status` and the start-up log (no key, no secret).
+    pub fn describe(config: &Config) -> serde_json::Value {
+        let a = &config.access;
+        json!({
+            "accept_hosts": host_list(a),
+            "allow_any_host": a.allow_any_host,
+            "browser_requests": "refused",
+            "require_request_header": a.require_request_header,
+            "clients": a.clients.iter().map(|c| json!({
+                "name": c.name,
+                "identified_by": match (&c.key, c.unix_uid, c.unix_gid) {
+                    (Some(k), _, _) if k.file.is_some() => "key_file",
+                    (Some(_), _, _) => "key",
+                    _ => "unix peer",
+                },
+                "unix_uid": c.unix_uid,
+                "unix_gid": c.unix_gid,
+                "allow": c.allow.as_ref().map_or_else(|| json!("the account's allow list"), |a| json!(a)),
+                "accounts": c.accounts.as_ref().map_or_else(|| json!("all"), |a| json!(a)),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Warns when the Host check is switched off (at start and on every reload).
+pub fn warn_if_open(config: &Config) {
+    if config.access.allow_any_host {
+        tracing::warn!("allow_any_host: true: the Host check is off, so a web page using DNS rebinding can read this proxy's answers; list names in accept_hosts instead");
+    }
+}
+
+/// The names the Host rule accepts, as shown to operators.
+fn host_list(a: &AccessConfig) -> Vec<String> {
+    if a.allow_any_host {
+        return vec!["* (allow_any_host: true)".into()];
+    }
+    let mut names = vec![
+        "localhost".to_string(),
+        "IP literals except 0.0.0.0 and [::]".to_string(),
+    ];
+    names.extend(a.accept_hosts.iter().cloned());
+    names
+}
+
+fn browser_refusal(why: &str, listener: &str) -> Refusal {
+    Refusal {
+        status: StatusCode::FORBIDDEN,
+        code: "PROXY_BROWSER_REQUEST",
+        message: format!(
+            "{why}: {listener} does not serve requests a web page makes a browser send (cross-site request forgery); call it from a program (curl, an SDK, a server-side HTTP client) instead"
+        ),
+        rule: "browser",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(require: bool) -> Gate {
+        Gate::new(&AccessConfig {
+            accept_hosts: vec!["crm-proxy.internal".into()],
+            allow_any_host: false,
+            require_request_header: require,
+            clients: Vec::new(),
+        })
+    }
+
+    fn head(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                v.parse().expect("value"),
+            );
+        }
+        h
+    }
+
+    fn code(r: Result<Option<usize>, Refusal>) -> &'static str {
+        r.err().map_or("ok", |r| r.code)
+    }
+
+    #[test]
+    fn host_presence_and_target_form() {
+        let g = gate(false);
+        let path: Uri = "/crm/v8/Leads".parse().expect("uri");
+        let absolute: Uri = "http://127.0.0.1:8080/crm/v8/Leads".parse().expect("uri");
+        type Case<'a> = (&'a Uri, Version, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (&path, Version::HTTP_11, &[("host", "localhost:8080")], "ok"),
+            (&path, Version::HTTP_10, &[], "ok"),
+            (&path, Version::HTTP_11, &[], "PROXY_BAD_HOST"),
+            (&path, Version::HTTP_11, &[("host", "")], "PROXY_BAD_HOST"),
+            (
+                &path,
+                Version::HTTP_11,
+                &[("host", "localhost"), ("host", "localhost")],
+                "PROXY_BAD_HOST",
+            ),
+            (
+                &path,
+                Version::HTTP_11,
+                &[("host", "localhost"), ("host", "attacker.example")],
+                "PROXY_BAD_HOST",
+            ),
+            (
+                &path,
+                Version::HTTP_11,
+                &[
+                    ("host", "attacker.example:8080"),
+                    ("x-forwarded-host", "localhost"),
+                ],
+                "PROXY_HOST_NOT_ALLOWED",
+            ),
+            (
+                &path,
+                Version::HTTP_11,
+                &[
+                    ("host", "attacker.example:8080"),
+                    ("forwarded", "host=localhost"),
+                ],
+                "PROXY_HOST_NOT_ALLOWED",
+            ),
+            (
+                &absolute,
+                Version::HTTP_11,
+                &[("host", "127.0.0.1:8080")],
+                "PROXY_BAD_TARGET",
+            ),
+        ];
+        for (uri, version, pairs, expected) in cases {
+            assert_eq!(
+                code(g.check_data(Transport::Tcp, uri, *version, &head(pairs))),
+                *expected,
+                "{uri} {version:?} {pairs:?}"
+            );
+        }
+        // Unix sockets: no Host rule, the browser rule still applies.
+        assert_eq!(
+            code(g.check_data(
+                Transport::Unix(None),
+                &path,
+                Version::HTTP_11,
+                &head(&[("host", "anything")])
+            )),
+            "ok"
+        );
+        assert_eq!(
+            code(g.check_data(
+                Transport::Unix(None),
+                &path,
+                Version::HTTP_11,
+                &head(&[("origin", "null")])
+            )),
+            "PROXY_BROWSER_REQUEST"
+        );
+    }
+
+    #[test]
+    fn the_ssrf_header_must_be_present_once_with_true() {
+        let g = gate(true);
+        let path: Uri = "/crm/v8/Leads".parse().expect("uri");
+        for (pairs, expected) in [
+            (
+                &[("host", "localhost")][..],
+                "PROXY_REQUEST_HEADER_REQUIRED",
+            ),
+            (
+                &[("host", "localhost"), ("x-zoho-proxy-request", "false")][..],
+                "PROXY_REQUEST_HEADER_REQUIRED",
+            ),
+            (
+                &[
+                    ("host", "localhost"),
+                    ("x-zoho-proxy-request", "true"),
+                    ("x-zoho-proxy-request", "true"),
+                ][..],
+                "PROXY_REQUEST_HEADER_REQUIRED",
+            ),
+            (
+                &[("host", "localhost"), ("x-zoho-proxy-request", "true")][..],
+                "ok",
+            ),
+            (
+                &[("host", "localhost"), ("x-zoho-proxy-request", "TRUE")][..],
+                "ok",
+            ),
+            // Browser markers are refused first.
+            (
+                &[("host", "localhost"), ("origin", "http://x")][..],
+                "PROXY_BROWSER_REQUEST",
+            ),
+        ] {
+            assert_eq!(
+                code(g.check_data(Transport::Tcp, &path, Version::HTTP_11, &head(pairs))),
+                expected,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn admin_listener_applies_the_host_rule_to_every_path() {
+        let g = gate(false);
+        for path in [
+            "/healthz",
+            "/status",
+            "/metrics",
+            "/oauth/callback",
+            "/anything",
+        ] {
+            let uri: Uri = path.parse().expect("uri");
+            let foreign = g.check_admin(
+                Transport::Tcp,
+                &Method::GET,
+                &uri,
+                Version::HTTP_11,
+                &head(&[("host", "attacker.example:9901")]),
+            );
+            assert_eq!(
+                foreign.err().map(|r| r.code),
+                Some("PROXY_HOST_NOT_ALLOWED"),
+                "{path}"
+            );
+            let pod_ip = g.check_admin(
+                Transport::Tcp,
+                &Method::GET,
+                &uri,
+                Version::HTTP_11,
+                &head(&[
+                    ("host", "10.42.0.17:9901"),
+                    ("user-agent", "kube-probe/1.30"),
+                ]),
+            );
+            assert_eq!(pod_ip, Ok(()), "{path}");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! `accept_hosts`, `allow_any_host`, `require_request_header` and `clients:`: who may use the
+//! proxy (see `crate::access`). Validation only; the checks live in `access/`.
+
+use super::raw::RawClient;
+use super::{AccountConfig, ConfigError, SecretValue, Validator};
+use crate::policy::{Policy, PolicyError};
+use std::sync::Arc;
+
+/// Shortest client key accepted.
+pub const MIN_KEY_CHARS: usize = 32;
+
+/// The requester settings.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// Names accepted in `Host` besides `localhost` and IP literals, lower-cased.
+    pub accept_hosts: Vec<String>,
+    /// The Host check is off (warned about at start and on every reload).
+    pub allow_any_host: bool,
+    /// Every proxied request must carry `X-Zoho-Proxy-Request: true`.
+    pub require_request_header: bool,
+    /// Client identities; empty: every request is anonymous.
+    pub clients: Vec<ClientConfig>,
+}
+
+/// One `clients:` entry.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Name (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Its key, when it identifies by key.
+    pub key: Option<SecretValue>,
+    /// Unix-socket peer uid that identifies it.
+    pub unix_uid: Option<u32>,
+    /// Unix-socket peer gid that identifies it.
+    pub unix_gid: Option<u32>,
+    /// Its own allow list (a subset of each of its accounts'), as written.
+    pub allow: Option<Vec<String>>,
+    /// The accounts it may use (`None`: all).
+    pub accounts: Option<Vec<String>>,
+    /// Per account (config order): its policy there, `None` where it may not go.
+    pub policies: Vec<Option<Arc<Policy>>>,
+    /// Its own credit budget per rolling 24 hours (`credits_per_day`), across its accounts.
+    pub credits_per_day: Option<u64>,
+}
+
+impl SecretValue {
+    /// An inline secret (tests and tools).
+    pub fn inline(value: String) -> SecretValue {
+        SecretValue {
+            value: secrecy::SecretString::from(value),
+            file: None,
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Validator<'_> {
+    /// Validates the requester settings against the accounts.
+    pub(super) fn access(
+        &self,
+        accept_hosts: Option<Vec<String>>,
+        allow_any_host: Option<bool>,
+        require_request_header: Option<bool>,
+        clients: Option<Vec<RawClient>>,
+        accounts: &[AccountConfig],
+    ) -> Result<AccessConfig, ConfigError> {
+        let mut hosts = Vec::new();
+        for (i, entry) in accept_hosts.unwrap_or_default().iter().enumerate() {
+            let key = format!("accept_hosts[{i}]");
+            let text = self.string(&key, &Some(entry.clone()))?.unwrap_or_default();
+            let name = crate::access::host::accept_entry(&text).map_err(|m| self.err(&key, m))?;
+            if !hosts.contains(&name) {
+                hosts.push(name);
+            }
+        }
+        let mut list = Vec::new();
+        if let Some(raw) = clients {
+            if raw.is_empty() {
+                return Err(self.err(
+                    "clients",
+                    "the list is empty: remove `clients:` to serve anonymous requests, or add a client",
+                ));
+            }
+            for (i, client) in raw.into_iter().enumerate() {
+                let parsed = self.client(i, client, accounts, &list)?;
+                list.push(parsed);
+            }
+        }
+        Ok(AccessConfig {
+            accept_hosts: hosts,
+            allow_any_host: allow_any_host.unwrap_or(false),
+            require_request_header: require_request_header.unwrap_or(false),
+            clients: list,
+        })
+    }
+
+    fn client(
+        &self,
+        i: usize,
+        raw: RawClient,
+        accounts: &[AccountConfig],
+        earlier: &[ClientConfig],
+    ) -> Result<ClientConfig, ConfigError> {
+        let prefix = format!("clients[{i}]");
+        let name = self
+            .string(&format!("{prefix}.name"), &raw.name)?
+            .ok_or_else(|| self.err(&format!("{prefix}.name"), "each client needs a name"))?;
+        if !valid_name(&name) {
+            return Err(self.err(
+                &format!("{prefix}.name"),
+                "a client name may hold only letters, digits, `-` and `_` (at most 64)",
+            ));
+        }
+        if earlier.iter().any(|c| c.name == name) {
+            return Err(self.err(
+                &format!("{prefix}.name"),
+                format!("duplicate client name `{name}`"),
+            ));
+        }
+        let key = self.secret(&prefix, "key", &raw.key, &raw.key_file, false)?;
+        let by_peer = raw.unix_uid.is_some() || raw.unix_gid.is_some();
+        match (&key, by_peer) {
+            (Some(_), true) => {
+                return Err(self.err(
+                    &format!("{prefix}.key"),
+                    format!("client `{name}`: set either key/key_file or unix_uid/unix_gid, not both"),
+                ))
+            }
+            (None, false) => {
+                return Err(self.err(
+                    &format!("{prefix}.key"),
+                    format!("client `{name}` needs key (or key_file), or unix_uid/unix_gid for a Unix-socket peer"),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(k) = &key {
+            let which = if k.file.is_some() { "key_file" } else { "key" };
+            let key_name = format!("{prefix}.{which}");
+            if k.expose().chars().count() < MIN_KEY_CHARS {
+                return Err(self.err(
+                    &key_name,
+                    format!("the key of client `{name}` is shorter than {MIN_KEY_CHARS} characters; generate one with `openssl rand -hex 32`"),
+                ));
+            }
+            if k.expose().bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+                return Err(self.err(
+                    &key_name,
+                    format!("the key of client `{name}` must be printable ASCII without spaces (it travels in a header)"),
+                ));
+            }
+            if let Some(other) = earlier
+                .iter()
+                .find(|c| c.key.as_ref().is_some_and(|o| o.expose() == k.expose()))
+            {
+                return Err(self.err(
+                    &key_name,
+                    format!("client `{name}` has the same key as client `{}`; each client needs its own", other.name),
+                ));
+            }
+        }
+        let allowed_accounts = match &raw.accounts {
+            None => None,
+            Some(names) => {
+                let mut out = Vec::new();
+                for (j, n) in names.iter().enumerate() {
+                    let key = format!("{prefix}.accounts[{j}]");
+                    let n = self.string(&key, &Some(n.clone()))?.unwrap_or_default();
+                    if !accounts.iter().any(|a| a.name == n) {
+                        let known: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
+                        return Err(self.err(
+                            &key,
+                            format!(
+                                "no account is named `{}`; known accounts: {}",
+                                crate::proxy::log_safe(&n),
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                    out.push(n);
+                }
+                if out.is_empty() {
+                    return Err(self.err(
+                        &format!("{prefix}.accounts"),
+                        "the list is empty: name at least one account, or remove the key to allow all",
+                    ));
+                }
+                Some(out)
+            }
+        };
+        let allow = match &raw.allow {
+            None => None,
+            Some(entries) => Some(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(j, e)| {
+                        self.string(&format!("{prefix}.allow[{j}]"), &Some(e.clone()))
+                            .map(Option::unwrap_or_default)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let mut policies = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let permitted = allowed_accounts
+                .as_ref()
+                .is_none_or(|names| names.contains(&account.name));
+            if !permitted {
+                policies.push(None);
+                continue;
+            }
+            let policy = match &allow {
+                None => account.policy.clone(),
+                Some(entries) => Arc::new(account.policy.narrowed(entries).map_err(|e| {
+                    let (key, message) = match &e {
+                        PolicyError::NotCovered { index, scope } => (
+                            format!("{prefix}.allow[{index}]"),
+                            format!(
+                                "client `{name}`: `{scope}` is not covered by account `{}`'s allow list ({}); a client's allow list may only narrow its account's{}",
+                                account.name,
+                                account.key,
+                                if accounts.len() > 1 { " (use `accounts:` to restrict the client to the accounts that allow it)" } else { "" }
+                            ),
+                        ),
+                        PolicyError::Scope { index, source } => {
+                            (format!("{prefix}.allow[{index}]"), source.to_string())
+                        }
+                        PolicyError::EmptyAllowlist => (
+                            format!("{prefix}.allow"),
+                            "the list is empty: name at least one scope, or remove the key to use the account's list".to_string(),
+                        ),
+                        other => (format!("{prefix}.allow"), other.to_string()),
+                    };
+                    self.err(&key, message)
+                })?),
+            };
+            policies.push(Some(policy));
+        }
+        if raw.credits_per_day == Some(0) {
+            return Err(self.err(
+                &format!("{prefix}.credits_per_day"),
+                format!("client `{name}`: credits_per_day must be at least 1 (remove it for no client budget)"),
+            ));
+        }
+        Ok(ClientConfig {
+            name,
+            credits_per_day: raw.credits_per_day,
+            key,
+            unix_uid: raw.unix_uid,
+            unix_gid: raw.unix_gid,
+            allow,
+            accounts: allowed_accounts,
+            policies,
+        })
+    }
+}

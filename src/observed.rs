@@ -1,0 +1,320 @@
+//! What the traffic since start needed: per account, every scope a decided request required
+//! (with the decisions it was seen under), and the last [`RECENT_DECISIONS`] denied or reported
+//! requests. The operator console and `/status` read it; the proxy records into it.
+//!
+//! Lives outside `policy/` so the policy stays pure: this only stores what the policy decided.
+//! Keeps no query string, body or header value: a decision record holds the canonical path
+//! (escaped), the method and scope names only. Recording an already seen scope set takes a read
+//! lock and allocates nothing, so the hot path stays cheap.
+
+use crate::policy::{Required, Scope};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, RwLock};
+
+/// How many denied or reported requests the console lists.
+pub const RECENT_DECISIONS: usize = 50;
+/// Longest path kept in a decision record (characters).
+const MAX_PATH: usize = 200;
+
+/// The outcome a scope was seen under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Forwarded: every scope allowed.
+    Allowed,
+    /// Refused (enforce mode).
+    Denied,
+    /// Would be refused; forwarded because `policy.mode: report`.
+    Reported,
+}
+
+impl Outcome {
+    fn bit(self) -> u8 {
+        match self {
+            Outcome::Allowed => 1,
+            Outcome::Denied => 2,
+            Outcome::Reported => 4,
+        }
+    }
+
+    /// `allowed`, `denied`, `reported`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Reported => "reported",
+        }
+    }
+}
+
+const OUTCOMES: [Outcome; 3] = [Outcome::Allowed, Outcome::Denied, Outcome::Reported];
+
+/// One denied or reported request, as the console shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DecisionRecord {
+    /// When (Unix milliseconds).
+    pub at_unix_ms: u64,
+    /// Account name.
+    pub account: String,
+    /// The client identity, when the requester was identified.
+    pub client: Option<String>,
+    /// Denied or reported.
+    pub outcome: Outcome,
+    /// Request method.
+    pub method: String,
+    /// Canonical path, without the query, escaped for logs and bounded.
+    pub path: String,
+    /// The scopes no allow entry covers, or why the request maps to no scope.
+    pub missing: Vec<String>,
+}
+
+/// Per-account observed scopes and the recent decisions.
+#[derive(Default)]
+pub struct Observations {
+    scopes: RwLock<HashMap<String, BTreeMap<Scope, u8>>>,
+    recent: Mutex<VecDeque<DecisionRecord>>,
+}
+
+/// A scope the traffic needed and the outcomes it was seen under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedScope {
+    /// Scope name.
+    pub scope: String,
+    /// `allowed`, `denied`, `reported` (those seen).
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Observations {
+    /// Records the scopes one decided request required.
+    pub fn record_scopes(&self, account: &str, required: &Required, outcome: Outcome) {
+        if required.is_empty() {
+            return;
+        }
+        let bit = outcome.bit();
+        let known = self.scopes.read().is_ok_and(|map| {
+            map.get(account).is_some_and(|seen| {
+                required
+                    .iter()
+                    .all(|s| seen.get(s).is_some_and(|b| b & bit != 0))
+            })
+        });
+        if known {
+            return;
+        }
+        if let Ok(mut map) = self.scopes.write() {
+            let seen = map.entry(account.to_string()).or_default();
+            for scope in required.iter() {
+                *seen.entry(*scope).or_default() |= bit;
+            }
+        }
+    }
+
+    /// Records a denied or reported request (and its scopes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_decision(
+        &self,
+        account: &str,
+        client: Option<&str>,
+        outcome: Outcome,
+        method: &str,
+        path: &str,
+        required: &Required,
+        missing: &Required,
+    ) {
+        self.record_scopes(account, required, outcome);
+        let missing = match missing.unclassified_reason() {
+            Some(crate::policy::Unclassified::NotCrm) => vec!["(not a CRM API path)".into()],
+            Some(crate::policy::Unclassified::UnknownOperation) => {
+                vec!["(unknown CRM operation)".into()]
+            }
+            None => missing.to_strings(),
+        };
+        let record = DecisionRecord {
+            at_unix_ms: crate::token::store::now_unix_ms(),
+            account: account.to_string(),
+            client: client.map(crate::proxy::log_safe),
+            outcome,
+            method: crate::proxy::log_safe(&method.chars().take(32).collect::<String>()),
+            path: crate::proxy::log_safe(&path.chars().take(MAX_PATH).collect::<String>()),
+            missing,
+        };
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() >= RECENT_DECISIONS {
+                recent.pop_front();
+            }
+            recent.push_back(record);
+        }
+    }
+
+    /// The recent denied or reported requests, newest first.
+    pub fn recent(&self) -> Vec<DecisionRecord> {
+        self.recent
+            .lock()
+            .map(|r| r.iter().rev().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The scopes `account`'s traffic needed, in canonical order.
+    pub fn scopes(&self, account: &str) -> Vec<ObservedScope> {
+        self.scopes
+            .read()
+            .ok()
+            .and_then(|map| {
+                map.get(account).map(|seen| {
+                    seen.iter()
+                        .map(|(scope, bits)| ObservedScope {
+                            scope: scope.to_string(),
+                            outcomes: OUTCOMES
+                                .into_iter()
+                                .filter(|o| bits & o.bit() != 0)
+                                .collect(),
+                        })
+                        .collect()
+                })
+            })
+            .unwrap_or_default()
+    }
+
+    /// The smallest allow list covering every scope `account`'s traffic needed: each observed
+    /// scope, minus those another observed scope already covers. A group scope (one that covers
+    /// a whole family) appears only when a request itself needed it.
+    pub fn suggested_allow(&self, account: &str) -> Vec<String> {
+        let Ok(map) = self.scopes.read() else {
+            return Vec::new();
+        };
+        let Some(seen) = map.get(account) else {
+            return Vec::new();
+        };
+        minimal_cover(seen.keys().copied())
+    }
+}
+
+/// The scopes of `scopes` that no other one of them covers, in canonical order.
+pub fn minimal_cover(scopes: impl IntoIterator<Item = Scope>) -> Vec<String> {
+    let all: Vec<Scope> = scopes.into_iter().collect();
+    all.iter()
+        .filter(|s| !all.iter().any(|o| o != *s && o.covers(s)))
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn required(names: &[&str]) -> Required {
+        let mut r = Required::new();
+        for n in names {
+            r.push(Scope::parse(n).expect("test scope parses"));
+        }
+        r
+    }
+
+    #[test]
+    fn observed_scopes_keep_every_outcome_and_the_cover_drops_what_is_covered() {
+        let o = Observations::default();
+        o.record_scopes(
+            "a",
+            &required(&["ZohoCRM.modules.leads.READ"]),
+            Outcome::Allowed,
+        );
+        o.record_scopes(
+            "a",
+            &required(&["ZohoCRM.modules.leads.READ"]),
+            Outcome::Allowed,
+        );
+        o.record_scopes(
+            "a",
+            &required(&["ZohoCRM.modules.leads.ALL", "ZohoCRM.settings.fields.READ"]),
+            Outcome::Reported,
+        );
+        o.record_scopes("b", &required(&["ZohoCRM.org.READ"]), Outcome::Denied);
+        let scopes = o.scopes("a");
+        let names: Vec<&str> = scopes.iter().map(|s| s.scope.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ZohoCRM.modules.leads.ALL",
+                "ZohoCRM.modules.leads.READ",
+                "ZohoCRM.settings.fields.READ"
+            ],
+            "every scope once, sorted"
+        );
+        assert_eq!(
+            scopes[1].outcomes,
+            [Outcome::Allowed],
+            "leads.READ was only allowed"
+        );
+        assert_eq!(
+            o.suggested_allow("a"),
+            ["ZohoCRM.modules.leads.ALL", "ZohoCRM.settings.fields.READ"],
+            "leads.READ is covered by leads.ALL"
+        );
+        assert_eq!(o.suggested_allow("b"), ["ZohoCRM.org.READ"], "per account");
+        assert!(o.suggested_allow("c").is_empty(), "nothing seen");
+    }
+
+    #[test]
+    fn minimal_cover_never_adds_a_group_scope_on_its_own() {
+        let cases: &[(&[&str], &[&str])] = &[
+            (
+                &[
+                    "ZohoCRM.modules.leads.READ",
+                    "ZohoCRM.modules.contacts.READ",
+                ],
+                &[
+                    "ZohoCRM.modules.contacts.READ",
+                    "ZohoCRM.modules.leads.READ",
+                ],
+            ),
+            (
+                &["ZohoCRM.modules.READ", "ZohoCRM.modules.contacts.READ"],
+                &["ZohoCRM.modules.READ"],
+            ),
+            (
+                &["ZohoCRM.modules.leads.READ", "ZohoCRM.modules.leads.CREATE"],
+                &["ZohoCRM.modules.leads.CREATE", "ZohoCRM.modules.leads.READ"],
+            ),
+        ];
+        for (input, want) in cases {
+            let mut scopes: Vec<Scope> = input
+                .iter()
+                .map(|n| Scope::parse(n).expect("scope"))
+                .collect();
+            scopes.sort();
+            let mut got = minimal_cover(scopes);
+            got.sort();
+            assert_eq!(&got, want, "cover of {input:?}");
+        }
+    }
+
+    #[test]
+    fn recent_decisions_are_bounded_escaped_and_newest_first() {
+        let o = Observations::default();
+        for i in 0..(RECENT_DECISIONS + 5) {
+            o.record_decision(
+                "a",
+                None,
+                Outcome::Denied,
+                "GET",
+                &format!("/crm/v8/M{i}\n"),
+                &required(&["ZohoCRM.modules.leads.READ"]),
+                &required(&["ZohoCRM.modules.leads.READ"]),
+            );
+        }
+        let recent = o.recent();
+        assert_eq!(recent.len(), RECENT_DECISIONS, "bounded");
+        assert_eq!(
+            recent[0].path,
+            format!("/crm/v8/M{}\\n", RECENT_DECISIONS + 4),
+            "newest first, control characters escaped"
+        );
+        assert_eq!(recent[0].missing, ["ZohoCRM.modules.leads.READ"]);
+        assert_eq!(
+            o.scopes("a")[0].outcomes,
+            [Outcome::Denied],
+            "a decision also records its scopes"
+        );
+    }
+}
