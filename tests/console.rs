@@ -130,6 +130,9 @@ async fn the_console_lists_both_accounts_with_their_states_and_no_secret() {
         "<td>server</td>",
         "<td>self</td>",
         "<td>us</td>",
+        // The one GET above cost one credit on `own`, with no budget configured.
+        "API credits (rolling 24 hours, estimated)",
+        "<tr><td>own</td><td>1</td><td>none (counting only)</td>",
     ] {
         assert!(html.contains(text), "the console shows {text}:\n{html}");
     }

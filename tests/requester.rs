@@ -974,6 +974,7 @@ async fn bad_requester_settings_exit_2_naming_the_key() {
         ("duplicate key", "clients:\n  - name: a\n    key: 0123456789abcdef0123456789abcdef\n  - name: b\n    key: 0123456789abcdef0123456789abcdef\n", "clients[1].key"),
         ("unknown account", "clients:\n  - name: a\n    key: 0123456789abcdef0123456789abcdef\n    accounts: [nope]\n", "clients[0].accounts[0]"),
         ("unknown key", "clients:\n  - name: a\n    secret: x\n", "clients[0]"),
+        ("zero credits", "clients:\n  - name: a\n    key: 0123456789abcdef0123456789abcdef\n    credits_per_day: 0\n", "clients[0].credits_per_day"),
         ("wildcard host", "accept_hosts: ['*']\n", "accept_hosts[0]"),
         ("host with port", "accept_hosts: ['crm:8080']\n", "accept_hosts[0]"),
     ];

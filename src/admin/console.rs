@@ -225,10 +225,60 @@ fn account_row(runtime: &Runtime, a: &AccountRuntime, csrf: &str, now_ms: u64) -
     )
 }
 
-/// Where credits used and left per account will be shown once the credits ledger exists; it
-/// renders nothing until then.
-fn credits_section(_runtime: &Runtime) -> String {
-    String::new()
+/// API credits per account and per client (the credits ledger's own `/status` view): used in
+/// the rolling 24 hours, the budget and what is left, Zoho's last reported figure, any back-off.
+fn credits_section(runtime: &Runtime) -> String {
+    let status = runtime.credits.status_json();
+    let num = |v: &serde_json::Value| {
+        v.as_u64()
+            .map_or_else(|| "-".to_string(), |n| n.to_string())
+    };
+    let mut out = String::from(
+        "<h3>API credits (rolling 24 hours, estimated)</h3>\n<table>\n<thead><tr><th>Account</th><th>Used</th><th>Daily limit</th><th>Left</th><th>Zoho's remaining figure</th><th>Back-off</th></tr></thead>\n<tbody>\n",
+    );
+    for a in status["accounts"].as_array().into_iter().flatten() {
+        let zoho = match (
+            a["zoho_remaining"].as_u64(),
+            a["zoho_remaining_age_s"].as_u64(),
+        ) {
+            (Some(r), Some(age)) => format!("{r} ({} ago)", html::duration_text(age)),
+            _ => "not sent yet (under half used)".to_string(),
+        };
+        let backoff = a["backoff"]["retry_after_s"].as_u64().map_or_else(
+            || "none".to_string(),
+            |s| format!("Zoho throttling: {s} s left"),
+        );
+        out.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(a["account"].as_str().unwrap_or("")),
+            num(&a["used_in_window"]),
+            a["daily_limit"]
+                .as_u64()
+                .map_or_else(|| "none (counting only)".to_string(), |n| n.to_string()),
+            num(&a["left"]),
+            esc(&zoho),
+            esc(&backoff),
+        ));
+    }
+    out.push_str("</tbody>\n</table>\n");
+    let clients: Vec<&serde_json::Value> =
+        status["clients"].as_array().into_iter().flatten().collect();
+    if !clients.is_empty() {
+        out.push_str("<table>\n<thead><tr><th>Client</th><th>Used</th><th>Credits per day</th><th>Left</th></tr></thead>\n<tbody>\n");
+        for c in clients {
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(c["client"].as_str().unwrap_or("")),
+                num(&c["used_in_window"]),
+                c["credits_per_day"]
+                    .as_u64()
+                    .map_or_else(|| "none".to_string(), |n| n.to_string()),
+                num(&c["left"]),
+            ));
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+    out
 }
 
 /// The explain form, prefilled.
