@@ -890,8 +890,22 @@ async fn headless_chromium_authorizes_from_the_console_and_explains() {
         .wait()
         .at_most(Duration::from_secs(30))
         .for_element(fantoccini::Locator::Css("h1"))
-        .await
-        .expect("a page after the consent");
+        .await;
+    let heading = match heading {
+        Ok(h) => h,
+        Err(e) => {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let source = c.source().await.unwrap_or_default();
+            panic!(
+                "a page after the consent: {e:?}\nat {url}:\n{source}\nproxy:\n{}",
+                proxy.logs()
+            );
+        }
+    };
     let mut title = heading.text().await.unwrap_or_default();
     let end = std::time::Instant::now() + Duration::from_secs(30);
     while title != "Authorized" && std::time::Instant::now() < end {

@@ -46,9 +46,9 @@ fn preflight(headers: &HeaderMap) -> bool {
 /// The admin listener's rule, decided for the whole listener (so a route added later is covered):
 ///
 /// - no marker at all (curl, kubelet, Prometheus, an old browser): allowed;
-/// - from the admin's own origin (`Sec-Fetch-Site` absent, `none` or `same-origin`, and any
-///   `Origin` equal to `http://<Host>`): allowed, POSTs included (the console's forms; each
-///   carries a CSRF token its handler checks);
+/// - from the admin's own origin (`Sec-Fetch-Site: same-origin`, whatever `Origin` says; or
+///   `Sec-Fetch-Site` absent or `none` with any `Origin` equal to `http://<Host>`): allowed, POSTs
+///   included (the console's forms; each carries a CSRF token its handler checks);
 /// - cross-site or same-site: only the top-level `GET /oauth/callback` navigation that Zoho's
 ///   consent page redirects to (no `Origin`, mode `navigate`, destination `document`);
 /// - anything else, `Origin: null` and every CORS preflight: refused.
@@ -77,7 +77,11 @@ pub fn admin_listener(
             && o[..7].eq_ignore_ascii_case(b"http://")
             && o[7..].eq_ignore_ascii_case(host)
     };
-    if let Some(o) = origin {
+    // `Sec-Fetch-Site` is computed by the browser and cannot be set by a page: `same-origin` is
+    // authoritative. The console's own form posts carry `Origin: null` with it, because its pages
+    // send `Referrer-Policy: no-referrer`.
+    let site_same_origin = site.is_some_and(|s| s.eq_ignore_ascii_case(b"same-origin"));
+    if let Some(o) = origin.filter(|_| !site_same_origin) {
         if !same_origin(o) {
             return BrowserFinding::PageRequest(
                 "the request comes from a page of another origin (or Origin: null)",
@@ -196,6 +200,14 @@ mod tests {
         ];
         type Case<'a> = (Method, &'a str, &'a [(&'a str, &'a str)], bool);
         let cases: &[Case] = &[
+            // The console's form posts under Referrer-Policy: no-referrer.
+            (
+                Method::POST,
+                "/oauth/start",
+                &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+                true,
+            ),
+            (Method::POST, "/oauth/start", &[("origin", "null")], false),
             (Method::GET, "/status", &[], true),
             (
                 Method::GET,
