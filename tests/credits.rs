@@ -31,11 +31,14 @@ async fn get(
     proxy: &RunningProxy,
     path: &str,
 ) -> (u16, Option<String>, Option<u64>, serde_json::Value) {
-    let resp = client()
-        .get(proxy.url(path))
-        .send()
-        .await
-        .expect("response");
+    answer(client().get(proxy.url(path))).await
+}
+
+/// Sends `req` and reads status, proxy error code, Retry-After and the JSON body.
+async fn answer(
+    req: reqwest::RequestBuilder,
+) -> (u16, Option<String>, Option<u64>, serde_json::Value) {
+    let resp = req.send().await.expect("response");
     let status = resp.status().as_u16();
     let code = resp
         .headers()
@@ -627,17 +630,7 @@ async fn as_sync(
             .header("Content-Type", "application/json")
             .body(r#"{"data":[{"overwrite":true}]}"#);
     }
-    let resp = req.send().await.expect("response");
-    let status = resp.status().as_u16();
-    let code = resp
-        .headers()
-        .get("x-zoho-proxy-error")
-        .map(|v| v.to_str().unwrap_or("").to_string());
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    (status, code, retry, resp.json().await.unwrap_or_default())
+    answer(req).await
 }
 
 #[tokio::test]

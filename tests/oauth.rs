@@ -1024,14 +1024,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn chromium() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|p| p.is_file())
-}
-
 #[tokio::test]
 async fn headless_chromium_completes_the_consent_redirect() {
     let Some(browser) = chromium() else {

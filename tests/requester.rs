@@ -80,6 +80,13 @@ async fn send(
     parse(&raw(addr, text.as_bytes(), Duration::from_secs(10)).await)
 }
 
+/// A JSON lead POST with `host` and the `extra` header lines.
+async fn post_lead(addr: std::net::SocketAddr, host: &str, extra: &[&str]) -> Answer {
+    let mut headers = vec![host];
+    headers.extend_from_slice(extra);
+    send(addr, &format!("POST {LEADS} HTTP/1.1"), &headers, JSON_LEAD).await
+}
+
 async fn get(addr: std::net::SocketAddr, host: &str, extra: &[&str]) -> Answer {
     let mut headers = vec![format!("Host: {host}")];
     headers.extend(extra.iter().map(|s| s.to_string()));
@@ -349,15 +356,7 @@ async fn browser_requests_are_refused_and_programs_served() {
         &["Sec-Fetch-Site: foo"],
     ];
     for extra in browser_posts {
-        let mut headers = vec![host];
-        headers.extend_from_slice(extra);
-        let a = send(
-            proxy.proxy,
-            &format!("POST {LEADS} HTTP/1.1"),
-            &headers,
-            JSON_LEAD,
-        )
-        .await;
+        let a = post_lead(proxy.proxy, host, extra).await;
         assert_eq!(
             (a.status, a.code()),
             (403, "PROXY_BROWSER_REQUEST"),
@@ -443,15 +442,7 @@ async fn browser_requests_are_refused_and_programs_served() {
         ],
     ];
     for extra in programs {
-        let mut headers = vec![host];
-        headers.extend_from_slice(extra);
-        let a = send(
-            proxy.proxy,
-            &format!("POST {LEADS} HTTP/1.1"),
-            &headers,
-            JSON_LEAD,
-        )
-        .await;
+        let a = post_lead(proxy.proxy, host, extra).await;
         assert!(
             a.status == 201 || a.status == 200,
             "{extra:?} is served: {} {}",
@@ -1020,14 +1011,6 @@ async fn serve_page(listener: tokio::net::TcpListener, html: String) {
             let _ = s.write_all(html.as_bytes()).await;
         });
     }
-}
-
-fn chromium() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|p| p.is_file())
 }
 
 #[tokio::test]

@@ -213,14 +213,7 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, String)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        h
+        crate::access::test_headers(pairs)
     }
 
     #[test]

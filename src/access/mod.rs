@@ -250,6 +250,19 @@ fn browser_refusal(why: &str, listener: &str) -> Refusal {
     }
 }
 
+/// A header map from `(name, value)` pairs (unit tests of the requester checks).
+#[cfg(test)]
+pub(crate) fn test_headers<V: AsRef<str>>(pairs: &[(&str, V)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.as_ref().parse().expect("value"),
+        );
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,14 +277,7 @@ mod tests {
     }
 
     fn head(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
-                v.parse().expect("value"),
-            );
-        }
-        h
+        super::test_headers(pairs)
     }
 
     fn code(r: Result<Option<usize>, Refusal>) -> &'static str {

@@ -322,6 +322,15 @@ impl RunningProxy {
     }
 }
 
+/// The Chromium binary on `PATH`, if any (browser tests say SKIPPED without it).
+pub fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+}
+
 /// A plain HTTP client that ignores proxy environment variables.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
