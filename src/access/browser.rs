@@ -7,7 +7,10 @@
 //! neither; Node's fetch sends `Sec-Fetch-Mode: cors` alone, which is therefore not a signal.
 //! Pure: no I/O.
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
+
+/// `Sec-Fetch-Site` (parsed once, at compile time).
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// What the browser rule found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +21,10 @@ pub enum BrowserFinding {
     PageRequest(&'static str),
 }
 
-fn values<'h>(headers: &'h HeaderMap, name: &str) -> impl Iterator<Item = &'h [u8]> {
+fn values<'h>(
+    headers: &'h HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> impl Iterator<Item = &'h [u8]> {
     headers.get_all(name).iter().map(|v| v.as_bytes())
 }
 
@@ -28,7 +34,7 @@ pub fn data_listener(headers: &HeaderMap) -> BrowserFinding {
     if headers.contains_key(http::header::ORIGIN) {
         return BrowserFinding::PageRequest("the request carries an Origin header");
     }
-    if values(headers, "sec-fetch-site").any(|v| !v.eq_ignore_ascii_case(b"none")) {
+    if values(headers, SEC_FETCH_SITE).any(|v| !v.eq_ignore_ascii_case(b"none")) {
         return BrowserFinding::PageRequest("the request carries Sec-Fetch-Site from a web page");
     }
     if preflight(headers) {
@@ -61,12 +67,12 @@ pub fn admin_listener(
     if preflight(headers) {
         return BrowserFinding::PageRequest("the request is a CORS preflight");
     }
-    let mut origins = values(headers, "origin");
+    let mut origins = values(headers, http::header::ORIGIN);
     let origin = origins.next();
     if origins.next().is_some() {
         return BrowserFinding::PageRequest("the request carries more than one Origin header");
     }
-    let mut sites = values(headers, "sec-fetch-site");
+    let mut sites = values(headers, SEC_FETCH_SITE);
     let site = sites.next();
     if sites.next().is_some() {
         return BrowserFinding::PageRequest("the request carries more than one Sec-Fetch-Site");
@@ -110,7 +116,7 @@ pub fn admin_listener(
 }
 
 /// The header is present exactly once, with this value.
-fn single_is(headers: &HeaderMap, name: &str, expected: &[u8]) -> bool {
+fn single_is(headers: &HeaderMap, name: &'static str, expected: &[u8]) -> bool {
     let mut all = values(headers, name);
     matches!((all.next(), all.next()), (Some(v), None) if v.eq_ignore_ascii_case(expected))
 }

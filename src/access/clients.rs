@@ -165,8 +165,9 @@ fn presented_key(headers: &HeaderMap) -> Result<Option<&[u8]>, Unidentified> {
                 Err(Unidentified::Wrong)
             }
         });
+    const KEY_NAME: http::HeaderName = http::HeaderName::from_static(KEY_HEADER);
     let from_header = headers
-        .get_all(KEY_HEADER)
+        .get_all(KEY_NAME)
         .iter()
         .map(|v| Ok(v.as_bytes().trim_ascii()));
     let mut key: Option<&[u8]> = None;

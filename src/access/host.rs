@@ -17,18 +17,18 @@ pub enum HostProblem {
     NotAllowed,
 }
 
-/// A parsed `Host` (or authority) value.
+/// A parsed `Host` (or authority) value, borrowing the name (no allocation on the hot path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostName {
+pub enum HostName<'a> {
     /// An IP literal.
     Ip(std::net::IpAddr),
-    /// A DNS name, lower-cased.
-    Name(String),
+    /// A DNS name as written (compare it ASCII case-insensitively).
+    Name(&'a str),
 }
 
 /// Parses `host[:port]` strictly (RFC 9112 §3.2 / RFC 3986 §3.2.2, without user info, zone ids
 /// or percent-encoding).
-pub fn parse(value: &[u8]) -> Result<HostName, HostProblem> {
+pub fn parse(value: &[u8]) -> Result<HostName<'_>, HostProblem> {
     let text = std::str::from_utf8(value)
         .ok()
         .filter(|t| t.is_ascii())
@@ -74,7 +74,7 @@ pub fn parse(value: &[u8]) -> Result<HostName, HostProblem> {
         // stay names (and are then not allowed).
         let host = match name.parse::<Ipv4Addr>() {
             Ok(ip) if is_dotted_quad(name) => HostName::Ip(ip.into()),
-            _ => HostName::Name(name.to_ascii_lowercase()),
+            _ => HostName::Name(name),
         };
         (host, port)
     };
@@ -95,11 +95,14 @@ pub fn parse(value: &[u8]) -> Result<HostName, HostProblem> {
 /// Four decimal octets without leading zeros (std's parser already refuses those, this keeps the
 /// rule explicit).
 fn is_dotted_quad(text: &str) -> bool {
-    let parts: Vec<&str> = text.split('.').collect();
-    parts.len() == 4
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && (p.len() == 1 || !p.starts_with('0')))
+    let mut parts = 0;
+    for p in text.split('.') {
+        parts += 1;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.starts_with('0')) {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 /// The names a listener answers to.
@@ -121,8 +124,10 @@ impl HostRule {
         match host {
             HostName::Ip(ip) if ip.is_unspecified() => Err(HostProblem::NotAllowed),
             HostName::Ip(_) => Ok(()),
-            HostName::Name(name) if name == "localhost" => Ok(()),
-            HostName::Name(name) if self.accept.contains(&name) => Ok(()),
+            HostName::Name(name) if name.eq_ignore_ascii_case("localhost") => Ok(()),
+            HostName::Name(name) if self.accept.iter().any(|a| a.eq_ignore_ascii_case(name)) => {
+                Ok(())
+            }
             HostName::Name(_) => Err(HostProblem::NotAllowed),
         }
     }
@@ -141,7 +146,7 @@ pub fn accept_entry(text: &str) -> Result<String, String> {
         return Err("drop the trailing dot: names are matched exactly".into());
     }
     match parse(text.as_bytes()) {
-        Ok(HostName::Name(name)) => Ok(name),
+        Ok(HostName::Name(name)) => Ok(name.to_ascii_lowercase()),
         Ok(HostName::Ip(_)) => Ok(text.to_ascii_lowercase()),
         Err(HostProblem::Malformed(why)) => Err(why.into()),
         Err(HostProblem::NotAllowed) => Err("not a host name".into()),

@@ -115,7 +115,8 @@ impl Gate {
             return Err(browser_refusal(why, "the proxy listener"));
         }
         if self.require_request_header {
-            let mut values = headers.get_all(REQUEST_HEADER).iter();
+            const NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_HEADER);
+            let mut values = headers.get_all(NAME).iter();
             let ok = matches!((values.next(), values.next()), (Some(v), None) if v.as_bytes().eq_ignore_ascii_case(b"true"));
             if !ok {
                 return Err(Refusal {
