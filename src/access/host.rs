@@ -29,9 +29,11 @@ pub enum HostName<'a> {
 /// Parses `host[:port]` strictly (RFC 9112 §3.2 / RFC 3986 §3.2.2, without user info, zone ids
 /// or percent-encoding).
 pub fn parse(value: &[u8]) -> Result<HostName<'_>, HostProblem> {
-    let text = std::str::from_utf8(value)
-        .ok()
-        .filter(|t| t.is_ascii())
+    // ASCII is UTF-8: one pass checks both.
+    let text = value
+        .is_ascii()
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
         .ok_or(HostProblem::Malformed(
             "the Host header must be plain ASCII",
         ))?;
@@ -72,9 +74,9 @@ pub fn parse(value: &[u8]) -> Result<HostName<'_>, HostProblem> {
         }
         // Only a strict dotted quad is an IPv4 literal; `127.1`, `0x7f000001` and `2130706433`
         // stay names (and are then not allowed).
-        let host = match name.parse::<Ipv4Addr>() {
-            Ok(ip) if is_dotted_quad(name) => HostName::Ip(ip.into()),
-            _ => HostName::Name(name),
+        let host = match dotted_quad(name.as_bytes()) {
+            Some(ip) => HostName::Ip(ip.into()),
+            None => HostName::Name(name),
         };
         (host, port)
     };
@@ -82,7 +84,7 @@ pub fn parse(value: &[u8]) -> Result<HostName<'_>, HostProblem> {
         let valid = !port.is_empty()
             && port.len() <= 5
             && port.bytes().all(|b| b.is_ascii_digit())
-            && port.parse::<u32>().is_ok_and(|p| p <= 65_535);
+            && port.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535;
         if !valid {
             return Err(HostProblem::Malformed(
                 "the port after the host name must be a number from 0 to 65535",
@@ -92,17 +94,26 @@ pub fn parse(value: &[u8]) -> Result<HostName<'_>, HostProblem> {
     Ok(host)
 }
 
-/// Four decimal octets without leading zeros (std's parser already refuses those, this keeps the
-/// rule explicit).
-fn is_dotted_quad(text: &str) -> bool {
-    let mut parts = 0;
-    for p in text.split('.') {
-        parts += 1;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p.starts_with('0')) {
-            return false;
+/// A strict dotted quad: four decimal octets from 0 to 255, without leading zeros (`127.1`,
+/// `0177.0.0.1`, `127.000.000.001` and `0x7f000001` are not IPv4 literals here).
+fn dotted_quad(text: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split(|b| *b == b'.');
+    for octet in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
         }
+        let mut n = 0u16;
+        for b in p {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u16::from(b - b'0');
+        }
+        *octet = u8::try_from(n).ok()?;
     }
-    parts == 4
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 /// The names a listener answers to.
@@ -268,6 +279,28 @@ mod tests {
             any.check(b"localhost@x"),
             Err(HostProblem::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn dotted_quads_are_strict() {
+        for (text, expected) in [
+            ("127.0.0.1", Some([127, 0, 0, 1])),
+            ("255.255.255.255", Some([255, 255, 255, 255])),
+            ("0.0.0.0", Some([0, 0, 0, 0])),
+            ("256.0.0.1", None),
+            ("127.1", None),
+            ("127.0.0.1.", None),
+            ("127.0.0.01", None),
+            ("0x7f.0.0.1", None),
+            ("1.2.3.4.5", None),
+            ("", None),
+        ] {
+            assert_eq!(
+                dotted_quad(text.as_bytes()),
+                expected.map(Ipv4Addr::from),
+                "{text}"
+            );
+        }
     }
 
     #[test]
