@@ -21,10 +21,10 @@ pub enum BrowserFinding {
     PageRequest(&'static str),
 }
 
-fn values<'h>(
-    headers: &'h HeaderMap,
+fn values(
+    headers: &HeaderMap,
     name: impl http::header::AsHeaderName,
-) -> impl Iterator<Item = &'h [u8]> {
+) -> impl Iterator<Item = &[u8]> {
     headers.get_all(name).iter().map(|v| v.as_bytes())
 }
 
