@@ -244,34 +244,6 @@ async fn start_fleet(config: &Path, n: usize) -> Vec<RunningProxy> {
     join_all((0..n).map(|_| RunningProxy::spawn_file(config, &env))).await
 }
 
-async fn wait_all_ready(fleet: &[RunningProxy], deadline: Duration) {
-    let ready = join_all(fleet.iter().map(|p| p.wait_ready(deadline))).await;
-    for (i, (ok, p)) in ready.iter().zip(fleet).enumerate() {
-        assert!(ok, "replica {i} became ready; output:\n{}", p.logs());
-    }
-}
-
-/// The token a replica injects (via the fake's echo), or the status it answered with.
-async fn injected_token(proxy: &RunningProxy) -> Result<String, u16> {
-    let resp = client()
-        .get(proxy.url(ECHO))
-        .send()
-        .await
-        .map_err(|_| 0u16)?;
-    let status = resp.status().as_u16();
-    if status != 200 {
-        return Err(status);
-    }
-    let v: serde_json::Value = resp.json().await.map_err(|_| status)?;
-    v["headers"]
-        .as_array()
-        .and_then(|hs| hs.iter().find(|h| h[0] == "authorization"))
-        .and_then(|h| h[1].as_str())
-        .and_then(|a| a.strip_prefix("Zoho-oauthtoken "))
-        .map(str::to_string)
-        .ok_or(status)
-}
-
 /// Waits until every replica injects one and the same live token; returns it.
 async fn wait_for_one_shared_token(
     zoho: &Zoho,

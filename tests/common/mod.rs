@@ -381,3 +381,33 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], deadline: Duration) -> Vec<u8> 
     let _ = tokio::time::timeout(deadline, s.read_to_end(&mut out)).await;
     out
 }
+
+/// Waits (bounded) until every replica of a fleet is ready.
+pub async fn wait_all_ready(fleet: &[RunningProxy], deadline: Duration) {
+    let ready = futures_util::future::join_all(fleet.iter().map(|p| p.wait_ready(deadline))).await;
+    for (i, (ok, p)) in ready.iter().zip(fleet).enumerate() {
+        assert!(ok, "replica {i} became ready; output:\n{}", p.logs());
+    }
+}
+
+/// The token a replica injects (through the fake's echo of the request it got), or the status
+/// it answered with.
+pub async fn injected_token(proxy: &RunningProxy) -> Result<String, u16> {
+    let resp = client()
+        .get(proxy.url("/crm/v8/Leads?__fake=echo"))
+        .send()
+        .await
+        .map_err(|_| 0u16)?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return Err(status);
+    }
+    let v: serde_json::Value = resp.json().await.map_err(|_| status)?;
+    v["headers"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h[0] == "authorization"))
+        .and_then(|h| h[1].as_str())
+        .and_then(|a| a.strip_prefix("Zoho-oauthtoken "))
+        .map(str::to_string)
+        .ok_or(status)
+}
