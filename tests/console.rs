@@ -3,7 +3,8 @@
 //! decisions and observed scopes (also in `/status`), `/explain` (HTML and JSON, nothing
 //! forwarded), the `admin.auth` credential, JSON-only output with `log.format: json`, and the
 //! access log of responses without a body. One real-browser run (headless Chromium through
-//! chromium-driver and WebDriver) clicks Authorize and saves `docs/console.png`.
+//! chromium-driver and WebDriver) clicks Authorize and saves a screenshot (`target/console.png`;
+//! with `UPDATE_SCREENSHOT=1` also the README's `docs/console.png`).
 //!
 //! Real binary, real sockets, the in-process fake Zoho.
 
@@ -995,9 +996,17 @@ async fn headless_chromium_authorizes_from_the_console_and_explains() {
         .expect("page rendered");
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console.png");
-    std::fs::create_dir_all(out.parent().expect("docs dir")).expect("docs dir");
-    std::fs::write(&out, &png).expect("save docs/console.png");
+    // Every run saves target/console.png; `UPDATE_SCREENSHOT=1` also refreshes the README's
+    // docs/console.png (so an ordinary test run leaves the work tree clean).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut outs = vec![root.join("target/console.png")];
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        outs.push(root.join("docs/console.png"));
+    }
+    for out in outs {
+        std::fs::create_dir_all(out.parent().expect("a parent folder")).expect("create the folder");
+        std::fs::write(&out, &png).expect("save the screenshot");
+    }
     c.close().await.expect("close the session");
     proxy.assert_no_secrets(&zoho.control().live_tokens());
 }
