@@ -71,6 +71,11 @@ impl AccountMeter {
     pub fn client(&self) -> &AccountLabel {
         &self.client
     }
+
+    /// The identified client's name, `None` for anonymous requests.
+    pub fn identified_client(&self) -> Option<&str> {
+        Some(&*self.client.0).filter(|c| *c != crate::access::ANONYMOUS)
+    }
 }
 
 fn method_index(label: &str) -> usize {

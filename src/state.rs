@@ -47,6 +47,11 @@ pub struct Runtime {
     pub workers: usize,
     /// Who may use the proxy.
     pub access: crate::access::Gate,
+    /// Metrics of requests refused before an account was picked (account label `(none)`, never
+    /// a valid account name), anonymous ones. Built once per snapshot, not per refusal.
+    pub unrouted: AccountMeter,
+    /// The same per configured client, in `clients:` order.
+    pub unrouted_clients: Vec<AccountMeter>,
     /// The config this snapshot came from.
     pub config: Arc<Config>,
     /// Heavy-group slots (`limits.heavy_concurrency`; `None` = unlimited).
@@ -58,13 +63,42 @@ pub struct Runtime {
 impl AccountRuntime {
     /// The metrics of requests from `client` (`None`: anonymous).
     pub fn meter(&self, client: Option<usize>) -> &AccountMeter {
-        client
-            .and_then(|i| self.client_meters.get(i))
-            .unwrap_or(&self.label)
+        meter_of(&self.label, &self.client_meters, client)
     }
 }
 
+fn meter_of<'m>(
+    anonymous: &'m AccountMeter,
+    clients: &'m [AccountMeter],
+    client: Option<usize>,
+) -> &'m AccountMeter {
+    client.and_then(|i| clients.get(i)).unwrap_or(anonymous)
+}
+
+/// One meter per configured client for the account label `account`, in `clients:` order.
+fn client_meters(config: &Config, account: &str) -> Vec<AccountMeter> {
+    config
+        .access
+        .clients
+        .iter()
+        .map(|c| {
+            AccountMeter::for_client(
+                AccountLabel(account.into()),
+                AccountLabel(c.name.as_str().into()),
+            )
+        })
+        .collect()
+}
+
+/// Metrics label of requests refused before an account was picked (never a valid account name).
+pub const UNROUTED_LABEL: &str = "(none)";
+
 impl Runtime {
+    /// The metrics of requests from `client` refused before an account was picked.
+    pub fn unrouted_meter(&self, client: Option<usize>) -> &AccountMeter {
+        meter_of(&self.unrouted, &self.unrouted_clients, client)
+    }
+
     /// The account named `name`.
     pub fn account(&self, name: &str) -> Option<&AccountRuntime> {
         self.accounts.iter().find(|a| &*a.name == name)
@@ -178,17 +212,7 @@ impl AppState {
                     index,
                     name: a.name.as_str().into(),
                     label: AccountMeter::new(AccountLabel(a.name.as_str().into())),
-                    client_meters: config
-                        .access
-                        .clients
-                        .iter()
-                        .map(|c| {
-                            AccountMeter::for_client(
-                                AccountLabel(a.name.as_str().into()),
-                                AccountLabel(c.name.as_str().into()),
-                            )
-                        })
-                        .collect(),
+                    client_meters: client_meters(&config, &a.name),
                     client_type: a.client_type,
                     policy: a.policy.clone(),
                     token: token.clone(),
@@ -217,6 +241,8 @@ impl AppState {
             upstream_slots,
             workers,
             access: crate::access::Gate::new(&config.access),
+            unrouted: AccountMeter::new(AccountLabel(UNROUTED_LABEL.into())),
+            unrouted_clients: client_meters(&config, UNROUTED_LABEL),
             config,
             heavy_slots,
             credits,

@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 use tracing::warn;
 
-/// The client label of requests from no identified client.
-pub const ANONYMOUS: &str = "(anonymous)";
+/// The client label of requests from no identified client (the requester checks' own label).
+pub use crate::access::ANONYMOUS;
 /// Zoho's remaining-credits header (sent once half the credits are used: CREDITS.md, S).
 pub const REMAINING_HEADER: &str = "x-api-credits-remaining";
 /// Bulk-read result downloads allowed per minute per account (CREDITS.md §5, Z).

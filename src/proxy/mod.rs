@@ -29,8 +29,6 @@ use tracing::{info, warn};
 
 /// Header that picks the account when `routing: header` is on.
 pub const ACCOUNT_HEADER: &str = "x-zoho-account";
-/// Metrics label of requests refused before an account was picked (never a valid account name).
-const UNROUTED_LABEL: &str = "(none)";
 /// Largest 401 body inspected for `INVALID_TOKEN`.
 const MAX_401_BODY: u64 = 64 * 1024;
 
@@ -127,24 +125,15 @@ pub async fn handle(
         .check_data(transport, req.uri(), req.version(), req.headers())
     {
         Ok(client) => client,
-        Err(refusal) => return Ok(refused(&state, refusal, &req, started)),
-    };
-    let client_name = || -> Arc<str> {
-        client
-            .and_then(|i| runtime.access.clients().get(i))
-            .map_or_else(|| crate::access::ANONYMOUS.into(), |c| c.name.clone())
+        Err(refusal) => return Ok(refused(&state, &runtime, refusal, &req, started)),
     };
     let account = match select_account(&runtime, &role, req.headers()) {
         Ok(a) => a,
         Err(e) => {
             // Not the first account's label: a bad header must not count as that account's traffic.
-            let label = crate::metrics::AccountMeter::for_client(
-                crate::metrics::AccountLabel(UNROUTED_LABEL.into()),
-                crate::metrics::AccountLabel(client_name()),
-            );
             let access = Access {
                 log: true,
-                account: label,
+                account: runtime.unrouted_meter(client).clone(),
                 method,
                 path: log_safe(req.uri().path()),
                 decision: "invalid",
@@ -203,6 +192,7 @@ pub async fn handle(
 /// and answered without reading the body or touching a token.
 fn refused(
     state: &AppState,
+    runtime: &Runtime,
     refusal: crate::access::Refusal,
     req: &Request<Incoming>,
     started: Instant,
@@ -215,9 +205,7 @@ fn refused(
     };
     let access = Access {
         log: true,
-        account: crate::metrics::AccountMeter::new(crate::metrics::AccountLabel(
-            UNROUTED_LABEL.into(),
-        )),
+        account: runtime.unrouted.clone(),
         method: req.method().clone(),
         path: log_safe(req.uri().path()),
         decision: "refused",
@@ -457,10 +445,10 @@ fn denied(
         missing,
     } = evaluation
     {
-        let client = access.account.client();
+        let client = access.account.identified_client();
         state.observed.record_decision(
             &account.name,
-            (&*client.0 != crate::access::ANONYMOUS).then_some(&*client.0),
+            client,
             if forwards {
                 Outcome::Reported
             } else {
@@ -607,8 +595,7 @@ async fn send_decided(
     };
     let cost = (runtime.credits).price(&account.name, method.as_str(), path, query, body_view);
     access.credits = cost.credits;
-    let client = access.account.client().0.clone();
-    let client = (&*client != crate::access::ANONYMOUS).then_some(&*client);
+    let client = access.account.identified_client();
     let mut charge = runtime.credits.admit(&account.name, client, cost).await?;
 
     // 4. Upstream slots (Zoho limits concurrent calls per org, and heavy calls per group; a
