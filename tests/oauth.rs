@@ -1042,31 +1042,13 @@ async fn headless_chromium_completes_the_consent_redirect() {
     let profile = tempfile::tempdir().expect("fresh browser profile");
     let before = live(us);
 
-    let mut cmd = tokio::process::Command::new(&browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--ignore-certificate-errors",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg("--dump-dom")
-    .arg(format!("http://{admin}/oauth/start?account=globex"))
-    .env_remove("http_proxy")
-    .env_remove("https_proxy")
-    .env_remove("HTTP_PROXY")
-    .env_remove("HTTPS_PROXY")
-    .stdin(std::process::Stdio::null())
-    .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("chromium finishes within 90 s")
-        .expect("chromium runs");
+    let output = chromium_dump_dom(
+        &browser,
+        profile.path(),
+        &["--disable-quic", "--ignore-certificate-errors"],
+        &format!("http://{admin}/oauth/start?account=globex"),
+    )
+    .await;
     let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
         dom.contains("<h1>Authorized</h1>") && dom.contains("globex"),

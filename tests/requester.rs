@@ -1049,30 +1049,13 @@ Promise.allSettled([
     let page = format!("http://{}/", listener.local_addr().expect("addr"));
     let server = tokio::spawn(serve_page(listener, html));
     let profile = tempfile::tempdir().expect("profile");
-    let mut cmd = tokio::process::Command::new(&browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg("--dump-dom")
-    .arg(&page)
-    .env_remove("http_proxy")
-    .env_remove("https_proxy")
-    .env_remove("HTTP_PROXY")
-    .env_remove("HTTPS_PROXY")
-    .stdin(std::process::Stdio::null())
-    .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("chromium finishes within 90 s")
-        .expect("chromium runs");
+    let output = chromium_dump_dom(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=5000"],
+        &page,
+    )
+    .await;
     let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
         dom.contains("fired 3"),

@@ -331,6 +331,41 @@ pub fn chromium() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Runs headless Chromium on `url` with a fresh `profile` and `extra` flags, never through an
+/// HTTP proxy, and returns its output: the DOM after load on stdout (`--dump-dom`). Bounded at
+/// 90 s.
+pub async fn chromium_dump_dom(
+    browser: &Path,
+    profile: &Path,
+    extra: &[&str],
+    url: &str,
+) -> std::process::Output {
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .args(extra)
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg("--dump-dom")
+    .arg(url)
+    .env_remove("http_proxy")
+    .env_remove("https_proxy")
+    .env_remove("HTTP_PROXY")
+    .env_remove("HTTPS_PROXY")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium finishes within 90 s")
+        .expect("chromium runs")
+}
+
 /// A plain HTTP client that ignores proxy environment variables.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
