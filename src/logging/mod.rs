@@ -1,5 +1,5 @@
-//! Logging: `tracing` to stderr through a non-blocking writer, text or JSON, with a reloadable
-//! filter (`log.level`, overridden by `RUST_LOG`).
+//! Logging: `tracing` to stderr through a batching writer ([`writer`]), text or JSON, with a
+//! reloadable filter (`log.level`, overridden by `RUST_LOG`).
 //!
 //! With `log.format: json` every line the process writes is JSON: the `listening` announcements
 //! on stdout ([`announcement`]) and errors printed before or after the subscriber runs
@@ -8,6 +8,8 @@
 //! Dependencies that could print protocol details at trace level (hyper, h2, rustls, reqwest,
 //! redis) are capped at `info` unless the filter names them explicitly, so a trace-level run
 //! cannot leak header values through them. Our own code never logs secrets at any level.
+
+pub mod writer;
 
 use crate::config::LogFormat;
 use crate::reload::SetLogLevel;
@@ -54,13 +56,8 @@ pub fn filter_directive(level: &str) -> String {
 }
 
 /// Installs the global subscriber; returns the level setter and the writer guard (keep it alive).
-pub fn init(
-    format: LogFormat,
-    level: &str,
-) -> (SetLogLevel, tracing_appender::non_blocking::WorkerGuard) {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stderr());
+pub fn init(format: LogFormat, level: &str) -> (SetLogLevel, writer::FlushGuard) {
+    let (writer, guard) = writer::start(std::io::stderr());
     let filter =
         EnvFilter::try_new(filter_directive(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
