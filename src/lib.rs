@@ -141,6 +141,7 @@ pub async fn run(
             account.ca_file.as_deref(),
             config.limits.connect_timeout,
             workers.count(),
+            account.upstream_protocol,
         )
         .map_err(StartError::Runtime)?;
         tokens.push(handle);

@@ -184,6 +184,8 @@ pub struct AccountConfig {
     pub scopes: Vec<String>,
     /// Extra trusted roots (PEM file).
     pub ca_file: Option<PathBuf>,
+    /// Which HTTP version the forwarded requests use (`upstream_protocol`).
+    pub upstream_protocol: UpstreamProtocol,
     /// The allowlist.
     pub policy: Arc<Policy>,
     /// Raw allow entries, for `check`.
@@ -278,6 +280,31 @@ pub struct Limits {
     /// Heavy calls (COQL, convert, send mail, big writes, bulk, search, composite) in flight to
     /// Zoho at most, on top of their ordinary slot (0 = unlimited; Zoho allows 10).
     pub heavy_concurrency: u32,
+}
+
+/// The HTTP version of forwarded requests (`zoho.upstream_protocol`, per account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 for a request that is alone in flight on its worker (no HTTP/2 framing, HPACK
+    /// or flow control to pay for), HTTP/2 multiplexing as soon as others are in flight, when
+    /// the API server offers it (ALPN).
+    #[default]
+    Auto,
+    /// HTTP/2 whenever the server offers it.
+    Http2,
+    /// HTTP/1.1 only.
+    Http1,
+}
+
+impl UpstreamProtocol {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Auto => "auto",
+            UpstreamProtocol::Http2 => "http2",
+            UpstreamProtocol::Http1 => "http1",
+        }
+    }
 }
 
 impl Default for Limits {
@@ -447,6 +474,7 @@ impl Config {
                     "redirect_uri": a.redirect_uri.as_ref().map(|u| u.as_str()),
                     "scopes": (a.client_type == ClientType::Server).then_some(&a.scopes),
                     "ca_file": a.ca_file.as_ref().map(|p| p.display().to_string()),
+                    "upstream_protocol": a.upstream_protocol.as_str(),
                     "token_store": match &a.token.store {
                         StoreConfig::Memory => "memory (a restart mints a new token)".to_string(),
                         StoreConfig::File(p) => p.display().to_string(),
@@ -1036,6 +1064,17 @@ impl Validator<'_> {
             None => None,
         };
         let ca_file = self.path(&format!("{key}.ca_file"), &raw.ca_file)?;
+        let upstream_protocol = match raw.upstream_protocol.as_deref().map(str::trim) {
+            None | Some("auto") => UpstreamProtocol::Auto,
+            Some("http2") => UpstreamProtocol::Http2,
+            Some("http1") => UpstreamProtocol::Http1,
+            Some(_) => {
+                return Err(self.err(
+                    &format!("{key}.upstream_protocol"),
+                    "must be auto, http2 or http1",
+                ))
+            }
+        };
         if let Some(path) = &ca_file {
             crate::tls::read_pem_certs(path).map_err(|m| self.err(&format!("{key}.ca_file"), m))?;
         }
@@ -1134,6 +1173,7 @@ impl Validator<'_> {
             redirect_uri,
             scopes,
             ca_file,
+            upstream_protocol,
             policy: Arc::new(policy),
             allow,
             token,
@@ -1312,6 +1352,7 @@ fn single_account(
         redirect_uri: None,
         scopes: None,
         ca_file: zoho.ca_file,
+        upstream_protocol: zoho.upstream_protocol,
         allow,
         modules,
         token: None,

@@ -93,6 +93,7 @@ pub struct RawZoho {
     pub refresh_token_file: Option<String>,
     pub grant_token: Option<String>,
     pub ca_file: Option<String>,
+    pub upstream_protocol: Option<String>,
 }
 
 /// One entry of `accounts:`.
@@ -114,6 +115,7 @@ pub struct RawAccount {
     pub redirect_uri: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub ca_file: Option<String>,
+    pub upstream_protocol: Option<String>,
     pub allow: Option<Vec<String>>,
     pub modules: Option<OrderedMap>,
     pub token: Option<RawToken>,

@@ -9,6 +9,7 @@
 //! redis) are capped at `info` unless the filter names them explicitly, so a trace-level run
 //! cannot leak header values through them. Our own code never logs secrets at any level.
 
+pub mod line;
 pub mod writer;
 
 use crate::config::LogFormat;
@@ -58,6 +59,7 @@ pub fn filter_directive(level: &str) -> String {
 /// Installs the global subscriber; returns the level setter and the writer guard (keep it alive).
 pub fn init(format: LogFormat, level: &str) -> (SetLogLevel, writer::FlushGuard) {
     let (writer, guard) = writer::start(std::io::stderr());
+    line::install(format, writer.clone());
     let filter =
         EnvFilter::try_new(filter_directive(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);

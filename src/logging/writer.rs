@@ -88,7 +88,7 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
 
 impl BatchWriter {
     /// Appends one formatted line (or any bytes) to the buffer.
-    fn append(&self, bytes: &[u8]) {
+    pub(crate) fn append(&self, bytes: &[u8]) {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if state.closed {

@@ -81,6 +81,28 @@ impl Access {
         metrics: &crate::metrics::Metrics,
     ) {
         metrics.request(&self.account, &self.method, self.decision, status);
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
+        use crate::logging::line::Value;
+        let total_ms = self.started.elapsed().as_millis() as u64;
+        let fields = [
+            ("account", Value::Display(&self.account.label().0)),
+            ("client", Value::Display(&self.account.client().0)),
+            ("method", Value::Display(self.method.as_str())),
+            ("path", Value::Display(&self.path)),
+            ("decision", Value::Str(self.decision)),
+            ("scope", Value::Display(&self.scope)),
+            ("status", Value::U64(u64::from(status.as_u16()))),
+            ("upstream_ms", self.upstream_ms.map_or(Value::None, Value::U64)),
+            ("credits", Value::U64(self.credits)),
+            ("total_ms", Value::U64(total_ms)),
+            ("bytes", Value::U64(bytes)),
+            ("complete", Value::Bool(complete)),
+        ];
+        if crate::logging::line::write("access", &fields) {
+            return;
+        }
         info!(
             target: "access",
             account = %self.account.label().0,
@@ -92,7 +114,7 @@ impl Access {
             status = status.as_u16(),
             upstream_ms = self.upstream_ms,
             credits = self.credits,
-            total_ms = self.started.elapsed().as_millis() as u64,
+            total_ms,
             bytes,
             complete,
         );
@@ -629,7 +651,7 @@ async fn send_decided(
         };
         let request = build_request(&method, &headers, &token, path, query, body, len)?;
         let sent = Instant::now();
-        let response = send(account, request, &watch, limits, &token).await?;
+        let (response, upstream) = send(account, request, &watch, limits, &token).await?;
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
         state
@@ -676,8 +698,7 @@ async fn send_decided(
                 Response::from_parts(parts, body),
                 access,
                 limits.body_idle_timeout,
-                permit,
-                in_flight,
+                (permit, in_flight, upstream),
             ));
         }
         return Ok(respond(
@@ -685,8 +706,7 @@ async fn send_decided(
             response.map(|b| b.map_err(Into::into).boxed()),
             access,
             limits.body_idle_timeout,
-            permit,
-            in_flight,
+            (permit, in_flight, upstream),
         ));
     }
 }
@@ -789,9 +809,10 @@ async fn send(
     watch: &BodyWatch,
     limits: &crate::config::Limits,
     token: &AccessToken,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<(Response<Incoming>, upstream::InFlightUpstream), ProxyError> {
     let host = token.api.authority.to_string();
-    let exchange = account.upstream.client().request(request);
+    let (client, counted) = account.upstream.client();
+    let exchange = client.request(request);
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
     // never completes the handshake or never reads the body is cut too (it would never poll the
@@ -813,7 +834,7 @@ async fn send(
         }
     };
     let result = tokio::select! {
-        r = exchange => r,
+        r = exchange => r.map(|response| (response, counted)),
         _ = deadline => {
             if let Some(fault) = watch.fault() {
                 return Err(fault_error(fault, limits.max_body));
@@ -862,8 +883,11 @@ fn respond(
     response: Response<ProxyBody>,
     access: &mut Access,
     idle: Duration,
-    permit: crate::credits::slots::SlotGuard,
-    in_flight: InFlight,
+    held: (
+        crate::credits::slots::SlotGuard,
+        InFlight,
+        upstream::InFlightUpstream,
+    ),
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::clean_response_headers(&mut parts.headers);
@@ -888,7 +912,9 @@ fn respond(
     let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
         access.log(status, bytes, complete, &metrics);
     });
-    let guard: Box<dyn Send + Sync> = Box::new((permit, in_flight));
+    // Held until the response body ends: the upstream slot, the in-flight gauge and the
+    // worker's upstream in-flight count.
+    let guard: Box<dyn Send + Sync> = Box::new(held);
     let body = ResponseBody::new(body, idle, on_finish, Some(guard));
     let body = if no_content {
         body.without_content()
