@@ -370,7 +370,12 @@ impl Harness {
                 zoho_with(ca, fake)
             }
         };
-        let config = zoho.config(allow, extra);
+        let mut config = zoho.config(allow, extra);
+        if upstream == Upstream::H2 {
+            // Keep every exchange on HTTP/2 (the default `auto` sends a lone request over
+            // HTTP/1.1), so these cases exercise the HTTP/2 upstream path.
+            config = config.replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");
+        }
         Harness::start_with(zoho, &config, &[]).await
     }
 

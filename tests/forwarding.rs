@@ -381,3 +381,100 @@ async fn bad_configs_exit_2_naming_the_key() {
         );
     }
 }
+
+/// `upstream_protocol: auto` (the default): a request alone in flight on its worker goes over
+/// HTTP/1.1, one that overlaps another goes over HTTP/2 (the fake offers both through ALPN);
+/// `http2` keeps lone requests on HTTP/2 too.
+#[tokio::test]
+async fn auto_upstream_protocol_sends_lone_requests_over_http1_and_overlapping_ones_over_http2() {
+    let zoho = Zoho::start().await;
+    // One worker: both client connections land on the same worker, so the second request
+    // really overlaps the first there.
+    let proxy =
+        RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "workers: 1\n")).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready: {}",
+        proxy.logs()
+    );
+    let version_of = |case: &str| {
+        let needle = format!("case={case}");
+        zoho.control()
+            .crm_requests()
+            .iter()
+            .find(|r| r.path_and_query.contains(&needle))
+            .map(|r| r.version.clone())
+    };
+    let c = client();
+    for i in 0..3 {
+        let resp = c
+            .get(proxy.url(&format!("/crm/v8/Leads?case=seq{i}")))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200, "sequential request {i}");
+        assert_eq!(
+            version_of(&format!("seq{i}")).as_deref(),
+            Some("HTTP/1.1"),
+            "a request alone in flight goes over HTTP/1.1"
+        );
+    }
+    // A held request, then a second one while the first is still at Zoho.
+    let slow = {
+        let url = proxy.url("/crm/v8/Leads?__fake=delay_ms=3000&case=held");
+        tokio::spawn(async move { client().get(url).send().await.map(|r| r.status()) })
+    };
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            version_of("held").is_some()
+        })
+        .await,
+        "the held request reached the fake"
+    );
+    let resp = c
+        .get(proxy.url("/crm/v8/Leads?case=overlap"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "the overlapping request");
+    assert_eq!(
+        version_of("overlap").as_deref(),
+        Some("HTTP/2.0"),
+        "a request that overlaps another goes over HTTP/2"
+    );
+    assert_eq!(
+        slow.await.expect("task").expect("held response"),
+        200,
+        "the held request completes"
+    );
+    assert_eq!(
+        version_of("held").as_deref(),
+        Some("HTTP/1.1"),
+        "it started alone"
+    );
+    drop(proxy);
+
+    let pinned = RunningProxy::spawn(
+        zoho.dir.path(),
+        &zoho
+            .config(ALLOW_LEADS, "")
+            .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n"),
+    )
+    .await;
+    assert!(
+        pinned.wait_ready(Duration::from_secs(10)).await,
+        "ready: {}",
+        pinned.logs()
+    );
+    let resp = c
+        .get(pinned.url("/crm/v8/Leads?case=pinned"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200, "pinned request");
+    assert_eq!(
+        version_of("pinned").as_deref(),
+        Some("HTTP/2.0"),
+        "upstream_protocol: http2 sends lone requests over HTTP/2"
+    );
+}

@@ -95,9 +95,7 @@ fn format_line(
                         let _ = write!(out, "{s:?}");
                     }
                     Value::Display(s) => out.push_str(s),
-                    Value::U64(n) => {
-                        let _ = write!(out, "{n}");
-                    }
+                    Value::U64(n) => number(out, *n),
                     Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
                     Value::None => {}
                 }
@@ -116,7 +114,7 @@ fn format_line(
                     }
                     Value::U64(n) => {
                         json_key(out, key);
-                        let _ = write!(out, "{n}");
+                        number(out, *n);
                     }
                     Value::Bool(b) => {
                         json_key(out, key);
@@ -141,22 +139,27 @@ fn json_key(out: &mut String, key: &str) {
 /// A JSON string literal (RFC 8259 escapes; control characters as `\u00XX`).
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    // Nearly every value (names, paths, scopes) needs no escape: copy it whole.
+    if !s.bytes().any(needs_escape) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
+        if !needs_escape(b) {
+            continue;
+        }
         out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(escape);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
         }
         start = i + 1;
     }
@@ -164,14 +167,42 @@ fn json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// `2026-12-01T11:03:35.123456Z`, the subscriber's timestamp shape.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+thread_local! {
+    /// The formatted `YYYY-MM-DDTHH:MM:SS.` of the last second a line was stamped in.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `2026-12-01T11:03:35.123456Z`, the subscriber's timestamp shape. The date and time of day
+/// are formatted once per second per thread.
 fn timestamp(out: &mut String, unix_micros: u64) {
-    let (y, mo, d, h, mi, s) = super::utc_fields(unix_micros / 1000);
-    let _ = write!(
-        out,
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:06}Z",
-        unix_micros % 1_000_000
-    );
+    let second = unix_micros / 1_000_000;
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second {
+            let (y, mo, d, h, mi, s) = super::utc_fields(second * 1000);
+            cache.1.clear();
+            let _ = write!(cache.1, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.");
+            cache.0 = second;
+        }
+        out.push_str(&cache.1);
+    });
+    let micros = (unix_micros % 1_000_000) as u32;
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    out.push('Z');
+}
+
+fn number(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 #[cfg(test)]
@@ -209,7 +240,13 @@ mod tests {
         let mut out = String::new();
         let mut fields = FIELDS.to_vec();
         fields.push(("odd", Value::Display("a\u{1}b\n\"c\\")));
-        format_line(&mut out, LogFormat::Json, 1_796_112_202_345_678, "access", &fields);
+        format_line(
+            &mut out,
+            LogFormat::Json,
+            1_796_112_202_345_678,
+            "access",
+            &fields,
+        );
         assert!(out.ends_with("}\n"), "one line: {out}");
         let v: serde_json::Value = serde_json::from_str(out.trim_end()).expect("JSON");
         assert_eq!(v["timestamp"], "2026-12-01T08:03:22.345678Z");

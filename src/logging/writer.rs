@@ -97,8 +97,7 @@ impl BatchWriter {
             let _ = std::io::stderr().lock().write_all(bytes);
             return;
         }
-        while state.buf.len() + bytes.len() > CAPACITY && !state.buf.is_empty() && !state.closed
-        {
+        while state.buf.len() + bytes.len() > CAPACITY && !state.buf.is_empty() && !state.closed {
             state.blocked += 1;
             shared.wake.notify_one();
             state = shared.room.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -304,7 +303,13 @@ mod tests {
         gate.1.notify_all();
         logger.join().expect("logger");
         drop(guard);
-        let total: usize = recorder.0.lock().expect("recorder").iter().map(Vec::len).sum();
+        let total: usize = recorder
+            .0
+            .lock()
+            .expect("recorder")
+            .iter()
+            .map(Vec::len)
+            .sum();
         assert_eq!(total, 3 * CAPACITY, "no line was dropped");
     }
 }

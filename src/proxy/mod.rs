@@ -94,7 +94,10 @@ impl Access {
             ("decision", Value::Str(self.decision)),
             ("scope", Value::Display(&self.scope)),
             ("status", Value::U64(u64::from(status.as_u16()))),
-            ("upstream_ms", self.upstream_ms.map_or(Value::None, Value::U64)),
+            (
+                "upstream_ms",
+                self.upstream_ms.map_or(Value::None, Value::U64),
+            ),
             ("credits", Value::U64(self.credits)),
             ("total_ms", Value::U64(total_ms)),
             ("bytes", Value::U64(bytes)),
