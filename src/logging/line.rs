@@ -53,7 +53,7 @@ pub fn write(target: &str, fields: &[(&str, Value<'_>)]) -> bool {
         };
         line.clear();
         format_line(&mut line, *format, now_micros(), target, fields);
-        writer.append(line.as_bytes());
+        writer.append(line.as_bytes(), false);
         if line.capacity() > 64 * 1024 {
             *line = String::new();
         }

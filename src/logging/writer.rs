@@ -2,9 +2,11 @@
 //!
 //! The thread that logs a line appends it to one shared in-memory buffer (a mutex held for a
 //! copy, no system call, no wake-up of another thread per line) and one writer thread writes the
-//! buffer to stderr in batches: it wakes when the buffer stops being empty, lets lines gather for
-//! at most [`LINGER`] (less once [`HIGH_WATER`] bytes are waiting), then writes them with one
-//! `write`. With one access line per request, a per-line channel send and writer wake-up cost
+//! buffer to stderr in batches: it wakes when the buffer stops being empty, lets access lines
+//! gather for at most [`LINGER`] (less once [`HIGH_WATER`] bytes are waiting), then writes them
+//! with one `write`. Every other line (token refreshes, warnings, errors: rare, and read by
+//! operators and tests as they happen) is urgent: it is written at once, with whatever access
+//! lines are waiting before it. With one access line per request, a per-line channel send and writer wake-up cost
 //! more CPU than the request itself at one connection; batched, a line costs its formatting and
 //! a copy. nginx's `access_log … buffer= flush=` makes the same trade.
 //!
@@ -28,6 +30,8 @@ pub const CAPACITY: usize = 4 * 1024 * 1024;
 struct State {
     buf: Vec<u8>,
     closed: bool,
+    /// An urgent line is waiting: write without lingering.
+    urgent: bool,
     /// Logging threads waiting for room.
     blocked: usize,
 }
@@ -87,8 +91,9 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
 }
 
 impl BatchWriter {
-    /// Appends one formatted line (or any bytes) to the buffer.
-    pub(crate) fn append(&self, bytes: &[u8]) {
+    /// Appends one formatted line (or any bytes) to the buffer; an `urgent` one is written
+    /// without lingering.
+    pub(crate) fn append(&self, bytes: &[u8], urgent: bool) {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if state.closed {
@@ -106,10 +111,11 @@ impl BatchWriter {
         let before = state.buf.len();
         state.buf.extend_from_slice(bytes);
         let after = state.buf.len();
+        state.urgent |= urgent;
         drop(state);
         // The writer sleeps until the buffer stops being empty, and lingers until the high-water
-        // mark: only those two transitions need a wake-up.
-        if before == 0 || (before < HIGH_WATER && after >= HIGH_WATER) {
+        // mark or an urgent line: only those transitions need a wake-up.
+        if urgent || before == 0 || (before < HIGH_WATER && after >= HIGH_WATER) {
             shared.wake.notify_one();
         }
     }
@@ -127,7 +133,7 @@ fn drain<W: Write>(shared: &Shared, mut out: W) {
             return;
         }
         let deadline = Instant::now() + LINGER;
-        while state.buf.len() < HIGH_WATER && !state.closed && state.blocked == 0 {
+        while state.buf.len() < HIGH_WATER && !state.closed && !state.urgent && state.blocked == 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -138,6 +144,7 @@ fn drain<W: Write>(shared: &Shared, mut out: W) {
             };
         }
         let batch = std::mem::replace(&mut state.buf, std::mem::take(&mut spare));
+        state.urgent = false;
         let blocked = state.blocked > 0;
         drop(state);
         if blocked {
@@ -166,17 +173,18 @@ impl Drop for FlushGuard {
 }
 
 /// The per-event writer `tracing_subscriber` asks for; each `write` appends at once (the
-/// subscriber writes a whole formatted line in one call).
+/// subscriber writes a whole formatted line in one call). Its lines are urgent: the hot-path
+/// access line does not come through here but through [`super::line`].
 pub struct LineWriter<'a>(&'a BatchWriter);
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.append(bytes);
+        self.0.append(bytes, true);
         Ok(bytes.len())
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.0.append(bytes);
+        self.0.append(bytes, true);
         Ok(())
     }
 
@@ -221,9 +229,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..2000 {
                         let line = format!("thread={t} line={i}\n");
-                        LineWriter(&writer)
-                            .write_all(line.as_bytes())
-                            .expect("append");
+                        writer.append(line.as_bytes(), false);
                     }
                 })
             })
@@ -284,7 +290,7 @@ mod tests {
             std::thread::spawn(move || {
                 // 3 × CAPACITY: cannot all fit while the sink is stuck.
                 for _ in 0..(3 * CAPACITY / 1024) {
-                    LineWriter(&writer).write_all(&line).expect("append");
+                    writer.append(&line, false);
                 }
             })
         };
