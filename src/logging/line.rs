@@ -22,6 +22,13 @@ pub(super) fn install(format: LogFormat, writer: BatchWriter) {
     let _ = SINK.set((format, writer));
 }
 
+/// Makes the calling thread (a data-plane worker, which flushes when it parks) defer its lines.
+pub fn defer_on_this_thread() {
+    if let Some((_, writer)) = SINK.get() {
+        super::writer::defer_on_this_thread(writer);
+    }
+}
+
 /// One field's value.
 #[derive(Clone, Copy, Debug)]
 pub enum Value<'a> {
@@ -53,7 +60,8 @@ pub fn write(target: &str, fields: &[(&str, Value<'_>)]) -> bool {
         };
         line.clear();
         format_line(&mut line, *format, now_micros(), target, fields);
-        writer.append(line.as_bytes(), false);
+        // Written when this worker parks (deferred); from any other thread, at once.
+        writer.append(line.as_bytes(), !super::writer::defers_on_this_thread());
         if line.capacity() > 64 * 1024 {
             *line = String::new();
         }

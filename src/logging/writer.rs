@@ -1,27 +1,29 @@
 //! The log sink: a batching writer in front of stderr.
 //!
 //! The thread that logs a line appends it to one shared in-memory buffer (a mutex held for a
-//! copy, no system call, no wake-up of another thread per line) and one writer thread writes the
-//! buffer to stderr in batches: it wakes when the buffer stops being empty, lets access lines
-//! gather for at most [`LINGER`] (less once [`HIGH_WATER`] bytes are waiting), then writes them
-//! with one `write`. Every other line (token refreshes, warnings, errors: rare, and read by
-//! operators and tests as they happen) is urgent: it is written at once, with whatever access
-//! lines are waiting before it. With one access line per request, a per-line channel send and writer wake-up cost
-//! more CPU than the request itself at one connection; batched, a line costs its formatting and
-//! a copy. nginx's `access_log … buffer= flush=` makes the same trade.
+//! copy). Who writes the buffer to stderr, and when:
+//! - a **deferred** line (the access line, logged by a data-plane worker) is written when that
+//!   worker has nothing left to run and is about to wait for the network ([`flush_parked`],
+//!   tokio's `on_thread_park`): one `write` for all the lines its last turn produced, by the
+//!   worker itself. So at one connection a request costs one `write` and no wake-up of another
+//!   thread; under load, when workers rarely park, [`HIGH_WATER`] bytes waiting wake the writer
+//!   thread instead. A per-line channel send and writer wake-up (`tracing_appender`) cost two
+//!   context switches and more CPU than the rest of the request;
+//! - every other line (token refreshes, warnings, errors: rare, and read by operators and tests
+//!   as they happen) is **urgent**: it wakes the writer thread at once, which writes it with
+//!   whatever deferred lines wait before it.
 //!
-//! Nothing is dropped: past [`CAPACITY`] bytes waiting (stderr not being read) the logging
-//! thread waits for the writer, as `tracing_appender`'s lossless mode did. Dropping the
-//! [`FlushGuard`] writes out what is buffered and stops the thread. Must not: format lines, or
-//! decide what is logged (that is the subscriber's job in [`super`]).
+//! Lines are written whole and in the order they were appended. Nothing is dropped: past
+//! [`CAPACITY`] bytes waiting (stderr not being read) the logging thread waits for the writer,
+//! as `tracing_appender`'s lossless mode did, and a parked worker's `write` blocks like nginx's
+//! access log. Dropping the [`FlushGuard`] writes out what is buffered and stops the thread.
+//! Must not: format lines, or decide what is logged (that is the subscriber's job in [`super`]).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
-/// Longest a line waits in the buffer before it is written.
-pub const LINGER: Duration = Duration::from_millis(50);
-/// Bytes waiting that make the writer write at once instead of lingering.
+/// Deferred bytes waiting that wake the writer thread (workers busy for long without parking).
 pub const HIGH_WATER: usize = 64 * 1024;
 /// Bytes waiting beyond which a logging thread waits for the writer (back-pressure).
 pub const CAPACITY: usize = 4 * 1024 * 1024;
@@ -30,19 +32,22 @@ pub const CAPACITY: usize = 4 * 1024 * 1024;
 struct State {
     buf: Vec<u8>,
     closed: bool,
-    /// An urgent line is waiting: write without lingering.
+    /// An urgent line (or the high-water mark) asks the writer thread to write.
     urgent: bool,
     /// Logging threads waiting for room.
     blocked: usize,
 }
 
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer thread (buffer no longer empty, past the high-water mark, or closed).
+    /// Wakes the writer thread (urgent line, past the high-water mark, or closed).
     wake: Condvar,
     /// Wakes logging threads waiting for room.
     room: Condvar,
+    /// Something is buffered (read without the lock by [`flush_parked`]).
+    pending: AtomicBool,
+    /// The sink; held while writing, so that batches are written in the order they were taken.
+    out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Shared {
@@ -67,11 +72,17 @@ pub struct FlushGuard {
 
 /// Starts the writer thread in front of `out` (stderr in production).
 pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared {
+        state: Mutex::default(),
+        wake: Condvar::new(),
+        room: Condvar::new(),
+        pending: AtomicBool::new(false),
+        out: Mutex::new(Box::new(out)),
+    });
     let for_thread = shared.clone();
     let thread = std::thread::Builder::new()
         .name("zap-log-writer".into())
-        .spawn(move || drain(&for_thread, out))
+        .spawn(move || drain(&for_thread))
         .ok();
     let writer = BatchWriter {
         shared: shared.clone(),
@@ -91,19 +102,20 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
 }
 
 impl BatchWriter {
-    /// Appends one formatted line (or any bytes) to the buffer; an `urgent` one is written
-    /// without lingering.
+    /// Appends one formatted line (or any bytes) to the buffer. An `urgent` one wakes the
+    /// writer thread; a deferred one waits for [`flush_parked`] (or the high-water mark).
     pub(crate) fn append(&self, bytes: &[u8], urgent: bool) {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if state.closed {
-            // After shutdown (or without a writer thread): straight to stderr.
+            // After shutdown (or without a writer thread): straight to the sink.
             drop(state);
-            let _ = std::io::stderr().lock().write_all(bytes);
+            write_batch(shared, bytes);
             return;
         }
         while state.buf.len() + bytes.len() > CAPACITY && !state.buf.is_empty() && !state.closed {
             state.blocked += 1;
+            state.urgent = true;
             shared.wake.notify_one();
             state = shared.room.wait(state).unwrap_or_else(|p| p.into_inner());
             state.blocked -= 1;
@@ -111,52 +123,91 @@ impl BatchWriter {
         let before = state.buf.len();
         state.buf.extend_from_slice(bytes);
         let after = state.buf.len();
-        state.urgent |= urgent;
+        let high = before < HIGH_WATER && after >= HIGH_WATER;
+        let wake = (urgent || high) && !state.urgent;
+        state.urgent |= urgent || high;
         drop(state);
-        // The writer sleeps until the buffer stops being empty, and lingers until the high-water
-        // mark or an urgent line: only those transitions need a wake-up.
-        if urgent || before == 0 || (before < HIGH_WATER && after >= HIGH_WATER) {
+        shared.pending.store(true, Ordering::Release);
+        if wake {
             shared.wake.notify_one();
         }
     }
-}
 
-/// The writer thread: waits for lines, lingers, writes a batch, repeats until closed and empty.
-fn drain<W: Write>(shared: &Shared, mut out: W) {
-    let mut spare = Vec::new();
-    loop {
-        let mut state = shared.lock();
-        while state.buf.is_empty() && !state.closed {
-            state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-        if state.buf.is_empty() && state.closed {
+    /// Writes out what is buffered, on the calling thread.
+    fn flush_now(&self) {
+        let shared = &*self.shared;
+        if !shared.pending.load(Ordering::Acquire) {
             return;
         }
-        let deadline = Instant::now() + LINGER;
-        while state.buf.len() < HIGH_WATER && !state.closed && !state.urgent && state.blocked == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = match shared.wake.wait_timeout(state, left) {
-                Ok((s, _)) => s,
-                Err(p) => p.into_inner().0,
-            };
-        }
-        let batch = std::mem::replace(&mut state.buf, std::mem::take(&mut spare));
-        state.urgent = false;
-        let blocked = state.blocked > 0;
-        drop(state);
-        if blocked {
-            shared.room.notify_all();
-        }
-        // Nothing sensible can be done about a failed write to stderr; keep the process serving.
+        take_and_write(shared);
+    }
+}
+
+/// Takes the buffered bytes and writes them, holding the sink across both, so that two
+/// flushers cannot write their batches out of order.
+fn take_and_write(shared: &Shared) {
+    let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
+    let mut state = shared.lock();
+    let batch = std::mem::take(&mut state.buf);
+    state.urgent = false;
+    shared.pending.store(false, Ordering::Release);
+    let blocked = state.blocked > 0;
+    drop(state);
+    if blocked {
+        shared.room.notify_all();
+    }
+    if !batch.is_empty() {
+        // Nothing sensible can be done about a failed write to stderr; keep serving.
         let _ = out.write_all(&batch);
         let _ = out.flush();
-        spare = batch;
-        spare.clear();
-        if spare.capacity() > CAPACITY {
-            spare = Vec::new();
+    }
+}
+
+fn write_batch(shared: &Shared, bytes: &[u8]) {
+    let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
+thread_local! {
+    /// The writer [`flush_parked`] flushes on this thread (set by [`defer_on_this_thread`]).
+    static PARKED: std::cell::RefCell<Option<BatchWriter>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes the calling thread (a data-plane worker) flush `writer` from [`flush_parked`].
+pub fn defer_on_this_thread(writer: &BatchWriter) {
+    PARKED.with(|p| *p.borrow_mut() = Some(writer.clone()));
+}
+
+/// Whether [`flush_parked`] will flush lines logged on this thread.
+pub fn defers_on_this_thread() -> bool {
+    PARKED.with(|p| p.borrow().is_some())
+}
+
+/// Called by a data-plane worker that is about to wait for events: writes the lines waiting.
+pub fn flush_parked() {
+    PARKED.with(|p| {
+        if let Some(writer) = p.borrow().as_ref() {
+            writer.flush_now();
+        }
+    });
+}
+
+/// The writer thread: waits until asked (urgent line, high-water mark, a logger held back, or
+/// closing), writes everything buffered, repeats until closed and empty.
+fn drain(shared: &Shared) {
+    loop {
+        let mut state = shared.lock();
+        while !state.urgent && !state.closed && state.blocked == 0 {
+            state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        let done = state.closed;
+        drop(state);
+        take_and_write(shared);
+        if done {
+            // Lines appended after `closed` go straight to the sink.
+            take_and_write(shared);
+            return;
         }
     }
 }
@@ -165,6 +216,9 @@ impl Drop for FlushGuard {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
+        if self.thread.is_none() {
+            take_and_write(&self.shared);
+        }
         self.shared.room.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -204,6 +258,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     /// A sink that records every `write` call, so the test sees batching as well as content.
     #[derive(Clone, Default)]
@@ -260,6 +315,53 @@ mod tests {
             "8000 lines are written in batches, not one write each: {} writes",
             writes.len()
         );
+    }
+
+    #[test]
+    fn deferred_lines_wait_for_the_park_flush_and_urgent_lines_take_them_along() {
+        let sink = Recorder::default();
+        let (writer, guard) = start(sink.clone());
+        std::thread::spawn({
+            let writer = writer.clone();
+            let sink = sink.clone();
+            move || {
+                defer_on_this_thread(&writer);
+                assert!(defers_on_this_thread(), "this thread defers");
+                writer.append(b"access 1\n", false);
+                writer.append(b"access 2\n", false);
+                // No wake-up of the writer thread for deferred lines: only a flush writes them.
+                assert!(
+                    writer.shared.lock().buf.len() == 18 && sink.0.lock().expect("sink").is_empty(),
+                    "deferred lines stay buffered until the worker parks"
+                );
+                flush_parked();
+                assert_eq!(
+                    sink.0.lock().expect("sink").concat(),
+                    b"access 1\naccess 2\n".to_vec(),
+                    "the park flush writes both lines, in one write, on this thread"
+                );
+                assert_eq!(sink.0.lock().expect("sink").len(), 1, "one write");
+            }
+        })
+        .join()
+        .expect("worker thread");
+        assert!(!defers_on_this_thread(), "other threads do not defer");
+        writer.append(b"access 3\n", false);
+        writer.append(b"urgent\n", true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.0.lock().expect("sink").concat().len() < 34 {
+            assert!(
+                Instant::now() < deadline,
+                "the urgent line was never written"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            sink.0.lock().expect("sink").concat(),
+            b"access 1\naccess 2\naccess 3\nurgent\n".to_vec(),
+            "the urgent line is written with the deferred one before it, in order"
+        );
+        drop(guard);
     }
 
     #[test]
