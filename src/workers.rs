@@ -46,11 +46,8 @@ impl Workers {
             stop: CancellationToken::new(),
         };
         for index in 0..count.max(1) {
-            // Access lines logged on a worker are written when it is about to wait for the
-            // network: one `write` per turn, no wake-up of the log writer thread per request.
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .on_thread_park(crate::logging::writer::flush_parked)
                 .build()?;
             workers.handles.push(runtime.handle().clone());
             let stop = workers.stop.clone();
@@ -58,8 +55,12 @@ impl Workers {
                 .name(format!("zap-worker-{index}"))
                 .spawn(move || {
                     CURRENT.with(|c| c.set(Some(index)));
-                    crate::logging::line::defer_on_this_thread();
-                    runtime.block_on(stop.cancelled());
+                    runtime.block_on(async {
+                        // Access lines logged here are written in batches by a task on this
+                        // runtime: no wake-up of the log writer thread per request.
+                        crate::logging::line::defer_on_this_thread();
+                        stop.cancelled().await;
+                    });
                 })?;
         }
         Ok(workers)

@@ -22,7 +22,8 @@ pub(super) fn install(format: LogFormat, writer: BatchWriter) {
     let _ = SINK.set((format, writer));
 }
 
-/// Makes the calling thread (a data-plane worker, which flushes when it parks) defer its lines.
+/// Makes the calling thread (a data-plane worker, inside its runtime) defer its lines to a
+/// flusher task on that runtime ([`super::writer::defer_on_this_thread`]).
 pub fn defer_on_this_thread() {
     if let Some((_, writer)) = SINK.get() {
         super::writer::defer_on_this_thread(writer);
@@ -60,7 +61,7 @@ pub fn write(target: &str, fields: &[(&str, Value<'_>)]) -> bool {
         };
         line.clear();
         format_line(&mut line, *format, now_micros(), target, fields);
-        // Written when this worker parks (deferred); from any other thread, at once.
+        // Deferred to this worker's flusher; from any other thread, written at once.
         writer.append(line.as_bytes(), !super::writer::defers_on_this_thread());
         if line.capacity() > 64 * 1024 {
             *line = String::new();

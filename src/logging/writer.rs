@@ -2,21 +2,22 @@
 //!
 //! The thread that logs a line appends it to one shared in-memory buffer (a mutex held for a
 //! copy). Who writes the buffer to stderr, and when:
-//! - a **deferred** line (the access line, logged by a data-plane worker) is written when that
-//!   worker has nothing left to run and is about to wait for the network ([`flush_parked`],
-//!   tokio's `on_thread_park`): one `write` for all the lines its last turn produced, by the
-//!   worker itself. So at one connection a request costs one `write` and no wake-up of another
-//!   thread; under load, when workers rarely park, [`HIGH_WATER`] bytes waiting wake the writer
-//!   thread instead. A per-line channel send and writer wake-up (`tracing_appender`) cost two
-//!   context switches and more CPU than the rest of the request;
+//! - a **deferred** line (the access line, logged by a data-plane worker) is written by a small
+//!   task on that worker's own runtime, [`FLUSH_DELAY`] after the first line landed in an empty
+//!   buffer, together with every line logged meanwhile (on any worker): one `write` per batch,
+//!   and the only wake-up is a local one on the worker's thread. [`HIGH_WATER`] bytes waiting
+//!   wake the writer thread instead. A per-line channel send and writer wake-up
+//!   (`tracing_appender`) cost two context switches per request at one connection, more CPU than
+//!   the rest of the request, and writing at every park of the worker still cost one `write` per
+//!   request;
 //! - every other line (token refreshes, warnings, errors: rare, and read by operators and tests
 //!   as they happen) is **urgent**: it wakes the writer thread at once, which writes it with
 //!   whatever deferred lines wait before it.
 //!
 //! Lines are written whole and in the order they were appended. Nothing is dropped: past
 //! [`CAPACITY`] bytes waiting (stderr not being read) the logging thread waits for the writer,
-//! as `tracing_appender`'s lossless mode did, and a parked worker's `write` blocks like nginx's
-//! access log. Dropping the [`FlushGuard`] writes out what is buffered and stops the thread.
+//! as `tracing_appender`'s lossless mode did, and a flusher's `write` blocks its worker like
+//! nginx's access log. Dropping the [`FlushGuard`] writes out what is buffered and stops the thread.
 //! Must not: format lines, or decide what is logged (that is the subscriber's job in [`super`]).
 
 use std::io::Write;
@@ -103,7 +104,7 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
 
 impl BatchWriter {
     /// Appends one formatted line (or any bytes) to the buffer. An `urgent` one wakes the
-    /// writer thread; a deferred one waits for [`flush_parked`] (or the high-water mark).
+    /// writer thread; a deferred one waits for this thread's flusher (or the high-water mark).
     pub(crate) fn append(&self, bytes: &[u8], urgent: bool) {
         let shared = &*self.shared;
         let mut state = shared.lock();
@@ -124,6 +125,8 @@ impl BatchWriter {
         state.buf.extend_from_slice(bytes);
         let after = state.buf.len();
         let high = before < HIGH_WATER && after >= HIGH_WATER;
+        // A deferred line on a thread without a flusher is written as an urgent one.
+        let urgent = urgent || (before == 0 && !wake_flusher());
         let wake = (urgent || high) && !state.urgent;
         state.urgent |= urgent || high;
         drop(state);
@@ -169,28 +172,46 @@ fn write_batch(shared: &Shared, bytes: &[u8]) {
     let _ = out.flush();
 }
 
+/// How long a deferred line may wait for the lines that follow it: the worker's flusher writes
+/// them together this long after the first one.
+pub const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+
 thread_local! {
-    /// The writer [`flush_parked`] flushes on this thread (set by [`defer_on_this_thread`]).
-    static PARKED: std::cell::RefCell<Option<BatchWriter>> = const { std::cell::RefCell::new(None) };
+    /// This thread's flusher (set by [`defer_on_this_thread`]).
+    static FLUSHER: std::cell::RefCell<Option<Arc<tokio::sync::Notify>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
-/// Makes the calling thread (a data-plane worker) flush `writer` from [`flush_parked`].
+/// Makes the calling thread (a data-plane worker, inside its runtime) defer its lines: a task on
+/// this runtime writes them [`FLUSH_DELAY`] after the first one lands in an empty buffer, so a
+/// burst of requests costs one `write` and the wake-up stays on this thread.
 pub fn defer_on_this_thread(writer: &BatchWriter) {
-    PARKED.with(|p| *p.borrow_mut() = Some(writer.clone()));
-}
-
-/// Whether [`flush_parked`] will flush lines logged on this thread.
-pub fn defers_on_this_thread() -> bool {
-    PARKED.with(|p| p.borrow().is_some())
-}
-
-/// Called by a data-plane worker that is about to wait for events: writes the lines waiting.
-pub fn flush_parked() {
-    PARKED.with(|p| {
-        if let Some(writer) = p.borrow().as_ref() {
+    let notify = Arc::new(tokio::sync::Notify::new());
+    FLUSHER.with(|f| *f.borrow_mut() = Some(notify.clone()));
+    let writer = writer.clone();
+    tokio::spawn(async move {
+        loop {
+            notify.notified().await;
+            tokio::time::sleep(FLUSH_DELAY).await;
             writer.flush_now();
         }
     });
+}
+
+/// Whether lines logged on this thread are deferred to its flusher.
+pub fn defers_on_this_thread() -> bool {
+    FLUSHER.with(|f| f.borrow().is_some())
+}
+
+/// Wakes this thread's flusher (a local wake: no system call).
+fn wake_flusher() -> bool {
+    FLUSHER.with(|f| match f.borrow().as_ref() {
+        Some(n) => {
+            n.notify_one();
+            true
+        }
+        None => false,
+    })
 }
 
 /// The writer thread: waits until asked (urgent line, high-water mark, a logger held back, or
@@ -318,34 +339,45 @@ mod tests {
     }
 
     #[test]
-    fn deferred_lines_wait_for_the_park_flush_and_urgent_lines_take_them_along() {
+    fn deferred_lines_are_batched_by_the_workers_flusher_and_urgent_lines_take_them_along() {
         let sink = Recorder::default();
         let (writer, guard) = start(sink.clone());
         std::thread::spawn({
             let writer = writer.clone();
             let sink = sink.clone();
             move || {
-                defer_on_this_thread(&writer);
-                assert!(defers_on_this_thread(), "this thread defers");
-                writer.append(b"access 1\n", false);
-                writer.append(b"access 2\n", false);
-                // No wake-up of the writer thread for deferred lines: only a flush writes them.
-                assert!(
-                    writer.shared.lock().buf.len() == 18 && sink.0.lock().expect("sink").is_empty(),
-                    "deferred lines stay buffered until the worker parks"
-                );
-                flush_parked();
-                assert_eq!(
-                    sink.0.lock().expect("sink").concat(),
-                    b"access 1\naccess 2\n".to_vec(),
-                    "the park flush writes both lines, in one write, on this thread"
-                );
-                assert_eq!(sink.0.lock().expect("sink").len(), 1, "one write");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    defer_on_this_thread(&writer);
+                    assert!(defers_on_this_thread(), "this thread defers");
+                    writer.append(b"access 1\n", false);
+                    writer.append(b"access 2\n", false);
+                    // No other thread is woken and nothing is written while this task runs.
+                    assert!(
+                        writer.shared.lock().buf.len() == 18
+                            && sink.0.lock().expect("sink").is_empty(),
+                        "deferred lines stay buffered until the flusher runs"
+                    );
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                    while sink.0.lock().expect("sink").is_empty() {
+                        assert!(tokio::time::Instant::now() < deadline, "never flushed");
+                        tokio::task::yield_now().await;
+                    }
+                    assert_eq!(
+                        sink.0.lock().expect("sink").clone(),
+                        vec![b"access 1\naccess 2\n".to_vec()],
+                        "the flusher writes both lines in one write"
+                    );
+                });
             }
         })
         .join()
         .expect("worker thread");
         assert!(!defers_on_this_thread(), "other threads do not defer");
+        // Off a worker, a deferred line is written like an urgent one.
         writer.append(b"access 3\n", false);
         writer.append(b"urgent\n", true);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -359,7 +391,7 @@ mod tests {
         assert_eq!(
             sink.0.lock().expect("sink").concat(),
             b"access 1\naccess 2\naccess 3\nurgent\n".to_vec(),
-            "the urgent line is written with the deferred one before it, in order"
+            "lines are written in order"
         );
         drop(guard);
     }
