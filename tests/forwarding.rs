@@ -407,12 +407,12 @@ async fn auto_upstream_protocol_sends_lone_requests_over_http1_and_overlapping_o
     };
     let c = client();
     for i in 0..3 {
-        let resp = c
-            .get(proxy.url(&format!("/crm/v8/Leads?case=seq{i}")))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(resp.status(), 200, "sequential request {i}");
+        get_ok(
+            &c,
+            proxy.url(&format!("/crm/v8/Leads?case=seq{i}")),
+            "sequential",
+        )
+        .await;
         assert_eq!(
             version_of(&format!("seq{i}")).as_deref(),
             Some("HTTP/1.1"),
@@ -431,12 +431,7 @@ async fn auto_upstream_protocol_sends_lone_requests_over_http1_and_overlapping_o
         .await,
         "the held request reached the fake"
     );
-    let resp = c
-        .get(proxy.url("/crm/v8/Leads?case=overlap"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200, "the overlapping request");
+    get_ok(&c, proxy.url("/crm/v8/Leads?case=overlap"), "overlapping").await;
     assert_eq!(
         version_of("overlap").as_deref(),
         Some("HTTP/2.0"),
@@ -466,15 +461,16 @@ async fn auto_upstream_protocol_sends_lone_requests_over_http1_and_overlapping_o
         "ready: {}",
         pinned.logs()
     );
-    let resp = c
-        .get(pinned.url("/crm/v8/Leads?case=pinned"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(resp.status(), 200, "pinned request");
+    get_ok(&c, pinned.url("/crm/v8/Leads?case=pinned"), "pinned").await;
     assert_eq!(
         version_of("pinned").as_deref(),
         Some("HTTP/2.0"),
         "upstream_protocol: http2 sends lone requests over HTTP/2"
     );
+}
+
+/// Sends a GET and checks it succeeds.
+async fn get_ok(c: &reqwest::Client, url: String, what: &str) {
+    let status = c.get(url).send().await.expect("send").status();
+    assert_eq!(status, 200, "{what} request");
 }
