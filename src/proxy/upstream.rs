@@ -113,8 +113,12 @@ fn client(tls: rustls::ClientConfig, connect_timeout: Duration, http2: bool) -> 
     } else {
         builder.wrap_connector(http)
     };
+    // An idle HTTP/1.1 connection has no GOAWAY to say the server is closing it: retire it well
+    // before the usual server keep-alive timeouts (60–75 s), so a reused one is rarely a
+    // connection the server is just closing.
+    let idle = if http2 { 90 } else { 30 };
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(Duration::from_secs(idle))
         .pool_max_idle_per_host(1024)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
