@@ -24,7 +24,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Deferred bytes waiting that wake the writer thread (workers busy for long without parking).
+/// Deferred bytes waiting that wake the writer thread without waiting for a flusher.
 pub const HIGH_WATER: usize = 64 * 1024;
 /// Bytes waiting beyond which a logging thread waits for the writer (back-pressure).
 pub const CAPACITY: usize = 4 * 1024 * 1024;
@@ -45,7 +45,7 @@ struct Shared {
     wake: Condvar,
     /// Wakes logging threads waiting for room.
     room: Condvar,
-    /// Something is buffered (read without the lock by [`flush_parked`]).
+    /// Something is buffered (read without the lock by a flusher).
     pending: AtomicBool,
     /// The sink; held while writing, so that batches are written in the order they were taken.
     out: Mutex<Box<dyn Write + Send>>,
@@ -189,6 +189,8 @@ pub fn defer_on_this_thread(writer: &BatchWriter) {
     let notify = Arc::new(tokio::sync::Notify::new());
     FLUSHER.with(|f| *f.borrow_mut() = Some(notify.clone()));
     let writer = writer.clone();
+    // Lives as long as the worker's runtime (dropped with it); it owns nothing that needs a
+    // graceful stop: the `FlushGuard` writes out whatever it had not written yet.
     tokio::spawn(async move {
         loop {
             notify.notified().await;
