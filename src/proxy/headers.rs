@@ -127,20 +127,18 @@ pub fn clean_response_headers(headers: &mut HeaderMap) {
         HeaderValue::from_static("sandbox"),
     );
     // Most responses carry none of them or only `Connection` (HTTP/2 forbids the hop-by-hop
-    // ones): find the names present in one pass over the map's names, then remove just those by
-    // their parsed name, instead of parsing and hashing every listed name for each response.
-    if !headers
-        .keys()
-        .any(|name| dropped_response_header(name.as_str()))
-    {
-        return;
-    }
-    let listed = connection_listed(headers);
+    // ones): find the names present in one pass over the map's names (no allocation when there
+    // are none), then remove just those by their parsed name, instead of parsing and hashing
+    // every listed name for each response.
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| dropped_response_header(n.as_str()))
         .cloned()
         .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let listed = connection_listed(headers);
     for name in &doomed {
         headers.remove(name);
     }
