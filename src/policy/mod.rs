@@ -464,15 +464,7 @@ impl Policy {
         modules: &[(String, String)],
         mode: PolicyMode,
     ) -> Result<Policy, PolicyError> {
-        if allow.is_empty() {
-            return Err(PolicyError::EmptyAllowlist);
-        }
-        let mut entries = Vec::with_capacity(allow.len());
-        for (index, text) in allow.iter().enumerate() {
-            let scope =
-                Scope::parse(text).map_err(|source| PolicyError::Scope { index, source })?;
-            entries.push(AllowEntry { index, scope });
-        }
+        let entries = allow_entries(allow, |_| Ok(()))?;
         let mut overrides: Vec<(String, &'static str)> = Vec::with_capacity(modules.len());
         for (index, (key, value)) in modules.iter().enumerate() {
             if !modules::is_api_name(key) {
@@ -510,21 +502,13 @@ impl Policy {
     /// The same policy (module map, mode) with a narrower allowlist: every entry of `allow` must
     /// be covered by an entry of this policy's list.
     pub fn narrowed(&self, allow: &[String]) -> Result<Policy, PolicyError> {
-        if allow.is_empty() {
-            return Err(PolicyError::EmptyAllowlist);
-        }
-        let mut entries = Vec::with_capacity(allow.len());
-        for (index, text) in allow.iter().enumerate() {
-            let scope =
-                Scope::parse(text).map_err(|source| PolicyError::Scope { index, source })?;
-            if self.covering_entry(&scope).is_none() {
-                return Err(PolicyError::NotCovered {
-                    index,
-                    scope: scope.to_string(),
-                });
-            }
-            entries.push(AllowEntry { index, scope });
-        }
+        let entries = allow_entries(allow, |entry| match self.covering_entry(&entry.scope) {
+            Some(_) => Ok(()),
+            None => Err(PolicyError::NotCovered {
+                index: entry.index,
+                scope: entry.scope.to_string(),
+            }),
+        })?;
         Ok(Policy {
             allow: entries,
             modules: self.modules.clone(),
@@ -664,6 +648,28 @@ impl Policy {
             }
         }
     }
+}
+
+/// Parses an allow list (non-empty), keeping each entry's index for error messages; `check`
+/// vets each entry as it is parsed, so the first bad entry in list order is the one reported.
+fn allow_entries(
+    allow: &[String],
+    check: impl Fn(&AllowEntry) -> Result<(), PolicyError>,
+) -> Result<Vec<AllowEntry>, PolicyError> {
+    if allow.is_empty() {
+        return Err(PolicyError::EmptyAllowlist);
+    }
+    allow
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let scope =
+                Scope::parse(text).map_err(|source| PolicyError::Scope { index, source })?;
+            let entry = AllowEntry { index, scope };
+            check(&entry)?;
+            Ok(entry)
+        })
+        .collect()
 }
 
 // The policy is shared across request tasks behind an `Arc`/`ArcSwap`.
