@@ -64,6 +64,11 @@ pub fn page(title: &str, body: &str) -> String {
 /// The headers of every console page and asset: not cached, not framed, no `Referer`, no
 /// content sniffing, the strict CSP.
 pub fn security_headers(headers: &mut http::HeaderMap) {
+    page_headers(headers, CSP);
+}
+
+/// [`security_headers`] with another Content-Security-Policy (the OAuth pages').
+pub fn page_headers(headers: &mut http::HeaderMap, csp: &'static str) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::REFERRER_POLICY,
@@ -76,7 +81,7 @@ pub fn security_headers(headers: &mut http::HeaderMap) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
+        HeaderValue::from_static(csp),
     );
 }
 

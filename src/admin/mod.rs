@@ -83,22 +83,9 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Proxy
 /// Headers of every OAuth response: not cached, not framed, and no `Referer` carrying the
 /// callback's code to anything the page might load.
 fn oauth_headers(r: &mut Response<ProxyBody>) {
-    let h = r.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
+    html::page_headers(
+        r.headers_mut(),
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
     );
 }
 
