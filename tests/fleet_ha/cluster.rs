@@ -357,17 +357,13 @@ async fn rediss_cluster_shares_one_token_over_tls_trusting_ssl_cert_file() {
     let url = cluster
         .url()
         .replace("redis+cluster://", "rediss+cluster://");
-    let config = fleet_config(&zoho, &format!("  store: {url}\n"));
-    let ca = tls.ca_file();
-    let env = [("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"))];
-    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
-    wait_all_ready(&fleet, Duration::from_secs(30)).await;
-    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
-    assert_eq!(
-        zoho.control().token_requests(),
-        1,
-        "two replicas on a TLS cluster share one token"
-    );
+    let fleet = tls_pair_sharing_one_token(
+        &zoho,
+        &url,
+        &tls,
+        "two replicas on a TLS cluster share one token",
+    )
+    .await;
     let (owner, _) = cluster.owner(cluster.slot().await).await;
     assert_eq!(
         mint_log_len(&cluster.nodes[owner]).await,

@@ -65,6 +65,24 @@ async fn start_fleet(config: &Path, n: usize) -> Vec<RunningProxy> {
     join_all((0..n).map(|_| RunningProxy::spawn_file(config, &[]))).await
 }
 
+/// Two replicas on the TLS store at `url` (trusting `tls`'s CA through `SSL_CERT_FILE`), ready
+/// and sharing one token, which they got with exactly one token request (`what` says where).
+async fn tls_pair_sharing_one_token(
+    zoho: &Zoho,
+    url: &str,
+    tls: &Tls,
+    what: &str,
+) -> Vec<RunningProxy> {
+    let config = fleet_config(zoho, &format!("  store: {url}\n"));
+    let ca = tls.ca_file();
+    let env = [("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"))];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(zoho.control().token_requests(), 1, "{what}");
+    fleet
+}
+
 /// Waits until every replica injects one and the same live token; returns it.
 async fn wait_for_one_shared_token(
     zoho: &Zoho,

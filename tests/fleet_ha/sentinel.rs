@@ -293,17 +293,13 @@ async fn rediss_sentinel_reaches_tls_data_nodes_through_plain_text_sentinels() {
     let url = redis
         .url(MASTER)
         .replace("redis+sentinel://", "rediss+sentinel://");
-    let config = fleet_config(&zoho, &format!("  store: {url}\n"));
-    let ca = tls.ca_file();
-    let env = [("SSL_CERT_FILE", ca.to_str().expect("utf-8 path"))];
-    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
-    wait_all_ready(&fleet, Duration::from_secs(30)).await;
-    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
-    assert_eq!(
-        zoho.control().token_requests(),
-        1,
-        "two replicas share one token through TLS data nodes"
-    );
+    let fleet = tls_pair_sharing_one_token(
+        &zoho,
+        &url,
+        &tls,
+        "two replicas share one token through TLS data nodes",
+    )
+    .await;
     assert_eq!(
         mint_log_len(&redis.primary).await,
         1,
