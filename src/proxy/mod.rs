@@ -813,9 +813,7 @@ async fn send(
     limits: &crate::config::Limits,
     token: &AccessToken,
 ) -> Result<(Response<Incoming>, upstream::InFlightUpstream), ProxyError> {
-    let host = token.api.authority.to_string();
-    let (client, counted) = account.upstream.client();
-    let exchange = client.request(request);
+    let exchange = account.upstream.send(request);
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
     // never completes the handshake or never reads the body is cut too (it would never poll the
@@ -837,42 +835,29 @@ async fn send(
         }
     };
     let result = tokio::select! {
-        r = exchange => r.map(|response| (response, counted)),
+        r = exchange => r,
         _ = deadline => {
             if let Some(fault) = watch.fault() {
                 return Err(fault_error(fault, limits.max_body));
             }
-            return Err(ProxyError::UpstreamTimeout { host, secs: limits.request_timeout.as_secs() });
+            return Err(ProxyError::UpstreamTimeout {
+                host: token.api.authority.to_string(),
+                secs: limits.request_timeout.as_secs(),
+            });
         }
     };
     result.map_err(|e| {
         if let Some(fault) = watch.fault() {
             return fault_error(fault, limits.max_body);
         }
+        let host = token.api.authority.to_string();
         let reason = crate::token::client::error_chain(&e);
         warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
         ProxyError::UpstreamUnreachable {
             host,
-            reason: upstream_reason(&e),
+            reason: e.reason().into(),
         }
     })
-}
-
-/// A short, secret-free description of an upstream failure.
-fn upstream_reason(e: &hyper_util::client::legacy::Error) -> String {
-    let chain = crate::token::client::error_chain(e);
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        "TLS handshake failed (certificate not trusted, expired or for another name); the token was not sent".into()
-    } else if lower.contains("refused") {
-        "connection refused".into()
-    } else if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup") {
-        "DNS lookup failed".into()
-    } else if e.is_connect() {
-        "connect failed".into()
-    } else {
-        "the connection failed before a response arrived".into()
-    }
 }
 
 /// Zoho's error `code` from a small JSON body.
