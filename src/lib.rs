@@ -27,6 +27,7 @@ pub mod reload;
 pub mod sandbox;
 pub mod server;
 pub mod state;
+pub mod timer;
 pub mod tls;
 pub mod token;
 pub mod workers;

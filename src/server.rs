@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::workers::Workers;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -137,7 +137,8 @@ pub struct ConnSettings {
 fn http1(settings: ConnSettings) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        // One tokio timer per connection, not one per request: see crate::timer.
+        .timer(crate::timer::ConnTimer::new())
         .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
         .half_close(false)

@@ -120,21 +120,39 @@ impl<'r> IntoIterator for &'r Required {
     }
 }
 
-impl fmt::Display for Required {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Required {
+    /// The set's text as [`Display`](fmt::Display) writes it, built without the formatting
+    /// machinery (the access log needs it for every request).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(48);
+        self.each_piece(|p| {
+            out.push_str(p);
+            Ok(())
+        })
+        .ok();
+        out
+    }
+
+    fn each_piece(&self, mut put: impl FnMut(&str) -> fmt::Result) -> fmt::Result {
         if let Some(reason) = self.unclassified {
-            return f.write_str(match reason {
+            return put(match reason {
                 Unclassified::UnknownOperation => "(unknown operation)",
                 Unclassified::NotCrm => "(not a CRM API path)",
             });
         }
         for (n, scope) in self.iter().enumerate() {
             if n > 0 {
-                f.write_str(", ")?;
+                put(", ")?;
             }
-            write!(f, "{scope}")?;
+            scope.pieces().try_for_each(&mut put)?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Required {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.each_piece(|p| f.write_str(p))
     }
 }
 
@@ -169,6 +187,28 @@ mod tests {
              ZohoCRM.modules.calls.READ, ZohoCRM.modules.tasks.READ",
             "display keeps insertion order across the inline/heap boundary"
         );
+        assert_eq!(
+            req.render(),
+            req.to_string(),
+            "render writes what Display writes"
+        );
+    }
+
+    #[test]
+    fn render_matches_display_for_sub_scopes_and_single_scopes() {
+        for names in [
+            &["ZohoCRM.settings.fields.READ"][..],
+            &["ZohoCRM.settings.fields.READ", "ZohoCRM.org.ALL"][..],
+            &["ZohoCRM.modules.ALL", "ZohoCRM.users.READ"][..],
+        ] {
+            let mut req = Required::new();
+            for n in names {
+                req.push(Scope::parse(n).expect("test scope parses"));
+            }
+            assert_eq!(req.render(), names.join(", "));
+            assert_eq!(req.render(), req.to_string());
+        }
+        assert_eq!(Required::new().render(), "");
     }
 
     #[test]
@@ -180,5 +220,6 @@ mod tests {
             "(not a CRM API path)",
             "display names the reason"
         );
+        assert_eq!(req.render(), "(not a CRM API path)");
     }
 }

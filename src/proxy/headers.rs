@@ -121,15 +121,17 @@ fn dropped_response_header(name: &str) -> bool {
 /// adds [`harden`]'s headers plus `Content-Security-Policy: sandbox` (an HTML attachment opened
 /// by navigation renders in an opaque origin).
 pub fn clean_response_headers(headers: &mut HeaderMap) {
+    // Room for the three added below at once (one grow at most).
+    headers.reserve(3);
     harden(headers);
     headers.insert(
         http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox"),
     );
-    // Most responses carry none of them or only `Connection` (HTTP/2 forbids the hop-by-hop
-    // ones): find the names present in one pass over the map's names (no allocation when there
-    // are none), then remove just those by their parsed name, instead of parsing and hashing
-    // every listed name for each response.
+    // Most responses carry none of them or only `Connection: keep-alive` (HTTP/2 forbids the
+    // hop-by-hop ones): find the names present in one pass over the map's names (no allocation
+    // when there are none), then remove just those by their parsed name, instead of parsing and
+    // hashing every listed name for each response.
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| dropped_response_header(n.as_str()))
@@ -138,16 +140,30 @@ pub fn clean_response_headers(headers: &mut HeaderMap) {
     if doomed.is_empty() {
         return;
     }
-    let listed = connection_listed(headers);
+    // Names the `Connection` header lists beyond the ones dropped anyway (`keep-alive`, `close`
+    // and the like name nothing else, so the usual value allocates nothing).
+    let listed: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| {
+            let t = t.trim();
+            let lower = match t.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => std::borrow::Cow::Owned(t.to_ascii_lowercase()),
+                false => std::borrow::Cow::Borrowed(t),
+            };
+            // Never strip framing-relevant Content-Length through a Connection trick.
+            let other = !matches!(&*lower, "" | "close" | "content-length")
+                && !dropped_response_header(&lower);
+            other.then(|| lower.into_owned())
+        })
+        .collect();
     for name in &doomed {
         headers.remove(name);
     }
     for name in &listed {
-        // Never strip framing-relevant Content-Length through a Connection trick; the usual
-        // `Connection: keep-alive` names one already removed.
-        if name != "content-length" && !dropped_response_header(name) {
-            headers.remove(name.as_str());
-        }
+        headers.remove(name.as_str());
     }
 }
 
@@ -240,8 +256,9 @@ mod tests {
     #[test]
     fn response_hop_by_hop_and_cookies_are_removed() {
         let mut h = map(&[
-            ("connection", "close, X-Foo"),
+            ("connection", "close, X-Foo, Content-Length,, Keep-Alive"),
             ("x-foo", "1"),
+            ("content-length", "2"),
             ("keep-alive", "timeout=5"),
             ("set-cookie", "zsession=1"),
             ("content-type", "application/json"),
@@ -258,5 +275,7 @@ mod tests {
             "cookies are not shared with local clients"
         );
         assert_eq!(h["x-api-credits-remaining"], "10", "Zoho headers pass");
+        assert_eq!(h["content-length"], "2", "framing is never removed by name");
+        assert_eq!(h["content-security-policy"], "sandbox");
     }
 }

@@ -356,11 +356,7 @@ async fn forward(
             state
                 .observed
                 .record_scopes(&account.name, required, Outcome::Allowed);
-            (
-                target.path,
-                target.query,
-                access.text(|| required.to_string()),
-            )
+            (target.path, target.query, access.text(|| required.render()))
         }
         Evaluation::Denied {
             ref target,
@@ -368,13 +364,9 @@ async fn forward(
             ..
         } => {
             access.path = access.text(|| target.path.to_string());
-            access.scope = access.text(|| required.to_string());
+            access.scope = access.text(|| required.render());
             denied(state, account, policy, &parts.method, &evaluation, access)?;
-            (
-                target.path,
-                target.query,
-                access.text(|| required.to_string()),
-            )
+            (target.path, target.query, access.text(|| required.render()))
         }
         Evaluation::NeedsBody { target, pending } => {
             access.path = access.text(|| target.path.to_string());
@@ -403,12 +395,12 @@ async fn forward(
                     state
                         .observed
                         .record_scopes(&account.name, required, Outcome::Allowed);
-                    access.text(|| required.to_string())
+                    access.text(|| required.render())
                 }
                 Evaluation::Denied { required, .. } => {
-                    access.scope = access.text(|| required.to_string());
+                    access.scope = access.text(|| required.render());
                     denied(state, account, policy, &parts.method, &second, access)?;
-                    access.text(|| required.to_string())
+                    access.text(|| required.render())
                 }
                 Evaluation::NeedsBody { .. } => {
                     access.decision = "invalid";
