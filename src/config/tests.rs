@@ -100,9 +100,10 @@ fn bad_configs_name_the_key_and_line() {
 }
 
 #[test]
-fn workers_are_auto_by_default_or_as_written() {
+fn workers_are_one_by_default_or_as_written() {
     let auto = crate::workers::auto_count().min(MAX_WORKERS);
-    assert_eq!(parse(GOOD).expect("valid").workers, auto);
+    assert_eq!(parse(GOOD).expect("valid").workers, 1);
+    assert_eq!(DEFAULT_WORKERS, 1);
     assert_eq!(
         parse(&format!("workers: auto\n{GOOD}"))
             .expect("valid")
