@@ -156,15 +156,9 @@ async fn handshake_h1<I>(io: I) -> Result<Connected, Arc<ConnectError>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::Builder::new()
-        .handshake(io)
-        .await
-        .map_err(|e| failed(Stage::Http, format!("HTTP/1.1 handshake failed: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            debug!("upstream HTTP/1.1 connection ended: {e}");
-        }
-    });
+    let handshake = http1::Builder::new().handshake(io).await;
+    let (sender, conn) = drive(handshake, "HTTP/1.1")?;
+    tokio::spawn(conn);
     Ok(Connected::Http1(sender))
 }
 
@@ -172,17 +166,30 @@ async fn handshake_h2<I>(io: I) -> Result<Connected, Arc<ConnectError>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+    let handshake = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_while_idle(false)
         .handshake(io)
-        .await
-        .map_err(|e| failed(Stage::Http, format!("HTTP/2 handshake failed: {e}")))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            debug!("upstream HTTP/2 connection ended: {e}");
-        }
-    });
+        .await;
+    let (sender, conn) = drive(handshake, "HTTP/2")?;
+    tokio::spawn(conn);
     Ok(Connected::Http2(sender))
+}
+
+/// A handshake's sender and its connection, wrapped to log (at debug) why the connection ended.
+fn drive<S, C>(
+    handshake: hyper::Result<(S, C)>,
+    protocol: &'static str,
+) -> Result<(S, impl std::future::Future<Output = ()>), Arc<ConnectError>>
+where
+    C: std::future::Future<Output = hyper::Result<()>>,
+{
+    let (sender, conn) =
+        handshake.map_err(|e| failed(Stage::Http, format!("{protocol} handshake failed: {e}")))?;
+    Ok((sender, async move {
+        if let Err(e) = conn.await {
+            debug!("upstream {protocol} connection ended: {e}");
+        }
+    }))
 }
