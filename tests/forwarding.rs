@@ -469,6 +469,61 @@ async fn auto_upstream_protocol_sends_lone_requests_over_http1_and_overlapping_o
     );
 }
 
+#[tokio::test]
+async fn an_api_server_without_http2_is_used_over_http1_even_when_http2_is_wanted() {
+    // The API server answers ALPN with http/1.1 only; the proxy pins http2 and still works, both
+    // for lone requests and for overlapping ones (which wait for the HTTP/2 dial, learn that the
+    // server declined and go over HTTP/1.1).
+    let ca = TestCa::new();
+    let tls = ca.server_config(&["127.0.0.1", "localhost"]);
+    let mut h1 = (*tls).clone();
+    h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let fake = FakeZoho::start_with_tls(options(), tls, std::sync::Arc::new(h1))
+        .await
+        .expect("fake starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
+    let zoho = Zoho {
+        ca,
+        fake,
+        dir,
+        ca_file,
+    };
+    let config = zoho
+        .config(ALLOW_LEADS, "workers: 1\n")
+        .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready: {}",
+        proxy.logs()
+    );
+    let c = client();
+    get_ok(&c, proxy.url("/crm/v8/Leads?case=first"), "first").await;
+    let overlapping: Vec<_> = (0..6)
+        .map(|i| {
+            let (c, url) = (c.clone(), proxy.url(&format!("/crm/v8/Leads?case=o{i}")));
+            tokio::spawn(async move { c.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    for task in overlapping {
+        assert_eq!(task.await.expect("task").expect("response"), 200);
+    }
+    get_ok(&c, proxy.url("/crm/v8/Leads?case=last"), "last").await;
+    let requests = zoho.control().crm_requests();
+    assert_eq!(
+        requests.len(),
+        8,
+        "every request reached the API server once"
+    );
+    assert!(
+        requests.iter().all(|r| r.version == "HTTP/1.1"),
+        "all over HTTP/1.1: {:?}",
+        requests.iter().map(|r| &r.version).collect::<Vec<_>>()
+    );
+}
+
 /// Sends a GET and checks it succeeds.
 async fn get_ok(c: &reqwest::Client, url: String, what: &str) {
     let status = c.get(url).send().await.expect("send").status();

@@ -71,7 +71,7 @@ impl Drop for InFlightUpstream {
         if let Some((sender, key)) = self.h1.take() {
             pool::lock(&self.inner.slots[self.slot])
                 .host(&key)
-                .put_idle(sender, Instant::now());
+                .put_idle(sender, Instant::now(), false);
         }
     }
 }
@@ -295,7 +295,7 @@ impl Upstream {
                 }
                 Connected::Http1(sender) => {
                     host.h2_refused = true;
-                    host.put_idle(sender, Instant::now());
+                    host.put_idle(sender, Instant::now(), true);
                     Ok(None)
                 }
             }

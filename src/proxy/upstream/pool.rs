@@ -51,7 +51,9 @@ pub struct Host {
     pub h2_dial: Option<H2Dial>,
     /// The server answered an `h2` offer with `http/1.1`: use HTTP/1.1 from then on.
     pub h2_refused: bool,
-    idle: Vec<(H1Sender, Instant)>,
+    /// Idle HTTP/1.1 connections, when each became idle, and whether it is new (never used: hyper
+    /// takes a first request before the connection's task has said it is ready).
+    idle: Vec<(H1Sender, Instant, bool)>,
 }
 
 impl Host {
@@ -59,15 +61,18 @@ impl Host {
     /// expired ones are dropped; one still finishing its last response is left for later.
     pub fn take_idle(&mut self, now: Instant) -> Option<H1Sender> {
         self.idle
-            .retain(|(s, since)| !s.is_closed() && now.duration_since(*since) < H1_IDLE);
-        let ready = self.idle.iter().rposition(|(s, _)| s.is_ready())?;
+            .retain(|(s, since, _)| !s.is_closed() && now.duration_since(*since) < H1_IDLE);
+        let ready = self
+            .idle
+            .iter()
+            .rposition(|(s, _, new)| *new || s.is_ready())?;
         Some(self.idle.remove(ready).0)
     }
 
-    /// Keeps an HTTP/1.1 connection for the next request.
-    pub fn put_idle(&mut self, sender: H1Sender, now: Instant) {
+    /// Keeps an HTTP/1.1 connection for the next request (`new`: it has carried none yet).
+    pub fn put_idle(&mut self, sender: H1Sender, now: Instant, new: bool) {
         if !sender.is_closed() && self.idle.len() < MAX_IDLE {
-            self.idle.push((sender, now));
+            self.idle.push((sender, now, new));
         }
     }
 
