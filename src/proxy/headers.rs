@@ -5,6 +5,8 @@
 //! proxy's own `Authorization` is set, so `Connection: Authorization` cannot remove the token.
 //! Responses: hop-by-hop headers and `Set-Cookie` are dropped; everything else passes unchanged.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH};
 
 /// Request headers never forwarded (lower-case).
@@ -48,16 +50,24 @@ const RESPONSE_DROP: &[&str] = &[
     "set-cookie",
 ];
 
-/// Names listed in the `Connection` header(s).
-fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+/// The tokens of the `Connection` header(s), lower-cased (borrowed when already lower-case).
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = Cow<'_, str>> {
     headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
-        .collect()
+        .map(|t| match t.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(t.to_ascii_lowercase()),
+            false => Cow::Borrowed(t),
+        })
+}
+
+/// Names listed in the `Connection` header(s).
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    connection_tokens(headers).map(Cow::into_owned).collect()
 }
 
 fn dropped_request_header(name: &HeaderName, listed: &[String]) -> bool {
@@ -142,22 +152,10 @@ pub fn clean_response_headers(headers: &mut HeaderMap) {
     }
     // Names the `Connection` header lists beyond the ones dropped anyway (`keep-alive`, `close`
     // and the like name nothing else, so the usual value allocates nothing).
-    let listed: Vec<String> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| {
-            let t = t.trim();
-            let lower = match t.bytes().any(|b| b.is_ascii_uppercase()) {
-                true => std::borrow::Cow::Owned(t.to_ascii_lowercase()),
-                false => std::borrow::Cow::Borrowed(t),
-            };
-            // Never strip framing-relevant Content-Length through a Connection trick.
-            let other = !matches!(&*lower, "" | "close" | "content-length")
-                && !dropped_response_header(&lower);
-            other.then(|| lower.into_owned())
-        })
+    let listed: Vec<String> = connection_tokens(headers)
+        // Never strip framing-relevant Content-Length through a Connection trick.
+        .filter(|t| !matches!(&**t, "close" | "content-length") && !dropped_response_header(t))
+        .map(Cow::into_owned)
         .collect();
     for name in &doomed {
         headers.remove(name);
