@@ -329,19 +329,6 @@ enum Upstream {
     H1,
 }
 
-/// A [`Zoho`] around an already started fake (custom TLS).
-fn zoho_with(ca: TestCa, fake: FakeZoho) -> Zoho {
-    let dir = tempfile::tempdir().expect("dir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
-    Zoho {
-        ca,
-        fake,
-        dir,
-        ca_file,
-    }
-}
-
 struct Harness {
     zoho: Zoho,
     proxy: RunningProxy,
@@ -359,16 +346,7 @@ impl Harness {
     async fn start_on(upstream: Upstream, allow: &[&str], extra: &str) -> Harness {
         let zoho = match upstream {
             Upstream::H2 => Zoho::start().await,
-            Upstream::H1 => {
-                let ca = TestCa::new();
-                let good = ca.server_config(&["127.0.0.1", "localhost"]);
-                let mut h1 = (*good).clone();
-                h1.alpn_protocols = vec![b"http/1.1".to_vec()];
-                let fake = FakeZoho::start_with_tls(options(), good, Arc::new(h1))
-                    .await
-                    .expect("fake starts");
-                zoho_with(ca, fake)
-            }
+            Upstream::H1 => Zoho::start_http1_only().await,
         };
         let mut config = zoho.config(allow, extra);
         if upstream == Upstream::H2 {
@@ -2752,7 +2730,7 @@ async fn h_tls_failures_give_502_and_the_token_is_never_sent() {
         )
         .await
         .expect("fake starts");
-        let zoho = zoho_with(ca, fake);
+        let zoho = Zoho::with_fake(ca, fake);
         let config = zoho.config(ALLOW, FAST);
         let h = Harness::start_with(zoho, &config, &[]).await;
         let (responses, _) = h.exchange(&get("/crm/v8/Leads")).await;

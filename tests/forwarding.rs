@@ -474,22 +474,7 @@ async fn an_api_server_without_http2_is_used_over_http1_even_when_http2_is_wante
     // The API server answers ALPN with http/1.1 only; the proxy pins http2 and still works, both
     // for lone requests and for overlapping ones (which wait for the HTTP/2 dial, learn that the
     // server declined and go over HTTP/1.1).
-    let ca = TestCa::new();
-    let tls = ca.server_config(&["127.0.0.1", "localhost"]);
-    let mut h1 = (*tls).clone();
-    h1.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let fake = FakeZoho::start_with_tls(options(), tls, std::sync::Arc::new(h1))
-        .await
-        .expect("fake starts");
-    let dir = tempfile::tempdir().expect("dir");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.cert_pem()).expect("ca file");
-    let zoho = Zoho {
-        ca,
-        fake,
-        dir,
-        ca_file,
-    };
+    let zoho = Zoho::start_http1_only().await;
     let config = zoho
         .config(ALLOW_LEADS, "workers: 1\n")
         .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");

@@ -45,6 +45,11 @@ impl Zoho {
     pub async fn start_with(opts: FakeZohoOptions) -> Zoho {
         let ca = TestCa::new();
         let fake = FakeZoho::start(opts, &ca).await.expect("fake Zoho starts");
+        Zoho::with_fake(ca, fake)
+    }
+
+    /// Around an already started fake (custom TLS), with `ca` written as the trust file.
+    pub fn with_fake(ca: TestCa, fake: FakeZoho) -> Zoho {
         let dir = tempfile::tempdir().expect("temp dir");
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca.cert_pem()).expect("write CA");
@@ -54,6 +59,19 @@ impl Zoho {
             dir,
             ca_file,
         }
+    }
+
+    /// A fake whose API server offers only HTTP/1.1 through ALPN (framing headers and
+    /// connection reuse become visible; HTTP/2 is declined).
+    pub async fn start_http1_only() -> Zoho {
+        let ca = TestCa::new();
+        let tls = ca.server_config(&["127.0.0.1", "localhost"]);
+        let mut h1 = (*tls).clone();
+        h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let fake = FakeZoho::start_with_tls(options(), tls, Arc::new(h1))
+            .await
+            .expect("fake starts");
+        Zoho::with_fake(ca, fake)
     }
 
     pub fn control(&self) -> &FakeControl {
