@@ -138,7 +138,7 @@ fn http1(settings: ConnSettings) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         // One tokio timer per connection, not one per request: see crate::timer.
-        .timer(crate::timer::ConnTimer::new())
+        .timer(crate::timer::ConnTimer::default())
         .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
         .half_close(false)

@@ -19,17 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// The timer of one connection (build one per connection).
+/// The timer of one connection (build one per connection; its tokio timer is made at the first
+/// wait).
 #[derive(Clone, Default)]
 pub struct ConnTimer {
     shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
-}
-
-impl ConnTimer {
-    /// A timer with no tokio timer yet (one is made at the first wait).
-    pub fn new() -> ConnTimer {
-        ConnTimer::default()
-    }
 }
 
 impl Timer for ConnTimer {
@@ -97,7 +91,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_sleep_fires_at_its_deadline_after_earlier_ones_were_dropped() {
-        let timer = ConnTimer::new();
+        let timer = ConnTimer::default();
         let start = timer.now();
         // The first request's timeout is armed and polled, then dropped (its head arrived).
         let mut first = timer.sleep(Duration::from_secs(30));
@@ -116,7 +110,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reset_moves_a_sleep_and_an_earlier_deadline_is_honoured() {
-        let timer = ConnTimer::new();
+        let timer = ConnTimer::default();
         let start = timer.now();
         let mut long = timer.sleep(Duration::from_secs(60));
         assert!(futures_util::poll!(long.as_mut()).is_pending());
