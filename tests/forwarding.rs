@@ -149,11 +149,30 @@ async fn short_lived_tokens_are_refreshed_ahead_without_failed_requests() {
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways_with_flat_memory() {
+    // Lone requests: HTTP/1.1 upstream under the default `auto`.
+    stream_both_ways(200, "", "HTTP/1.1").await;
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways_over_http2_under_flow_control() {
+    // 64 MiB each way is 32 times the 2 MiB stream window: the upload waits for window updates
+    // and the download gives window back as the client reads.
+    stream_both_ways(64, "\n  upstream_protocol: http2\nallow:\n", "HTTP/2.0").await;
+}
+
+/// Downloads and uploads `mib` MiB through the proxy (config `allow:` replaced by `pin` when
+/// not empty), checks both arrive whole, that the upstream saw `version`, and that memory stays
+/// flat.
+async fn stream_both_ways(mib: u64, pin: &str, version: &str) {
     let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "")).await;
+    let mut config = zoho.config(ALLOW_LEADS, "");
+    if !pin.is_empty() {
+        config = config.replace("\nallow:\n", pin);
+    }
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
     assert!(proxy.wait_ready(Duration::from_secs(10)).await);
     let (_, before) = proxy.memory_kib();
-    let size: u64 = 200 << 20;
+    let size: u64 = mib << 20;
     let c = client();
     let mut resp = c
         .get(proxy.url(&format!("/crm/v8/Leads?__fake=download&bytes={size}")))
@@ -181,7 +200,7 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
     assert_eq!(digest, expected, "download is byte-identical");
 
     let chunks = futures_util::stream::iter(
-        (0..200).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1 << 20]))),
+        (0..mib).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 1 << 20]))),
     );
     let resp = c
         .post(proxy.url("/crm/v8/Leads?__fake=upload"))
@@ -198,6 +217,13 @@ async fn large_bodies_stream_both_ways_with_flat_memory() {
         "resident memory grew {} KiB (limit 30 MiB)",
         peak - before
     );
+    let versions: Vec<String> = zoho
+        .control()
+        .crm_requests()
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(versions, [version, version], "both exchanges went over {version}");
 }
 
 #[tokio::test]

@@ -370,20 +370,23 @@ where
 }
 
 /// What a bounded read found.
-pub enum Collected {
+pub enum Collected<B> {
     /// The whole body, within the cap.
     Complete(Bytes),
     /// More than the cap: the bytes read so far and the rest of the stream.
-    Exceeded(Bytes, Incoming),
+    Exceeded(Bytes, B),
 }
 
 /// Reads a body up to `cap` bytes; it must deliver [`MIN_BODY_PROGRESS`] bytes (or end) within
 /// every `idle` period. Trailers are dropped.
-pub async fn collect_capped(
-    mut body: Incoming,
+pub async fn collect_capped<B>(
+    mut body: B,
     cap: u64,
     idle: Duration,
-) -> Result<Collected, BodyFault> {
+) -> Result<Collected<B>, BodyFault>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     let mut buf = BytesMut::new();
     let mut deadline = Instant::now() + idle;
     let mut progress = 0;

@@ -698,7 +698,7 @@ async fn send_decided(
         }
         return Ok(respond(
             state,
-            response.map(|b| b.map_err(Into::into).boxed()),
+            response.map(BodyExt::boxed),
             access,
             limits.body_idle_timeout,
             (permit, in_flight, upstream),
@@ -708,15 +708,14 @@ async fn send_decided(
 
 /// Chains the rest of a partially read body after its head.
 trait ChainRest {
-    fn with_trailers_or_rest(self, rest: Incoming) -> ProxyBody;
+    fn with_trailers_or_rest(self, rest: upstream::UpstreamBody) -> ProxyBody;
 }
 
 impl ChainRest for ProxyBody {
-    fn with_trailers_or_rest(self, rest: Incoming) -> ProxyBody {
+    fn with_trailers_or_rest(self, rest: upstream::UpstreamBody) -> ProxyBody {
         use futures_util::StreamExt;
         let head = http_body_util::BodyStream::new(self);
-        let tail =
-            http_body_util::BodyStream::new(rest.map_err(|e| -> body::BodyError { Box::new(e) }));
+        let tail = http_body_util::BodyStream::new(rest);
         BodyExt::boxed(http_body_util::StreamBody::new(head.chain(tail)))
     }
 }
@@ -804,7 +803,7 @@ async fn send(
     watch: &BodyWatch,
     limits: &crate::config::Limits,
     token: &AccessToken,
-) -> Result<(Response<Incoming>, upstream::InFlightUpstream), ProxyError> {
+) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), ProxyError> {
     let exchange = account.upstream.send(request);
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that

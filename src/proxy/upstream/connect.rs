@@ -7,8 +7,9 @@
 //! loopback stand-ins only (config validation enforces that) and always speaks HTTP/1.1.
 
 use super::super::body::ProxyBody;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use super::http2::{self, H2Conn};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ pub enum Connected {
     /// The server answered ALPN with `http/1.1` (or there was no TLS).
     Http1(http1::SendRequest<ProxyBody>),
     /// The server chose `h2`.
-    Http2(http2::SendRequest<ProxyBody>),
+    Http2(H2Conn),
 }
 
 /// At which step a connection failed.
@@ -70,8 +71,6 @@ pub struct Dialer {
     pub connect_timeout: Duration,
 }
 
-/// Idle HTTP/2 connections send a PING this often while requests are open.
-const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 /// TCP keep-alive probes start after this much silence.
 const TCP_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
@@ -95,12 +94,13 @@ impl Dialer {
             .connect(name, tcp)
             .await
             .map_err(|e| failed(Stage::Tls, format!("TLS handshake with {host} failed: {e}")))?;
-        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(stream);
-        if h2 {
-            handshake_h2(io).await
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let conn = http2::handshake(stream)
+                .await
+                .map_err(|e| failed(Stage::Http, format!("HTTP/2 handshake failed: {e}")))?;
+            Ok(Connected::Http2(conn))
         } else {
-            handshake_h1(io).await
+            handshake_h1(TokioIo::new(stream)).await
         }
     }
 
@@ -156,40 +156,14 @@ async fn handshake_h1<I>(io: I) -> Result<Connected, Arc<ConnectError>>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let handshake = http1::Builder::new().handshake(io).await;
-    let (sender, conn) = drive(handshake, "HTTP/1.1")?;
-    tokio::spawn(conn);
-    Ok(Connected::Http1(sender))
-}
-
-async fn handshake_h2<I>(io: I) -> Result<Connected, Arc<ConnectError>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let handshake = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEP_ALIVE)
-        .keep_alive_while_idle(false)
+    let (sender, conn) = http1::Builder::new()
         .handshake(io)
-        .await;
-    let (sender, conn) = drive(handshake, "HTTP/2")?;
-    tokio::spawn(conn);
-    Ok(Connected::Http2(sender))
-}
-
-/// A handshake's sender and its connection, wrapped to log (at debug) why the connection ended.
-fn drive<S, C>(
-    handshake: hyper::Result<(S, C)>,
-    protocol: &'static str,
-) -> Result<(S, impl std::future::Future<Output = ()>), Arc<ConnectError>>
-where
-    C: std::future::Future<Output = hyper::Result<()>>,
-{
-    let (sender, conn) =
-        handshake.map_err(|e| failed(Stage::Http, format!("{protocol} handshake failed: {e}")))?;
-    Ok((sender, async move {
+        .await
+        .map_err(|e| failed(Stage::Http, format!("HTTP/1.1 handshake failed: {e}")))?;
+    tokio::spawn(async move {
         if let Err(e) = conn.await {
-            debug!("upstream {protocol} connection ended: {e}");
+            debug!("upstream HTTP/1.1 connection ended: {e}");
         }
-    }))
+    });
+    Ok(Connected::Http1(sender))
 }

@@ -14,7 +14,9 @@
 //! `upstream_protocol` (per account, default `auto`) picks HTTP/1.1 or HTTP/2 per request; see
 //! [`Upstream`].
 
+mod body;
 mod connect;
+mod http2;
 mod pool;
 
 use super::body::ProxyBody;
@@ -23,14 +25,15 @@ use connect::{Connected, Dialer, Stage};
 use futures_util::FutureExt;
 use http::header::HOST;
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use pool::{H1Sender, H2Sender, Key, Slot};
+use crate::proxy::body::BodyError as BoxError;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use body::UpstreamBody;
 pub use connect::ConnectError;
 
 /// One account's upstream connections: per data-plane worker (plus one slot for any other
@@ -82,7 +85,7 @@ pub enum UpstreamError {
     /// No connection could be made.
     Connect(Arc<ConnectError>),
     /// The connection failed before a response arrived.
-    Send(hyper::Error),
+    Send(crate::proxy::body::BodyError),
     /// The request URI has no host (never for requests the proxy builds).
     NoHost,
 }
@@ -101,7 +104,7 @@ impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             UpstreamError::Connect(e) => Some(&**e),
-            UpstreamError::Send(e) => Some(e),
+            UpstreamError::Send(e) => Some(&**e),
             UpstreamError::NoHost => None,
         }
     }
@@ -162,7 +165,7 @@ impl Upstream {
     pub async fn send(
         &self,
         mut request: Request<ProxyBody>,
-    ) -> Result<(Response<Incoming>, InFlightUpstream), UpstreamError> {
+    ) -> Result<(Response<UpstreamBody>, InFlightUpstream), UpstreamError> {
         let inner = &self.inner;
         let slot = crate::workers::current().map_or(0, |i| i + 1) % inner.slots.len();
         let before = inner.in_flight[slot].fetch_add(1, Ordering::Relaxed);
@@ -184,41 +187,50 @@ impl Upstream {
             };
         let mut retried = false;
         loop {
-            let lease = self.lease(slot, &key, want_h2).await?;
-            let (sent, reused, h1) = match lease {
-                Lease::H2(mut sender, reused) => {
-                    if request.uri() != &uri {
-                        *request.uri_mut() = uri.clone();
-                        request.headers_mut().remove(HOST);
-                    }
-                    (sender.try_send_request(request).await, reused, None)
-                }
-                Lease::H1(mut sender, host, reused) => {
-                    *request.uri_mut() = origin_form(&uri);
-                    request.headers_mut().insert(HOST, host);
-                    let sent = sender.try_send_request(request).await;
-                    (sent, reused, Some(sender))
-                }
-            };
-            match sent {
-                Ok(response) => {
-                    guard.h1 = h1.map(|s| (s, key));
-                    return Ok((response, guard));
-                }
-                Err(mut e) => match e.take_message() {
-                    // The connection closed before taking the request (an idle one the server
-                    // was just closing): once, on a new connection.
-                    Some(back) if reused && !retried => {
-                        retried = true;
-                        request = back;
-                        if !want_h2 {
-                            continue;
+            // `Err(Some(request))`: refused before it was sent, so it may go on a new connection.
+            let sent: Result<Response<UpstreamBody>, (Option<Request<ProxyBody>>, BoxError)> =
+                match self.lease(slot, &key, want_h2).await? {
+                    Lease::H2(conn, reused) => {
+                        if request.uri() != &uri {
+                            *request.uri_mut() = uri.clone();
+                            request.headers_mut().remove(HOST);
                         }
+                        match http2::send(&conn, request).await {
+                            Ok(response) => Ok(response.map(UpstreamBody::Http2)),
+                            Err(http2::SendFail::NotSent(back, e)) => {
+                                Err((reused.then_some(*back), e.into()))
+                            }
+                            Err(http2::SendFail::Failed(e)) => Err((None, e.into())),
+                        }
+                    }
+                    Lease::H1(mut sender, host, reused) => {
+                        *request.uri_mut() = origin_form(&uri);
+                        request.headers_mut().insert(HOST, host);
+                        match sender.try_send_request(request).await {
+                            Ok(response) => {
+                                guard.h1 = Some((sender, key));
+                                return Ok((response.map(UpstreamBody::Http1), guard));
+                            }
+                            Err(mut e) => {
+                                let back = e.take_message().filter(|_| reused);
+                                Err((back, e.into_error().into()))
+                            }
+                        }
+                    }
+                };
+            match sent {
+                Ok(response) => return Ok((response, guard)),
+                // The connection closed before taking the request (an idle one the server was
+                // just closing): once, on a new connection.
+                Err((Some(back), _)) if !retried => {
+                    retried = true;
+                    request = back;
+                    if want_h2 {
                         // The shared connection is going away: the next lease dials a new one.
                         pool::lock(&inner.slots[slot]).host(&key).h2 = None;
                     }
-                    _ => return Err(UpstreamError::Send(e.into_error())),
-                },
+                }
+                Err((_, e)) => return Err(UpstreamError::Send(e)),
             }
         }
     }

@@ -7,10 +7,11 @@
 
 use super::super::body::ProxyBody;
 use super::connect::ConnectError;
+use super::http2::H2Conn;
 use futures_util::future::{BoxFuture, Shared};
 use http::uri::Authority;
 use http::HeaderValue;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ const MAX_IDLE: usize = 1024;
 /// when the server chose `h2`, `None` when it answered `http/1.1`.
 pub type H2Dial = Shared<BoxFuture<'static, Result<Option<H2Sender>, Arc<ConnectError>>>>;
 /// A request handle on an HTTP/2 connection.
-pub type H2Sender = http2::SendRequest<ProxyBody>;
+pub type H2Sender = H2Conn;
 /// A request handle on an HTTP/1.1 connection.
 pub type H1Sender = http1::SendRequest<ProxyBody>;
 
