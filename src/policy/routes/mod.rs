@@ -212,8 +212,30 @@ struct Caps {
 /// whose first position is not a fixed word (they may take any first segment), and for each fixed
 /// first word (keyed without case) the rows that start with it. Row numbers are in table order.
 struct FirstIndex {
-    open: Vec<Row>,
-    by_word: Vec<(String, Vec<Row>)>,
+    open: ByLen,
+    by_word: Vec<(String, ByLen)>,
+}
+
+/// Rows split by the segment counts they matter for ([`Row::matters`]), so a lookup walks only
+/// those: bucket `len` for paths of `len` segments, the last bucket for every longer path (no
+/// row has more fixed positions than [`MAX_SEGMENTS`], so all such counts agree).
+struct ByLen {
+    buckets: Vec<Vec<Row>>,
+}
+
+impl ByLen {
+    fn new(rows: &[Row]) -> ByLen {
+        ByLen {
+            buckets: (0..=MAX_SEGMENTS + 1)
+                .map(|len| rows.iter().copied().filter(|r| r.matters(len)).collect())
+                .collect(),
+        }
+    }
+
+    fn rows(&self, len: usize) -> &[Row] {
+        let last = self.buckets.len().saturating_sub(1);
+        self.buckets.get(len.min(last)).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A row number with what decides, from the segment count alone, whether the row can matter.
@@ -260,25 +282,29 @@ fn first_index(area: Area) -> &'static FirstIndex {
     static INDEX: OnceLock<[FirstIndex; 3]> = OnceLock::new();
     let all = INDEX.get_or_init(|| {
         [Area::Crm, Area::Bulk, Area::Email].map(|a| {
-            let mut index = FirstIndex {
-                open: Vec::new(),
-                by_word: Vec::new(),
-            };
+            let mut open = Vec::new();
+            let mut by_word: Vec<(String, Vec<Row>)> = Vec::new();
             for (n, route) in ROUTES.iter().enumerate().filter(|(_, r)| r.area == a) {
                 let n = u16::try_from(n).expect("the route table has fewer than 65536 rows");
                 let n = Row::new(n, route);
                 match route.pat.first() {
                     Some(Seg::Lit(word)) => {
                         let key = word.to_ascii_lowercase();
-                        match index.by_word.iter_mut().find(|(k, _)| *k == key) {
+                        match by_word.iter_mut().find(|(k, _)| *k == key) {
                             Some((_, rows)) => rows.push(n),
-                            None => index.by_word.push((key, vec![n])),
+                            None => by_word.push((key, vec![n])),
                         }
                     }
-                    _ => index.open.push(n),
+                    _ => open.push(n),
                 }
             }
-            index
+            FirstIndex {
+                open: ByLen::new(&open),
+                by_word: by_word
+                    .into_iter()
+                    .map(|(word, rows)| (word, ByLen::new(&rows)))
+                    .collect(),
+            }
         })
     });
     match area {
@@ -290,8 +316,8 @@ fn first_index(area: Area) -> &'static FirstIndex {
 
 /// The rows of `area` that can match or mark anything for the path `segs`, in table order: a row
 /// whose fixed first word differs from the first segment even ignoring case stops at its first
-/// position without effect, and so does one that [`Row::matters`] rules out; both are skipped.
-/// Allocation-free.
+/// position without effect, and so does one that [`Row::matters`] rules out; both are skipped
+/// (the second kind through [`ByLen`]'s buckets). Allocation-free.
 fn candidate_rows(area: Area, segs: &[&str]) -> impl Iterator<Item = &'static Route> {
     let index = first_index(area);
     let len = segs.len();
@@ -303,8 +329,8 @@ fn candidate_rows(area: Area, segs: &[&str]) -> impl Iterator<Item = &'static Ro
                 .iter()
                 .find(|(key, _)| key.eq_ignore_ascii_case(f))
         })
-        .map_or(&[], |(_, rows)| rows.as_slice());
-    let (mut a, mut b) = (index.open.as_slice(), words);
+        .map_or(&[], |(_, rows)| rows.rows(len));
+    let (mut a, mut b) = (index.open.rows(len), words);
     let merged = std::iter::from_fn(move || {
         let next = match (a.first(), b.first()) {
             (Some(&x), Some(&y)) if x.n < y.n => {
@@ -323,9 +349,7 @@ fn candidate_rows(area: Area, segs: &[&str]) -> impl Iterator<Item = &'static Ro
         };
         Some(next)
     });
-    merged
-        .filter(move |row| row.matters(len))
-        .filter_map(|row| ROUTES.get(usize::from(row.n)))
+    merged.filter_map(|row| ROUTES.get(usize::from(row.n)))
 }
 
 /// Classifies the segments after the version. Allocation-free.
@@ -633,6 +657,35 @@ mod tests {
             }
         }
         assert!(checked > 5000, "only {checked} cases were checked");
+    }
+
+    #[test]
+    fn length_buckets_hold_exactly_the_rows_that_matter() {
+        for area in [Area::Crm, Area::Bulk, Area::Email] {
+            let index = first_index(area);
+            // Each list's rows straight from the table: the open ones (no fixed first word)
+            // and, per first word, those that start with it.
+            let first_word = |route: &Route| match route.pat.first() {
+                Some(Seg::Lit(word)) => Some(word.to_ascii_lowercase()),
+                _ => None,
+            };
+            let lists = std::iter::once((None, &index.open))
+                .chain(index.by_word.iter().map(|(w, b)| (Some(w.clone()), b)));
+            for (word, by_len) in lists {
+                for len in 0..MAX_SEGMENTS + 4 {
+                    let want: Vec<u16> = ROUTES
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.area == area && first_word(r) == word)
+                        .map(|(n, r)| Row::new(n as u16, r))
+                        .filter(|row| row.matters(len))
+                        .map(|row| row.n)
+                        .collect();
+                    let got: Vec<u16> = by_len.rows(len).iter().map(|r| r.n).collect();
+                    assert_eq!(got, want, "{area:?} {word:?}, {len} segments");
+                }
+            }
+        }
     }
 
     #[test]

@@ -102,7 +102,17 @@ pub struct Slot {
 impl Slot {
     /// The entry for `key`, made on first use.
     pub fn host(&mut self, key: &Key) -> &mut Host {
-        match self.hosts.iter().position(|h| h.key == *key) {
+        // The byte-exact comparison first: the proxy builds every URI of a host from the same
+        // text, and `Authority`'s own `==` lower-cases byte by byte (about 450 instructions a
+        // request in callgrind).
+        let same = |h: &Host| {
+            h.key.tls == key.tls && h.key.authority.as_str() == key.authority.as_str()
+        };
+        let found = match self.hosts.iter().position(same) {
+            Some(i) => Some(i),
+            None => self.hosts.iter().position(|h| h.key == *key),
+        };
+        match found {
             Some(i) => &mut self.hosts[i],
             None => {
                 self.hosts.push(Host {
