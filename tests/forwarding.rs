@@ -4,6 +4,9 @@
 mod common;
 
 use common::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ALLOW_LEADS: &[&str] = &["ZohoCRM.modules.leads.ALL"];
@@ -223,7 +226,11 @@ async fn stream_both_ways(mib: u64, pin: &str, version: &str) {
         .into_iter()
         .map(|r| r.version)
         .collect();
-    assert_eq!(versions, [version, version], "both exchanges went over {version}");
+    assert_eq!(
+        versions,
+        [version, version],
+        "both exchanges went over {version}"
+    );
 }
 
 #[tokio::test]
@@ -539,4 +546,130 @@ async fn an_api_server_without_http2_is_used_over_http1_even_when_http2_is_wante
 async fn get_ok(c: &reqwest::Client, url: String, what: &str) {
     let status = c.get(url).send().await.expect("send").status();
     assert_eq!(status, 200, "{what} request");
+}
+
+/// An HTTP/2 API server that, like nginx after `keepalive_requests`, takes `every` requests on a
+/// connection and then closes it with a GOAWAY: the streams the client opened beyond those are
+/// refused unprocessed (`REFUSED_STREAM`). Counts the requests it answered.
+async fn goaway_server(ca: &TestCa, every: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(ca.server_config(&["127.0.0.1"]));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                // A second handle on the socket for a lingering close (as nginx does): after
+                // h2 has finished and shut down its side, read what the client still sends until
+                // it closes, so its late writes never meet a reset and it reads the GOAWAY.
+                let Some((tcp, linger)) = tcp
+                    .into_std()
+                    .and_then(|s| Ok((s.try_clone()?, s)))
+                    .ok()
+                    .and_then(|(a, b)| {
+                        Some((
+                            tokio::net::TcpStream::from_std(a).ok()?,
+                            tokio::net::TcpStream::from_std(b).ok()?,
+                        ))
+                    })
+                else {
+                    return;
+                };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                let mut taken = 0;
+                while let Some(accepted) = conn.accept().await {
+                    let (_request, mut respond) = match accepted {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            eprintln!("goaway server: {e}");
+                            break;
+                        }
+                    };
+                    if taken == every {
+                        // Received before the GOAWAY went out, but beyond the limit.
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    taken += 1;
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let response = http::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(())
+                        .expect("response");
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(bytes::Bytes::from_static(b"{\"data\":[]}"), true);
+                    }
+                    if taken == every {
+                        // GOAWAY; the streams taken are still answered.
+                        conn.graceful_shutdown();
+                    }
+                }
+                drop(conn);
+                let mut linger = linger;
+                let mut sink = [0u8; 4096];
+                while matches!(
+                    tokio::io::AsyncReadExt::read(&mut linger, &mut sink).await,
+                    Ok(n) if n > 0
+                ) {}
+            });
+        }
+    });
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn requests_the_api_server_refused_unprocessed_are_sent_again_on_a_new_connection() {
+    let zoho = Zoho::start().await;
+    let (api, answered) = goaway_server(&zoho.ca, 10).await;
+    let config = zoho
+        .config(ALLOW_LEADS, "workers: 1\nlog:\n  level: debug\n")
+        .replace(&zoho.fake.api_url(), &format!("https://{api}"))
+        .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready: {}",
+        proxy.logs()
+    );
+    let c = client();
+    // 20 at a time on one upstream connection that takes 10: the other 10 are refused.
+    for round in 0..5 {
+        let batch: Vec<_> = (0..20)
+            .map(|i| {
+                let (c, url) = (
+                    c.clone(),
+                    proxy.url(&format!("/crm/v8/Leads?r={round}&i={i}")),
+                );
+                tokio::spawn(async move { c.get(url).send().await.map(|r| r.status().as_u16()) })
+            })
+            .collect();
+        for task in batch {
+            assert_eq!(
+                task.await.expect("task").expect("response"),
+                200,
+                "round {round}: {}",
+                proxy.logs()
+            );
+        }
+    }
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        100,
+        "each request was answered once"
+    );
+    assert!(
+        proxy.logs().contains("sending it again"),
+        "some requests were refused and sent again: {}",
+        proxy.logs()
+    );
 }

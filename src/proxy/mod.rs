@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Header that picks the account when `routing: header` is on.
 pub const ACCOUNT_HEADER: &str = "x-zoho-account";
@@ -635,6 +635,7 @@ async fn send_decided(
     let mut token = token;
     let mut outgoing = Some(outgoing);
     let mut replayed = false;
+    let mut resent = false;
     loop {
         let (body, replay_copy, len) = match outgoing.take() {
             Some(Outgoing::Replayable(b)) => {
@@ -646,7 +647,25 @@ async fn send_decided(
         };
         let request = build_request(&method, &headers, &token, path, query, body, len)?;
         let sent = Instant::now();
-        let (response, upstream) = send(account, request, &watch, limits, &token).await?;
+        let (response, upstream) = match send(account, request, &watch, limits, &token).await {
+            Ok(exchange) => exchange,
+            Err(Unsent { error, unprocessed }) => match replay_copy {
+                // The API server refused it unprocessed (it was closing its HTTP/2 connection,
+                // as servers do after so many requests): once more, on a new connection.
+                Some(copy) if unprocessed && !resent => {
+                    debug!(account = %account.name, path = %path, "request refused unprocessed by the API server; sending it again");
+                    resent = true;
+                    outgoing = Some(Outgoing::Replayable(copy));
+                    continue;
+                }
+                _ => {
+                    if unprocessed {
+                        warn!(account = %account.name, path = %path, "the API server refused the request unprocessed, and it cannot be sent again (sent once already, or its body streamed)");
+                    }
+                    return Err(error);
+                }
+            },
+        };
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
         state
@@ -797,13 +816,29 @@ fn bad_target() -> ProxyError {
     }
 }
 
+/// Why [`send`] got no response, and whether the server left the request unprocessed (then it
+/// may be sent again).
+struct Unsent {
+    error: ProxyError,
+    unprocessed: bool,
+}
+
+impl From<ProxyError> for Unsent {
+    fn from(error: ProxyError) -> Unsent {
+        Unsent {
+            error,
+            unprocessed: false,
+        }
+    }
+}
+
 async fn send(
     account: &AccountRuntime,
     request: Request<ProxyBody>,
     watch: &BodyWatch,
     limits: &crate::config::Limits,
     token: &AccessToken,
-) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), ProxyError> {
+) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), Unsent> {
     let exchange = account.upstream.send(request);
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
@@ -829,24 +864,32 @@ async fn send(
         r = exchange => r,
         _ = deadline => {
             if let Some(fault) = watch.fault() {
-                return Err(fault_error(fault, limits.max_body));
+                return Err(fault_error(fault, limits.max_body).into());
             }
             return Err(ProxyError::UpstreamTimeout {
                 host: token.api.authority.to_string(),
                 secs: limits.request_timeout.as_secs(),
-            });
+            }
+            .into());
         }
     };
     result.map_err(|e| {
         if let Some(fault) = watch.fault() {
-            return fault_error(fault, limits.max_body);
+            return fault_error(fault, limits.max_body).into();
         }
         let host = token.api.authority.to_string();
         let reason = crate::token::client::error_chain(&e);
-        warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
-        ProxyError::UpstreamUnreachable {
-            host,
-            reason: e.reason().into(),
+        if e.unprocessed() {
+            debug!(account = %account.name, upstream = %host, "upstream refused the request unprocessed: {reason}");
+        } else {
+            warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
+        }
+        Unsent {
+            error: ProxyError::UpstreamUnreachable {
+                host,
+                reason: e.reason().into(),
+            },
+            unprocessed: e.unprocessed(),
         }
     })
 }

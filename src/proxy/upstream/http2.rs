@@ -62,6 +62,11 @@ impl H2Conn {
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
     }
+
+    /// Both handles are for the same connection.
+    pub fn same(&self, other: &H2Conn) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
 }
 
 /// The HTTP/2 handshake on `io` (TLS with ALPN `h2`); the connection's task is spawned on the
@@ -109,12 +114,7 @@ async fn keep_alive(mut pings: PingPong, shared: &Shared) -> String {
         match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, pings.ping(Ping::opaque())).await {
             Ok(Ok(_pong)) => {}
             Ok(Err(e)) => return format!("PING failed: {e}"),
-            Err(_) => {
-                return format!(
-                    "no PING answer within {} s",
-                    KEEP_ALIVE_TIMEOUT.as_secs()
-                )
-            }
+            Err(_) => return format!("no PING answer within {} s", KEEP_ALIVE_TIMEOUT.as_secs()),
         }
     }
 }
@@ -124,13 +124,30 @@ pub enum SendFail {
     /// The connection could not take a new stream (closing, or failed): the request was not
     /// sent and is handed back.
     NotSent(Box<Request<ProxyBody>>, h2::Error),
+    /// The server refused the stream unprocessed (a GOAWAY that did not cover it, or
+    /// `REFUSED_STREAM`): the request may be sent again, on another connection.
+    Refused(h2::Error),
     /// The stream failed after the request went out.
     Failed(h2::Error),
 }
 
+/// RFC 9113 §8.7: a stream above a GOAWAY's last stream id, or reset with `REFUSED_STREAM`, was
+/// not processed by the server. (`h2` fails exactly the streams above the last id with the
+/// remote GOAWAY's error.)
+fn refused(e: h2::Error) -> SendFail {
+    if (e.is_go_away() && e.is_remote()) || e.reason() == Some(Reason::REFUSED_STREAM) {
+        SendFail::Refused(e)
+    } else {
+        SendFail::Failed(e)
+    }
+}
+
 /// Sends `request` (absolute URI, no connection-specific headers) on `conn` and awaits the
 /// response head. A request body that is not empty is piped by a task of its own.
-pub async fn send(conn: &H2Conn, request: Request<ProxyBody>) -> Result<Response<H2Body>, SendFail> {
+pub async fn send(
+    conn: &H2Conn,
+    request: Request<ProxyBody>,
+) -> Result<Response<H2Body>, SendFail> {
     let mut sender = conn.send.clone();
     // Waits while the server's limit of concurrent streams is reached.
     if let Err(e) = poll_fn(|cx| sender.poll_ready(cx)).await {
@@ -149,7 +166,7 @@ pub async fn send(conn: &H2Conn, request: Request<ProxyBody>) -> Result<Response
         tokio::spawn(pipe(body, stream, cancelled));
         Some(cancel)
     };
-    let response = response.await.map_err(SendFail::Failed)?;
+    let response = response.await.map_err(refused)?;
     let (parts, recv) = response.into_parts();
     let remaining = if recv.is_end_stream() {
         Some(0)
@@ -190,7 +207,11 @@ impl Drop for Open {
 
 /// Pipes a request body into its stream; resets the stream when the body fails, when the server
 /// resets it, or when the response (or the wait for it) is dropped first (`cancelled`).
-async fn pipe(mut body: ProxyBody, mut stream: SendStream<Bytes>, cancelled: oneshot::Receiver<()>) {
+async fn pipe(
+    mut body: ProxyBody,
+    mut stream: SendStream<Bytes>,
+    cancelled: oneshot::Receiver<()>,
+) {
     let ended = tokio::select! {
         r = pump(&mut body, &mut stream) => r,
         _ = cancelled => Err(Some(Reason::CANCEL)),

@@ -21,12 +21,12 @@ mod pool;
 
 use super::body::ProxyBody;
 use crate::config::UpstreamProtocol;
+use crate::proxy::body::BodyError as BoxError;
 use connect::{Connected, Dialer, Stage};
 use futures_util::FutureExt;
 use http::header::HOST;
 use http::{Request, Response, Uri};
 use pool::{H1Sender, H2Sender, Key, Slot};
-use crate::proxy::body::BodyError as BoxError;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,6 +86,9 @@ pub enum UpstreamError {
     Connect(Arc<ConnectError>),
     /// The connection failed before a response arrived.
     Send(crate::proxy::body::BodyError),
+    /// The server refused the request without processing it (HTTP/2 GOAWAY or
+    /// `REFUSED_STREAM`): sending it again is safe.
+    Refused(crate::proxy::body::BodyError),
     /// The request URI has no host (never for requests the proxy builds).
     NoHost,
 }
@@ -95,6 +98,7 @@ impl fmt::Display for UpstreamError {
         match self {
             UpstreamError::Connect(e) => write!(f, "connect failed: {e}"),
             UpstreamError::Send(e) => write!(f, "request failed: {e}"),
+            UpstreamError::Refused(e) => write!(f, "request refused unprocessed: {e}"),
             UpstreamError::NoHost => f.write_str("the request URI has no host"),
         }
     }
@@ -104,7 +108,7 @@ impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             UpstreamError::Connect(e) => Some(&**e),
-            UpstreamError::Send(e) => Some(&**e),
+            UpstreamError::Send(e) | UpstreamError::Refused(e) => Some(&**e),
             UpstreamError::NoHost => None,
         }
     }
@@ -123,7 +127,15 @@ impl UpstreamError {
             UpstreamError::Send(_) | UpstreamError::NoHost => {
                 "the connection failed before a response arrived"
             }
+            UpstreamError::Refused(_) => {
+                "the API server refused the request unprocessed (it was closing the connection)"
+            }
         }
+    }
+
+    /// The server did not process the request: the caller may send it again.
+    pub fn unprocessed(&self) -> bool {
+        matches!(self, UpstreamError::Refused(_))
     }
 }
 
@@ -198,7 +210,19 @@ impl Upstream {
                         match http2::send(&conn, request).await {
                             Ok(response) => Ok(response.map(UpstreamBody::Http2)),
                             Err(http2::SendFail::NotSent(back, e)) => {
+                                // The connection takes no new streams (a GOAWAY, or it failed):
+                                // the next lease dials a new one, unless another request has
+                                // already replaced it.
+                                let mut s = pool::lock(&inner.slots[slot]);
+                                let host = s.host(&key);
+                                if host.h2.as_ref().is_some_and(|(c, _)| c.same(&conn)) {
+                                    host.h2 = None;
+                                }
+                                drop(s);
                                 Err((reused.then_some(*back), e.into()))
+                            }
+                            Err(http2::SendFail::Refused(e)) => {
+                                return Err(UpstreamError::Refused(e.into()))
                             }
                             Err(http2::SendFail::Failed(e)) => Err((None, e.into())),
                         }
@@ -225,10 +249,6 @@ impl Upstream {
                 Err((Some(back), _)) if !retried => {
                     retried = true;
                     request = back;
-                    if want_h2 {
-                        // The shared connection is going away: the next lease dials a new one.
-                        pool::lock(&inner.slots[slot]).host(&key).h2 = None;
-                    }
                 }
                 Err((_, e)) => return Err(UpstreamError::Send(e)),
             }

@@ -105,9 +105,8 @@ impl Slot {
         // The byte-exact comparison first: the proxy builds every URI of a host from the same
         // text, and `Authority`'s own `==` lower-cases byte by byte (about 450 instructions a
         // request in callgrind).
-        let same = |h: &Host| {
-            h.key.tls == key.tls && h.key.authority.as_str() == key.authority.as_str()
-        };
+        let same =
+            |h: &Host| h.key.tls == key.tls && h.key.authority.as_str() == key.authority.as_str();
         let found = match self.hosts.iter().position(same) {
             Some(i) => Some(i),
             None => self.hosts.iter().position(|h| h.key == *key),
