@@ -482,18 +482,7 @@ async fn auto_upstream_protocol_sends_lone_requests_over_http1_and_overlapping_o
     );
     drop(proxy);
 
-    let pinned = RunningProxy::spawn(
-        zoho.dir.path(),
-        &zoho
-            .config(ALLOW_LEADS, "")
-            .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n"),
-    )
-    .await;
-    assert!(
-        pinned.wait_ready(Duration::from_secs(10)).await,
-        "ready: {}",
-        pinned.logs()
-    );
+    let pinned = spawn_pinned_http2(&zoho, "", None).await;
     get_ok(&c, pinned.url("/crm/v8/Leads?case=pinned"), "pinned").await;
     assert_eq!(
         version_of("pinned").as_deref(),
@@ -508,15 +497,7 @@ async fn an_api_server_without_http2_is_used_over_http1_even_when_http2_is_wante
     // for lone requests and for overlapping ones (which wait for the HTTP/2 dial, learn that the
     // server declined and go over HTTP/1.1).
     let zoho = Zoho::start_http1_only().await;
-    let config = zoho
-        .config(ALLOW_LEADS, "workers: 1\n")
-        .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(10)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let proxy = spawn_pinned_http2(&zoho, "workers: 1\n", None).await;
     let c = client();
     get_ok(&c, proxy.url("/crm/v8/Leads?case=first"), "first").await;
     let overlapping: Vec<_> = (0..6)
@@ -540,6 +521,24 @@ async fn an_api_server_without_http2_is_used_over_http1_even_when_http2_is_wante
         "all over HTTP/1.1: {:?}",
         requests.iter().map(|r| &r.version).collect::<Vec<_>>()
     );
+}
+
+/// The proxy in front of `zoho` (its API server replaced by `api_url` when given) with `extra`
+/// config and `upstream_protocol: http2`, ready.
+async fn spawn_pinned_http2(zoho: &Zoho, extra: &str, api_url: Option<String>) -> RunningProxy {
+    let mut config = zoho
+        .config(ALLOW_LEADS, extra)
+        .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");
+    if let Some(api) = api_url {
+        config = config.replace(&zoho.fake.api_url(), &api);
+    }
+    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
+    assert!(
+        proxy.wait_ready(Duration::from_secs(10)).await,
+        "ready: {}",
+        proxy.logs()
+    );
+    proxy
 }
 
 /// Sends a GET and checks it succeeds.
@@ -631,16 +630,8 @@ async fn goaway_server(ca: &TestCa, every: usize) -> (SocketAddr, Arc<AtomicUsiz
 async fn requests_the_api_server_refused_unprocessed_are_sent_again_on_a_new_connection() {
     let zoho = Zoho::start().await;
     let (api, answered) = goaway_server(&zoho.ca, 10).await;
-    let config = zoho
-        .config(ALLOW_LEADS, "workers: 1\nlog:\n  level: debug\n")
-        .replace(&zoho.fake.api_url(), &format!("https://{api}"))
-        .replace("\nallow:\n", "\n  upstream_protocol: http2\nallow:\n");
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(10)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let extra = "workers: 1\nlog:\n  level: debug\n";
+    let proxy = spawn_pinned_http2(&zoho, extra, Some(format!("https://{api}"))).await;
     let c = client();
     // 20 at a time on one upstream connection that takes 10: the other 10 are refused.
     for round in 0..5 {
