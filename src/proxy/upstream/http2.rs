@@ -335,3 +335,6 @@ impl Body for H2Body {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
