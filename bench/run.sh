@@ -13,7 +13,8 @@
 # BENCH_IDLE_CONNS, BENCH_REFRESH (0/1), BENCH_REFRESH_DURATION, BENCH_REFRESH_SLICE,
 # BENCH_REFRESH_EXPIRES_IN, BENCH_REFRESH_CONNS, BENCH_PROXY_BIN, BENCH_PORT_BASE, BENCH_WRK_THREADS,
 # BENCH_NGINX_WORKERS ("1 auto": one nginx peer per setting), BENCH_HAPROXY_THREADS ("1 2": one
-# HAProxy peer per setting; empty: no HAProxy), BENCH_UPSTREAM_WORKERS, BENCH_UPSTREAM_CONCURRENCY,
+# HAProxy peer per setting; empty: no HAProxy), BENCH_UPSTREAM_WORKERS,
+# BENCH_UPSTREAM_KEEPALIVE_REQUESTS (the upstream's keepalive_requests), BENCH_UPSTREAM_CONCURRENCY,
 # BENCH_PROFILE, BENCH_PROFILE_DURATION, BENCH_PROFILE_CONNS, BENCH_LOG_LEVEL, BENCH_MINT_BUDGET,
 # BENCH_KEEP (keep the work directory), BENCH_RESULTS (report path), BENCH_STRICT (1: exit 1 when a
 # target is missed).
@@ -61,6 +62,9 @@ THREADS=${BENCH_WRK_THREADS:-2}
 NGINX_WORKERS_LIST=${BENCH_NGINX_WORKERS-1 auto}
 HAPROXY_THREADS_LIST=${BENCH_HAPROXY_THREADS-1 2}
 UPSTREAM_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
+# Requests per upstream connection before nginx closes it (HTTP/2: with a GOAWAY). High by default
+# so the runs measure steady connections; 1000 (nginx's default) exercises the reconnects.
+UPSTREAM_KEEPALIVE_REQUESTS=${BENCH_UPSTREAM_KEEPALIVE_REQUESTS:-1000000}
 # The proxy runs its defaults, as issue 17's acceptance does: 25 upstream slots, log.level info
 # (one access line per request; the peers write none).
 UPSTREAM_CONCURRENCY=${BENCH_UPSTREAM_CONCURRENCY:-25}
@@ -231,7 +235,8 @@ start_nginx() { # NAME TEMPLATE WORKERS PORT -> NGINX_STARTED_PID
     render "$template" "$dir/nginx.conf" \
         USER_DIRECTIVE="$user_directive" WORKERS="$workers" DIR="$dir" WORK="$WORK" \
         UP_PORT="$UP_PORT" ACC_PORT="$ACC_PORT" ACC2_PORT="$ACC2_PORT" NGX_PORT="$port" \
-        RECORD_ID="$RECORD_ID" ATTACHMENT_ID="$ATTACHMENT_ID" REFRESH_EXPIRES_IN="$REFRESH_EXPIRES_IN"
+        RECORD_ID="$RECORD_ID" ATTACHMENT_ID="$ATTACHMENT_ID" REFRESH_EXPIRES_IN="$REFRESH_EXPIRES_IN" \
+        UPSTREAM_KEEPALIVE_REQUESTS="$UPSTREAM_KEEPALIVE_REQUESTS"
     "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" || die "nginx config $name invalid"
     "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" -g 'daemon off;' &
     local pid=$!
@@ -737,7 +742,7 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     [[ $SKIP_PROXY != 1 && $REFRESH == 1 ]] && refresh_desc="${REFRESH_DURATION}s at $REFRESH_CONNS conns, expires_in ${REFRESH_EXPIRES_IN}s"
     echo "Command: BENCH_QUICK=$QUICK BENCH_SKIP_PROXY=$SKIP_PROXY BENCH_PROFILE=$PROFILE bench/run.sh"
     echo "Peers: $(for peer in "${PEERS[@]}"; do printf '%s (%s), ' "$peer" "${PEER_SETTING[$peer]}"; done | sed 's/, $//')"
-    echo "Settings: duration=${DURATION}s conns='$CONNS' rounds=$ROUNDS wrk threads=$THREADS upstream nginx workers=$UPSTREAM_WORKERS proxy upstream_concurrency=$UPSTREAM_CONCURRENCY stream=${STREAM_MIB}MiB x$STREAM_REPEAT idle=$IDLE_CONNS refresh=$refresh_desc"
+    echo "Settings: duration=${DURATION}s conns='$CONNS' rounds=$ROUNDS wrk threads=$THREADS upstream nginx workers=$UPSTREAM_WORKERS keepalive_requests=$UPSTREAM_KEEPALIVE_REQUESTS proxy upstream_concurrency=$UPSTREAM_CONCURRENCY stream=${STREAM_MIB}MiB x$STREAM_REPEAT idle=$IDLE_CONNS refresh=$refresh_desc"
     echo
     echo '```'
     "$PY" "$HERE/bench.py" report "$RESULTS" --json "${RESULTS_MD%.md}.json" --markdown "$WORK/tables.md"
