@@ -879,7 +879,8 @@ async fn send(
         }
         let host = token.api.authority.to_string();
         let reason = crate::token::client::error_chain(&e);
-        if e.unprocessed() {
+        let unprocessed = e.unprocessed();
+        if unprocessed {
             debug!(account = %account.name, upstream = %host, "upstream refused the request unprocessed: {reason}");
         } else {
             warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
@@ -889,7 +890,7 @@ async fn send(
                 host,
                 reason: e.reason().into(),
             },
-            unprocessed: e.unprocessed(),
+            unprocessed,
         }
     })
 }

@@ -134,7 +134,7 @@ pub enum SendFail {
 /// RFC 9113 §8.7: a stream above a GOAWAY's last stream id, or reset with `REFUSED_STREAM`, was
 /// not processed by the server. (`h2` fails exactly the streams above the last id with the
 /// remote GOAWAY's error.)
-fn refused(e: h2::Error) -> SendFail {
+fn stream_failure(e: h2::Error) -> SendFail {
     if (e.is_go_away() && e.is_remote()) || e.reason() == Some(Reason::REFUSED_STREAM) {
         SendFail::Refused(e)
     } else {
@@ -166,7 +166,7 @@ pub async fn send(
         tokio::spawn(pipe(body, stream, cancelled));
         Some(cancel)
     };
-    let response = response.await.map_err(refused)?;
+    let response = response.await.map_err(stream_failure)?;
     let (parts, recv) = response.into_parts();
     let remaining = if recv.is_end_stream() {
         Some(0)

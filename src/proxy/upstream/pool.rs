@@ -107,10 +107,8 @@ impl Slot {
         // request in callgrind).
         let same =
             |h: &Host| h.key.tls == key.tls && h.key.authority.as_str() == key.authority.as_str();
-        let found = match self.hosts.iter().position(same) {
-            Some(i) => Some(i),
-            None => self.hosts.iter().position(|h| h.key == *key),
-        };
+        let found = (self.hosts.iter().position(same))
+            .or_else(|| self.hosts.iter().position(|h| h.key == *key));
         match found {
             Some(i) => &mut self.hosts[i],
             None => {

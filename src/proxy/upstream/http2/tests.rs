@@ -24,6 +24,24 @@ async fn pair(
     (conn, server.await.expect("server task"))
 }
 
+/// Sends `request` and expects a response head.
+async fn response_to(conn: &H2Conn, request: Request<ProxyBody>) -> Response<H2Body> {
+    match send(conn, request).await {
+        Ok(response) => response,
+        Err(_) => panic!("no response"),
+    }
+}
+
+/// The whole body of `response`, which must end without an error.
+async fn whole(response: Response<H2Body>) -> Bytes {
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body ends without an error")
+        .to_bytes()
+}
+
 fn get() -> Request<ProxyBody> {
     let mut request = Request::new(body::empty());
     *request.uri_mut() = "https://api.test/crm/v8/Leads".parse().expect("uri");
@@ -55,10 +73,7 @@ async fn a_response_carries_its_length_data_and_trailers() {
         // Keep the connection alive until the client has read everything.
         while server.accept().await.is_some() {}
     });
-    let Ok(response) = send(&conn, get()).await else {
-        panic!("no response");
-    };
-    let mut body = response.into_body();
+    let mut body = response_to(&conn, get()).await.into_body();
     assert_eq!(
         body.size_hint().exact(),
         Some(5),
@@ -102,15 +117,7 @@ async fn a_request_body_larger_than_the_window_is_sent_whole_under_flow_control(
     let mut request = get();
     *request.method_mut() = http::Method::POST;
     *request.body_mut() = streaming(chunks);
-    let Ok(response) = send(&conn, request).await else {
-        panic!("no response");
-    };
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let body = whole(response_to(&conn, request).await).await;
     assert_eq!(body, "1048576", "the server received every byte");
     drop(conn);
     serve.await.expect("server");
@@ -155,18 +162,10 @@ async fn an_answer_before_the_request_body_ended_then_no_error_reset_is_a_clean_
     let mut request = get();
     *request.method_mut() = http::Method::POST;
     *request.body_mut() = body;
-    let Ok(response) = send(&conn, request).await else {
-        panic!("no response");
-    };
+    let response = response_to(&conn, request).await;
     assert_eq!(response.status(), 413);
     let _ = answered_tx.send(());
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("no error")
-        .to_bytes();
-    assert_eq!(body, "too big");
+    assert_eq!(whole(response).await, "too big");
     drop((tx, conn));
     serve.await.expect("server");
 }
