@@ -762,26 +762,46 @@ struct Driver {
     url: String,
 }
 
+/// Starts chromium-driver on a free port. The port is only free when it is picked: another test's
+/// listener may take it before the driver binds (the driver then exits), so the driver counts as
+/// up only when its own `/status` answers, and a lost port is picked again.
 async fn start_driver(driver: &std::path::Path) -> Driver {
-    let port = free_port();
-    let child = tokio::process::Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver starts");
-    let up = poll_until(Duration::from_secs(20), || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = tokio::process::Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        // Until the driver answers its own /status, or exits (its port was taken).
+        let settled = poll_until(Duration::from_secs(20), || {
+            let exited = child.try_wait().ok().flatten().is_some();
+            let status = status.clone();
+            async move { exited || driver_status(&status).await }
+        })
+        .await;
+        let alive = child.try_wait().ok().flatten().is_none();
+        if settled && alive && driver_status(&status).await {
+            return Driver { _child: child, url };
+        }
+        let _ = child.kill().await;
+    }
+    panic!("chromedriver did not start on any of 5 ports");
+}
+
+/// Whether `status` is a WebDriver's `/status` (not some other listener on that port).
+async fn driver_status(status: &str) -> bool {
+    match client().get(status).send().await {
+        Ok(r) => r
+            .json::<serde_json::Value>()
             .await
-            .is_ok()
-    })
-    .await;
-    assert!(up, "chromedriver listens on {port}");
-    Driver {
-        _child: child,
-        url: format!("http://127.0.0.1:{port}"),
+            .is_ok_and(|v| v["value"]["ready"].is_boolean()),
+        Err(_) => false,
     }
 }
 
