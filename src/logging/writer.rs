@@ -298,9 +298,12 @@ mod tests {
     }
 
     #[test]
-    fn lines_from_many_threads_arrive_whole_in_order_per_thread_and_in_few_writes() {
+    fn lines_from_many_threads_arrive_whole_in_order_per_thread_and_together_while_the_sink_is_busy() {
         let sink = Recorder::default();
         let (writer, guard) = start(sink.clone());
+        // The sink is busy (a slow stderr) while the threads log: whatever the scheduler does,
+        // the lines that arrive meanwhile must wait in the buffer and go out together.
+        let busy = writer.shared.out.lock().expect("sink");
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let writer = writer.clone();
@@ -315,6 +318,7 @@ mod tests {
         for t in threads {
             t.join().expect("logging thread");
         }
+        drop(busy);
         drop(guard);
         let writes = sink.0.lock().expect("recorder").clone();
         let all: Vec<u8> = writes.concat();
@@ -334,8 +338,8 @@ mod tests {
             );
         }
         assert!(
-            writes.len() < 1000,
-            "8000 lines are written in batches, not one write each: {} writes",
+            writes.len() <= 2,
+            "8000 lines logged while the sink was busy are written in one batch: {} writes",
             writes.len()
         );
     }
