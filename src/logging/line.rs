@@ -140,33 +140,29 @@ fn format_line(
 }
 
 fn json_key(out: &mut String, key: &str) {
-    out.push(',');
-    json_string(out, key);
-    out.push(':');
+    // Keys are the code's own field names: identifiers, never escaped.
+    debug_assert!(first_escape(key.as_bytes()).is_none(), "field name {key:?}");
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
 }
 
 /// A JSON string literal (RFC 8259 escapes; control characters as `\u00XX`).
 fn json_string(out: &mut String, s: &str) {
     out.push('"');
-    // Nearly every value (names, paths, scopes) needs no escape: copy it whole.
-    if !s.bytes().any(needs_escape) {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        if !needs_escape(b) {
-            continue;
-        }
+    // Nearly every value (names, paths, scopes) needs no escape: copied whole after one scan.
+    while let Some(found) = first_escape(&bytes[start..]) {
+        let i = start + found;
         out.push_str(&s[start..i]);
-        match b {
+        match bytes[i] {
             b'"' => out.push_str("\\\""),
             b'\\' => out.push_str("\\\\"),
             b'\n' => out.push_str("\\n"),
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
-            _ => {
+            b => {
                 let _ = write!(out, "\\u{b:04x}");
             }
         }
@@ -174,6 +170,43 @@ fn json_string(out: &mut String, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// The index of the first byte a JSON string must escape (a control character, `"` or `\`),
+/// eight bytes at a time: a per-byte scan of the access line's values cost more than
+/// formatting the rest of the line.
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// High bit set in each byte of `w` that is zero (exact for the lowest such byte).
+    fn zero_bytes(w: u64) -> u64 {
+        w.wrapping_sub(ONES) & !w & HIGHS
+    }
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        // Bytes below 0x20: a byte b < 0x20 has b & 0xe0 == 0 (bytes >= 0x80 have the high
+        // bit set and fail the test).
+        let flagged = zero_bytes(w & u64::from_ne_bytes([0xe0; 8]))
+            | zero_bytes(w ^ u64::from_ne_bytes([b'"'; 8]))
+            | zero_bytes(w ^ u64::from_ne_bytes([b'\\'; 8]));
+        if flagged != 0 {
+            // Borrow propagation can flag a byte above a real match: find the first exactly.
+            return chunk
+                .iter()
+                .position(|&b| needs_escape(b))
+                .map(|i| offset + i);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|i| offset + i)
 }
 
 fn needs_escape(b: u8) -> bool {
@@ -242,6 +275,31 @@ mod tests {
             "2026-12-01T08:03:22.345678Z  INFO access: account=default path=/crm/v8/Leads \
              decision=\"allowed \\\"x\\\"\" status=200 complete=true\n"
         );
+    }
+
+    #[test]
+    fn the_word_at_a_time_scan_finds_the_first_byte_to_escape_exactly() {
+        // Every byte value at every position of strings up to 19 bytes long (both sides of
+        // an eight-byte word), on a background of bytes that need no escape, some >= 0x80.
+        for len in 1..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes: Vec<u8> =
+                        (0..len).map(|i| [b'a', 0xc3, b'~', b' '][i % 4]).collect();
+                    bytes[at] = b;
+                    let naive = bytes
+                        .iter()
+                        .position(|&c| c < 0x20 || c == b'"' || c == b'\\');
+                    assert_eq!(first_escape(&bytes), naive, "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(first_escape(b""), None);
+        // Two escapes in one word: the first is reported, not one the borrow reached.
+        assert_eq!(first_escape(b"ab\x01\"cdefgh"), Some(2));
+        let mut out = String::new();
+        json_string(&mut out, "0123456789\"abcdef\\\u{7f}\u{1f}é");
+        assert_eq!(out, "\"0123456789\\\"abcdef\\\\\u{7f}\\u001fé\"");
     }
 
     #[test]

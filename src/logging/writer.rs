@@ -298,7 +298,8 @@ mod tests {
     }
 
     #[test]
-    fn lines_from_many_threads_arrive_whole_in_order_per_thread_and_together_while_the_sink_is_busy() {
+    fn lines_from_many_threads_arrive_whole_in_order_per_thread_and_together_while_the_sink_is_busy(
+    ) {
         let sink = Recorder::default();
         let (writer, guard) = start(sink.clone());
         // The sink is busy (a slow stderr) while the threads log: whatever the scheduler does,
