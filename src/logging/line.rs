@@ -100,9 +100,7 @@ fn format_line(
                 out.push_str(key);
                 out.push('=');
                 match value {
-                    Value::Str(s) => {
-                        let _ = write!(out, "{s:?}");
-                    }
+                    Value::Str(s) => debug_string(out, s),
                     Value::Display(s) => out.push_str(s),
                     Value::U64(n) => number(out, *n),
                     Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -137,6 +135,20 @@ fn format_line(
         }
     }
     out.push('\n');
+}
+
+/// A string as `{:?}` writes it. Printable ASCII other than `"` and `\\` is written as it is,
+/// without the formatter (the access line's `decision` is always such a word).
+fn debug_string(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
 }
 
 fn json_key(out: &mut String, key: &str) {
@@ -300,6 +312,26 @@ mod tests {
         let mut out = String::new();
         json_string(&mut out, "0123456789\"abcdef\\\u{7f}\u{1f}é");
         assert_eq!(out, "\"0123456789\\\"abcdef\\\\\u{7f}\\u001fé\"");
+    }
+
+    #[test]
+    fn text_strings_are_quoted_exactly_as_debug_quotes_them() {
+        for s in [
+            "allowed",
+            "",
+            "a b~",
+            "it's",
+            "say \"hi\"",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "\u{7f}",
+            "\u{301}x",
+        ] {
+            let mut out = String::new();
+            debug_string(&mut out, s);
+            assert_eq!(out, format!("{s:?}"), "{s:?}");
+        }
     }
 
     #[test]
