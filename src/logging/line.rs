@@ -137,7 +137,7 @@ fn format_line(
     out.push('\n');
 }
 
-/// A string as `{:?}` writes it. Printable ASCII other than `"` and `\\` is written as it is,
+/// A string as `{:?}` writes it. Printable ASCII other than `"` and `\` is written as it is,
 /// without the formatter (the access line's `decision` is always such a word).
 fn debug_string(out: &mut String, s: &str) {
     if s.bytes()
