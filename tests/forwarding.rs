@@ -153,27 +153,28 @@ async fn short_lived_tokens_are_refreshed_ahead_without_failed_requests() {
 #[tokio::test]
 async fn large_bodies_stream_both_ways_with_flat_memory() {
     // Lone requests: HTTP/1.1 upstream under the default `auto`.
-    stream_both_ways(200, "", "HTTP/1.1").await;
+    stream_both_ways(200, false, "HTTP/1.1").await;
 }
 
 #[tokio::test]
 async fn large_bodies_stream_both_ways_over_http2_under_flow_control() {
     // 64 MiB each way is 32 times the 2 MiB stream window: the upload waits for window updates
     // and the download gives window back as the client reads.
-    stream_both_ways(64, "\n  upstream_protocol: http2\nallow:\n", "HTTP/2.0").await;
+    stream_both_ways(64, true, "HTTP/2.0").await;
 }
 
-/// Downloads and uploads `mib` MiB through the proxy (config `allow:` replaced by `pin` when
-/// not empty), checks both arrive whole, that the upstream saw `version`, and that memory stays
+/// Downloads and uploads `mib` MiB through the proxy (with `upstream_protocol: http2` when
+/// `pinned`), checks both arrive whole, that the upstream saw `version`, and that memory stays
 /// flat.
-async fn stream_both_ways(mib: u64, pin: &str, version: &str) {
+async fn stream_both_ways(mib: u64, pinned: bool, version: &str) {
     let zoho = Zoho::start().await;
-    let mut config = zoho.config(ALLOW_LEADS, "");
-    if !pin.is_empty() {
-        config = config.replace("\nallow:\n", pin);
-    }
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(proxy.wait_ready(Duration::from_secs(10)).await);
+    let proxy = if pinned {
+        spawn_pinned_http2(&zoho, "", None).await
+    } else {
+        let proxy = RunningProxy::spawn(zoho.dir.path(), &zoho.config(ALLOW_LEADS, "")).await;
+        assert!(proxy.wait_ready(Duration::from_secs(10)).await);
+        proxy
+    };
     let (_, before) = proxy.memory_kib();
     let size: u64 = mib << 20;
     let c = client();

@@ -273,6 +273,12 @@ async fn pump(body: &mut ProxyBody, stream: &mut SendStream<Bytes>) -> Result<()
     }
 }
 
+/// A stream reset after a complete response (`NO_ERROR`), or because we dropped it (`CANCEL`):
+/// the body's end, not a failure.
+fn clean_end(e: &h2::Error) -> bool {
+    matches!(e.reason(), Some(Reason::NO_ERROR | Reason::CANCEL))
+}
+
 /// A response body on an HTTP/2 stream; gives the flow-control window back as data is read.
 pub struct H2Body {
     recv: RecvStream,
@@ -297,16 +303,14 @@ impl Body for H2Body {
             match ready!(this.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     let _ = this.recv.flow_control().release_capacity(data.len());
+                    // `h2` itself fails a stream whose data overruns (or falls short of) its
+                    // `Content-Length`; this only keeps the size hint.
                     if let Some(remaining) = &mut this.remaining {
-                        match remaining.checked_sub(data.len() as u64) {
-                            Some(left) => *remaining = left,
-                            None => return Poll::Ready(Some(Err(Reason::PROTOCOL_ERROR.into()))),
-                        }
+                        *remaining = remaining.saturating_sub(data.len() as u64);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                // Reset after a complete response (or because we dropped it): the end.
-                Some(Err(e)) if matches!(e.reason(), Some(Reason::NO_ERROR | Reason::CANCEL)) => {
+                Some(Err(e)) if clean_end(&e) => {
                     this.data_done = true;
                     return Poll::Ready(None);
                 }
@@ -317,9 +321,7 @@ impl Body for H2Body {
         match ready!(this.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(e) if matches!(e.reason(), Some(Reason::NO_ERROR | Reason::CANCEL)) => {
-                Poll::Ready(None)
-            }
+            Err(e) if clean_end(&e) => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e))),
         }
     }

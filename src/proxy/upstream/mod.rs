@@ -21,7 +21,7 @@ mod pool;
 
 use super::body::ProxyBody;
 use crate::config::UpstreamProtocol;
-use crate::proxy::body::BodyError as BoxError;
+use crate::proxy::body::BodyError;
 use connect::{Connected, Dialer, Stage};
 use futures_util::FutureExt;
 use http::header::HOST;
@@ -85,10 +85,10 @@ pub enum UpstreamError {
     /// No connection could be made.
     Connect(Arc<ConnectError>),
     /// The connection failed before a response arrived.
-    Send(crate::proxy::body::BodyError),
+    Send(BodyError),
     /// The server refused the request without processing it (HTTP/2 GOAWAY or
     /// `REFUSED_STREAM`): sending it again is safe.
-    Refused(crate::proxy::body::BodyError),
+    Refused(BodyError),
     /// The request URI has no host (never for requests the proxy builds).
     NoHost,
 }
@@ -199,8 +199,9 @@ impl Upstream {
             };
         let mut retried = false;
         loop {
-            // `Err(Some(request))`: refused before it was sent, so it may go on a new connection.
-            let sent: Result<Response<UpstreamBody>, (Option<Request<ProxyBody>>, BoxError)> =
+            // How it failed; `Some(request)`: refused before it was sent, so it may go on a new
+            // connection. A response returns at once.
+            let (back, e): (Option<Request<ProxyBody>>, BodyError) =
                 match self.lease(slot, &key, want_h2).await? {
                     Lease::H2(conn, reused) => {
                         if request.uri() != &uri {
@@ -208,7 +209,7 @@ impl Upstream {
                             request.headers_mut().remove(HOST);
                         }
                         match http2::send(&conn, request).await {
-                            Ok(response) => Ok(response.map(UpstreamBody::Http2)),
+                            Ok(response) => return Ok((response.map(UpstreamBody::Http2), guard)),
                             Err(http2::SendFail::NotSent(back, e)) => {
                                 // The connection takes no new streams (a GOAWAY, or it failed):
                                 // the next lease dials a new one, unless another request has
@@ -219,12 +220,12 @@ impl Upstream {
                                     host.h2 = None;
                                 }
                                 drop(s);
-                                Err((reused.then_some(*back), e.into()))
+                                (reused.then_some(*back), e.into())
                             }
                             Err(http2::SendFail::Refused(e)) => {
                                 return Err(UpstreamError::Refused(e.into()))
                             }
-                            Err(http2::SendFail::Failed(e)) => Err((None, e.into())),
+                            Err(http2::SendFail::Failed(e)) => (None, e.into()),
                         }
                     }
                     Lease::H1(mut sender, host, reused) => {
@@ -237,20 +238,19 @@ impl Upstream {
                             }
                             Err(mut e) => {
                                 let back = e.take_message().filter(|_| reused);
-                                Err((back, e.into_error().into()))
+                                (back, e.into_error().into())
                             }
                         }
                     }
                 };
-            match sent {
-                Ok(response) => return Ok((response, guard)),
+            match back {
                 // The connection closed before taking the request (an idle one the server was
                 // just closing): once, on a new connection.
-                Err((Some(back), _)) if !retried => {
+                Some(back) if !retried => {
                     retried = true;
                     request = back;
                 }
-                Err((_, e)) => return Err(UpstreamError::Send(e)),
+                _ => return Err(UpstreamError::Send(e)),
             }
         }
     }
