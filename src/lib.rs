@@ -32,6 +32,12 @@ pub mod tls;
 pub mod token;
 pub mod workers;
 
+/// A hash map with a fast non-cryptographic hasher (FxHash), for maps looked up on every request
+/// whose keys come from the config, never from a client (account, client and scope names): std's
+/// SipHash cost about 200 instructions a lookup, several times a request. A client cannot choose
+/// these keys, so hash flooding does not apply.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::metrics::Metrics;

@@ -8,8 +8,9 @@
 //! lock and allocates nothing, so the hot path stays cheap.
 
 use crate::policy::{Required, Scope};
+use crate::FastMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, RwLock};
 
 /// How many denied or reported requests the console lists.
@@ -72,7 +73,7 @@ pub struct DecisionRecord {
 /// Per-account observed scopes and the recent decisions.
 #[derive(Default)]
 pub struct Observations {
-    scopes: RwLock<HashMap<String, BTreeMap<Scope, u8>>>,
+    scopes: RwLock<FastMap<String, BTreeMap<Scope, u8>>>,
     recent: Mutex<VecDeque<DecisionRecord>>,
 }
 

@@ -31,6 +31,7 @@ pub use status::explain;
 use crate::config::{Config, StoreConfig};
 use crate::proxy::error::ProxyError;
 use crate::token::redis_store::RedisStore;
+use crate::FastMap;
 use arc_swap::ArcSwap;
 use backoff::Backoff;
 use ledger::{retry_after_secs, Ledger};
@@ -51,9 +52,9 @@ pub const DOWNLOADS_PER_MINUTE: usize = 10;
 #[derive(Clone, Debug, Default)]
 pub struct CreditSettings {
     /// Per account: `credits.daily_limit` (`None`: count only) and `credits.costs`.
-    pub accounts: HashMap<String, AccountSettings>,
+    pub accounts: FastMap<String, AccountSettings>,
     /// Per client name: credits per rolling day (`clients[].credits_per_day`).
-    pub clients: HashMap<String, u64>,
+    pub clients: FastMap<String, u64>,
 }
 
 /// One account's credit settings.
@@ -128,7 +129,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Credits {
     settings: ArcSwap<CreditSettings>,
     accounts: Vec<Arc<AccountCredits>>,
-    clients: Mutex<HashMap<String, Ledger>>,
+    clients: Mutex<FastMap<String, Ledger>>,
     /// Where the client ledgers are persisted (beside the first file-backed account's token).
     clients_file: Option<PathBuf>,
     clients_dirty: Mutex<bool>,
@@ -203,7 +204,7 @@ impl Credits {
         Credits {
             settings: ArcSwap::from_pointee(settings),
             accounts,
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(FastMap::default()),
             clients_file,
             clients_dirty: Mutex::new(false),
             dirty: Notify::new(),
