@@ -128,6 +128,16 @@ pub struct HostRule {
 impl HostRule {
     /// Checks one `Host` value.
     pub fn check(&self, value: &[u8]) -> Result<(), HostProblem> {
+        if plain_loopback(value) {
+            // What the full parse below decides for these values too (hot path: nearly every
+            // local client sends one of them).
+            return Ok(());
+        }
+        self.check_parsed(value)
+    }
+
+    /// [`HostRule::check`] without the fast path.
+    fn check_parsed(&self, value: &[u8]) -> Result<(), HostProblem> {
         let host = parse(value)?;
         if self.any {
             return Ok(());
@@ -141,6 +151,23 @@ impl HostRule {
             }
             HostName::Name(_) => Err(HostProblem::NotAllowed),
         }
+    }
+}
+
+/// `127.0.0.1` or `localhost` (lower case), alone or with a valid `:port`.
+fn plain_loopback(value: &[u8]) -> bool {
+    let rest = value
+        .strip_prefix(b"127.0.0.1")
+        .or_else(|| value.strip_prefix(b"localhost"));
+    match rest {
+        Some([]) => true,
+        Some([b':', port @ ..]) => {
+            !port.is_empty()
+                && port.len() <= 5
+                && port.iter().all(u8::is_ascii_digit)
+                && port.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535
+        }
+        _ => false,
     }
 }
 
@@ -237,6 +264,40 @@ mod tests {
             accept: vec!["crm-proxy.internal".into()],
             any: false,
         }
+    }
+
+    #[test]
+    fn the_loopback_fast_path_decides_as_the_full_parse() {
+        let edges: &[&[u8]] = &[
+            b"127.0.0.1:",
+            b"127.0.0.1:0",
+            b"127.0.0.1:00080",
+            b"127.0.0.1:65535",
+            b"127.0.0.1:65536",
+            b"127.0.0.1:123456",
+            b"127.0.0.1:8080x",
+            b"127.0.0.10",
+            b"127.0.0.1x",
+            b"localhost:",
+            b"localhost:1",
+            b"localhostx",
+            b"localhost.",
+        ];
+        let all = ALLOWED
+            .iter()
+            .chain(REFUSED)
+            .map(|h| h.as_bytes())
+            .chain(MALFORMED.iter().copied())
+            .chain(edges.iter().copied());
+        let mut fast = 0;
+        for value in all {
+            if plain_loopback(value) {
+                fast += 1;
+                assert_eq!(rule().check_parsed(value), Ok(()), "{value:?}");
+            }
+            assert_eq!(rule().check(value), rule().check_parsed(value), "{value:?}");
+        }
+        assert_eq!(fast, 9, "the values the fast path takes");
     }
 
     #[test]

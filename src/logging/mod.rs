@@ -14,6 +14,7 @@ pub mod writer;
 
 use crate::config::LogFormat;
 use crate::reload::SetLogLevel;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -56,12 +57,39 @@ pub fn filter_directive(level: &str) -> String {
     directive
 }
 
+/// The access log's state as the installed filter last decided it: 1 off, 2 on, 0 ask
+/// `tracing` (before [`init`], under a test's own subscriber, or when the filter has
+/// span-scoped directives, whose answer depends on the current span).
+static ACCESS_LOG: AtomicU8 = AtomicU8::new(0);
+
+/// Whether access lines (target `access`, INFO) are logged. Hot path: the filter's walk costs
+/// about 370 instructions, so it is asked once at start and after each level change.
+pub fn access_enabled() -> bool {
+    match ACCESS_LOG.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => tracing::enabled!(target: "access", tracing::Level::INFO),
+    }
+}
+
+/// Records what the global filter, built from `directive`, decides for access lines.
+fn remember_access_log(directive: &str) {
+    ACCESS_LOG.store(0, Ordering::Relaxed);
+    if !directive.contains('[') {
+        let on = tracing::enabled!(target: "access", tracing::Level::INFO);
+        ACCESS_LOG.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    }
+}
+
 /// Installs the global subscriber; returns the level setter and the writer guard (keep it alive).
 pub fn init(format: LogFormat, level: &str) -> (SetLogLevel, writer::FlushGuard) {
     let (writer, guard) = writer::start(std::io::stderr());
     line::install(format, writer.clone());
-    let filter =
-        EnvFilter::try_new(filter_directive(level)).unwrap_or_else(|_| EnvFilter::new("info"));
+    let directive = filter_directive(level);
+    let (filter, directive) = match EnvFilter::try_new(&directive) {
+        Ok(filter) => (filter, directive),
+        Err(_) => (EnvFilter::new("info"), "info".to_string()),
+    };
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -76,13 +104,22 @@ pub fn init(format: LogFormat, level: &str) -> (SetLogLevel, writer::FlushGuard)
             .with_writer(writer)
             .boxed(),
     };
-    let _ = tracing_subscriber::registry()
+    let installed = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
-        .try_init();
+        .try_init()
+        .is_ok();
+    if installed {
+        remember_access_log(&directive);
+    }
     let set: SetLogLevel = Arc::new(move |level: &str| {
-        let filter = EnvFilter::try_new(filter_directive(level)).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())
+        let directive = filter_directive(level);
+        let filter = EnvFilter::try_new(&directive).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())?;
+        if installed {
+            remember_access_log(&directive);
+        }
+        Ok(())
     });
     (set, guard)
 }

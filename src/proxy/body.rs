@@ -108,6 +108,11 @@ impl BodyWatch {
         self.finish();
     }
 
+    /// Whether the body has ended already (a body-less request is marked so before it is sent).
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     /// Resolves once the body has ended (fully sent, or failed).
     pub async fn finished(&self) {
         loop {
@@ -242,8 +247,8 @@ impl Body for RequestBody {
 /// Called once when a response body ends or is dropped: (bytes sent, completed cleanly).
 pub type OnFinish = Box<dyn FnOnce(u64, bool) + Send + Sync>;
 
-/// A streaming response body: idle timeout, byte count, a completion callback, and whatever must
-/// live as long as the body (the upstream concurrency permit).
+/// A streaming response body: idle timeout, byte count, and a completion callback (which owns
+/// whatever must live as long as the body, such as the upstream concurrency permit).
 pub struct ResponseBody<B> {
     inner: B,
     idle: Duration,
@@ -254,17 +259,11 @@ pub struct ResponseBody<B> {
     expected: Option<u64>,
     clean: bool,
     on_finish: Option<OnFinish>,
-    _guard: Option<Box<dyn Send + Sync>>,
 }
 
 impl<B> ResponseBody<B> {
     /// Wraps `inner`.
-    pub fn new(
-        inner: B,
-        idle: Duration,
-        on_finish: OnFinish,
-        guard: Option<Box<dyn Send + Sync>>,
-    ) -> ResponseBody<B>
+    pub fn new(inner: B, idle: Duration, on_finish: OnFinish) -> ResponseBody<B>
     where
         B: Body,
     {
@@ -277,7 +276,6 @@ impl<B> ResponseBody<B> {
             bytes: 0,
             clean: false,
             on_finish: Some(on_finish),
-            _guard: guard,
         }
     }
 

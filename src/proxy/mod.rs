@@ -81,7 +81,7 @@ impl Access {
         metrics: &crate::metrics::Metrics,
     ) {
         metrics.request(&self.account, &self.method, self.decision, status);
-        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        if !crate::logging::access_enabled() {
             return;
         }
         use crate::logging::line::Value;
@@ -171,7 +171,7 @@ pub async fn handle(
         }
     };
     let mut access = Access {
-        log: tracing::enabled!(target: "access", tracing::Level::INFO),
+        log: crate::logging::access_enabled(),
         account: account.meter(client).clone(),
         method: method.clone(),
         path: String::new(),
@@ -839,12 +839,18 @@ async fn send(
     limits: &crate::config::Limits,
     token: &AccessToken,
 ) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), Unsent> {
-    let exchange = account.upstream.send(request);
+    // Pinned where they are: `select!` then holds two pointers instead of moving both futures.
+    let exchange = std::pin::pin!(account.upstream.send(request));
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
     // never completes the handshake or never reads the body is cut too (it would never poll the
     // body, and the body's own idle timer would never fire).
-    let deadline = async {
+    let deadline = std::pin::pin!(async {
+        if watch.is_finished() {
+            // Nothing left to stream (a body-less or buffered request): one timer, armed once.
+            tokio::time::sleep(limits.request_timeout).await;
+            return;
+        }
         loop {
             let frames = watch.frames_sent();
             tokio::select! {
@@ -859,7 +865,7 @@ async fn send(
                 }
             }
         }
-    };
+    });
     let result = tokio::select! {
         r = exchange => r,
         _ = deadline => {
@@ -933,12 +939,12 @@ fn respond(
         credits: access.credits,
     };
     let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
+        // Held until the response body ends (one allocation with the callback): the upstream
+        // slot, the in-flight gauge and the worker's upstream in-flight count.
+        let _held = held;
         access.log(status, bytes, complete, &metrics);
     });
-    // Held until the response body ends: the upstream slot, the in-flight gauge and the
-    // worker's upstream in-flight count.
-    let guard: Box<dyn Send + Sync> = Box::new(held);
-    let body = ResponseBody::new(body, idle, on_finish, Some(guard));
+    let body = ResponseBody::new(body, idle, on_finish);
     let body = if no_content {
         body.without_content()
     } else {
