@@ -12,7 +12,9 @@
 # directory: AB_WORKDIR names a kept one (BENCH_KEEP=1); without it a quick run.sh makes one.
 #
 # Settings (environment): AB_CONNS (connection counts, default "1 64 256"), AB_DURATION (seconds
-# per measurement, default 4), AB_ROUNDS (default 2), AB_PATH (default /crm/v8/Leads).
+# per measurement, default 4), AB_ROUNDS (default 2), AB_PATH (default /crm/v8/Leads), AB_FLOOR
+# (the path of a `cargo build --release --example floor` binary: the floor of the crate stack,
+# measured in each round too; see bench/README.md).
 set -euo pipefail
 
 old=${1:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
@@ -91,6 +93,24 @@ wait_ready() {
     return 1
 }
 
+floor_pid=
+floor_port=18439
+if [[ -n ${AB_FLOOR:-} ]]; then
+    upstream_port=$(port_of "$work/upstream/nginx.conf" 'listen')
+    for _ in $(seq 1 100); do
+        curl -so /dev/null "https://127.0.0.1:$upstream_port/" --cacert "$work/pki/ca.pem" && break
+        sleep 0.05
+    done
+    "$AB_FLOOR" "127.0.0.1:$floor_port" "127.0.0.1:$upstream_port" localhost "$work/pki/ca.pem" \
+        bench-token 2>"$work/ab-floor.log" &
+    floor_pid=$!
+    pids+=($floor_pid)
+    for _ in $(seq 1 100); do
+        curl -fso /dev/null "http://127.0.0.1:$floor_port$path" && break
+        sleep 0.05
+    done
+fi
+
 echo "work directory: $work"
 echo "old: $old"
 echo "new: $new"
@@ -107,5 +127,6 @@ for c in $conns; do
         # shellcheck disable=SC2046 # one PID per word
         measure nginx-1 "$c" "$nginx_port" "$nginx_master" $(pgrep -P "$nginx_master")
         measure haproxy-1 "$c" "$haproxy_port" "$haproxy_pid"
+        if [[ -n $floor_pid ]]; then measure floor "$c" "$floor_port" "$floor_pid"; fi
     done
 done
