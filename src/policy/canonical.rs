@@ -355,7 +355,6 @@ fn bad_version(segment: &str) -> Rejection {
     ))
 }
 
-/// Splits a canonical path (already checked) into its area and the segments after the version.
 /// `text.split('/')` as a plain byte loop: CRM path segments are a few bytes long, where the
 /// `char` searcher's set-up costs more than the scan (hot path: two splits a request).
 fn slash_split(text: &str) -> impl Iterator<Item = &str> {
@@ -375,6 +374,7 @@ fn slash_split(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Splits a canonical path (already checked) into its area and the segments after the version.
 pub(crate) fn locate(path: &str) -> Result<Located<'_>, Rejection> {
     let mut parts = slash_split(&path[1..]);
     let first = parts.next().unwrap_or("");

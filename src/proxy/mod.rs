@@ -839,7 +839,7 @@ async fn send(
     limits: &crate::config::Limits,
     token: &AccessToken,
 ) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), Unsent> {
-    // Pinned where they are: `select!` then holds two pointers instead of moving both futures.
+    // Pinned in this frame: `select!` polls them through the pins and does not move them again.
     let exchange = std::pin::pin!(account.upstream.send(request));
     // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
     // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
