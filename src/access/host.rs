@@ -81,11 +81,7 @@ pub fn parse(value: &[u8]) -> Result<HostName<'_>, HostProblem> {
         (host, port)
     };
     if let Some(port) = port {
-        let valid = !port.is_empty()
-            && port.len() <= 5
-            && port.bytes().all(|b| b.is_ascii_digit())
-            && port.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535;
-        if !valid {
+        if !valid_port(port.as_bytes()) {
             return Err(HostProblem::Malformed(
                 "the port after the host name must be a number from 0 to 65535",
             ));
@@ -161,14 +157,17 @@ fn plain_loopback(value: &[u8]) -> bool {
         .or_else(|| value.strip_prefix(b"localhost"));
     match rest {
         Some([]) => true,
-        Some([b':', port @ ..]) => {
-            !port.is_empty()
-                && port.len() <= 5
-                && port.iter().all(u8::is_ascii_digit)
-                && port.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535
-        }
+        Some([b':', port @ ..]) => valid_port(port),
         _ => false,
     }
+}
+
+/// A port: 1 to 5 decimal digits, at most 65535.
+fn valid_port(port: &[u8]) -> bool {
+    !port.is_empty()
+        && port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && port.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535
 }
 
 /// Validates one `accept_hosts` entry: an exact DNS name (no wildcard, port, scheme or trailing

@@ -117,7 +117,7 @@ impl BodyWatch {
     pub async fn finished(&self) {
         loop {
             let notified = self.notify.notified();
-            if self.finished.load(Ordering::Acquire) {
+            if self.is_finished() {
                 return;
             }
             notified.await;

@@ -846,18 +846,16 @@ async fn send(
     // never completes the handshake or never reads the body is cut too (it would never poll the
     // body, and the body's own idle timer would never fire).
     let deadline = std::pin::pin!(async {
-        if watch.is_finished() {
-            // Nothing left to stream (a body-less or buffered request): one timer, armed once.
-            tokio::time::sleep(limits.request_timeout).await;
-            return;
-        }
         loop {
+            if watch.is_finished() {
+                // Nothing left to stream (from the start for a body-less or buffered request):
+                // one timer, armed once.
+                tokio::time::sleep(limits.request_timeout).await;
+                return;
+            }
             let frames = watch.frames_sent();
             tokio::select! {
-                () = watch.finished() => {
-                    tokio::time::sleep(limits.request_timeout).await;
-                    return;
-                }
+                () = watch.finished() => {}
                 () = tokio::time::sleep(limits.request_timeout) => {
                     if watch.frames_sent() == frames {
                         return;
