@@ -18,6 +18,7 @@ pub mod admin;
 pub mod config;
 pub mod credits;
 pub mod demo;
+pub mod drain;
 pub mod logging;
 pub mod metrics;
 pub mod observed;

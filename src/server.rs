@@ -453,13 +453,7 @@ impl ServedConn {
 }
 
 async fn run_connection(mut conn: std::pin::Pin<Box<dyn GracefulConn>>, drain: CancellationToken) {
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = drain.cancelled() => {
-            conn.as_mut().shutdown();
-            conn.await
-        }
-    };
+    let result = crate::drain::run_until_drained(conn.as_mut(), &drain, |c| c.shutdown()).await;
     if let Err(e) = result {
         debug!("connection ended: {e}");
     }

@@ -14,9 +14,22 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// The slots one forwarded request holds until its response body ends.
+///
+/// Nearly every request holds one slot: it is kept inline, and only the rest (a heavy call's
+/// group slot, a composite's edition slots) go to the heap.
 #[derive(Debug, Default)]
 pub struct SlotGuard {
-    _permits: Vec<OwnedSemaphorePermit>,
+    _first: Option<OwnedSemaphorePermit>,
+    _rest: Vec<OwnedSemaphorePermit>,
+}
+
+impl SlotGuard {
+    fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        match self._first {
+            None => self._first = Some(permit),
+            Some(_) => self._rest.push(permit),
+        }
+    }
 }
 
 /// The queue deadline passed before every slot was free.
@@ -36,7 +49,7 @@ pub async fn take(
     cost: &Cost,
     queue_timeout: Duration,
 ) -> Result<SlotGuard, SlotsBusy> {
-    let mut permits = Vec::new();
+    let mut permits = SlotGuard::default();
     let deadline = Instant::now() + queue_timeout;
     if let Some(sem) = heavy.filter(|_| cost.heavy > 0) {
         let n = cost.heavy.min(heavy_limit.max(1));
@@ -49,7 +62,7 @@ pub async fn take(
                 }
             }
         };
-        permits.push(permit);
+        permits.hold(permit);
     }
     if let Some(slots) = upstream {
         let n = cost.slots.clamp(1, upstream_limit.max(1));
@@ -62,10 +75,10 @@ pub async fn take(
                     _ => return Err(SlotsBusy { heavy: false }),
                 },
             };
-            permits.push(permit);
+            permits.hold(permit);
         }
     }
-    Ok(SlotGuard { _permits: permits })
+    Ok(permits)
 }
 
 /// Reserves a bulk-read download at `now_ms` and says how long to wait for it: at most

@@ -186,11 +186,13 @@ impl Upstream {
             slot,
             h1: None,
         };
-        let uri = request.uri().clone();
         let key = Key {
-            tls: uri.scheme() == Some(&http::uri::Scheme::HTTPS),
-            authority: uri.authority().cloned().ok_or(UpstreamError::NoHost)?,
+            tls: request.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
+            authority: (request.uri().authority().cloned()).ok_or(UpstreamError::NoHost)?,
         };
+        // The absolute URI, while an HTTP/1.1 attempt has the request in origin form (put back
+        // if a retry goes out on HTTP/2). Moved, not cloned: most requests never need it.
+        let mut absolute: Option<Uri> = None;
         let want_h2 = key.tls
             && match inner.protocol {
                 UpstreamProtocol::Http1 => false,
@@ -204,8 +206,8 @@ impl Upstream {
             let (back, e): (Option<Request<ProxyBody>>, BodyError) =
                 match self.lease(slot, &key, want_h2).await? {
                     Lease::H2(conn, reused) => {
-                        if request.uri() != &uri {
-                            *request.uri_mut() = uri.clone();
+                        if let Some(uri) = absolute.take() {
+                            *request.uri_mut() = uri;
                             request.headers_mut().remove(HOST);
                         }
                         match http2::send(&conn, request).await {
@@ -229,7 +231,10 @@ impl Upstream {
                         }
                     }
                     Lease::H1(mut sender, host, reused) => {
-                        *request.uri_mut() = origin_form(&uri);
+                        if absolute.is_none() {
+                            let origin = origin_form(request.uri());
+                            absolute = Some(std::mem::replace(request.uri_mut(), origin));
+                        }
                         request.headers_mut().insert(HOST, host);
                         match sender.try_send_request(request).await {
                             Ok(response) => {
