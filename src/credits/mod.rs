@@ -258,15 +258,12 @@ impl Credits {
         let client_limit = client.and_then(|c| settings.clients.get(c).copied());
         let now = (self.clock)();
 
-        if let Some(wait) = lock(&acc.state).backoff.remaining(now) {
-            self.metrics.refused(account, "zoho_throttled");
-            return Err(ProxyError::ZohoThrottled {
-                account: account.to_string(),
-                retry_after: retry_after_secs(wait.as_millis() as u64),
-            });
-        }
-        match &acc.backend {
+        // The account's credits used in the window, after this request.
+        let used = match &acc.backend {
             Backend::Redis(shared) => {
+                if let Some(wait) = lock(&acc.state).backoff.remaining(now) {
+                    return Err(self.throttled(account, wait));
+                }
                 match shared
                     .admit(now, cost.credits, account_limit, client, client_limit)
                     .await
@@ -285,6 +282,7 @@ impl Credits {
                         if let Some(used) = client_used {
                             self.metrics.client_used_in_window(client_name, used);
                         }
+                        account_used
                     }
                     Ok(redis::Admission::Throttled { remaining_ms }) => {
                         lock(&acc.state).backoff.adopt(now + remaining_ms);
@@ -315,27 +313,27 @@ impl Credits {
                         });
                     }
                     Ok(redis::Admission::Skipped) => {
-                        self.admit_local(&acc, client, cost, now, account_limit, client_limit)?;
+                        self.admit_local(&acc, client, cost, now, account_limit, client_limit)?
                     }
                     Err(e) => {
                         // Counting must not stop traffic: fall back to this replica's own view
                         // (for a few seconds, then Redis is tried again).
                         warn!(account = %account, "credits: the fleet ledger is unavailable, counting locally: {e}");
-                        self.admit_local(&acc, client, cost, now, account_limit, client_limit)?;
+                        self.admit_local(&acc, client, cost, now, account_limit, client_limit)?
                     }
                 }
             }
             Backend::Memory | Backend::File(_) => {
-                self.admit_local(&acc, client, cost, now, account_limit, client_limit)?;
+                self.admit_local(&acc, client, cost, now, account_limit, client_limit)?
             }
-        }
+        };
         match client {
             None => {
                 acc.meters.anonymous_used.inc_by(cost.credits);
             }
             Some(c) => self.metrics.used(account, c, cost.credits),
         };
-        self.publish_budgets(&acc, client, &settings, now);
+        self.publish_budgets(&acc, client, &settings, now, used);
         if !matches!(acc.backend, Backend::Memory) {
             self.dirty.notify_one();
         }
@@ -359,8 +357,18 @@ impl Credits {
         })
     }
 
-    /// Checks and charges this replica's own ledgers. Anonymous requests touch only the
-    /// account's ledger (no shared lock on the hot path).
+    /// The refusal while Zoho's back-off for `account` runs.
+    fn throttled(&self, account: &str, wait: std::time::Duration) -> ProxyError {
+        self.metrics.refused(account, "zoho_throttled");
+        ProxyError::ZohoThrottled {
+            account: account.to_string(),
+            retry_after: retry_after_secs(wait.as_millis() as u64),
+        }
+    }
+
+    /// Checks Zoho's back-off and charges this replica's own ledgers; returns the account's
+    /// credits used in the window. The account's lock is taken once (every worker takes it):
+    /// anonymous requests touch only the account's ledger.
     #[allow(clippy::too_many_arguments)]
     fn admit_local(
         &self,
@@ -370,8 +378,11 @@ impl Credits {
         now: u64,
         account_limit: Option<u64>,
         client_limit: Option<u64>,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<u64, ProxyError> {
         let mut state = lock(&acc.state);
+        if let Some(wait) = state.backoff.remaining(now) {
+            return Err(self.throttled(&acc.name, wait));
+        }
         if let Some(limit) = account_limit {
             if let Err(wait) = state.ledger.check(now, cost.credits, limit) {
                 let used = state.ledger.used(now);
@@ -387,11 +398,9 @@ impl Credits {
         }
         if let Some(c) = client {
             let mut clients = lock(&self.clients);
-            if !clients.contains_key(c) {
-                clients.insert(c.to_string(), Ledger::default());
-            }
-            let Some(ledger) = clients.get_mut(c) else {
-                return Ok(());
+            let ledger = match clients.get_mut(c) {
+                Some(ledger) => ledger,
+                None => clients.entry(c.to_string()).or_default(),
             };
             if let Some(limit) = client_limit {
                 if let Err(wait) = ledger.check(now, cost.credits, limit) {
@@ -411,7 +420,7 @@ impl Credits {
         }
         state.ledger.add(now, cost.credits);
         state.dirty = true;
-        Ok(())
+        Ok(state.shared_used.unwrap_or_else(|| state.ledger.used(now)))
     }
 
     fn client_ledger_add(&self, client: &str, now: u64, credits: u64) {
@@ -427,10 +436,8 @@ impl Credits {
         client: Option<&str>,
         settings: &CreditSettings,
         now: u64,
+        used: u64,
     ) {
-        let mut state = lock(&acc.state);
-        let used = state.shared_used.unwrap_or_else(|| state.ledger.used(now));
-        drop(state);
         acc.meters
             .window
             .set(i64::try_from(used).unwrap_or(i64::MAX));
