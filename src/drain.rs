@@ -3,9 +3,9 @@
 //!
 //! The drain signal is one [`CancellationToken`] shared by every connection. Polling its
 //! `cancelled()` future each time a connection's task runs (about three times a request) locks the
-//! token's mutex and the waiter list of its `Notify`, both shared by every worker thread: about 450
-//! instructions a request at 64 connections (callgrind), on cache lines that the workers take from
-//! each other. Here the signal's future is polled once, with a waker of its own that records the
+//! token's mutex and the waiter list of its `Notify`, shared by every connection (and every worker
+//! thread, with `workers` above 1): about 450 instructions a request at 64 connections
+//! (callgrind). Here the signal's future is polled once, with a waker of its own that records the
 //! wake-up before waking the task; later polls read that flag, which only this connection touches,
 //! and poll the signal again only after it woke them.
 //!

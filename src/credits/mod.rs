@@ -367,8 +367,8 @@ impl Credits {
     }
 
     /// Checks Zoho's back-off and charges this replica's own ledgers; returns the account's
-    /// credits used in the window. The account's lock is taken once (every worker takes it):
-    /// anonymous requests touch only the account's ledger.
+    /// credits used in the window. The account's lock is taken once: anonymous requests touch
+    /// only the account's ledger.
     #[allow(clippy::too_many_arguments)]
     fn admit_local(
         &self,
