@@ -133,13 +133,11 @@ mod tests {
         (c, finish_tx, rx)
     }
 
-    /// Runs `c` until drained on its own task, shutting it down by its flag; counts shutdowns.
-    fn spawn(
-        c: FakeConn,
-        drain: &CancellationToken,
-    ) -> tokio::task::JoinHandle<(&'static str, usize)> {
-        let drain = drain.clone();
-        tokio::spawn(async move {
+    type BoxedRun = Pin<Box<dyn Future<Output = (&'static str, usize)> + Send>>;
+
+    /// Runs `c` until drained, shutting it down by its flag; counts shutdowns.
+    fn run(c: FakeConn, drain: CancellationToken) -> BoxedRun {
+        Box::pin(async move {
             let mut shutdowns = 0;
             let out = run_until_drained(std::pin::pin!(c), &drain, |c| {
                 shutdowns += 1;
@@ -150,7 +148,13 @@ mod tests {
         })
     }
 
-    type BoxedRun = Pin<Box<dyn Future<Output = (&'static str, usize)> + Send>>;
+    /// [`run`] on a task of its own.
+    fn spawn(
+        c: FakeConn,
+        drain: &CancellationToken,
+    ) -> tokio::task::JoinHandle<(&'static str, usize)> {
+        tokio::spawn(run(c, drain.clone()))
+    }
 
     async fn within<T>(f: impl Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(10), f)
@@ -195,19 +199,9 @@ mod tests {
         // drain must wake the second one.
         let (c, _finish, first_poll) = conn();
         let drain = CancellationToken::new();
-        let for_task = drain.clone();
         let (moved_tx, moved_rx) = oneshot::channel::<BoxedRun>();
+        let mut fut = run(c, drain.clone());
         let first = tokio::spawn(async move {
-            let fut: BoxedRun = Box::pin(async move {
-                let mut shutdowns = 0;
-                let out = run_until_drained(std::pin::pin!(c), &for_task, |c| {
-                    shutdowns += 1;
-                    c.get_mut().shut = true;
-                })
-                .await;
-                (out, shutdowns)
-            });
-            let mut fut = fut;
             // One poll here, then hand the future to another task.
             std::future::poll_fn(|cx| {
                 let _ = fut.as_mut().poll(cx);

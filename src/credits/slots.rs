@@ -19,15 +19,15 @@ use tokio::time::Instant;
 /// group slot, a composite's edition slots) go to the heap.
 #[derive(Debug, Default)]
 pub struct SlotGuard {
-    _first: Option<OwnedSemaphorePermit>,
-    _rest: Vec<OwnedSemaphorePermit>,
+    first: Option<OwnedSemaphorePermit>,
+    rest: Vec<OwnedSemaphorePermit>,
 }
 
 impl SlotGuard {
     fn hold(&mut self, permit: OwnedSemaphorePermit) {
-        match self._first {
-            None => self._first = Some(permit),
-            Some(_) => self._rest.push(permit),
+        match self.first {
+            None => self.first = Some(permit),
+            Some(_) => self.rest.push(permit),
         }
     }
 }
