@@ -53,37 +53,29 @@ where
             return Poll::Ready(Some(out));
         }
         match &registered {
-            // Registered for this task, and it has not fired: nothing to look at.
-            Some((s, _)) if s.task.will_wake(cx.waker()) && !s.fired.load(Ordering::Acquire) => {
-                return Poll::Pending;
-            }
-            // It woke us: look (a `Notify` wakes only when the token is cancelled).
-            Some((s, waker)) if s.task.will_wake(cx.waker()) => {
-                s.fired.store(false, Ordering::Relaxed);
-                let waker = waker.clone();
-                if signal
-                    .as_mut()
-                    .poll(&mut Context::from_waker(&waker))
-                    .is_ready()
-                {
-                    return Poll::Ready(None);
+            // Registered for this task: look at the signal only after it woke us (a `Notify`
+            // wakes only when the token is cancelled).
+            Some((s, _)) if s.task.will_wake(cx.waker()) => {
+                if !s.fired.swap(false, Ordering::AcqRel) {
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
             }
             // First poll, or polled from another task: (re-)register with this task's waker.
-            _ => {}
+            _ => {
+                let s = Arc::new(Signalled {
+                    fired: AtomicBool::new(false),
+                    task: cx.waker().clone(),
+                });
+                registered = Some((s.clone(), Waker::from(s)));
+            }
         }
-        let s = Arc::new(Signalled {
-            fired: AtomicBool::new(false),
-            task: cx.waker().clone(),
-        });
-        let waker = Waker::from(s.clone());
-        let fired = signal.as_mut().poll(&mut Context::from_waker(&waker));
-        registered = Some((s, waker));
-        match fired {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        let Some((_, waker)) = &registered else {
+            return Poll::Pending;
+        };
+        signal
+            .as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .map(|()| None)
     })
     .await;
     match ended {

@@ -188,7 +188,11 @@ impl Upstream {
         };
         let key = Key {
             tls: request.uri().scheme() == Some(&http::uri::Scheme::HTTPS),
-            authority: (request.uri().authority().cloned()).ok_or(UpstreamError::NoHost)?,
+            authority: request
+                .uri()
+                .authority()
+                .cloned()
+                .ok_or(UpstreamError::NoHost)?,
         };
         // The absolute URI, while an HTTP/1.1 attempt has the request in origin form (put back
         // if a retry goes out on HTTP/2). Moved, not cloned: most requests never need it.
