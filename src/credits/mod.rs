@@ -264,8 +264,9 @@ impl Credits {
                 if let Some(wait) = lock(&acc.state).backoff.remaining(now) {
                     return Err(self.throttled(account, wait));
                 }
-                match shared
-                    .admit(now, cost.credits, account_limit, client, client_limit)
+                // Boxed: Redis's futures are large, and inline they would be copied with every
+                // request's future in local mode too. A Redis round trip dwarfs the allocation.
+                match Box::pin(shared.admit(now, cost.credits, account_limit, client, client_limit))
                     .await
                 {
                     Ok(redis::Admission::Admitted {

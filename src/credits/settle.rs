@@ -102,7 +102,8 @@ impl Credits {
         };
         self.metrics.zoho_throttled(&acc.name);
         if let Backend::Redis(shared) = &acc.backend {
-            if let Err(e) = shared.throttle(now, delay).await {
+            // Boxed, as in `admit`: only a 429 in fleet mode gets here.
+            if let Err(e) = Box::pin(shared.throttle(now, delay)).await {
                 warn!(account = %acc.name, "credits: cannot share Zoho's back-off through Redis: {e}");
             }
         }

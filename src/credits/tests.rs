@@ -148,6 +148,29 @@ async fn a_charge_that_never_reached_zoho_is_given_back() {
     assert_eq!(f.credits.status_json()["accounts"][0]["used_in_window"], 0);
 }
 
+/// Every forwarded request's future holds `admit`'s and `on_response`'s, and hyper moves that
+/// future once per request: Redis's futures (kilobytes) are boxed, so in local mode these stay
+/// small.
+#[tokio::test]
+async fn the_credit_gates_futures_stay_small_because_redis_calls_are_boxed() {
+    let f = fixture(YAML, &[]);
+    let admit = f.credits.admit("default", None, get(&f));
+    let admit_size = std::mem::size_of_val(&admit);
+    let mut charge = admit.await.expect("fits");
+    let headers = HeaderMap::new();
+    let settle = f.credits.on_response(&mut charge, StatusCode::OK, &headers);
+    let settle_size = std::mem::size_of_val(&settle);
+    settle.await;
+    assert!(
+        admit_size < 1024,
+        "Credits::admit's future is {admit_size} bytes"
+    );
+    assert!(
+        settle_size < 1024,
+        "Credits::on_response's future is {settle_size} bytes"
+    );
+}
+
 #[tokio::test]
 async fn zohos_429_stops_forwarding_for_the_back_off_and_a_success_resets_it() {
     let f = fixture(YAML, &[]);
