@@ -56,8 +56,8 @@ impl Workers {
                 .spawn(move || {
                     CURRENT.with(|c| c.set(Some(index)));
                     runtime.block_on(async {
-                        // Access lines logged here are written in batches by a task on this
-                        // runtime: no wake-up of the log writer thread per request.
+                        // Access lines logged here wait for the log writer thread's next batch:
+                        // no wake-up, timer or system call per request on this thread.
                         crate::logging::line::defer_on_this_thread();
                         stop.cancelled().await;
                     });

@@ -22,12 +22,10 @@ pub(super) fn install(format: LogFormat, writer: BatchWriter) {
     let _ = SINK.set((format, writer));
 }
 
-/// Makes the calling thread (a data-plane worker, inside its runtime) defer its lines to a
-/// flusher task on that runtime ([`super::writer::defer_on_this_thread`]).
+/// Makes the calling thread (a data-plane worker) defer its lines to the writer thread's next
+/// batch ([`super::writer::defer_on_this_thread`]).
 pub fn defer_on_this_thread() {
-    if let Some((_, writer)) = SINK.get() {
-        super::writer::defer_on_this_thread(writer);
-    }
+    super::writer::defer_on_this_thread();
 }
 
 /// One field's value.
@@ -61,7 +59,8 @@ pub fn write(target: &str, fields: &[(&str, Value<'_>)]) -> bool {
         };
         line.clear();
         format_line(&mut line, *format, now_micros(), target, fields);
-        // Deferred to this worker's flusher; from any other thread, written at once.
+        // Deferred to the writer thread's next batch on a worker; from any other thread, written
+        // at once.
         writer.append(line.as_bytes(), !super::writer::defers_on_this_thread());
         if line.capacity() > 64 * 1024 {
             *line = String::new();

@@ -1,30 +1,32 @@
 //! The log sink: a batching writer in front of stderr.
 //!
 //! The thread that logs a line appends it to one shared in-memory buffer (a mutex held for a
-//! copy). Who writes the buffer to stderr, and when:
-//! - a **deferred** line (the access line, logged by a data-plane worker) is written by a small
-//!   task on that worker's own runtime, [`FLUSH_DELAY`] after the first line landed in an empty
-//!   buffer, together with every line logged meanwhile (on any worker): one `write` per batch,
-//!   and the only wake-up is a local one on the worker's thread. [`HIGH_WATER`] bytes waiting
-//!   wake the writer thread instead. A per-line channel send and writer wake-up
-//!   (`tracing_appender`) cost two context switches per request at one connection, more CPU than
-//!   the rest of the request, and writing at every park of the worker still cost one `write` per
-//!   request;
+//! copy). One writer thread writes the buffer to stderr:
+//! - a **deferred** line (the access line, logged by a data-plane worker) waits at most
+//!   [`FLUSH_DELAY`] after the first line landed in an empty buffer, and goes out with every
+//!   line logged meanwhile (on any worker): one `write` per batch. The writer thread keeps that
+//!   time itself: after a batch it waits [`FLUSH_DELAY`] once more without being asked, so under
+//!   load no worker wakes it, arms a timer or makes a system call for its lines; only the first
+//!   line after a quiet spell wakes it. [`HIGH_WATER`] bytes waiting wake it at once. (A
+//!   per-line channel send and writer wake-up, `tracing_appender`'s way, cost two context
+//!   switches per request at one connection; writing at every park of the worker still cost one
+//!   `write` per request; a flusher task with a 2 ms timer on each worker cost 10 µs of CPU per
+//!   request at one connection, a quarter of the request.)
 //! - every other line (token refreshes, warnings, errors: rare, and read by operators and tests
 //!   as they happen) is **urgent**: it wakes the writer thread at once, which writes it with
 //!   whatever deferred lines wait before it.
 //!
 //! Lines are written whole and in the order they were appended. Nothing is dropped: past
 //! [`CAPACITY`] bytes waiting (stderr not being read) the logging thread waits for the writer,
-//! as `tracing_appender`'s lossless mode did, and a flusher's `write` blocks its worker like
-//! nginx's access log. Dropping the [`FlushGuard`] writes out what is buffered and stops the thread.
+//! as `tracing_appender`'s lossless mode did. Dropping the [`FlushGuard`] writes out what is
+//! buffered and stops the thread.
 //! Must not: format lines, or decide what is logged (that is the subscriber's job in [`super`]).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-/// Deferred bytes waiting that wake the writer thread without waiting for a flusher.
+/// Deferred bytes waiting that wake the writer thread before their batch is due.
 pub const HIGH_WATER: usize = 64 * 1024;
 /// Bytes waiting beyond which a logging thread waits for the writer (back-pressure).
 pub const CAPACITY: usize = 4 * 1024 * 1024;
@@ -35,18 +37,22 @@ struct State {
     closed: bool,
     /// An urgent line (or the high-water mark) asks the writer thread to write.
     urgent: bool,
+    /// When the first deferred line landed in the empty buffer (they are written
+    /// [`FLUSH_DELAY`] later).
+    since: Option<Instant>,
+    /// The writer thread waits without a deadline: the next deferred line must wake it.
+    idle: bool,
     /// Logging threads waiting for room.
     blocked: usize,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer thread (urgent line, past the high-water mark, or closed).
+    /// Wakes the writer thread (urgent line, past the high-water mark, a deferred line while it
+    /// is idle, or closed).
     wake: Condvar,
     /// Wakes logging threads waiting for room.
     room: Condvar,
-    /// Something is buffered (read without the lock by a flusher).
-    pending: AtomicBool,
     /// The sink; held while writing, so that batches are written in the order they were taken.
     out: Mutex<Box<dyn Write + Send>>,
 }
@@ -77,7 +83,6 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
         state: Mutex::default(),
         wake: Condvar::new(),
         room: Condvar::new(),
-        pending: AtomicBool::new(false),
         out: Mutex::new(Box::new(out)),
     });
     let for_thread = shared.clone();
@@ -104,7 +109,7 @@ pub fn start<W: Write + Send + 'static>(out: W) -> (BatchWriter, FlushGuard) {
 
 impl BatchWriter {
     /// Appends one formatted line (or any bytes) to the buffer. An `urgent` one wakes the
-    /// writer thread; a deferred one waits for this thread's flusher (or the high-water mark).
+    /// writer thread; a deferred one waits up to [`FLUSH_DELAY`] (or for the high-water mark).
     pub(crate) fn append(&self, bytes: &[u8], urgent: bool) {
         let shared = &*self.shared;
         let mut state = shared.lock();
@@ -125,45 +130,41 @@ impl BatchWriter {
         state.buf.extend_from_slice(bytes);
         let after = state.buf.len();
         let high = before < HIGH_WATER && after >= HIGH_WATER;
-        // A deferred line on a thread without a flusher is written as an urgent one.
-        let urgent = urgent || (before == 0 && !wake_flusher());
-        let wake = (urgent || high) && !state.urgent;
+        let mut wake = (urgent || high) && !state.urgent;
         state.urgent |= urgent || high;
+        if !urgent && state.since.is_none() {
+            state.since = Some(Instant::now());
+            // Only an idle writer needs telling; one that waits with a deadline will look.
+            wake |= std::mem::take(&mut state.idle);
+        }
         drop(state);
-        shared.pending.store(true, Ordering::Release);
         if wake {
             shared.wake.notify_one();
         }
     }
-
-    /// Writes out what is buffered, on the calling thread.
-    fn flush_now(&self) {
-        let shared = &*self.shared;
-        if !shared.pending.load(Ordering::Acquire) {
-            return;
-        }
-        take_and_write(shared);
-    }
 }
 
 /// Takes the buffered bytes and writes them, holding the sink across both, so that two
-/// flushers cannot write their batches out of order.
-fn take_and_write(shared: &Shared) {
+/// writers (the writer thread, a logger after shutdown) cannot write batches out of order.
+/// Says whether there was anything to write.
+fn take_and_write(shared: &Shared) -> bool {
     let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
     let mut state = shared.lock();
     let batch = std::mem::take(&mut state.buf);
     state.urgent = false;
-    shared.pending.store(false, Ordering::Release);
+    state.since = None;
     let blocked = state.blocked > 0;
     drop(state);
     if blocked {
         shared.room.notify_all();
     }
-    if !batch.is_empty() {
-        // Nothing sensible can be done about a failed write to stderr; keep serving.
-        let _ = out.write_all(&batch);
-        let _ = out.flush();
+    if batch.is_empty() {
+        return false;
     }
+    // Nothing sensible can be done about a failed write to stderr; keep serving.
+    let _ = out.write_all(&batch);
+    let _ = out.flush();
+    true
 }
 
 fn write_batch(shared: &Shared, bytes: &[u8]) {
@@ -172,66 +173,69 @@ fn write_batch(shared: &Shared, bytes: &[u8]) {
     let _ = out.flush();
 }
 
-/// How long a deferred line may wait for the lines that follow it: the worker's flusher writes
+/// How long a deferred line may wait for the lines that follow it: the writer thread writes
 /// them together this long after the first one.
-pub const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
 
 thread_local! {
-    /// This thread's flusher (set by [`defer_on_this_thread`]).
-    static FLUSHER: std::cell::RefCell<Option<Arc<tokio::sync::Notify>>> =
-        const { std::cell::RefCell::new(None) };
+    /// Whether this thread's lines are deferred (set by [`defer_on_this_thread`]).
+    static DEFERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Makes the calling thread (a data-plane worker, inside its runtime) defer its lines: a task on
-/// this runtime writes them [`FLUSH_DELAY`] after the first one lands in an empty buffer, so a
-/// burst of requests costs one `write` and the wake-up stays on this thread.
-pub fn defer_on_this_thread(writer: &BatchWriter) {
-    let notify = Arc::new(tokio::sync::Notify::new());
-    FLUSHER.with(|f| *f.borrow_mut() = Some(notify.clone()));
-    let writer = writer.clone();
-    // Lives as long as the worker's runtime (dropped with it); it owns nothing that needs a
-    // graceful stop: the `FlushGuard` writes out whatever it had not written yet.
-    tokio::spawn(async move {
-        loop {
-            notify.notified().await;
-            tokio::time::sleep(FLUSH_DELAY).await;
-            writer.flush_now();
-        }
-    });
+/// Makes the calling thread (a data-plane worker) defer its access lines: they wait for the
+/// writer thread's next batch instead of waking it.
+pub fn defer_on_this_thread() {
+    DEFERS.with(|d| d.set(true));
 }
 
-/// Whether lines logged on this thread are deferred to its flusher.
+/// Whether lines logged on this thread are deferred.
 pub fn defers_on_this_thread() -> bool {
-    FLUSHER.with(|f| f.borrow().is_some())
+    DEFERS.with(std::cell::Cell::get)
 }
 
-/// Wakes this thread's flusher (a local wake: no system call).
-fn wake_flusher() -> bool {
-    FLUSHER.with(|f| match f.borrow().as_ref() {
-        Some(n) => {
-            n.notify_one();
-            true
-        }
-        None => false,
-    })
-}
-
-/// The writer thread: waits until asked (urgent line, high-water mark, a logger held back, or
-/// closing), writes everything buffered, repeats until closed and empty.
+/// The writer thread: writes when asked (urgent line, high-water mark, a logger held back, or
+/// closing) or when deferred lines have waited [`FLUSH_DELAY`]; repeats until closed and empty.
 fn drain(shared: &Shared) {
+    // Just wrote a batch: more deferred lines are likely, so wait for them once without being
+    // woken (under load, the workers never wake this thread).
+    let mut linger = false;
     loop {
         let mut state = shared.lock();
         while !state.urgent && !state.closed && state.blocked == 0 {
-            state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if let Some(since) = state.since {
+                let due = since + FLUSH_DELAY;
+                if now >= due {
+                    break;
+                }
+                state = wait_until(shared, state, due - now);
+            } else if std::mem::take(&mut linger) {
+                state = wait_until(shared, state, FLUSH_DELAY);
+            } else {
+                state.idle = true;
+                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                state.idle = false;
+            }
         }
         let done = state.closed;
         drop(state);
-        take_and_write(shared);
+        linger = take_and_write(shared);
         if done {
             // Lines appended after `closed` go straight to the sink.
             take_and_write(shared);
             return;
         }
+    }
+}
+
+fn wait_until<'a>(
+    shared: &'a Shared,
+    state: MutexGuard<'a, State>,
+    timeout: Duration,
+) -> MutexGuard<'a, State> {
+    match shared.wake.wait_timeout(state, timeout) {
+        Ok((state, _)) => state,
+        Err(p) => p.into_inner().0,
     }
 }
 
@@ -345,61 +349,100 @@ mod tests {
         );
     }
 
+    /// Waits until the sink holds `len` bytes in all (or fails after 10 s).
+    fn wait_for(sink: &Recorder, len: usize, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.0.lock().expect("sink").concat().len() < len {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
-    fn deferred_lines_are_batched_by_the_workers_flusher_and_urgent_lines_take_them_along() {
+    fn deferred_lines_wait_for_one_batch_and_urgent_lines_take_them_along() {
         let sink = Recorder::default();
         let (writer, guard) = start(sink.clone());
+        let logged = Instant::now();
         std::thread::spawn({
             let writer = writer.clone();
             let sink = sink.clone();
             move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    defer_on_this_thread(&writer);
-                    assert!(defers_on_this_thread(), "this thread defers");
-                    writer.append(b"access 1\n", false);
-                    writer.append(b"access 2\n", false);
-                    // No other thread is woken and nothing is written while this task runs.
-                    assert!(
-                        writer.shared.lock().buf.len() == 18
-                            && sink.0.lock().expect("sink").is_empty(),
-                        "deferred lines stay buffered until the flusher runs"
-                    );
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-                    while sink.0.lock().expect("sink").is_empty() {
-                        assert!(tokio::time::Instant::now() < deadline, "never flushed");
-                        tokio::task::yield_now().await;
-                    }
-                    assert_eq!(
-                        sink.0.lock().expect("sink").clone(),
-                        vec![b"access 1\naccess 2\n".to_vec()],
-                        "the flusher writes both lines in one write"
-                    );
-                });
+                defer_on_this_thread();
+                assert!(defers_on_this_thread(), "this thread defers");
+                writer.append(b"access 1\n", false);
+                writer.append(b"access 2\n", false);
+                let waiting = writer.shared.lock().buf.len();
+                // Nothing is written before the batch is due (unless this thread was descheduled
+                // past it).
+                assert!(
+                    (waiting == 18 && sink.0.lock().expect("sink").is_empty())
+                        || logged.elapsed() >= FLUSH_DELAY,
+                    "deferred lines stay buffered until the batch is due"
+                );
             }
         })
         .join()
         .expect("worker thread");
-        assert!(!defers_on_this_thread(), "other threads do not defer");
-        // Off a worker, a deferred line is written like an urgent one.
+        wait_for(&sink, 18, "the deferred lines were never written");
+        assert!(
+            logged.elapsed() >= FLUSH_DELAY,
+            "written only once the batch was due"
+        );
+        assert_eq!(
+            sink.0.lock().expect("sink").clone(),
+            vec![b"access 1\naccess 2\n".to_vec()],
+            "both lines go out in one write"
+        );
+        // The writer thread lingers after a batch: a deferred line now needs no wake-up.
         writer.append(b"access 3\n", false);
+        assert!(!defers_on_this_thread(), "other threads do not defer");
+        // An urgent line goes out at once, after the deferred one waiting before it.
+        let urgent = Instant::now();
         writer.append(b"urgent\n", true);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while sink.0.lock().expect("sink").concat().len() < 34 {
-            assert!(
-                Instant::now() < deadline,
-                "the urgent line was never written"
-            );
-            std::thread::yield_now();
-        }
+        wait_for(&sink, 34, "the urgent line was never written");
+        assert!(
+            urgent.elapsed() < Duration::from_secs(5),
+            "the urgent line did not wait for a batch"
+        );
         assert_eq!(
             sink.0.lock().expect("sink").concat(),
             b"access 1\naccess 2\naccess 3\nurgent\n".to_vec(),
             "lines are written in order"
         );
+        drop(guard);
+    }
+
+    #[test]
+    fn a_deferred_line_after_a_quiet_spell_wakes_the_idle_writer() {
+        let sink = Recorder::default();
+        let (writer, guard) = start(sink.clone());
+        // Let the writer thread settle into its idle wait (nothing was ever logged).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !writer.shared.lock().idle {
+            assert!(Instant::now() < deadline, "the writer never went idle");
+            std::thread::yield_now();
+        }
+        writer.append(b"access after a pause\n", false);
+        assert!(
+            !writer.shared.lock().idle,
+            "the first deferred line takes the writer out of its idle wait"
+        );
+        wait_for(
+            &sink,
+            21,
+            "a deferred line on an idle writer was never written",
+        );
+        // After the batch (and its linger) the writer is idle again, and the next line wakes it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !writer.shared.lock().idle {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never went idle again"
+            );
+            std::thread::yield_now();
+        }
+        writer.append(b"and another\n", false);
+        wait_for(&sink, 33, "the second line was never written");
         drop(guard);
     }
 
