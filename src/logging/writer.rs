@@ -175,7 +175,7 @@ fn write_batch(shared: &Shared, bytes: &[u8]) {
 
 /// How long a deferred line may wait for the lines that follow it: the writer thread writes
 /// them together this long after the first one.
-pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
+pub const FLUSH_DELAY: Duration = Duration::from_millis(2);
 
 thread_local! {
     /// Whether this thread's lines are deferred (set by [`defer_on_this_thread`]).
