@@ -197,7 +197,8 @@ pub fn defers_on_this_thread() -> bool {
 /// closing) or when deferred lines have waited [`FLUSH_DELAY`]; repeats until closed and empty.
 fn drain(shared: &Shared) {
     // Just wrote a batch: more deferred lines are likely, so wait for them once without being
-    // woken (under load, the workers never wake this thread).
+    // woken, and write what came (under load, the workers never wake this thread, and it wakes
+    // once per batch).
     let mut linger = false;
     loop {
         let mut state = shared.lock();
@@ -211,6 +212,11 @@ fn drain(shared: &Shared) {
                 state = wait_until(shared, state, due - now);
             } else if std::mem::take(&mut linger) {
                 state = wait_until(shared, state, FLUSH_DELAY);
+                if state.since.is_some() {
+                    // Lines that came during the linger have waited less than FLUSH_DELAY:
+                    // write them now (one wake-up per batch under load, not two).
+                    break;
+                }
             } else {
                 state.idle = true;
                 state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
