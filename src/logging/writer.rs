@@ -37,7 +37,7 @@ struct State {
     closed: bool,
     /// An urgent line (or the high-water mark) asks the writer thread to write.
     urgent: bool,
-    /// When the first deferred line landed in the empty buffer (they are written
+    /// When the first deferred line landed in the empty buffer (they are written at most
     /// [`FLUSH_DELAY`] later).
     since: Option<Instant>,
     /// The writer thread waits without a deadline: the next deferred line must wake it.
@@ -174,7 +174,7 @@ fn write_batch(shared: &Shared, bytes: &[u8]) {
 }
 
 /// How long a deferred line may wait for the lines that follow it: the writer thread writes
-/// them together this long after the first one.
+/// them together at most this long after the first one.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(2);
 
 thread_local! {
