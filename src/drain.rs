@@ -154,24 +154,32 @@ mod tests {
             .expect("finished within 10 s")
     }
 
-    #[tokio::test]
-    async fn a_connection_that_ends_by_itself_is_not_shut_down() {
+    /// A connection on a task of its own, after its first poll: the sender that finishes it, its
+    /// drain signal and the task.
+    async fn polled_once() -> (
+        oneshot::Sender<()>,
+        CancellationToken,
+        tokio::task::JoinHandle<(&'static str, usize)>,
+    ) {
         let (c, finish, first_poll) = conn();
         let drain = CancellationToken::new();
         let task = spawn(c, &drain);
         within(first_poll).await.expect("polled");
+        (finish, drain, task)
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_ends_by_itself_is_not_shut_down() {
+        let (finish, _drain, task) = polled_once().await;
         finish.send(()).expect("the connection waits");
         assert_eq!(within(task).await.expect("no panic"), ("finished", 0));
     }
 
     #[tokio::test]
     async fn a_drain_after_the_first_poll_wakes_the_connection_and_shuts_it_down_once() {
-        let (c, _finish, first_poll) = conn();
-        let drain = CancellationToken::new();
-        let task = spawn(c, &drain);
         // The task's first poll registered the signal (in the same poll that reported it: this
         // single-threaded runtime runs nothing in between), and it waits.
-        within(first_poll).await.expect("polled");
+        let (_finish, drain, task) = polled_once().await;
         drain.cancel();
         assert_eq!(within(task).await.expect("no panic"), ("shut down", 1));
     }
