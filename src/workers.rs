@@ -58,7 +58,7 @@ impl Workers {
                     runtime.block_on(async {
                         // Access lines logged here wait for the log writer thread's next batch:
                         // no wake-up, timer or system call per request on this thread.
-                        crate::logging::line::defer_on_this_thread();
+                        crate::logging::writer::defer_on_this_thread();
                         stop.cancelled().await;
                     });
                 })?;

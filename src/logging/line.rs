@@ -22,12 +22,6 @@ pub(super) fn install(format: LogFormat, writer: BatchWriter) {
     let _ = SINK.set((format, writer));
 }
 
-/// Makes the calling thread (a data-plane worker) defer its lines to the writer thread's next
-/// batch ([`super::writer::defer_on_this_thread`]).
-pub fn defer_on_this_thread() {
-    super::writer::defer_on_this_thread();
-}
-
 /// One field's value.
 #[derive(Clone, Copy, Debug)]
 pub enum Value<'a> {
