@@ -560,7 +560,8 @@ async fn send_decided(
     // 2. A token (never an expired one).
     let token = match account.token.usable() {
         Some(t) => t,
-        None => token_or_wait(state, account, limits.token_wait).await?,
+        // Boxed: the wait's futures stay out of every request's future (most find a token).
+        None => Box::pin(token_or_wait(state, account, limits.token_wait)).await?,
     };
 
     // 3. The body: small ones are kept for one replay, large ones stream.
@@ -676,44 +677,32 @@ async fn send_decided(
             .await;
 
         if response.status() == StatusCode::UNAUTHORIZED && !replayed {
-            let (parts, incoming) = response.into_parts();
-            let (head, rest) =
-                match collect_capped(incoming, MAX_401_BODY, Duration::from_secs(5)).await {
-                    Ok(Collected::Complete(b)) => (b, None),
-                    Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
-                    Err(_) => (Bytes::new(), None),
-                };
-            if rest.is_none() && zoho_error_code(&head).as_deref() == Some("INVALID_TOKEN") {
-                let fresh = account
-                    .token
-                    .reject(token.generation, limits.token_wait)
-                    .await;
-                if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
-                    info!(account = %account.name, path = %path, "token rejected by Zoho (INVALID_TOKEN); replaying once with a new token");
+            // Boxed: its body read and token wait stay out of every request's future.
+            let verdict = Box::pin(unauthorized(
+                account,
+                path,
+                &token,
+                replay_copy,
+                limits,
+                response,
+            ));
+            match verdict.await {
+                Unauthorized::Replay(fresh, copy) => {
                     token = fresh;
                     outgoing = Some(Outgoing::Replayable(copy));
                     replayed = true;
                     continue;
                 }
+                Unauthorized::Answer(response) => {
+                    return Ok(respond(
+                        state,
+                        response,
+                        access,
+                        limits.body_idle_timeout,
+                        (permit, in_flight, upstream),
+                    ));
+                }
             }
-            let body: ProxyBody = match rest {
-                None => full(head),
-                Some(rest) => http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<
-                    _,
-                    body::BodyError,
-                >(
-                    http_body::Frame::data(head),
-                )]))
-                .boxed()
-                .with_trailers_or_rest(rest),
-            };
-            return Ok(respond(
-                state,
-                Response::from_parts(parts, body),
-                access,
-                limits.body_idle_timeout,
-                (permit, in_flight, upstream),
-            ));
         }
         return Ok(respond(
             state,
@@ -723,6 +712,53 @@ async fn send_decided(
             (permit, in_flight, upstream),
         ));
     }
+}
+
+/// What a 401 from Zoho leads to.
+enum Unauthorized {
+    /// `INVALID_TOKEN` and a replayable body: send it once more with this newer token.
+    Replay(Arc<AccessToken>, Bytes),
+    /// Anything else: this response goes to the client (its body read so far, then the rest).
+    Answer(Response<ProxyBody>),
+}
+
+/// A 401 from Zoho: reads up to [`MAX_401_BODY`] of it; on `INVALID_TOKEN` marks `token`
+/// rejected (one refresh, shared) and, when the body can be replayed, asks for one replay.
+async fn unauthorized(
+    account: &AccountRuntime,
+    path: &str,
+    token: &AccessToken,
+    replay_copy: Option<Bytes>,
+    limits: &crate::config::Limits,
+    response: Response<upstream::UpstreamBody>,
+) -> Unauthorized {
+    let (parts, incoming) = response.into_parts();
+    let (head, rest) = match collect_capped(incoming, MAX_401_BODY, Duration::from_secs(5)).await {
+        Ok(Collected::Complete(b)) => (b, None),
+        Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
+        Err(_) => (Bytes::new(), None),
+    };
+    if rest.is_none() && zoho_error_code(&head).as_deref() == Some("INVALID_TOKEN") {
+        let fresh = account
+            .token
+            .reject(token.generation, limits.token_wait)
+            .await;
+        if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
+            info!(account = %account.name, path = %path, "token rejected by Zoho (INVALID_TOKEN); replaying once with a new token");
+            return Unauthorized::Replay(fresh, copy);
+        }
+    }
+    let body: ProxyBody = match rest {
+        None => full(head),
+        Some(rest) => {
+            http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<_, body::BodyError>(
+                http_body::Frame::data(head),
+            )]))
+            .boxed()
+            .with_trailers_or_rest(rest)
+        }
+    };
+    Unauthorized::Answer(Response::from_parts(parts, body))
 }
 
 /// Chains the rest of a partially read body after its head.
