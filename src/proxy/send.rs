@@ -1,0 +1,493 @@
+//! Sending a decided request: the token, the body (kept for one replay when small), credits
+//! and upstream slots, the exchange with its deadline, the one replay after `INVALID_TOKEN`, and
+//! the response wrapped so its end releases what the request held and logs its access line.
+
+use super::body::{
+    self, collect_capped, full, BodyWatch, Collected, ProxyBody, RequestBody, ResponseBody,
+};
+use super::error::ProxyError;
+use super::{content_length, fault_error, headers, upstream, Access, InFlight};
+use crate::state::{AccountRuntime, AppState, Runtime};
+use crate::token::AccessToken;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// Largest 401 body inspected for `INVALID_TOKEN`.
+const MAX_401_BODY: u64 = 64 * 1024;
+
+/// The request body as it will be sent.
+pub(super) enum Outgoing {
+    /// Fully read (small): can be replayed once.
+    Replayable(Bytes),
+    /// Streaming: sent once.
+    Streaming(RequestBody),
+}
+
+/// The body before or after preparation.
+pub(super) enum Prepared {
+    Body(Incoming, Option<u64>),
+    Ready(Outgoing),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send_decided(
+    state: &AppState,
+    runtime: &Runtime,
+    account: &AccountRuntime,
+    method: Method,
+    headers: HeaderMap,
+    path: &str,
+    query: Option<&str>,
+    scope: String,
+    body: Prepared,
+    access: &mut Access,
+    in_flight: InFlight,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let limits = &runtime.limits;
+    access.scope = scope;
+
+    // 2. A token (never an expired one).
+    let token = match account.token.usable() {
+        Some(t) => t,
+        // Boxed: the wait's futures stay out of every request's future (most find a token).
+        None => Box::pin(token_or_wait(state, account, limits.token_wait)).await?,
+    };
+
+    // 3. The body: small ones are kept for one replay, large ones stream.
+    let watch = Arc::new(BodyWatch::default());
+    let outgoing = match body {
+        Prepared::Ready(o) => o,
+        Prepared::Body(incoming, len) => {
+            if http_body::Body::is_end_stream(&incoming) {
+                Outgoing::Replayable(Bytes::new())
+            } else if len.is_some_and(|l| l > limits.replay_body) {
+                Outgoing::Streaming(RequestBody::new(
+                    incoming,
+                    None,
+                    limits.max_body,
+                    limits.body_idle_timeout,
+                    watch.clone(),
+                ))
+            } else {
+                match collect_capped(incoming, limits.replay_body, limits.body_idle_timeout).await {
+                    Ok(Collected::Complete(b)) => Outgoing::Replayable(b),
+                    Ok(Collected::Exceeded(prefix, rest)) => Outgoing::Streaming(RequestBody::new(
+                        rest,
+                        Some(prefix),
+                        limits.max_body,
+                        limits.body_idle_timeout,
+                        watch.clone(),
+                    )),
+                    Err(fault) => return Err(fault_error(fault, limits.max_body)),
+                }
+            }
+        }
+    };
+    if matches!(outgoing, Outgoing::Replayable(_)) {
+        watch.mark_finished();
+    }
+    let had_body = !matches!(&outgoing, Outgoing::Replayable(b) if b.is_empty())
+        || content_length(&headers).is_some();
+    let stream_len = match &outgoing {
+        Outgoing::Streaming(_) => content_length(&headers),
+        Outgoing::Replayable(_) => None,
+    };
+
+    // 3b. Credits: price the request; refuse it (nothing sent) when a budget or Zoho's 429
+    // back-off says so. The charge is given back if the request never reaches Zoho.
+    let body_view = match &outgoing {
+        Outgoing::Replayable(b) if b.is_empty() => crate::credits::BodyView::None,
+        Outgoing::Replayable(b) => crate::credits::BodyView::Whole(b),
+        Outgoing::Streaming(_) => crate::credits::BodyView::Streaming,
+    };
+    let cost = (runtime.credits).price(&account.name, method.as_str(), path, query, body_view);
+    access.credits = cost.credits;
+    let client = access.account.identified_client();
+    let mut charge = runtime.credits.admit(&account.name, client, cost).await?;
+
+    // 4. Upstream slots (Zoho limits concurrent calls per org, and heavy calls per group; a
+    // heavy call takes its group slot first, so it never holds an ordinary one while queued).
+    let permit = crate::credits::slots::take(
+        runtime.upstream_slots.as_ref(),
+        limits.upstream_concurrency,
+        runtime.heavy_slots.as_ref(),
+        limits.heavy_concurrency,
+        &cost,
+        limits.upstream_queue_timeout,
+    )
+    .await
+    .map_err(|busy| match busy.heavy {
+        true => ProxyError::HeavyBusy,
+        false => ProxyError::UpstreamBusy,
+    })?;
+
+    // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
+    let mut token = token;
+    let mut outgoing = Some(outgoing);
+    let mut replayed = false;
+    let mut resent = false;
+    loop {
+        let (body, replay_copy, len) = match outgoing.take() {
+            Some(Outgoing::Replayable(b)) => {
+                let len = (had_body || !b.is_empty()).then_some(b.len() as u64);
+                (full(b.clone()), Some(b), len)
+            }
+            Some(Outgoing::Streaming(s)) => (s.boxed(), None, stream_len),
+            None => (body::empty(), None, None),
+        };
+        let request = build_request(&method, &headers, &token, path, query, body, len)?;
+        let sent = Instant::now();
+        let (response, upstream) = match send(account, request, &watch, limits, &token).await {
+            Ok(exchange) => exchange,
+            Err(Unsent { error, unprocessed }) => match replay_copy {
+                // The API server refused it unprocessed (it was closing its HTTP/2 connection,
+                // as servers do after so many requests): once more, on a new connection.
+                Some(copy) if unprocessed && !resent => {
+                    debug!(account = %account.name, path = %path, "request refused unprocessed by the API server; sending it again");
+                    resent = true;
+                    outgoing = Some(Outgoing::Replayable(copy));
+                    continue;
+                }
+                _ => {
+                    if unprocessed {
+                        warn!(account = %account.name, path = %path, "the API server refused the request unprocessed, and it cannot be sent again (sent once already, or its body streamed)");
+                    }
+                    return Err(error);
+                }
+            },
+        };
+        let upstream_ms = sent.elapsed();
+        access.upstream_ms = Some(upstream_ms.as_millis() as u64);
+        state
+            .metrics
+            .upstream_latency(&account.label, upstream_ms.as_secs_f64());
+        (runtime.credits)
+            .on_response(&mut charge, response.status(), response.headers())
+            .await;
+
+        if response.status() == StatusCode::UNAUTHORIZED && !replayed {
+            // Boxed: its body read and token wait stay out of every request's future.
+            let verdict = Box::pin(unauthorized(
+                account,
+                path,
+                &token,
+                replay_copy,
+                limits,
+                response,
+            ));
+            match verdict.await {
+                Unauthorized::Replay(fresh, copy) => {
+                    token = fresh;
+                    outgoing = Some(Outgoing::Replayable(copy));
+                    replayed = true;
+                    continue;
+                }
+                Unauthorized::Answer(response) => {
+                    return Ok(respond(
+                        state,
+                        response,
+                        access,
+                        limits.body_idle_timeout,
+                        (permit, in_flight, upstream),
+                    ));
+                }
+            }
+        }
+        return Ok(respond(
+            state,
+            response.map(BodyExt::boxed),
+            access,
+            limits.body_idle_timeout,
+            (permit, in_flight, upstream),
+        ));
+    }
+}
+
+/// What a 401 from Zoho leads to.
+enum Unauthorized {
+    /// `INVALID_TOKEN` and a replayable body: send it once more with this newer token.
+    Replay(Arc<AccessToken>, Bytes),
+    /// Anything else: this response goes to the client (its body read so far, then the rest).
+    Answer(Response<ProxyBody>),
+}
+
+/// A 401 from Zoho: reads up to [`MAX_401_BODY`] of it; on `INVALID_TOKEN` marks `token`
+/// rejected (one refresh, shared) and, when the body can be replayed, asks for one replay.
+async fn unauthorized(
+    account: &AccountRuntime,
+    path: &str,
+    token: &AccessToken,
+    replay_copy: Option<Bytes>,
+    limits: &crate::config::Limits,
+    response: Response<upstream::UpstreamBody>,
+) -> Unauthorized {
+    let (parts, incoming) = response.into_parts();
+    let (head, rest) = match collect_capped(incoming, MAX_401_BODY, Duration::from_secs(5)).await {
+        Ok(Collected::Complete(b)) => (b, None),
+        Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
+        Err(_) => (Bytes::new(), None),
+    };
+    if rest.is_none() && zoho_error_code(&head).as_deref() == Some("INVALID_TOKEN") {
+        let fresh = account
+            .token
+            .reject(token.generation, limits.token_wait)
+            .await;
+        if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
+            info!(account = %account.name, path = %path, "token rejected by Zoho (INVALID_TOKEN); replaying once with a new token");
+            return Unauthorized::Replay(fresh, copy);
+        }
+    }
+    let body: ProxyBody = match rest {
+        None => full(head),
+        Some(rest) => {
+            http_body_util::StreamBody::new(futures_util::stream::iter([Ok::<_, body::BodyError>(
+                http_body::Frame::data(head),
+            )]))
+            .boxed()
+            .with_trailers_or_rest(rest)
+        }
+    };
+    Unauthorized::Answer(Response::from_parts(parts, body))
+}
+
+/// Chains the rest of a partially read body after its head.
+trait ChainRest {
+    fn with_trailers_or_rest(self, rest: upstream::UpstreamBody) -> ProxyBody;
+}
+
+impl ChainRest for ProxyBody {
+    fn with_trailers_or_rest(self, rest: upstream::UpstreamBody) -> ProxyBody {
+        use futures_util::StreamExt;
+        let head = http_body_util::BodyStream::new(self);
+        let tail = http_body_util::BodyStream::new(rest);
+        BodyExt::boxed(http_body_util::StreamBody::new(head.chain(tail)))
+    }
+}
+
+async fn token_or_wait(
+    state: &AppState,
+    account: &AccountRuntime,
+    wait: Duration,
+) -> Result<Arc<AccessToken>, ProxyError> {
+    if let Some(t) = account.token.usable_or_wait(wait).await {
+        return Ok(t);
+    }
+    let status = account.token.status();
+    if status.state == crate::token::TokenState::NotAuthorized
+        || (account.client_type == crate::config::ClientType::Server
+            && status.last_refresh_unix_ms.is_none()
+            && status.last_error.is_none())
+    {
+        let runtime = state.runtime.load();
+        let start_url = match runtime.config.account(&account.name) {
+            Some(config) => config.authorize_start_url(&state.admin_listen),
+            None => format!(
+                "http://{}/oauth/start?account={}",
+                state.admin_listen, account.name
+            ),
+        };
+        return Err(ProxyError::AccountNotAuthorized {
+            account: account.name.to_string(),
+            start_url,
+        });
+    }
+    Err(ProxyError::TokenUnavailable {
+        reason: account
+            .token
+            .ready()
+            .err()
+            .unwrap_or_else(|| "no valid access token".into()),
+        retry_after: account.token.retry_after_secs(),
+    })
+}
+
+fn build_request(
+    method: &Method,
+    client_headers: &HeaderMap,
+    token: &AccessToken,
+    path: &str,
+    query: Option<&str>,
+    body: ProxyBody,
+    content_length: Option<u64>,
+) -> Result<Request<ProxyBody>, ProxyError> {
+    let path_and_query = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let uri = Uri::builder()
+        .scheme(token.api.scheme.clone())
+        .authority(token.api.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| bad_target())?;
+    // The forwarded path must be byte-identical to the one the policy decided on.
+    if uri.path() != path || uri.query() != query {
+        return Err(bad_target());
+    }
+    let mut request = Request::new(body);
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() =
+        headers::upstream_request_headers(client_headers, token.authorization(), content_length);
+    Ok(request)
+}
+
+fn bad_target() -> ProxyError {
+    ProxyError::Policy {
+        status: StatusCode::BAD_REQUEST,
+        code: "PROXY_BAD_PATH",
+        message: "the request target could not be forwarded unchanged".into(),
+        details: serde_json::Value::Null,
+    }
+}
+
+/// Why [`send`] got no response, and whether the server left the request unprocessed (then it
+/// may be sent again).
+struct Unsent {
+    error: ProxyError,
+    unprocessed: bool,
+}
+
+impl From<ProxyError> for Unsent {
+    fn from(error: ProxyError) -> Unsent {
+        Unsent {
+            error,
+            unprocessed: false,
+        }
+    }
+}
+
+async fn send(
+    account: &AccountRuntime,
+    request: Request<ProxyBody>,
+    watch: &BodyWatch,
+    limits: &crate::config::Limits,
+    token: &AccessToken,
+) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), Unsent> {
+    // Pinned in this frame: `select!` polls them through the pins and does not move them again.
+    let exchange = std::pin::pin!(account.upstream.send(request));
+    // Once the request body is fully sent, Zoho has `request_timeout` to answer. While the body
+    // streams, the deadline restarts whenever the upstream takes a frame, so an upstream that
+    // never completes the handshake or never reads the body is cut too (it would never poll the
+    // body, and the body's own idle timer would never fire).
+    let deadline = std::pin::pin!(async {
+        loop {
+            if watch.is_finished() {
+                // Nothing left to stream (from the start for a body-less or buffered request):
+                // one timer, armed once.
+                tokio::time::sleep(limits.request_timeout).await;
+                return;
+            }
+            let frames = watch.frames_sent();
+            tokio::select! {
+                () = watch.finished() => {}
+                () = tokio::time::sleep(limits.request_timeout) => {
+                    if watch.frames_sent() == frames {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let result = tokio::select! {
+        r = exchange => r,
+        _ = deadline => {
+            if let Some(fault) = watch.fault() {
+                return Err(fault_error(fault, limits.max_body).into());
+            }
+            return Err(ProxyError::UpstreamTimeout {
+                host: token.api.authority.to_string(),
+                secs: limits.request_timeout.as_secs(),
+            }
+            .into());
+        }
+    };
+    result.map_err(|e| {
+        if let Some(fault) = watch.fault() {
+            return fault_error(fault, limits.max_body).into();
+        }
+        let host = token.api.authority.to_string();
+        let reason = crate::token::client::error_chain(&e);
+        let unprocessed = e.unprocessed();
+        if unprocessed {
+            debug!(account = %account.name, upstream = %host, "upstream refused the request unprocessed: {reason}");
+        } else {
+            warn!(account = %account.name, upstream = %host, "upstream request failed: {reason}");
+        }
+        Unsent {
+            error: ProxyError::UpstreamUnreachable {
+                host,
+                reason: e.reason().into(),
+            },
+            unprocessed,
+        }
+    })
+}
+
+/// Zoho's error `code` from a small JSON body.
+fn zoho_error_code(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("code").and_then(|c| c.as_str()).map(str::to_string)
+}
+
+pub(super) fn respond(
+    state: &AppState,
+    response: Response<ProxyBody>,
+    access: &mut Access,
+    idle: Duration,
+    held: (
+        crate::credits::slots::SlotGuard,
+        InFlight,
+        upstream::InFlightUpstream,
+    ),
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::clean_response_headers(&mut parts.headers);
+    let status = parts.status;
+    // No body by definition (RFC 9110 §6.4.1): hyper sends none and never polls ours.
+    let no_content = access.method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational();
+    let metrics = state.metrics.clone();
+    let access = Access {
+        log: access.log,
+        account: access.account.clone(),
+        method: access.method.clone(),
+        path: std::mem::take(&mut access.path),
+        decision: access.decision,
+        scope: std::mem::take(&mut access.scope),
+        started: access.started,
+        upstream_ms: access.upstream_ms,
+        credits: access.credits,
+    };
+    let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
+        // Held until the response body ends (one allocation with the callback): the upstream
+        // slot, the in-flight gauge and the worker's upstream in-flight count.
+        let _held = held;
+        access.log(status, bytes, complete, &metrics);
+    });
+    let body = ResponseBody::new(body, idle, on_finish);
+    let body = if no_content {
+        body.without_content()
+    } else {
+        body
+    };
+    Response::from_parts(parts, body.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zoho_error_codes_are_read_from_json_only() {
+        assert_eq!(zoho_error_code(br#"{"code":"INVALID_TOKEN","details":{},"message":"invalid oauth token","status":"error"}"#).as_deref(), Some("INVALID_TOKEN"));
+        assert_eq!(zoho_error_code(b"<html>").as_deref(), None);
+    }
+}
