@@ -10,6 +10,7 @@ use super::{content_length, fault_error, headers, upstream, Access, InFlight};
 use crate::state::{AccountRuntime, AppState, Runtime};
 use crate::token::AccessToken;
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -43,6 +44,7 @@ pub(super) async fn send_decided(
     headers: HeaderMap,
     path: &str,
     query: Option<&str>,
+    client_target: Option<&PathAndQuery>,
     scope: String,
     body: Prepared,
     access: &mut Access,
@@ -131,6 +133,11 @@ pub(super) async fn send_decided(
     let mut outgoing = Some(outgoing);
     let mut replayed = false;
     let mut resent = false;
+    let target = Target {
+        path,
+        query,
+        client: client_target,
+    };
     loop {
         let (body, replay_copy, len) = match outgoing.take() {
             Some(Outgoing::Replayable(b)) => {
@@ -140,7 +147,7 @@ pub(super) async fn send_decided(
             Some(Outgoing::Streaming(s)) => (s.boxed(), None, stream_len),
             None => (body::empty(), None, None),
         };
-        let request = build_request(&method, &headers, &token, path, query, body, len)?;
+        let request = build_request(&method, &headers, &token, &target, body, len)?;
         let sent = Instant::now();
         let (response, upstream) = match send(account, request, &watch, limits, &token).await {
             Ok(exchange) => exchange,
@@ -306,25 +313,42 @@ async fn token_or_wait(
     })
 }
 
+/// The path and query the policy checked, and the client's own request target when it is the
+/// same text (nearly always): then that is forwarded as it is, shared, not formatted and parsed
+/// again.
+struct Target<'a> {
+    path: &'a str,
+    query: Option<&'a str>,
+    client: Option<&'a PathAndQuery>,
+}
+
 fn build_request(
     method: &Method,
     client_headers: &HeaderMap,
     token: &AccessToken,
-    path: &str,
-    query: Option<&str>,
+    target: &Target<'_>,
     body: ProxyBody,
     content_length: Option<u64>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
-    let path_and_query = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_string(),
+    let (path, query) = (target.path, target.query);
+    let path_and_query = match target
+        .client
+        .filter(|pq| pq.path() == path && pq.query() == query)
+    {
+        Some(pq) => pq.clone(),
+        None => {
+            let text = match query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            PathAndQuery::try_from(text).map_err(|_| bad_target())?
+        }
     };
-    let uri = Uri::builder()
-        .scheme(token.api.scheme.clone())
-        .authority(token.api.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| bad_target())?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(token.api.scheme.clone());
+    parts.authority = Some(token.api.authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    let uri = Uri::from_parts(parts).map_err(|_| bad_target())?;
     // The forwarded path must be byte-identical to the one the policy decided on.
     if uri.path() != path || uri.query() != query {
         return Err(bad_target());
@@ -484,6 +508,64 @@ pub(super) fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token() -> AccessToken {
+        let url = url::Url::parse("https://www.zohoapis.eu").expect("url");
+        let api = crate::token::ApiBase::from_url(&url).expect("api base");
+        let hour = Duration::from_secs(3600);
+        AccessToken::new("t", 1, hour, hour, api).expect("token")
+    }
+
+    fn forwarded(path: &str, query: Option<&str>, client: &str) -> Result<Uri, ProxyError> {
+        let client: Uri = client.parse().expect("client target");
+        let target = Target {
+            path,
+            query,
+            client: client.path_and_query(),
+        };
+        build_request(
+            &Method::GET,
+            &HeaderMap::new(),
+            &token(),
+            &target,
+            body::empty(),
+            None,
+        )
+        .map(|r| r.uri().clone())
+    }
+
+    #[test]
+    fn the_checked_target_is_forwarded_byte_for_byte_whether_or_not_the_clients_is_reused() {
+        // The client's own target is the checked one: reused.
+        let uri = forwarded("/crm/v8/Leads", Some("page=2"), "/crm/v8/Leads?page=2").expect("ok");
+        assert_eq!(
+            uri.to_string(),
+            "https://www.zohoapis.eu/crm/v8/Leads?page=2"
+        );
+        let uri = forwarded(
+            "/crm/v8/Leads",
+            None,
+            "http://127.0.0.1:8080/crm/v8/Leads#x",
+        );
+        assert_eq!(
+            uri.expect("ok").to_string(),
+            "https://www.zohoapis.eu/crm/v8/Leads"
+        );
+        // The policy checked another text than the client sent: that text is what goes out.
+        let uri = forwarded("/crm/v8/Deals", Some("a=1"), "/crm/v8/Leads?a=1").expect("ok");
+        assert_eq!(uri.to_string(), "https://www.zohoapis.eu/crm/v8/Deals?a=1");
+        let uri = forwarded("/crm/v8/Leads", None, "/crm/v8/Leads?").expect("ok");
+        assert_eq!(uri.to_string(), "https://www.zohoapis.eu/crm/v8/Leads");
+        // A checked text that would not survive as a request target is refused, not altered.
+        let refused = forwarded("/crm/v8/Leads Deals", None, "/crm/v8/Leads");
+        assert!(matches!(
+            refused,
+            Err(ProxyError::Policy {
+                code: "PROXY_BAD_PATH",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn zoho_error_codes_are_read_from_json_only() {
