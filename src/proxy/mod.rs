@@ -329,7 +329,7 @@ async fn forward(
     }
 
     // 1. Decide.
-    let (target_path, target_query, required) = match evaluation {
+    let (target, required) = match evaluation {
         Evaluation::Rejected(_) => {
             access.path = log_safe(parts.uri.path());
             access.decision = "invalid";
@@ -342,7 +342,7 @@ async fn forward(
             state
                 .observed
                 .record_scopes(&account.name, required, Outcome::Allowed);
-            (target.path, target.query, access.text(|| required.render()))
+            (*target, access.text(|| required.render()))
         }
         Evaluation::Denied {
             ref target,
@@ -352,7 +352,7 @@ async fn forward(
             access.path = access.text(|| target.path.to_string());
             access.scope = access.text(|| required.render());
             denied(state, account, policy, &parts.method, &evaluation, access)?;
-            (target.path, target.query, access.text(|| required.render()))
+            (*target, access.text(|| required.render()))
         }
         Evaluation::NeedsBody { target, pending } => {
             access.path = access.text(|| target.path.to_string());
@@ -404,8 +404,7 @@ async fn forward(
                 account,
                 parts.method,
                 parts.headers,
-                target.path,
-                target.query,
+                target,
                 parts.uri.path_and_query(),
                 decided,
                 Prepared::Ready(Outgoing::Replayable(bytes)),
@@ -415,15 +414,14 @@ async fn forward(
             .await;
         }
     };
-    access.path = access.text(|| target_path.to_string());
+    access.path = access.text(|| target.path.to_string());
     send_decided(
         state,
         runtime,
         account,
         parts.method,
         parts.headers,
-        target_path,
-        target_query,
+        target,
         parts.uri.path_and_query(),
         required,
         Prepared::Body(body, content_length),

@@ -7,6 +7,7 @@ use super::body::{
 };
 use super::error::ProxyError;
 use super::{content_length, fault_error, headers, upstream, Access, InFlight};
+use crate::policy::CanonicalTarget;
 use crate::state::{AccountRuntime, AppState, Runtime};
 use crate::token::AccessToken;
 use bytes::Bytes;
@@ -42,8 +43,7 @@ pub(super) async fn send_decided(
     account: &AccountRuntime,
     method: Method,
     headers: HeaderMap,
-    path: &str,
-    query: Option<&str>,
+    target: CanonicalTarget<'_>,
     client_target: Option<&PathAndQuery>,
     scope: String,
     body: Prepared,
@@ -51,6 +51,7 @@ pub(super) async fn send_decided(
     in_flight: InFlight,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &runtime.limits;
+    let (path, query) = (target.path, target.query);
     access.scope = scope;
 
     // 2. A token (never an expired one).
@@ -133,11 +134,6 @@ pub(super) async fn send_decided(
     let mut outgoing = Some(outgoing);
     let mut replayed = false;
     let mut resent = false;
-    let target = Target {
-        path,
-        query,
-        client: client_target,
-    };
     loop {
         let (body, replay_copy, len) = match outgoing.take() {
             Some(Outgoing::Replayable(b)) => {
@@ -147,7 +143,7 @@ pub(super) async fn send_decided(
             Some(Outgoing::Streaming(s)) => (s.boxed(), None, stream_len),
             None => (body::empty(), None, None),
         };
-        let request = build_request(&method, &headers, &token, &target, body, len)?;
+        let request = build_request(&method, &headers, &token, target, client_target, body, len)?;
         let sent = Instant::now();
         let (response, upstream) = match send(account, request, &watch, limits, &token).await {
             Ok(exchange) => exchange,
@@ -313,36 +309,22 @@ async fn token_or_wait(
     })
 }
 
-/// The path and query the policy checked, and the client's own request target when it is the
-/// same text (nearly always): then that is forwarded as it is, shared, not formatted and parsed
-/// again.
-struct Target<'a> {
-    path: &'a str,
-    query: Option<&'a str>,
-    client: Option<&'a PathAndQuery>,
-}
-
+/// The upstream request for `target`, the path and query the policy checked. The client's own
+/// request target is forwarded as it is (shared, not formatted and parsed again) when it is the
+/// same text, nearly always.
 fn build_request(
     method: &Method,
     client_headers: &HeaderMap,
     token: &AccessToken,
-    target: &Target<'_>,
+    target: CanonicalTarget<'_>,
+    client_target: Option<&PathAndQuery>,
     body: ProxyBody,
     content_length: Option<u64>,
 ) -> Result<Request<ProxyBody>, ProxyError> {
     let (path, query) = (target.path, target.query);
-    let path_and_query = match target
-        .client
-        .filter(|pq| pq.path() == path && pq.query() == query)
-    {
+    let path_and_query = match client_target.filter(|pq| pq.path() == path && pq.query() == query) {
         Some(pq) => pq.clone(),
-        None => {
-            let text = match query {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_string(),
-            };
-            PathAndQuery::try_from(text).map_err(|_| bad_target())?
-        }
+        None => PathAndQuery::try_from(target.path_and_query()).map_err(|_| bad_target())?,
     };
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(token.api.scheme.clone());
@@ -518,16 +500,15 @@ mod tests {
 
     fn forwarded(path: &str, query: Option<&str>, client: &str) -> Result<Uri, ProxyError> {
         let client: Uri = client.parse().expect("client target");
-        let target = Target {
-            path,
-            query,
-            client: client.path_and_query(),
-        };
+        let target = CanonicalTarget { path, query };
+        let (method, headers) = (Method::GET, HeaderMap::new());
+        let client_target = client.path_and_query();
         build_request(
-            &Method::GET,
-            &HeaderMap::new(),
+            &method,
+            &headers,
             &token(),
-            &target,
+            target,
+            client_target,
             body::empty(),
             None,
         )
