@@ -24,7 +24,11 @@ WORKDIR /build
 
 # Dependency layer: build every dependency against placeholder sources, so a change to `src/` only
 # recompiles this crate. `--locked` makes the build fail instead of silently changing Cargo.lock.
+# `.cargo` and `pgo` make the build profile-guided (pgo/rustc-wrapper; bench/README.md): without them
+# the image's binary would be the slower one.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
+COPY pgo ./pgo
 RUN mkdir -p src \
     && echo 'fn main() {}' > src/main.rs \
     && echo '' > src/lib.rs \
