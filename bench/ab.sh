@@ -31,12 +31,9 @@ done
 
 work=${AB_WORKDIR:-}
 if [[ -z $work ]]; then
-    log=$(mktemp)
-    BENCH_KEEP=1 BENCH_QUICK=1 BENCH_DURATION=1 BENCH_CONNS=1 BENCH_NGINX_WORKERS=1 \
-        BENCH_HAPROXY_THREADS=1 BENCH_PROXY_BIN="$new" "$here/run.sh" >"$log" 2>&1 ||
-        { tail -20 "$log" >&2; exit 1; }
-    work=$(sed -n 's/.*work directory kept: //p' "$log" | tail -1)
-    rm -f "$log"
+    # shellcheck source=bench/workdir.sh
+    . "$here/workdir.sh"
+    work=$(quick_workdir "$new") || exit 1
 fi
 for f in upstream/nginx.conf nginx-1/nginx.conf haproxy-1/haproxy.cfg proxy-main.yaml; do
     [[ -f $work/$f ]] || { echo "ab.sh: $work/$f is missing (not a bench/run.sh work directory?)" >&2; exit 2; }

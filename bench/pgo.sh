@@ -49,13 +49,9 @@ echo "==> instrumented build in $target"
 bin=$target/release/zoho-auth-proxy
 
 echo "==> bench work directory (quick bench/run.sh with the instrumented proxy)"
-log=$(mktemp)
-BENCH_KEEP=1 BENCH_QUICK=1 BENCH_DURATION=1 BENCH_CONNS=1 BENCH_NGINX_WORKERS=1 \
-    BENCH_HAPROXY_THREADS=1 BENCH_PROXY_BIN="$bin" "$here/run.sh" >"$log" 2>&1 ||
-    { tail -20 "$log" >&2; exit 1; }
-work=$(sed -n 's/.*work directory kept: //p' "$log" | tail -1)
-rm -f "$log"
-[[ -d $work ]] || { echo "pgo.sh: bench/run.sh kept no work directory" >&2; exit 1; }
+# shellcheck source=bench/workdir.sh
+. "$here/workdir.sh"
+work=$(quick_workdir "$bin") || exit 1
 
 pids=()
 stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }

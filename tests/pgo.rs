@@ -16,8 +16,9 @@ fn fake_rustc(dir: &Path) -> PathBuf {
     let path = dir.join("rustc");
     std::fs::write(
         &path,
-        "#!/bin/sh\n\
+        "#!/usr/bin/env bash\n\
          if [ \"$1\" = -vV ]; then echo 'rustc 1.95.0'; echo \"LLVM version: $FAKE_LLVM\"; exit 0; fi\n\
+         if [ \"$1\" = --env ]; then exec env; fi\n\
          printf '%s\\n' \"$@\"\n",
     )
     .expect("write the fake rustc");
@@ -169,4 +170,26 @@ fn the_committed_profile_is_an_indexed_llvm_profile_and_cargo_uses_the_wrapper()
         .permissions()
         .mode();
     assert_ne!(mode & 0o111, 0, "pgo/rustc-wrapper must be executable");
+}
+
+#[test]
+fn cargos_hyphenated_environment_variables_reach_rustc() {
+    // Cargo gives integration tests `CARGO_BIN_EXE_<bin>` (read with env!), and the binary's name
+    // has a hyphen. dash drops such variables when it runs a program; the wrapper must not.
+    let llvm = format!("{}.1.2", wanted_llvm());
+    for args in [vec!["--env"], vec!["--env", "-C", "opt-level=3"]] {
+        let got = wrapped(
+            &llvm,
+            &args,
+            &[(
+                "CARGO_BIN_EXE_zoho-auth-proxy",
+                "/target/debug/zoho-auth-proxy",
+            )],
+        );
+        assert!(
+            got.iter()
+                .any(|l| l == "CARGO_BIN_EXE_zoho-auth-proxy=/target/debug/zoho-auth-proxy"),
+            "args {args:?}: {got:?}"
+        );
+    }
 }

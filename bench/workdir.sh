@@ -1,0 +1,19 @@
+# Sourced by bench/ab.sh and bench/pgo.sh (not run on its own).
+#
+# quick_workdir BINARY: makes a bench/run.sh work directory with BINARY as the proxy (a quick run
+# at one connection with one nginx worker and one HAProxy thread, kept) and prints its path.
+# On failure it prints the run's last lines to stderr and returns 1.
+quick_workdir() {
+    local bin=$1 log work
+    log=$(mktemp)
+    if ! BENCH_KEEP=1 BENCH_QUICK=1 BENCH_DURATION=1 BENCH_CONNS=1 BENCH_NGINX_WORKERS=1 \
+        BENCH_HAPROXY_THREADS=1 BENCH_PROXY_BIN="$bin" "$(dirname "${BASH_SOURCE[0]}")/run.sh" >"$log" 2>&1; then
+        tail -20 "$log" >&2
+        rm -f "$log"
+        return 1
+    fi
+    work=$(sed -n 's/.*work directory kept: //p' "$log" | tail -1)
+    rm -f "$log"
+    [[ -n $work && -d $work ]] || { echo "bench/run.sh kept no work directory" >&2; return 1; }
+    echo "$work"
+}
