@@ -60,6 +60,7 @@ nginx -p "$work/upstream" -e "$work/upstream/error.log" -c "$work/upstream/nginx
 pids+=($!)
 "$bin" --config "$work/proxy-main.yaml" >/dev/null 2>"$work/pgo-proxy.log" &
 proxy=$!
+pids+=($proxy)
 port=$(grep -m1 -oE '^listen: 127\.0\.0\.1:[0-9]+' "$work/proxy-main.yaml" | grep -oE '[0-9]+$')
 admin=$(grep -A3 '^admin:' "$work/proxy-main.yaml" | grep -m1 -oE '127\.0\.0\.1:[0-9]+' | grep -oE '[0-9]+$')
 for _ in $(seq 1 200); do

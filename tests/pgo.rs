@@ -67,6 +67,9 @@ fn wanted_llvm() -> u32 {
         .expect("pgo/llvm-major holds a number")
 }
 
+/// An LLVM version for the fake rustc, the arguments cargo passes, and extra environment.
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+
 const RELEASE: [&str; 5] = ["--crate-name", "h2", "--edition=2021", "-C", "opt-level=3"];
 
 #[test]
@@ -91,7 +94,7 @@ fn an_optimised_compilation_gets_the_profile_and_nothing_else_changes() {
 fn every_other_compilation_is_passed_on_untouched() {
     let llvm = format!("{}.1.2", wanted_llvm());
     let older = format!("{}.1.0", wanted_llvm() - 1);
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         // debug builds, tests, clippy and build scripts
         (
             &llvm,
