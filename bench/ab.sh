@@ -29,18 +29,17 @@ for tool in wrk nginx haproxy curl; do
     command -v "$tool" >/dev/null || { echo "ab.sh: $tool is required (apt-get install -y wrk nginx haproxy curl)" >&2; exit 2; }
 done
 
+# shellcheck source=bench/workdir.sh
+. "$here/workdir.sh"
 work=${AB_WORKDIR:-}
 if [[ -z $work ]]; then
-    # shellcheck source=bench/workdir.sh
-    . "$here/workdir.sh"
     work=$(quick_workdir "$new") || exit 1
 fi
 for f in upstream/nginx.conf nginx-1/nginx.conf haproxy-1/haproxy.cfg proxy-main.yaml; do
     [[ -f $work/$f ]] || { echo "ab.sh: $work/$f is missing (not a bench/run.sh work directory?)" >&2; exit 2; }
 done
 port_of() { grep -m1 -oE "$2 127\.0\.0\.1:[0-9]+" "$1" | grep -oE '[0-9]+$'; }
-proxy_port=$(port_of "$work/proxy-main.yaml" '^listen:')
-admin_port=$(grep -A3 '^admin:' "$work/proxy-main.yaml" | grep -m1 -oE '127\.0\.0\.1:[0-9]+' | grep -oE '[0-9]+$')
+{ read -r proxy_port; read -r admin_port; } < <(proxy_ports "$work")
 nginx_port=$(port_of "$work/nginx-1/nginx.conf" 'listen')
 haproxy_port=$(port_of "$work/haproxy-1/haproxy.cfg" 'bind')
 
@@ -81,14 +80,6 @@ us = lambda i: (int(after[i]) - int(before[i])) * 1e6 / hz / n
 print(f"{label:<10} c={c:<4} {rps:>9.0f} req/s  CPU/req user {us(0):6.1f} us  sys {us(1):6.1f} us  total {us(0) + us(1):6.1f} us  non-2xx {bad.group(1) if bad else 0}")
 PY
 }
-wait_ready() {
-    for _ in $(seq 1 200); do
-        curl -fs -o /dev/null "http://127.0.0.1:$admin_port/readyz" && return 0
-        sleep 0.05
-    done
-    echo "ab.sh: the proxy did not become ready" >&2
-    return 1
-}
 
 floor_pid=
 floor_port=18439
@@ -117,7 +108,7 @@ for c in $conns; do
             bin=$old; [[ $which == new ]] && bin=$new
             "$bin" --config "$work/proxy-main.yaml" >/dev/null 2>"$work/ab-$which.log" &
             proxy=$!
-            wait_ready
+            wait_ready "$admin_port"
             measure "$which" "$c" "$proxy_port" "$proxy"
             kill "$proxy"; wait "$proxy" 2>/dev/null || true
         done

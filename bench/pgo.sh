@@ -61,13 +61,8 @@ pids+=($!)
 "$bin" --config "$work/proxy-main.yaml" >/dev/null 2>"$work/pgo-proxy.log" &
 proxy=$!
 pids+=($proxy)
-port=$(grep -m1 -oE '^listen: 127\.0\.0\.1:[0-9]+' "$work/proxy-main.yaml" | grep -oE '[0-9]+$')
-admin=$(grep -A3 '^admin:' "$work/proxy-main.yaml" | grep -m1 -oE '127\.0\.0\.1:[0-9]+' | grep -oE '[0-9]+$')
-for _ in $(seq 1 200); do
-    curl -fs -o /dev/null "http://127.0.0.1:$admin/readyz" && break
-    sleep 0.05
-done
-curl -fs -o /dev/null "http://127.0.0.1:$admin/readyz" || { echo "pgo.sh: the proxy did not become ready" >&2; exit 1; }
+{ read -r port; read -r admin; } < <(proxy_ports "$work")
+wait_ready "$admin" || exit 1
 
 u=http://127.0.0.1:$port
 echo "==> training load"

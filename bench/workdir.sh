@@ -1,4 +1,5 @@
-# Sourced by bench/ab.sh and bench/pgo.sh (not run on its own).
+# Sourced by bench/ab.sh and bench/pgo.sh (not run on its own): the steps both take on a bench/run.sh
+# work directory.
 #
 # quick_workdir BINARY: makes a bench/run.sh work directory with BINARY as the proxy (a quick run
 # at one connection with one nginx worker and one HAProxy thread, kept) and prints its path.
@@ -16,4 +17,22 @@ quick_workdir() {
     rm -f "$log"
     [[ -n $work && -d $work ]] || { echo "bench/run.sh kept no work directory" >&2; return 1; }
     echo "$work"
+}
+
+# proxy_ports WORK: prints the proxy's listen port and its admin port from WORK/proxy-main.yaml.
+proxy_ports() {
+    local cfg=$1/proxy-main.yaml
+    grep -m1 -oE '^listen: 127\.0\.0\.1:[0-9]+' "$cfg" | grep -oE '[0-9]+$'
+    grep -A3 '^admin:' "$cfg" | grep -m1 -oE '127\.0\.0\.1:[0-9]+' | grep -oE '[0-9]+$'
+}
+
+# wait_ready ADMIN_PORT: waits up to 10 s for the proxy's /readyz; returns 1 if it never answers 200.
+wait_ready() {
+    local _
+    for _ in $(seq 1 200); do
+        curl -fs -o /dev/null "http://127.0.0.1:$1/readyz" && return 0
+        sleep 0.05
+    done
+    echo "the proxy did not become ready" >&2
+    return 1
 }
