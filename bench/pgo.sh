@@ -4,7 +4,8 @@
 #
 #   bench/pgo.sh
 #
-# 1. builds an instrumented release binary (-Cprofile-generate) in target/pgo-generate;
+# 1. builds an instrumented release binary (-Cprofile-generate) in target/pgo-generate, and drops
+#    the counts its build scripts and proc macros wrote while it was built;
 # 2. makes a bench work directory with it (a quick bench/run.sh: the TLS HTTP/2 nginx upstream and
 #    token stand-in, the proxy's default config apart from listen addresses);
 # 3. runs the proxy under load there: GET at 1, 64 and 256 connections (PGO_DURATION seconds each,
@@ -47,6 +48,12 @@ echo "==> instrumented build in $target"
 (cd "$root" && CARGO_TARGET_DIR=$target RUSTFLAGS="-Cprofile-generate=$raw" \
     cargo build --release --locked --bin zoho-auth-proxy)
 bin=$target/release/zoho-auth-proxy
+# RUSTFLAGS instrument the build scripts and proc macros too, and they wrote their own counts (for
+# serde, memchr and the like) while the build ran: only the proxy's runs below may count. (An
+# explicit --target would keep them uninstrumented, but it changes every crate's symbol hashes, and
+# a profile recorded that way matches nothing in a plain `cargo build --release`.)
+rm -rf "$raw"
+mkdir -p "$raw"
 
 echo "==> bench work directory (quick bench/run.sh with the instrumented proxy)"
 # shellcheck source=bench/workdir.sh
