@@ -1,6 +1,7 @@
 //! Dialing the CRM API: DNS, TCP (connect timeout, `TCP_NODELAY`, keep-alive probes), TLS with
 //! the account's trust and an ALPN offer, then the HTTP/1.1 or HTTP/2 handshake the server's ALPN
-//! answer picks. The connection's task is spawned on the calling thread's runtime, so it is
+//! answer picks. TLS reads the socket through a read-ahead buffer ([`super::readahead`]). The
+//! connection's task is spawned on the calling thread's runtime, so it is
 //! driven by the worker that serves the requests on it.
 //!
 //! No proxy from the environment is used: the URI's host is dialed directly. Plain `http` is for
@@ -8,6 +9,7 @@
 
 use super::super::body::ProxyBody;
 use super::http2::{self, H2Conn};
+use super::readahead::ReadAhead;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::fmt;
@@ -91,7 +93,7 @@ impl Dialer {
             .map_err(|e| failed(Stage::Tls, format!("{host} is not a valid TLS name: {e}")))?;
         let connector = if offer_h2 { &self.tls_h2 } else { &self.tls_h1 };
         let stream = connector
-            .connect(name, tcp)
+            .connect(name, ReadAhead::new(tcp))
             .await
             .map_err(|e| failed(Stage::Tls, format!("TLS handshake with {host} failed: {e}")))?;
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -18,6 +18,7 @@ mod body;
 mod connect;
 mod http2;
 mod pool;
+mod readahead;
 
 use super::body::ProxyBody;
 use crate::config::UpstreamProtocol;
