@@ -12,8 +12,8 @@ use std::path::Path;
 /// What `token.store` may be, for error messages.
 pub const SUPPORTED_STORES: &str = "a file path (e.g. /var/lib/zoho-auth-proxy/token.json); \
 redis://HOST:PORT/DB or rediss://… (one Redis); \
-redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB] or rediss+sentinel://… (Redis Sentinel); \
-redis+cluster://HOST:PORT[,HOST:PORT…] or rediss+cluster://… (Redis Cluster)";
+redis+sentinel://[USER@]HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB] or rediss+sentinel://… (Redis Sentinel); \
+redis+cluster://[USER@]HOST:PORT[,HOST:PORT…] or rediss+cluster://… (Redis Cluster)";
 
 /// Default port of a sentinel.
 const SENTINEL_PORT: u16 = 26379;
@@ -55,6 +55,9 @@ pub enum RedisTopology {
         db: i64,
         /// TLS to the data nodes (`rediss+sentinel://`); the sentinels are asked in plain text.
         tls: bool,
+        /// The Redis ACL user on the data nodes (`redis+sentinel://USER@…`); the sentinels are
+        /// asked as their default user.
+        username: Option<String>,
     },
     /// A Redis Cluster reached through seed nodes (`redis+cluster://`, `rediss+cluster://`).
     Cluster {
@@ -62,6 +65,8 @@ pub enum RedisTopology {
         seeds: Vec<RedisNode>,
         /// TLS to every node (`rediss+cluster://`).
         tls: bool,
+        /// The Redis ACL user on every node (`redis+cluster://USER@…`).
+        username: Option<String>,
     },
 }
 
@@ -153,8 +158,9 @@ fn sentinel(rest: &str, tls: bool) -> Result<RedisTopology, String> {
     } else {
         "redis+sentinel"
     };
-    let form = format!("{scheme}://HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB]");
+    let form = format!("{scheme}://[USER@]HOST:PORT[,HOST:PORT…]/MASTER_NAME[/DB]");
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (username, authority) = user(authority, &form)?;
     let sentinels = nodes(authority, SENTINEL_PORT, &form)?;
     let mut parts = path.split('/');
     let master = parts.next().unwrap_or_default();
@@ -185,6 +191,7 @@ fn sentinel(rest: &str, tls: bool) -> Result<RedisTopology, String> {
         master: master.to_string(),
         db,
         tls,
+        username,
     })
 }
 
@@ -195,22 +202,45 @@ fn cluster(rest: &str, tls: bool) -> Result<RedisTopology, String> {
     } else {
         "redis+cluster"
     };
-    let form = format!("{scheme}://HOST:PORT[,HOST:PORT…]");
+    let form = format!("{scheme}://[USER@]HOST:PORT[,HOST:PORT…]");
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (username, authority) = user(authority, &form)?;
     if !matches!(path, "" | "0") {
         return Err(format!(
             "a Redis Cluster has database 0 only; drop the path and use {form}"
         ));
     }
     let seeds = nodes(authority, REDIS_PORT, &form)?;
-    Ok(RedisTopology::Cluster { seeds, tls })
+    Ok(RedisTopology::Cluster {
+        seeds,
+        tls,
+        username,
+    })
+}
+
+/// The user name in front of `@` (a Redis ACL user), and the rest. A password there is refused:
+/// it belongs in a file, not in a URL that ends up in logs and process listings.
+fn user<'a>(authority: &'a str, form: &str) -> Result<(Option<String>, &'a str), String> {
+    let Some((user, rest)) = authority.rsplit_once('@') else {
+        return Ok((None, authority));
+    };
+    if user.contains(':') {
+        return Err("do not put a password in the URL; use token.redis_password_file (data nodes) and token.sentinel_password_file (sentinels)".to_string());
+    }
+    let valid = !user.is_empty()
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'));
+    if !valid {
+        return Err(format!(
+            "the user name may hold letters, digits, `-`, `_`, `.` and `~` only; use {form}"
+        ));
+    }
+    Ok((Some(user.to_string()), rest))
 }
 
 /// A comma-separated `HOST[:PORT]` list, without user info or query.
 fn nodes(authority: &str, default_port: u16, form: &str) -> Result<Vec<RedisNode>, String> {
-    if authority.contains('@') {
-        return Err("do not put a user or password in the URL; use token.redis_password_file (data nodes) and token.sentinel_password_file (sentinels)".to_string());
-    }
     if authority.contains(['?', '#']) {
         return Err(format!("takes no query or fragment; use {form}"));
     }
@@ -292,6 +322,7 @@ mod tests {
                     master: "zap".into(),
                     db: 0,
                     tls: false,
+                    username: None,
                 }),
             ),
             (
@@ -301,6 +332,7 @@ mod tests {
                     master: "mymaster".into(),
                     db: 3,
                     tls: true,
+                    username: None,
                 }),
             ),
             (
@@ -310,6 +342,7 @@ mod tests {
                     master: "mymaster".into(),
                     db: 0,
                     tls: false,
+                    username: None,
                 }),
             ),
             (
@@ -317,6 +350,25 @@ mod tests {
                 StoreValue::Redis(RedisTopology::Cluster {
                     seeds: vec![node("10.0.0.1", 7000), node("10.0.0.2", 6379)],
                     tls: false,
+                    username: None,
+                }),
+            ),
+            (
+                "redis+sentinel://proxy@h1:26379,h2/mymaster/2",
+                StoreValue::Redis(RedisTopology::Sentinel {
+                    sentinels: vec![node("h1", 26379), node("h2", 26379)],
+                    master: "mymaster".into(),
+                    db: 2,
+                    tls: false,
+                    username: Some("proxy".into()),
+                }),
+            ),
+            (
+                "rediss+cluster://zoho-proxy_1@10.0.0.1:7000",
+                StoreValue::Redis(RedisTopology::Cluster {
+                    seeds: vec![node("10.0.0.1", 7000)],
+                    tls: true,
+                    username: Some("zoho-proxy_1".into()),
                 }),
             ),
             (
@@ -324,6 +376,7 @@ mod tests {
                 StoreValue::Redis(RedisTopology::Cluster {
                     seeds: vec![node("clustercfg.example.cache.amazonaws.com", 6379)],
                     tls: true,
+                    username: None,
                 }),
             ),
         ];
@@ -359,6 +412,9 @@ mod tests {
             ("redis+cluster://h:7000/1", "database 0 only"),
             ("redis+cluster://h:7000?x=1", "no query"),
             ("rediss+cluster://user:pw@h:7000", "password"),
+            ("redis+cluster://@h:7000", "user name"),
+            ("redis+cluster://us er@h:7000", "user name"),
+            ("redis+sentinel://a@b@h:26379/m", "user name"),
         ];
         for (value, expect) in cases {
             let err = classify(value).expect_err(value);
@@ -369,7 +425,7 @@ mod tests {
             );
             if err.contains("scheme") {
                 assert!(
-                    err.contains("redis+sentinel://HOST:PORT"),
+                    err.contains("redis+sentinel://[USER@]HOST:PORT"),
                     "{value}: lists the forms: {err}"
                 );
             }

@@ -425,7 +425,7 @@ accounts:
         "{err}"
     );
     assert!(
-        err.message.contains("redis+cluster://HOST:PORT"),
+        err.message.contains("redis+cluster://[USER@]HOST:PORT"),
         "lists the supported forms: {err}"
     );
 }
@@ -462,6 +462,7 @@ fn sentinel_and_cluster_stores_are_parsed_with_their_passwords() {
             master: "mymaster".into(),
             db: 2,
             tls: true,
+            username: None,
         }
     );
     assert_eq!(
@@ -477,7 +478,7 @@ fn sentinel_and_cluster_stores_are_parsed_with_their_passwords() {
     let yaml = format!("{GOOD}token:\n  store: redis+cluster://10.0.0.1:7000,10.0.0.2:7001\n");
     let c = parse(&yaml).expect("valid cluster store");
     assert!(
-        matches!(&c.accounts[0].token.store, StoreConfig::Redis { topology: RedisTopology::Cluster { seeds, tls: false }, .. } if seeds.len() == 2),
+        matches!(&c.accounts[0].token.store, StoreConfig::Redis { topology: RedisTopology::Cluster { seeds, tls: false, username: None }, .. } if seeds.len() == 2),
         "{:?}",
         c.accounts[0].token.store
     );

@@ -372,3 +372,58 @@ async fn rediss_cluster_shares_one_token_over_tls_trusting_ssl_cert_file() {
     );
     assert_fleet_keeps_secrets(&zoho, &fleet);
 }
+
+#[tokio::test]
+async fn an_acl_user_in_the_url_is_who_the_proxy_is_on_every_node() {
+    let (server, cli) = require_redis!();
+    let zoho = Zoho::start().await;
+    const PASSWORD: &str = "ACL-PW-CANARY-cdef";
+    let cluster = Cluster::start(&server, &cli).await;
+    // The nodes' default user has no password; the proxy's own user has one (on every node: a
+    // redirection may send the proxy to any of them).
+    for node in &cluster.nodes {
+        let ok: String = node
+            .query(&[
+                "ACL",
+                "SETUSER",
+                "zproxy",
+                "on",
+                &format!(">{PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ])
+            .await
+            .expect("ACL SETUSER");
+        assert_eq!(ok, "OK");
+    }
+    let url = cluster
+        .url()
+        .replace("redis+cluster://", "redis+cluster://zproxy@");
+    let config = fleet_config(
+        &zoho,
+        &format!("  store: {url}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n"),
+    );
+    let env = [("TEST_REDIS_PASSWORD", PASSWORD)];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "as the ACL user the fleet shares one token"
+    );
+    let mut as_user = 0;
+    for node in &cluster.nodes {
+        let clients: String = node.query(&["CLIENT", "LIST"]).await.expect("CLIENT LIST");
+        as_user += clients.matches("user=zproxy").count();
+    }
+    assert!(as_user > 0, "the proxy's connections are the ACL user's");
+    for p in &fleet {
+        assert!(
+            !p.logs().contains(PASSWORD),
+            "no Redis password in the output"
+        );
+    }
+    assert_fleet_keeps_secrets(&zoho, &fleet);
+}

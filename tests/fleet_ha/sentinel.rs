@@ -360,3 +360,84 @@ async fn the_sentinels_and_the_data_nodes_each_get_their_own_password() {
     }
     assert_fleet_keeps_secrets(&zoho, &fleet);
 }
+
+#[tokio::test]
+async fn an_acl_user_in_the_url_is_who_the_proxy_is_on_the_data_nodes() {
+    let (server, _) = require_redis!();
+    let zoho = Zoho::start().await;
+    const PASSWORD: &str = "ACL-PW-CANARY-89ab";
+    let redis = Sentinels::start(&server).await;
+    // The default user keeps no password (the sentinels and the replica use it); the proxy's own
+    // user has one. A password without the user name cannot log in: the default user has none.
+    for node in [&redis.primary, &redis.replica] {
+        let ok: String = node
+            .query(&[
+                "ACL",
+                "SETUSER",
+                "zproxy",
+                "on",
+                &format!(">{PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ])
+            .await
+            .expect("ACL SETUSER");
+        assert_eq!(ok, "OK");
+    }
+    let with_user = redis
+        .url(MASTER)
+        .replace("redis+sentinel://", "redis+sentinel://zproxy@");
+    let config = fleet_config(
+        &zoho,
+        &format!("  store: {with_user}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n"),
+    );
+    let env = [("TEST_REDIS_PASSWORD", PASSWORD)];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "as the ACL user the fleet shares one token"
+    );
+    let clients: String = redis
+        .primary
+        .query(&["CLIENT", "LIST"])
+        .await
+        .expect("CLIENT LIST");
+    assert!(
+        clients.contains("user=zproxy"),
+        "the proxy's connections are the ACL user's: {clients}"
+    );
+
+    // The same password without the user name: refused, and named in /readyz. (Its own file:
+    // the running fleet's stays as it is.)
+    let without = zoho.dir.path().join("fleet-without-user.yaml");
+    let text = zoho.config(
+        ALLOW_LEADS,
+        &format!(
+            "token:\n  store: {}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n",
+            redis.url(MASTER)
+        ),
+    );
+    std::fs::write(&without, text).expect("write config");
+    let wrong = RunningProxy::spawn_file(&without, &env).await;
+    let refused = poll_until(Duration::from_secs(10), || async {
+        let (status, body) = readyz(&wrong).await;
+        status == 503 && body.to_ascii_lowercase().contains("auth")
+    })
+    .await;
+    assert!(
+        refused,
+        "without the user name the password is refused: {:?}",
+        readyz(&wrong).await
+    );
+    for p in fleet.iter().chain([&wrong]) {
+        assert!(
+            !p.logs().contains(PASSWORD),
+            "no Redis password in the output"
+        );
+    }
+    assert_fleet_keeps_secrets(&zoho, &fleet);
+}

@@ -81,19 +81,28 @@ pub(super) fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(500)
 }
 
-/// A data node's connection info: address, TLS, database, password.
+/// Who the proxy is on a node: a Redis ACL user name (from the URL; `None` is the default user)
+/// and the password.
+#[derive(Clone, Default)]
+pub(super) struct NodeAuth {
+    pub(super) username: Option<String>,
+    pub(super) password: Option<SecretValue>,
+}
+
+/// A node's connection info: address, TLS, database, user and password.
 pub(super) fn node_info(
     node: &RedisNode,
     tls: bool,
     db: i64,
-    password: Option<&SecretValue>,
+    auth: &NodeAuth,
 ) -> Result<redis::ConnectionInfo, String> {
     let scheme = if tls { "rediss" } else { "redis" };
     let mut info = format!("{scheme}://{node}/{db}")
         .as_str()
         .into_connection_info()
         .map_err(|e| format!("{node} is not a usable Redis address: {e}"))?;
-    info.redis.password = password.map(|p| p.expose().to_string());
+    info.redis.username = auth.username.clone();
+    info.redis.password = auth.password.as_ref().map(|p| p.expose().to_string());
     Ok(info)
 }
 
@@ -122,19 +131,31 @@ impl Backend {
                 master,
                 db,
                 tls,
+                username,
             } => Ok(Backend::Sentinel(Sentinel::new(
                 url,
                 sentinels,
                 master,
                 *db,
                 *tls,
-                password,
+                NodeAuth {
+                    username: username.clone(),
+                    password: password.cloned(),
+                },
                 sentinel_password,
             )?)),
-            RedisTopology::Cluster { seeds, tls } => {
+            RedisTopology::Cluster {
+                seeds,
+                tls,
+                username,
+            } => {
+                let auth = NodeAuth {
+                    username: username.clone(),
+                    password: password.cloned(),
+                };
                 let infos = seeds
                     .iter()
-                    .map(|n| node_info(n, *tls, 0, password))
+                    .map(|n| node_info(n, *tls, 0, &auth))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("token.store: {e}"))?;
                 let clients = infos
@@ -151,6 +172,9 @@ impl Backend {
                     .retries(3)
                     .min_retry_wait(50)
                     .max_retry_wait(500);
+                if let Some(u) = username {
+                    builder = builder.username(u.clone());
+                }
                 if let Some(p) = password {
                     builder = builder.password(p.expose().to_string());
                 }
@@ -249,7 +273,7 @@ pub(super) fn describe(url: &str, e: &RedisError) -> String {
     let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
     if auth {
-        format!("Redis at {url}: authentication failed ({e}); check token.redis_password")
+        format!("Redis at {url}: authentication failed ({e}); check token.redis_password and, for a Redis ACL user, the user name in token.store")
     } else if e.kind() == redis::ErrorKind::ClusterDown || e.code() == Some("CLUSTERDOWN") {
         format!(
             "Redis at {url}: the cluster is down ({e}): a hash slot is served by no node, or too few primaries are reachable; `redis-cli --cluster check` shows which"

@@ -11,7 +11,7 @@
 //!
 //! Must not: remember the primary across reconnections, or show either password.
 
-use super::connection::{describe, manager_config, node_info, timed_out};
+use super::connection::{describe, manager_config, node_info, timed_out, NodeAuth};
 use super::REDIS_TIMEOUT;
 use crate::config::{RedisNode, SecretValue};
 use redis::aio::{ConnectionManager, PubSub};
@@ -28,7 +28,8 @@ pub(crate) struct Sentinel {
     sentinels: Vec<(RedisNode, redis::Client)>,
     db: i64,
     tls: bool,
-    password: Option<SecretValue>,
+    /// The data nodes' user and password.
+    auth: NodeAuth,
 }
 
 impl Sentinel {
@@ -39,13 +40,18 @@ impl Sentinel {
         master: &str,
         db: i64,
         tls: bool,
-        password: Option<&SecretValue>,
+        auth: NodeAuth,
         sentinel_password: Option<&SecretValue>,
     ) -> Result<Sentinel, String> {
+        // The sentinels are asked as their default user, with their own password.
+        let sentinel_auth = NodeAuth {
+            username: None,
+            password: sentinel_password.cloned(),
+        };
         let sentinels = sentinels
             .iter()
             .map(|n| {
-                let info = node_info(n, false, 0, sentinel_password)
+                let info = node_info(n, false, 0, &sentinel_auth)
                     .map_err(|e| format!("token.store: {e}"))?;
                 let client = redis::Client::open(info)
                     .map_err(|e| format!("token.store: cannot use the sentinel {n}: {e}"))?;
@@ -58,7 +64,7 @@ impl Sentinel {
             sentinels,
             db,
             tls,
-            password: password.cloned(),
+            auth,
         })
     }
 
@@ -116,7 +122,7 @@ impl Sentinel {
     /// A client for the primary the sentinels name now.
     pub(super) async fn primary_client(&self) -> Result<redis::Client, String> {
         let primary = self.primary().await?;
-        let info = node_info(&primary, self.tls, self.db, self.password.as_ref())
+        let info = node_info(&primary, self.tls, self.db, &self.auth)
             .map_err(|e| format!("Redis at {}: {e}", self.url))?;
         redis::Client::open(info).map_err(|e| describe(&self.url, &e))
     }
