@@ -382,37 +382,12 @@ async fn an_acl_user_in_the_url_is_who_the_proxy_is_on_every_node() {
     // The nodes' default user has no password; the proxy's own user has one (on every node: a
     // redirection may send the proxy to any of them).
     for node in &cluster.nodes {
-        let ok: String = node
-            .query(&[
-                "ACL",
-                "SETUSER",
-                "zproxy",
-                "on",
-                &format!(">{PASSWORD}"),
-                "~*",
-                "&*",
-                "+@all",
-            ])
-            .await
-            .expect("ACL SETUSER");
-        assert_eq!(ok, "OK");
+        add_acl_user(node, "zproxy", PASSWORD).await;
     }
     let url = cluster
         .url()
         .replace("redis+cluster://", "redis+cluster://zproxy@");
-    let config = fleet_config(
-        &zoho,
-        &format!("  store: {url}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n"),
-    );
-    let env = [("TEST_REDIS_PASSWORD", PASSWORD)];
-    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
-    wait_all_ready(&fleet, Duration::from_secs(30)).await;
-    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
-    assert_eq!(
-        zoho.control().token_requests(),
-        1,
-        "as the ACL user the fleet shares one token"
-    );
+    let fleet = acl_user_pair_sharing_one_token(&zoho, &url, PASSWORD).await;
     let mut as_user = 0;
     for node in &cluster.nodes {
         let clients: String = node.query(&["CLIENT", "LIST"]).await.expect("CLIENT LIST");

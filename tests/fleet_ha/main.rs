@@ -84,6 +84,29 @@ async fn tls_pair_sharing_one_token(
 }
 
 /// Waits until every replica injects one and the same live token; returns it.
+/// Two replicas on `url` (a store URL naming a Redis ACL user) with that user's `password`: both
+/// ready, one shared token, one token request.
+async fn acl_user_pair_sharing_one_token(
+    zoho: &Zoho,
+    url: &str,
+    password: &str,
+) -> Vec<RunningProxy> {
+    let config = fleet_config(
+        zoho,
+        &format!("  store: {url}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n"),
+    );
+    let env = [("TEST_REDIS_PASSWORD", password)];
+    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
+    wait_all_ready(&fleet, Duration::from_secs(30)).await;
+    wait_for_one_shared_token(zoho, &fleet, Duration::from_secs(10)).await;
+    assert_eq!(
+        zoho.control().token_requests(),
+        1,
+        "as the ACL user the fleet shares one token"
+    );
+    fleet
+}
+
 async fn wait_for_one_shared_token(
     zoho: &Zoho,
     fleet: &[RunningProxy],

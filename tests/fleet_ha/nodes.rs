@@ -194,6 +194,25 @@ impl Node {
     }
 }
 
+/// Adds the Redis ACL user `user` with `password` and every permission to `node` (its default
+/// user is left as it is).
+pub(crate) async fn add_acl_user(node: &Node, user: &str, password: &str) {
+    let ok: String = node
+        .query(&[
+            "ACL",
+            "SETUSER",
+            user,
+            "on",
+            &format!(">{password}"),
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .await
+        .expect("ACL SETUSER");
+    assert_eq!(ok, "OK");
+}
+
 /// The fleet's key prefix of the test refresh token (the hash tag every key shares).
 pub(crate) fn namespace_base() -> String {
     let ns = zoho_auth_proxy::token::redis_store::Namespace::new(CLIENT_ID, REFRESH_TOKEN);

@@ -370,37 +370,12 @@ async fn an_acl_user_in_the_url_is_who_the_proxy_is_on_the_data_nodes() {
     // The default user keeps no password (the sentinels and the replica use it); the proxy's own
     // user has one. A password without the user name cannot log in: the default user has none.
     for node in [&redis.primary, &redis.replica] {
-        let ok: String = node
-            .query(&[
-                "ACL",
-                "SETUSER",
-                "zproxy",
-                "on",
-                &format!(">{PASSWORD}"),
-                "~*",
-                "&*",
-                "+@all",
-            ])
-            .await
-            .expect("ACL SETUSER");
-        assert_eq!(ok, "OK");
+        add_acl_user(node, "zproxy", PASSWORD).await;
     }
     let with_user = redis
         .url(MASTER)
         .replace("redis+sentinel://", "redis+sentinel://zproxy@");
-    let config = fleet_config(
-        &zoho,
-        &format!("  store: {with_user}\n  redis_password: ${{TEST_REDIS_PASSWORD}}\n"),
-    );
-    let env = [("TEST_REDIS_PASSWORD", PASSWORD)];
-    let fleet = join_all((0..2).map(|_| RunningProxy::spawn_file(&config, &env))).await;
-    wait_all_ready(&fleet, Duration::from_secs(30)).await;
-    wait_for_one_shared_token(&zoho, &fleet, Duration::from_secs(10)).await;
-    assert_eq!(
-        zoho.control().token_requests(),
-        1,
-        "as the ACL user the fleet shares one token"
-    );
+    let fleet = acl_user_pair_sharing_one_token(&zoho, &with_user, PASSWORD).await;
     let clients: String = redis
         .primary
         .query(&["CLIENT", "LIST"])
@@ -422,7 +397,7 @@ async fn an_acl_user_in_the_url_is_who_the_proxy_is_on_the_data_nodes() {
         ),
     );
     std::fs::write(&without, text).expect("write config");
-    let wrong = RunningProxy::spawn_file(&without, &env).await;
+    let wrong = RunningProxy::spawn_file(&without, &[("TEST_REDIS_PASSWORD", PASSWORD)]).await;
     let refused = poll_until(Duration::from_secs(10), || async {
         let (status, body) = readyz(&wrong).await;
         status == 503 && body.to_ascii_lowercase().contains("auth")
