@@ -47,6 +47,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if out.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
         if this.start == this.end {
             if out.remaining() >= CAPACITY {
                 return Pin::new(&mut this.inner).poll_read(cx, out);
@@ -110,13 +113,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn small_reads_come_from_one_socket_read_in_order_and_whole() {
+    async fn small_reads_are_served_from_the_buffer_in_order_and_whole() {
         let (client, mut server) = pair().await;
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         server.write_all(&data).await.expect("write");
         let mut reader = ReadAhead::new(client);
         let mut got = Vec::new();
         let mut chunk = [0u8; 4096];
+        let n = reader.read(&mut chunk).await.expect("read");
+        got.extend_from_slice(&chunk[..n]);
+        assert!(
+            reader.end > chunk.len(),
+            "one socket read took more than the 4 KiB asked for ({} bytes)",
+            reader.end
+        );
+        // An empty read takes nothing.
+        assert_eq!(reader.read(&mut []).await.expect("empty read"), 0);
         while got.len() < data.len() {
             let n = reader.read(&mut chunk).await.expect("read");
             assert!(n > 0, "no early end of stream");
