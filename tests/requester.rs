@@ -478,6 +478,62 @@ async fn browser_requests_are_refused_and_programs_served() {
 }
 
 #[tokio::test]
+async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
+    let (zoho, proxy) = start("").await;
+    let fake = zoho.control();
+    fake.clear_crm_requests();
+    let host = "Host: 127.0.0.1:8080";
+    // What an HTML form sends from a browser without Origin or Fetch Metadata (Firefox < 70),
+    // and the same from any program.
+    for content_type in [
+        "Content-Type: application/x-www-form-urlencoded",
+        "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+    ] {
+        let a = post_lead(proxy.proxy, host, &[content_type]).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (415, "PROXY_CONTENT_TYPE_NOT_ALLOWED"),
+            "{content_type}: {}",
+            a.body
+        );
+        assert!(
+            a.body.contains("application/json"),
+            "the body names the fix: {}",
+            a.body
+        );
+    }
+    assert!(fake.crm_requests().is_empty(), "no form body reached Zoho");
+    let metrics = proxy.metrics_text().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="content_type"}"#
+        ),
+        2.0,
+        "form refusals are counted:\n{metrics}"
+    );
+    // The SDKs' shapes on the same operation: JSON, text/plain, and no type at all.
+    for extra in [
+        &["Content-Type: application/json"][..],
+        &["Content-Type: text/plain; charset=UTF-8"][..],
+        &[][..],
+    ] {
+        let a = post_lead(proxy.proxy, host, extra).await;
+        assert!(
+            a.status == 201 || a.status == 200,
+            "{extra:?} is served: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    assert_eq!(
+        fake.crm_requests().len(),
+        3,
+        "the SDK-shaped bodies reached Zoho"
+    );
+}
+
+#[tokio::test]
 async fn the_admin_listener_checks_host_and_browser_for_every_path() {
     let (zoho, proxy) = start("").await;
     let admin = proxy.admin;

@@ -7,14 +7,16 @@
 //! 1. the request target must be origin-form and `Host` must name this machine ([`host`]; TCP
 //!    listeners only: browsers cannot dial a Unix socket);
 //! 2. no browser marker ([`browser`]);
-//! 3. with `require_request_header`, exactly one `X-Zoho-Proxy-Request: true`;
-//! 4. with `clients:`, the request must identify a client ([`clients`]).
+//! 3. on the proxy listeners, no URL-encoded form body ([`form`]);
+//! 4. with `require_request_header`, exactly one `X-Zoho-Proxy-Request: true`;
+//! 5. with `clients:`, the request must identify a client ([`clients`]).
 //!
 //! Every check reads only the request head: a refusal answers before the body is read and never
 //! touches the token. Knows nothing about tokens or Zoho.
 
 pub mod browser;
 pub mod clients;
+pub mod form;
 pub mod host;
 
 use crate::config::{AccessConfig, Config};
@@ -113,6 +115,14 @@ impl Gate {
         }
         if let BrowserFinding::PageRequest(why) = browser::data_listener(headers) {
             return Err(browser_refusal(why, "the proxy listener"));
+        }
+        if form::is_form(headers) {
+            return Err(Refusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code: "PROXY_CONTENT_TYPE_NOT_ALLOWED",
+                message: format!("Content-Type {} is refused: Zoho's CRM API takes JSON, and a web page can send a URL-encoded form to this machine without asking; send the body as JSON with `Content-Type: application/json`", form::FORM),
+                rule: "content_type",
+            });
         }
         if self.require_request_header {
             const NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_HEADER);
