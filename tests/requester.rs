@@ -94,6 +94,22 @@ async fn get(addr: std::net::SocketAddr, host: &str, extra: &[&str]) -> Answer {
     send(addr, &format!("GET {LEADS} HTTP/1.1"), &refs, "").await
 }
 
+/// `a` is a refusal with this status and code whose message names `fix`.
+fn assert_refusal(a: &Answer, status: u16, code: &str, fix: &str) {
+    assert_eq!((a.status, a.code()), (status, code), "{}", a.body);
+    assert!(a.body.contains(fix), "the body names the fix: {}", a.body);
+}
+
+/// `a` is a forwarded request's answer (the fake Zoho's 200 or 201).
+fn assert_served(a: &Answer, what: &str) {
+    assert!(
+        a.status == 201 || a.status == 200,
+        "{what} is served: {} {}",
+        a.status,
+        a.body
+    );
+}
+
 /// The value of one Prometheus sample, 0 when absent.
 fn sample(text: &str, prefix: &str) -> f64 {
     text.lines()
@@ -443,12 +459,7 @@ async fn browser_requests_are_refused_and_programs_served() {
     ];
     for extra in programs {
         let a = post_lead(proxy.proxy, host, extra).await;
-        assert!(
-            a.status == 201 || a.status == 200,
-            "{extra:?} is served: {} {}",
-            a.status,
-            a.body
-        );
+        assert_served(&a, &format!("{extra:?}"));
         assert_eq!(
             a.header("x-content-type-options"),
             Some("nosniff"),
@@ -490,16 +501,11 @@ async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
         "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
     ] {
         let a = post_lead(proxy.proxy, host, &[content_type]).await;
-        assert_eq!(
-            (a.status, a.code()),
-            (415, "PROXY_CONTENT_TYPE_NOT_ALLOWED"),
-            "{content_type}: {}",
-            a.body
-        );
-        assert!(
-            a.body.contains("application/json"),
-            "the body names the fix: {}",
-            a.body
+        assert_refusal(
+            &a,
+            415,
+            "PROXY_CONTENT_TYPE_NOT_ALLOWED",
+            "application/json",
         );
     }
     assert!(fake.crm_requests().is_empty(), "no form body reached Zoho");
@@ -519,12 +525,7 @@ async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
         &[][..],
     ] {
         let a = post_lead(proxy.proxy, host, extra).await;
-        assert!(
-            a.status == 201 || a.status == 200,
-            "{extra:?} is served: {} {}",
-            a.status,
-            a.body
-        );
+        assert_served(&a, &format!("{extra:?}"));
     }
     assert_eq!(
         fake.crm_requests().len(),
@@ -686,16 +687,11 @@ async fn the_ssrf_header_is_required_when_configured_and_never_forwarded() {
     let fake = zoho.control();
     fake.clear_crm_requests();
     let without = get(proxy.proxy, "127.0.0.1", &[]).await;
-    assert_eq!(
-        (without.status, without.code()),
-        (412, "PROXY_REQUEST_HEADER_REQUIRED"),
-        "{}",
-        without.body
-    );
-    assert!(
-        without.body.contains("X-Zoho-Proxy-Request: true"),
-        "the body names the header: {}",
-        without.body
+    assert_refusal(
+        &without,
+        412,
+        "PROXY_REQUEST_HEADER_REQUIRED",
+        "X-Zoho-Proxy-Request: true",
     );
     let twice = get(
         proxy.proxy,
