@@ -328,18 +328,13 @@ async fn a_cluster_with_an_uncovered_slot_is_named_in_readyz_and_refuses() {
     let cluster = Cluster { nodes };
     let config = fleet_config(&zoho, &format!("  store: {}\n", cluster.url()));
     let proxy = RunningProxy::spawn_file(&config, &[]).await;
-    let named = poll_until(Duration::from_secs(15), || async {
-        let (status, body) = readyz(&proxy).await;
-        status == 503
-            && body.contains("Redis at redis+cluster://")
-            && body.contains("cluster is down")
-    })
+    assert_unready_naming(
+        &proxy,
+        &["Redis at redis+cluster://", "cluster is down"],
+        Duration::from_secs(15),
+        "an uncovered slot",
+    )
     .await;
-    assert!(
-        named,
-        "an uncovered slot is named in /readyz: {:?}",
-        readyz(&proxy).await
-    );
     assert_eq!(
         injected_token(&proxy).await,
         Err(503),

@@ -139,6 +139,21 @@ async fn readyz(proxy: &RunningProxy) -> (u16, String) {
     }
 }
 
+/// Waits up to `within` for `proxy`'s /readyz to answer 503 with a body holding every one of
+/// `texts`; fails naming `what` and the last answer otherwise.
+async fn assert_unready_naming(proxy: &RunningProxy, texts: &[&str], within: Duration, what: &str) {
+    let named = poll_until(within, || async {
+        let (status, body) = readyz(proxy).await;
+        status == 503 && texts.iter().all(|t| body.contains(t))
+    })
+    .await;
+    assert!(
+        named,
+        "{what} is named in /readyz: {:?}",
+        readyz(proxy).await
+    );
+}
+
 /// Steady requests on every replica until `stop`; each task returns (successes, failures).
 fn steady_traffic(
     fleet: &[RunningProxy],

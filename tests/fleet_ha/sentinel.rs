@@ -225,16 +225,13 @@ async fn a_wrong_master_name_and_unreachable_sentinels_are_named_in_readyz() {
     // Wrong master name, when_redis_down: refuse (the default): no token, 503, reason named.
     let config = fleet_config(&zoho, &format!("  store: {}\n", redis.url("nosuch")));
     let wrong = RunningProxy::spawn_file(&config, &[]).await;
-    let named = poll_until(Duration::from_secs(10), || async {
-        let (status, body) = readyz(&wrong).await;
-        status == 503 && body.contains("none knows a master named `nosuch`")
-    })
+    assert_unready_naming(
+        &wrong,
+        &["none knows a master named `nosuch`"],
+        Duration::from_secs(10),
+        "a wrong master name",
+    )
     .await;
-    assert!(
-        named,
-        "a wrong master name is named in /readyz: {:?}",
-        readyz(&wrong).await
-    );
     let refused = poll_until(Duration::from_secs(10), || async {
         injected_token(&wrong).await == Err(503)
     })
@@ -261,16 +258,13 @@ async fn a_wrong_master_name_and_unreachable_sentinels_are_named_in_readyz() {
         ),
     );
     let alone = RunningProxy::spawn_file(&config, &[]).await;
-    let named = poll_until(Duration::from_secs(10), || async {
-        let (status, body) = readyz(&alone).await;
-        status == 503 && body.contains("no sentinel answered")
-    })
+    assert_unready_naming(
+        &alone,
+        &["no sentinel answered"],
+        Duration::from_secs(10),
+        "unreachable sentinels",
+    )
     .await;
-    assert!(
-        named,
-        "unreachable sentinels are named in /readyz: {:?}",
-        readyz(&alone).await
-    );
     let served = poll_until(Duration::from_secs(10), || async {
         injected_token(&alone).await.is_ok()
     })
@@ -341,16 +335,13 @@ async fn the_sentinels_and_the_data_nodes_each_get_their_own_password() {
         ("TEST_SENTINEL_PASSWORD", DATA),
     ];
     let wrong = RunningProxy::spawn_file(&config, &swapped).await;
-    let named = poll_until(Duration::from_secs(10), || async {
-        let (status, body) = readyz(&wrong).await;
-        status == 503 && body.contains("check token.sentinel_password_file")
-    })
+    assert_unready_naming(
+        &wrong,
+        &["check token.sentinel_password_file"],
+        Duration::from_secs(10),
+        "a wrong sentinel password",
+    )
     .await;
-    assert!(
-        named,
-        "a wrong sentinel password is named in /readyz: {:?}",
-        readyz(&wrong).await
-    );
     for p in fleet.iter().chain([&wrong]) {
         let logs = p.logs();
         assert!(
@@ -398,16 +389,13 @@ async fn an_acl_user_in_the_url_is_who_the_proxy_is_on_the_data_nodes() {
     );
     std::fs::write(&without, text).expect("write config");
     let wrong = RunningProxy::spawn_file(&without, &[("TEST_REDIS_PASSWORD", PASSWORD)]).await;
-    let refused = poll_until(Duration::from_secs(10), || async {
-        let (status, body) = readyz(&wrong).await;
-        status == 503 && body.to_ascii_lowercase().contains("auth")
-    })
+    assert_unready_naming(
+        &wrong,
+        &["authentication failed", "the user name in token.store"],
+        Duration::from_secs(10),
+        "a password without its user name",
+    )
     .await;
-    assert!(
-        refused,
-        "without the user name the password is refused: {:?}",
-        readyz(&wrong).await
-    );
     for p in fleet.iter().chain([&wrong]) {
         assert!(
             !p.logs().contains(PASSWORD),

@@ -83,10 +83,19 @@ pub(super) fn manager_config() -> ConnectionManagerConfig {
 
 /// Who the proxy is on a node: a Redis ACL user name (from the URL; `None` is the default user)
 /// and the password.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct NodeAuth {
     pub(super) username: Option<String>,
     pub(super) password: Option<SecretValue>,
+}
+
+impl NodeAuth {
+    pub(super) fn new(username: Option<&str>, password: Option<&SecretValue>) -> NodeAuth {
+        NodeAuth {
+            username: username.map(str::to_string),
+            password: password.cloned(),
+        }
+    }
 }
 
 /// A node's connection info: address, TLS, database, user and password.
@@ -138,10 +147,7 @@ impl Backend {
                 master,
                 *db,
                 *tls,
-                NodeAuth {
-                    username: username.clone(),
-                    password: password.cloned(),
-                },
+                NodeAuth::new(username.as_deref(), password),
                 sentinel_password,
             )?)),
             RedisTopology::Cluster {
@@ -149,10 +155,7 @@ impl Backend {
                 tls,
                 username,
             } => {
-                let auth = NodeAuth {
-                    username: username.clone(),
-                    password: password.cloned(),
-                };
+                let auth = NodeAuth::new(username.as_deref(), password);
                 let infos = seeds
                     .iter()
                     .map(|n| node_info(n, *tls, 0, &auth))
@@ -172,10 +175,11 @@ impl Backend {
                     .retries(3)
                     .min_retry_wait(50)
                     .max_retry_wait(500);
-                if let Some(u) = username {
+                // Also for the nodes discovered from the seeds.
+                if let Some(u) = &auth.username {
                     builder = builder.username(u.clone());
                 }
-                if let Some(p) = password {
+                if let Some(p) = &auth.password {
                     builder = builder.password(p.expose().to_string());
                 }
                 let client = builder

@@ -44,10 +44,7 @@ impl Sentinel {
         sentinel_password: Option<&SecretValue>,
     ) -> Result<Sentinel, String> {
         // The sentinels are asked as their default user, with their own password.
-        let sentinel_auth = NodeAuth {
-            username: None,
-            password: sentinel_password.cloned(),
-        };
+        let sentinel_auth = NodeAuth::new(None, sentinel_password);
         let sentinels = sentinels
             .iter()
             .map(|n| {
