@@ -78,7 +78,7 @@ fn deferred_lines_wait_for_one_batch_and_urgent_lines_take_them_along() {
     let sink = Recorder::default();
     let (writer, guard) = start(sink.clone());
     let logged = Instant::now();
-    std::thread::spawn({
+    let both_in_time = std::thread::spawn({
         let writer = writer.clone();
         let sink = sink.clone();
         move || {
@@ -86,14 +86,15 @@ fn deferred_lines_wait_for_one_batch_and_urgent_lines_take_them_along() {
             assert!(defers_on_this_thread(), "this thread defers");
             writer.append(b"access 1\n", false);
             writer.append(b"access 2\n", false);
+            // Both lines were in the buffer before the first one's batch was due, unless this
+            // thread was descheduled past it (a loaded CI machine can take 2 ms).
+            let in_time = logged.elapsed() < FLUSH_DELAY;
             let waiting = writer.shared.lock().buf.len();
-            // Nothing is written before the batch is due (unless this thread was descheduled
-            // past it).
             assert!(
-                (waiting == 18 && sink.0.lock().expect("sink").is_empty())
-                    || logged.elapsed() >= FLUSH_DELAY,
+                (waiting == 18 && sink.0.lock().expect("sink").is_empty()) || !in_time,
                 "deferred lines stay buffered until the batch is due"
             );
+            in_time
         }
     })
     .join()
@@ -103,11 +104,20 @@ fn deferred_lines_wait_for_one_batch_and_urgent_lines_take_them_along() {
         logged.elapsed() >= FLUSH_DELAY,
         "written only once the batch was due"
     );
-    assert_eq!(
-        sink.0.lock().expect("sink").clone(),
-        vec![b"access 1\naccess 2\n".to_vec()],
-        "both lines go out in one write"
-    );
+    let writes = sink.0.lock().expect("sink").clone();
+    if both_in_time {
+        assert_eq!(
+            writes,
+            vec![b"access 1\naccess 2\n".to_vec()],
+            "both lines go out in one write"
+        );
+    } else {
+        assert_eq!(
+            writes.concat(),
+            b"access 1\naccess 2\n".to_vec(),
+            "lines in order"
+        );
+    }
     // The writer thread lingers after a batch: a deferred line now needs no wake-up.
     writer.append(b"access 3\n", false);
     assert!(!defers_on_this_thread(), "other threads do not defer");
