@@ -1,0 +1,304 @@
+//! Browser markers, URL-encoded forms, and a real headless Chromium firing cross-site requests.
+
+use crate::common::*;
+use crate::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn browser_requests_are_refused_and_programs_served() {
+    let (zoho, proxy) = start("").await;
+    let fake = zoho.control();
+    fake.clear_crm_requests();
+    let host = "Host: 127.0.0.1:8080";
+    let browser_posts: &[&[&str]] = &[
+        // The verified attack: a no-cors fetch from another loopback origin.
+        &[
+            "Origin: http://127.0.0.2:7777",
+            "Sec-Fetch-Site: same-site",
+            "Sec-Fetch-Mode: no-cors",
+            "Sec-Fetch-Dest: empty",
+            "Content-Type: text/plain",
+        ],
+        &[
+            "Origin: https://attacker.example",
+            "Sec-Fetch-Site: cross-site",
+            "Content-Type: text/plain;charset=UTF-8",
+        ],
+        // A form post (enctype=text/plain) as a top-level navigation.
+        &[
+            "Origin: https://attacker.example",
+            "Sec-Fetch-Site: cross-site",
+            "Sec-Fetch-Mode: navigate",
+            "Sec-Fetch-Dest: document",
+            "Content-Type: text/plain",
+        ],
+        &[
+            "Origin: null",
+            "Content-Type: application/x-www-form-urlencoded",
+        ],
+        &[
+            "Origin: http://localhost:8080",
+            "Content-Type: multipart/form-data; boundary=x",
+        ],
+        // An old browser without Fetch Metadata still sends Origin.
+        &[
+            "Origin: https://attacker.example",
+            "Content-Type: text/plain",
+        ],
+        // Fetch Metadata without Origin.
+        &["Sec-Fetch-Site: same-origin"],
+        &["Sec-Fetch-Site: foo"],
+    ];
+    for extra in browser_posts {
+        let a = post_lead(proxy.proxy, host, extra).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (403, "PROXY_BROWSER_REQUEST"),
+            "{extra:?}: {}",
+            a.body
+        );
+        assert!(
+            a.headers
+                .iter()
+                .all(|(n, _)| !n.starts_with("access-control-")),
+            "no CORS header: {extra:?}"
+        );
+    }
+    // A cross-site navigation GET.
+    let nav = get(
+        proxy.proxy,
+        "127.0.0.1:8080",
+        &[
+            "Sec-Fetch-Site: cross-site",
+            "Sec-Fetch-Mode: navigate",
+            "Sec-Fetch-Dest: document",
+        ],
+    )
+    .await;
+    assert_eq!(nav.code(), "PROXY_BROWSER_REQUEST", "cross-site navigation");
+    // A CORS preflight.
+    let preflight = send(
+        proxy.proxy,
+        &format!("OPTIONS {LEADS} HTTP/1.1"),
+        &[
+            host,
+            "Origin: https://attacker.example",
+            "Access-Control-Request-Method: POST",
+            "Access-Control-Request-Headers: content-type,x-zoho-proxy-request",
+            "Access-Control-Request-Private-Network: true",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (preflight.status, preflight.code()),
+        (403, "PROXY_BROWSER_REQUEST"),
+        "preflight"
+    );
+    assert!(
+        preflight
+            .headers
+            .iter()
+            .all(|(n, _)| !n.starts_with("access-control-")),
+        "the preflight gets no CORS grant"
+    );
+    let plain_options = send(
+        proxy.proxy,
+        &format!("OPTIONS {LEADS} HTTP/1.1"),
+        &[host],
+        "",
+    )
+    .await;
+    assert_eq!(
+        plain_options.status, 405,
+        "OPTIONS without browser headers is just not a CRM method"
+    );
+    assert!(
+        fake.crm_requests().is_empty(),
+        "no browser-shaped request reached Zoho"
+    );
+
+    // Programs: Node's fetch (sec-fetch-mode alone), curl, SDK-shaped bodies, a typed URL.
+    let programs: &[&[&str]] = &[
+        &[
+            "sec-fetch-mode: cors",
+            "accept-language: *",
+            "user-agent: node",
+            "Content-Type: text/plain;charset=UTF-8",
+        ],
+        &["User-Agent: curl/8", "Content-Type: application/json"],
+        &["Content-Type: text/plain; charset=UTF-8"],
+        &["User-Agent: python-requests/2.32"],
+        &[
+            "Sec-Fetch-Site: none",
+            "Sec-Fetch-Mode: navigate",
+            "Sec-Fetch-Dest: document",
+        ],
+    ];
+    for extra in programs {
+        let a = post_lead(proxy.proxy, host, extra).await;
+        assert_served(&a, &format!("{extra:?}"));
+        assert_eq!(
+            a.header("x-content-type-options"),
+            Some("nosniff"),
+            "proxied responses are hardened"
+        );
+        assert_eq!(
+            a.header("cross-origin-resource-policy"),
+            Some("same-origin")
+        );
+        assert_eq!(a.header("content-security-policy"), Some("sandbox"));
+    }
+    let seen = fake.crm_requests();
+    assert_eq!(
+        seen.len(),
+        programs.len(),
+        "every program request reached Zoho"
+    );
+    for r in &seen {
+        assert_eq!(
+            r.header_count("sec-fetch-mode")
+                + r.header_count("sec-fetch-site")
+                + r.header_count("origin"),
+            0,
+            "no browser header is forwarded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
+    let (zoho, proxy) = start("").await;
+    let fake = zoho.control();
+    fake.clear_crm_requests();
+    let host = "Host: 127.0.0.1:8080";
+    // What an HTML form sends from a browser without Origin or Fetch Metadata (Firefox < 70),
+    // and the same from any program.
+    for content_type in [
+        "Content-Type: application/x-www-form-urlencoded",
+        "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+    ] {
+        let a = post_lead(proxy.proxy, host, &[content_type]).await;
+        assert_refusal(
+            &a,
+            415,
+            "PROXY_CONTENT_TYPE_NOT_ALLOWED",
+            "application/json",
+        );
+    }
+    assert!(fake.crm_requests().is_empty(), "no form body reached Zoho");
+    let metrics = proxy.metrics_text().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="content_type"}"#
+        ),
+        2.0,
+        "form refusals are counted:\n{metrics}"
+    );
+    // The SDKs' shapes on the same operation: JSON, text/plain, and no type at all.
+    for extra in [
+        &["Content-Type: application/json"][..],
+        &["Content-Type: text/plain; charset=UTF-8"][..],
+        &[][..],
+    ] {
+        let a = post_lead(proxy.proxy, host, extra).await;
+        assert_served(&a, &format!("{extra:?}"));
+    }
+    assert_eq!(
+        fake.crm_requests().len(),
+        3,
+        "the SDK-shaped bodies reached Zoho"
+    );
+}
+
+/// Serves one fixed HTML page on `addr` to every request (the attacker's page).
+async fn serve_page(listener: tokio::net::TcpListener, html: String) {
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let html = html.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                html.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(html.as_bytes()).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_page_on_another_loopback_origin_reaches_zoho_zero_times() {
+    let Some(browser) = chromium() else {
+        eprintln!("\n*** SKIPPED a_page_on_another_loopback_origin_reaches_zoho_zero_times: no chromium in PATH (apt-get install chromium) ***\n");
+        return;
+    };
+    let (zoho, proxy) = start("").await;
+    let fake = zoho.control();
+    fake.clear_crm_requests();
+    let target = format!("http://127.0.0.1:{}", proxy.proxy.port());
+    // The attack from the issue: no-cors fetches (text/plain JSON and a GET) and an
+    // enctype=text/plain form whose name/value pair assembles JSON, posted into an iframe.
+    let html = format!(
+        r#"<!doctype html><html><body>
+<form id="f" method="POST" enctype="text/plain" action="{target}/crm/v8/Leads" target="sink">
+<input name='{{"data":[{{"Last_Name":"pwn","x":"' value='"}}]}}'></form>
+<iframe name="sink"></iframe>
+<div id="out">pending</div>
+<script>
+const t = "{target}/crm/v8/Leads";
+Promise.allSettled([
+  fetch(t, {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}}, body: '{{"data":[{{"Last_Name":"pwn"}}]}}'}}),
+  fetch(t, {{mode: "no-cors"}}),
+  fetch(t, {{method: "POST", mode: "no-cors", body: '{{"data":[{{"Last_Name":"pwn2"}}]}}'}}),
+]).then(r => {{
+  document.getElementById("out").textContent = "fired " + r.length;
+  document.getElementById("f").submit();
+}});
+</script></body></html>"#
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let page = format!("http://{}/", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(serve_page(listener, html));
+    let profile = tempfile::tempdir().expect("profile");
+    let output = chromium_dump_dom(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=5000"],
+        &page,
+    )
+    .await;
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("fired 3"),
+        "the page ran its fetches; DOM:\n{dom}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The three fetches and the form post reached the proxy and were refused there.
+    let refused = poll_until(Duration::from_secs(10), || async {
+        sample(
+            &proxy.metrics_text().await,
+            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="browser"}"#,
+        ) >= 4.0
+    })
+    .await;
+    assert!(
+        refused,
+        "the proxy refused the page's 4 requests as browser requests:\n{}\n{}",
+        proxy.metrics_text().await,
+        proxy.logs()
+    );
+    assert!(
+        fake.crm_requests().is_empty(),
+        "Zoho saw none of the page's requests"
+    );
+    server.abort();
+}
