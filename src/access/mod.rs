@@ -7,16 +7,17 @@
 //! 1. the request target must be origin-form and `Host` must name this machine ([`host`]; TCP
 //!    listeners only: browsers cannot dial a Unix socket);
 //! 2. no browser marker ([`browser`]);
-//! 3. on the proxy listeners, no URL-encoded form body ([`form`]);
-//! 4. with `require_request_header`, exactly one `X-Zoho-Proxy-Request: true`;
-//! 5. with `clients:`, the request must identify a client ([`clients`]).
+//! 3. with `require_request_header`, exactly one `X-Zoho-Proxy-Request: true`;
+//! 4. with `clients:`, the request must identify a client ([`clients`]);
+//! 5. on the proxy listeners, the body's type ([`body_type`]): never a URL-encoded form, and with
+//!    `strict_content_type` JSON (or multipart on an upload) only.
 //!
 //! Every check reads only the request head: a refusal answers before the body is read and never
 //! touches the token. Knows nothing about tokens or Zoho.
 
+pub mod body_type;
 pub mod browser;
 pub mod clients;
-pub mod form;
 pub mod host;
 
 use crate::config::{AccessConfig, Config};
@@ -53,13 +54,14 @@ impl Transport {
 /// A refused request: status, stable code, what to fix, and which rule refused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// 400, 401, 403 or 412.
+    /// 400, 401, 403, 412 or 415.
     pub status: StatusCode,
     /// `PROXY_HOST_NOT_ALLOWED`, `PROXY_BAD_HOST`, `PROXY_BROWSER_REQUEST`, ….
     pub code: &'static str,
     /// What to fix (never echoes the Host, Origin or a key).
     pub message: String,
-    /// The rule, for the log and metrics: `host`, `browser`, `request_header`, `client`.
+    /// The rule, for the log and metrics: `host`, `browser`, `request_header`, `client`,
+    /// `content_type`.
     pub rule: &'static str,
 }
 
@@ -80,7 +82,25 @@ impl Refusal {
 pub struct Gate {
     host: HostRule,
     require_request_header: bool,
+    strict_content_type: bool,
     clients: ClientSet,
+}
+
+/// What the requester checks read of a request: its head, and whether a body may follow.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// How it arrived.
+    pub transport: Transport,
+    /// The method.
+    pub method: &'a Method,
+    /// The request target as received.
+    pub uri: &'a Uri,
+    /// The HTTP version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: &'a HeaderMap,
+    /// Body bytes may follow (the head does not say the body is empty).
+    pub has_body: bool,
 }
 
 impl Gate {
@@ -92,6 +112,7 @@ impl Gate {
                 any: access.allow_any_host,
             },
             require_request_header: access.require_request_header,
+            strict_content_type: access.strict_content_type,
             clients: ClientSet::new(&access.clients),
         }
     }
@@ -103,26 +124,13 @@ impl Gate {
 
     /// Checks a request to the proxy listeners. `Ok(Some(i))`: client `i` of
     /// [`clients`](Self::clients); `Ok(None)`: no `clients:` configured.
-    pub fn check_data(
-        &self,
-        transport: Transport,
-        uri: &Uri,
-        version: Version,
-        headers: &HeaderMap,
-    ) -> Result<Option<usize>, Refusal> {
-        if transport == Transport::Tcp {
-            self.check_host(uri, version, headers)?;
+    pub fn check_data(&self, head: Head<'_>) -> Result<Option<usize>, Refusal> {
+        let headers = head.headers;
+        if head.transport == Transport::Tcp {
+            self.check_host(head.uri, head.version, headers)?;
         }
         if let BrowserFinding::PageRequest(why) = browser::data_listener(headers) {
             return Err(browser_refusal(why, "the proxy listener"));
-        }
-        if form::is_form(headers) {
-            return Err(Refusal {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code: "PROXY_CONTENT_TYPE_NOT_ALLOWED",
-                message: format!("Content-Type {} is refused: Zoho's CRM API takes JSON, and a web page can send a URL-encoded form to this machine without asking; send the body as JSON with `Content-Type: application/json`", form::FORM),
-                rule: "content_type",
-            });
         }
         if self.require_request_header {
             const NAME: http::HeaderName = http::HeaderName::from_static(REQUEST_HEADER);
@@ -137,18 +145,46 @@ impl Gate {
                 });
             }
         }
-        if !self.clients.enabled() {
-            return Ok(None);
+        let client = if self.clients.enabled() {
+            let client = self
+                .clients
+                .identify(headers, head.transport.peer())
+                .map_err(|_| Refusal {
+                    status: StatusCode::UNAUTHORIZED,
+                    code: "PROXY_CLIENT_UNAUTHENTICATED",
+                    message: "this proxy serves identified clients only: send your client key as `Authorization: Bearer <key>`, `Authorization: Zoho-oauthtoken <key>` or `X-Zoho-Proxy-Key: <key>`".into(),
+                    rule: "client",
+                })?;
+            Some(client)
+        } else {
+            None
+        };
+        self.check_body_type(head)?;
+        Ok(client)
+    }
+
+    /// The body-type rules ([`body_type`]).
+    fn check_body_type(&self, head: Head<'_>) -> Result<(), Refusal> {
+        let refusal = |message: String| Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "PROXY_CONTENT_TYPE_NOT_ALLOWED",
+            message,
+            rule: "content_type",
+        };
+        if body_type::is_form(head.headers) {
+            return Err(refusal(format!("Content-Type {} is refused: Zoho's CRM API takes JSON, and a web page can send a URL-encoded form to this machine without asking; send the body as JSON with `Content-Type: {}`", body_type::FORM, body_type::JSON)));
         }
-        self.clients
-            .identify(headers, transport.peer())
-            .map(Some)
-            .map_err(|_| Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                code: "PROXY_CLIENT_UNAUTHENTICATED",
-                message: "this proxy serves identified clients only: send your client key as `Authorization: Bearer <key>`, `Authorization: Zoho-oauthtoken <key>` or `X-Zoho-Proxy-Key: <key>`".into(),
-                rule: "client",
-            })
+        if !self.strict_content_type {
+            return Ok(());
+        }
+        body_type::strict(head.headers, head.method, head.uri.path(), head.has_body).map_err(|why| {
+            refusal(format!(
+                "{} (strict_content_type: true): send the body as JSON with `Content-Type: {}`, or `{}` to an upload operation",
+                why.reason(),
+                body_type::JSON,
+                body_type::MULTIPART,
+            ))
+        })
     }
 
     /// Checks a request to the admin listener: the same Host rule, and the admin's browser rule
@@ -214,6 +250,7 @@ impl Gate {
             "allow_any_host": a.allow_any_host,
             "browser_requests": "refused",
             "require_request_header": a.require_request_header,
+            "strict_content_type": a.strict_content_type,
             "clients": a.clients.iter().map(|c| json!({
                 "name": c.name,
                 "identified_by": match (&c.key, c.unix_uid, c.unix_gid) {
@@ -283,8 +320,27 @@ mod tests {
             accept_hosts: vec!["crm-proxy.internal".into()],
             allow_any_host: false,
             require_request_header: require,
+            strict_content_type: false,
             clients: Vec::new(),
         })
+    }
+
+    /// The refusal code (or "ok") of a body-less GET.
+    fn data(
+        g: &Gate,
+        transport: Transport,
+        uri: &Uri,
+        version: Version,
+        headers: &HeaderMap,
+    ) -> &'static str {
+        code(g.check_data(Head {
+            transport,
+            method: &Method::GET,
+            uri,
+            version,
+            headers,
+            has_body: false,
+        }))
     }
 
     fn head(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -345,28 +401,30 @@ mod tests {
         ];
         for (uri, version, pairs, expected) in cases {
             assert_eq!(
-                code(g.check_data(Transport::Tcp, uri, *version, &head(pairs))),
+                data(&g, Transport::Tcp, uri, *version, &head(pairs)),
                 *expected,
                 "{uri} {version:?} {pairs:?}"
             );
         }
         // Unix sockets: no Host rule, the browser rule still applies.
         assert_eq!(
-            code(g.check_data(
+            data(
+                &g,
                 Transport::Unix(None),
                 &path,
                 Version::HTTP_11,
                 &head(&[("host", "anything")])
-            )),
+            ),
             "ok"
         );
         assert_eq!(
-            code(g.check_data(
+            data(
+                &g,
                 Transport::Unix(None),
                 &path,
                 Version::HTTP_11,
                 &head(&[("origin", "null")])
-            )),
+            ),
             "PROXY_BROWSER_REQUEST"
         );
     }
@@ -407,11 +465,94 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                code(g.check_data(Transport::Tcp, &path, Version::HTTP_11, &head(pairs))),
+                data(&g, Transport::Tcp, &path, Version::HTTP_11, &head(pairs)),
                 expected,
                 "{pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_body_type_is_judged_last_and_strictly_only_when_asked() {
+        let path: Uri = "/crm/v8/Leads".parse().expect("uri");
+        let post = |g: &Gate, pairs: &[(&str, &str)], has_body| {
+            code(g.check_data(Head {
+                transport: Transport::Tcp,
+                method: &Method::POST,
+                uri: &path,
+                version: Version::HTTP_11,
+                headers: &head(pairs),
+                has_body,
+            }))
+        };
+        let lenient = gate(false);
+        let strict = Gate::new(&AccessConfig {
+            strict_content_type: true,
+            ..AccessConfig::default()
+        });
+        let sdk = [
+            ("host", "localhost"),
+            ("content-type", "text/plain; charset=UTF-8"),
+        ];
+        let form = [("host", "localhost"), ("content-type", body_type::FORM)];
+        let json = [("host", "localhost"), ("content-type", "application/json")];
+        assert_eq!(
+            post(&lenient, &sdk, true),
+            "ok",
+            "SDK bodies pass by default"
+        );
+        assert_eq!(post(&lenient, &[("host", "localhost")], true), "ok");
+        assert_eq!(
+            post(&lenient, &form, true),
+            "PROXY_CONTENT_TYPE_NOT_ALLOWED"
+        );
+        assert_eq!(post(&strict, &sdk, true), "PROXY_CONTENT_TYPE_NOT_ALLOWED");
+        assert_eq!(
+            post(&strict, &[("host", "localhost")], true),
+            "PROXY_CONTENT_TYPE_NOT_ALLOWED"
+        );
+        assert_eq!(
+            post(&strict, &[("host", "localhost")], false),
+            "ok",
+            "no body, nothing to judge"
+        );
+        assert_eq!(post(&strict, &json, true), "ok");
+        // Host, browser and the SSRF header come first.
+        assert_eq!(
+            post(
+                &strict,
+                &[
+                    ("host", "attacker.example"),
+                    ("content-type", body_type::FORM)
+                ],
+                true
+            ),
+            "PROXY_HOST_NOT_ALLOWED"
+        );
+        assert_eq!(
+            post(&gate(true), &form, true),
+            "PROXY_REQUEST_HEADER_REQUIRED"
+        );
+        let refusal = strict
+            .check_data(Head {
+                transport: Transport::Tcp,
+                method: &Method::POST,
+                uri: &path,
+                version: Version::HTTP_11,
+                headers: &head(&sdk),
+                has_body: true,
+            })
+            .expect_err("refused");
+        assert_eq!(
+            (refusal.status, refusal.rule),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "content_type")
+        );
+        assert!(
+            refusal.message.contains("application/json")
+                && refusal.message.contains("strict_content_type"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[test]

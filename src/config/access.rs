@@ -1,5 +1,6 @@
-//! `accept_hosts`, `allow_any_host`, `require_request_header` and `clients:`: who may use the
-//! proxy (see `crate::access`). Validation only; the checks live in `access/`.
+//! `accept_hosts`, `allow_any_host`, `require_request_header`, `strict_content_type` and
+//! `clients:`: who may use the proxy (see `crate::access`). Validation only; the checks live in
+//! `access/`.
 
 use super::raw::RawClient;
 use super::{AccountConfig, ConfigError, SecretValue, Validator};
@@ -18,6 +19,8 @@ pub struct AccessConfig {
     pub allow_any_host: bool,
     /// Every proxied request must carry `X-Zoho-Proxy-Request: true`.
     pub require_request_header: bool,
+    /// Bodies must be `application/json` (or `multipart/form-data` on uploads).
+    pub strict_content_type: bool,
     /// Client identities; empty: every request is anonymous.
     pub clients: Vec<ClientConfig>,
 }
@@ -68,6 +71,7 @@ impl Validator<'_> {
         accept_hosts: Option<Vec<String>>,
         allow_any_host: Option<bool>,
         require_request_header: Option<bool>,
+        strict_content_type: Option<bool>,
         clients: Option<Vec<RawClient>>,
         accounts: &[AccountConfig],
     ) -> Result<AccessConfig, ConfigError> {
@@ -97,6 +101,7 @@ impl Validator<'_> {
             accept_hosts: hosts,
             allow_any_host: allow_any_host.unwrap_or(false),
             require_request_header: require_request_header.unwrap_or(false),
+            strict_content_type: strict_content_type.unwrap_or(false),
             clients: list,
         })
     }

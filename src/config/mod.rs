@@ -860,6 +860,7 @@ impl Validator<'_> {
             raw.accept_hosts,
             raw.allow_any_host,
             raw.require_request_header,
+            raw.strict_content_type,
             raw.clients,
             &accounts,
         )?;

@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub accept_hosts: Option<Vec<String>>,
     pub allow_any_host: Option<bool>,
     pub require_request_header: Option<bool>,
+    pub strict_content_type: Option<bool>,
     pub clients: Option<Vec<RawClient>>,
 }
 

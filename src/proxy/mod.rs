@@ -139,10 +139,15 @@ pub async fn handle(
     let runtime = state.runtime.load_full();
     let method = req.method().clone();
     // Who is asking, before anything else (and before the body is read).
-    let client = match runtime
-        .access
-        .check_data(transport, req.uri(), req.version(), req.headers())
-    {
+    let head = crate::access::Head {
+        transport,
+        method: req.method(),
+        uri: req.uri(),
+        version: req.version(),
+        headers: req.headers(),
+        has_body: !is_empty_body(req.body()),
+    };
+    let client = match runtime.access.check_data(head) {
         Ok(client) => client,
         Err(refusal) => return Ok(refused(&state, &runtime, refusal, &req, started)),
     };
@@ -508,6 +513,13 @@ fn fault_error(fault: BodyFault, max_body: u64) -> ProxyError {
         BodyFault::Idle => ProxyError::BodyTimeout,
         BodyFault::Broken => ProxyError::BodyBroken,
     }
+}
+
+/// The request's head says its body is empty (no `Content-Length` and no chunking on HTTP/1,
+/// `Content-Length: 0`, or `END_STREAM` on the HTTP/2 HEADERS frame).
+fn is_empty_body(body: &Incoming) -> bool {
+    use hyper::body::Body;
+    body.is_end_stream() || body.size_hint().exact() == Some(0)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -6,6 +6,7 @@
 //! Every case runs the real binary against the in-process fake Zoho over TLS; "no forward" is
 //! checked on the fake's own request log.
 
+mod body_type;
 mod browser;
 mod clients;
 #[path = "../common/mod.rs"]
