@@ -215,6 +215,7 @@ pub async fn run(
         ConnSettings {
             header_timeout: runtime.limits.header_timeout,
             write_timeout: runtime.limits.body_idle_timeout,
+            allowed_uids: runtime.config.access.unix_allowed_uids.clone(),
         }
     });
     let mut announce = vec![

@@ -274,7 +274,7 @@ impl Metrics {
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "requester_refusals",
-            "Requests refused before any policy or token work, by listener (proxy, admin) and rule (host, browser, request_header, client)",
+            "Requests refused before any policy or token work, by listener (proxy, account, admin) and rule (host, browser, request_header, client, content_type; peer: a Unix-socket connection outside unix.allowed_uids, closed unread)",
             refusals.clone(),
         );
         Metrics {

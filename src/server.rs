@@ -40,19 +40,44 @@ pub struct UnixSocketGuard(PathBuf);
 
 impl Drop for UnixSocketGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        // An abstract socket has no file; it goes when the listener closes.
+        if !ListenAddr::Unix(self.0.clone()).is_abstract() {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
+}
+
+/// Binds the abstract Unix socket `name` (`unix:@name`, Linux only): no file and no mode, so the
+/// config requires `unix.allowed_uids` with it.
+fn bind_abstract(name: &[u8]) -> std::io::Result<UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    if name.is_empty() {
+        return Err(std::io::Error::other(
+            "the abstract socket needs a name after `@`",
+        ));
+    }
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
 }
 
 impl Listener {
     /// Binds `addr`. A Unix socket is created with mode 0660; a stale socket file (nobody accepts
-    /// on it) is replaced, a live one or anything else at that path is an error.
+    /// on it) is replaced, a live one or anything else at that path is an error. `unix:@name` binds
+    /// an abstract socket.
     pub async fn bind(addr: &ListenAddr) -> Result<Listener, String> {
         match addr {
             ListenAddr::Tcp(sock) => TcpListener::bind(sock)
                 .await
                 .map(Listener::Tcp)
                 .map_err(|e| format!("cannot listen on {sock}: {e}")),
+            ListenAddr::Unix(path) if addr.is_abstract() => {
+                let name = &path.as_os_str().as_encoded_bytes()[1..];
+                let listener =
+                    bind_abstract(name).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+                Ok(Listener::Unix(listener, UnixSocketGuard(path.clone())))
+            }
             ListenAddr::Unix(path) => {
                 use std::os::unix::fs::FileTypeExt;
                 if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -124,17 +149,19 @@ fn bind_unix_0660(path: &std::path::Path) -> std::io::Result<UnixListener> {
     result
 }
 
-/// HTTP/1 settings for one listener.
-#[derive(Clone, Copy, Debug)]
+/// Per-connection settings of one listener, read when a connection is accepted.
+#[derive(Clone, Debug)]
 pub struct ConnSettings {
     /// hyper's header read timeout (also cuts idle keep-alive connections).
     pub header_timeout: Duration,
     /// Longest time a write to the client may wait: a client that stops reading a response is
     /// disconnected after it, which ends the upstream exchange and frees its slot.
     pub write_timeout: Duration,
+    /// `unix.allowed_uids`: the peers a Unix-socket listener serves (empty: any).
+    pub allowed_uids: Arc<[u32]>,
 }
 
-fn http1(settings: ConnSettings) -> hyper::server::conn::http1::Builder {
+fn http1(settings: &ConnSettings) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         // One tokio timer per connection, not one per request: see crate::timer.
@@ -198,6 +225,27 @@ pub async fn serve<F, Fut, B>(
                 }
             }
         };
+        let settings = settings();
+        // SO_PEERCRED: who connected, as the kernel saw it at connect time.
+        let peer = match &io {
+            Accepted::Unix(s) => s.peer_cred().ok().map(|c| PeerCred {
+                uid: c.uid(),
+                gid: c.gid(),
+            }),
+            Accepted::Tcp(_) => None,
+        };
+        if matches!(io, Accepted::Unix(_))
+            && !crate::access::peer_allowed(&settings.allowed_uids, peer)
+        {
+            metrics.refused(name, "peer");
+            warn!(
+                listener = name,
+                uid = peer.map(|p| p.uid),
+                "a Unix-socket peer outside unix.allowed_uids connected: closed before reading anything"
+            );
+            drop(io);
+            continue;
+        }
         let permit = match &slots {
             None => None,
             Some(s) => match s.clone().try_acquire_owned() {
@@ -228,8 +276,7 @@ pub async fn serve<F, Fut, B>(
         let open = metrics.connections(name);
         open.inc();
         let guard = ConnGuard(open);
-        let settings = settings();
-        let builder = http1(settings);
+        let builder = http1(&settings);
         let service = service.clone();
         let drain = drain.clone();
         tracker.spawn_on(
@@ -249,17 +296,10 @@ pub async fn serve<F, Fut, B>(
                         WriteDeadline::new(TokioIo::new(s), limit),
                         service_fn(move |req| service(Transport::Tcp, req)),
                     )),
-                    Accepted::Unix(s) => {
-                        // SO_PEERCRED: who connected, as the kernel saw it at connect time.
-                        let peer = s.peer_cred().ok().map(|c| PeerCred {
-                            uid: c.uid(),
-                            gid: c.gid(),
-                        });
-                        ServedConn::boxed(builder.serve_connection(
-                            WriteDeadline::new(TokioIo::new(s), limit),
-                            service_fn(move |req| service(Transport::Unix(peer), req)),
-                        ))
-                    }
+                    Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(
+                        WriteDeadline::new(TokioIo::new(s), limit),
+                        service_fn(move |req| service(Transport::Unix(peer), req)),
+                    )),
                 };
                 run_connection(conn, drain).await;
             }

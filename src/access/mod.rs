@@ -77,6 +77,13 @@ impl Refusal {
     }
 }
 
+/// Whether a Unix-socket peer may connect under `unix.allowed_uids` (`allowed`; empty: any
+/// peer the socket's mode admits). A peer whose credentials the kernel did not give is refused
+/// when a list is set.
+pub fn peer_allowed(allowed: &[u32], peer: Option<PeerCred>) -> bool {
+    allowed.is_empty() || peer.is_some_and(|p| allowed.contains(&p.uid))
+}
+
 /// The requester checks of one config snapshot.
 #[derive(Debug)]
 pub struct Gate {
@@ -251,6 +258,7 @@ impl Gate {
             "browser_requests": "refused",
             "require_request_header": a.require_request_header,
             "strict_content_type": a.strict_content_type,
+            "unix_allowed_uids": if a.unix_allowed_uids.is_empty() { json!("any peer the socket mode admits") } else { json!(&*a.unix_allowed_uids) },
             "clients": a.clients.iter().map(|c| json!({
                 "name": c.name,
                 "identified_by": match (&c.key, c.unix_uid, c.unix_gid) {
@@ -321,6 +329,7 @@ mod tests {
             allow_any_host: false,
             require_request_header: require,
             strict_content_type: false,
+            unix_allowed_uids: Default::default(),
             clients: Vec::new(),
         })
     }
@@ -470,6 +479,19 @@ mod tests {
                 "{pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn unix_peers_outside_the_allowed_uids_are_refused() {
+        let peer = |uid| Some(PeerCred { uid, gid: 7 });
+        assert!(peer_allowed(&[], peer(65534)), "no list: the mode decides");
+        assert!(peer_allowed(&[], None));
+        assert!(peer_allowed(&[1000, 0], peer(1000)));
+        assert!(!peer_allowed(&[1000], peer(65534)));
+        assert!(
+            !peer_allowed(&[1000], None),
+            "unknown credentials are refused"
+        );
     }
 
     #[test]

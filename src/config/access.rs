@@ -1,8 +1,8 @@
-//! `accept_hosts`, `allow_any_host`, `require_request_header`, `strict_content_type` and
-//! `clients:`: who may use the proxy (see `crate::access`). Validation only; the checks live in
-//! `access/`.
+//! `accept_hosts`, `allow_any_host`, `require_request_header`, `strict_content_type`,
+//! `unix.allowed_uids` and `clients:`: who may use the proxy (see `crate::access`). Validation
+//! only; the checks live in `access/` (and the peer check in `server`).
 
-use super::raw::RawClient;
+use super::raw::{RawClient, RawUnix};
 use super::{AccountConfig, ConfigError, SecretValue, Validator};
 use crate::policy::{Policy, PolicyError};
 use std::sync::Arc;
@@ -21,6 +21,9 @@ pub struct AccessConfig {
     pub require_request_header: bool,
     /// Bodies must be `application/json` (or `multipart/form-data` on uploads).
     pub strict_content_type: bool,
+    /// `unix.allowed_uids`: the peer uids a Unix-socket listener serves; empty: any peer the
+    /// socket's mode lets in.
+    pub unix_allowed_uids: Arc<[u32]>,
     /// Client identities; empty: every request is anonymous.
     pub clients: Vec<ClientConfig>,
 }
@@ -64,17 +67,31 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The requester keys of `proxy.yaml`, as written (top-level keys of [`super::raw::RawConfig`]).
+pub(super) struct RawAccess {
+    pub accept_hosts: Option<Vec<String>>,
+    pub allow_any_host: Option<bool>,
+    pub require_request_header: Option<bool>,
+    pub strict_content_type: Option<bool>,
+    pub unix: Option<RawUnix>,
+    pub clients: Option<Vec<RawClient>>,
+}
+
 impl Validator<'_> {
     /// Validates the requester settings against the accounts.
     pub(super) fn access(
         &self,
-        accept_hosts: Option<Vec<String>>,
-        allow_any_host: Option<bool>,
-        require_request_header: Option<bool>,
-        strict_content_type: Option<bool>,
-        clients: Option<Vec<RawClient>>,
+        raw: RawAccess,
         accounts: &[AccountConfig],
     ) -> Result<AccessConfig, ConfigError> {
+        let RawAccess {
+            accept_hosts,
+            allow_any_host,
+            require_request_header,
+            strict_content_type,
+            unix,
+            clients,
+        } = raw;
         let mut hosts = Vec::new();
         for (i, entry) in accept_hosts.unwrap_or_default().iter().enumerate() {
             let key = format!("accept_hosts[{i}]");
@@ -82,6 +99,20 @@ impl Validator<'_> {
             let name = crate::access::host::accept_entry(&text).map_err(|m| self.err(&key, m))?;
             if !hosts.contains(&name) {
                 hosts.push(name);
+            }
+        }
+        let mut unix_allowed_uids = Vec::new();
+        if let Some(uids) = unix.and_then(|u| u.allowed_uids) {
+            if uids.is_empty() {
+                return Err(self.err(
+                    "unix.allowed_uids",
+                    "the list is empty, so no peer could connect: list the uids that may use the Unix sockets, or remove the key",
+                ));
+            }
+            for uid in uids {
+                if !unix_allowed_uids.contains(&uid) {
+                    unix_allowed_uids.push(uid);
+                }
             }
         }
         let mut list = Vec::new();
@@ -102,6 +133,7 @@ impl Validator<'_> {
             allow_any_host: allow_any_host.unwrap_or(false),
             require_request_header: require_request_header.unwrap_or(false),
             strict_content_type: strict_content_type.unwrap_or(false),
+            unix_allowed_uids: unix_allowed_uids.into(),
             clients: list,
         })
     }

@@ -59,8 +59,16 @@ pub struct ConfigError {
 pub enum ListenAddr {
     /// A TCP socket address.
     Tcp(SocketAddr),
-    /// A Unix domain socket path (`unix:/path`).
+    /// A Unix domain socket path (`unix:/path`), or an abstract socket name (`unix:@name`: the
+    /// path starts with `@`).
     Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// An abstract Unix socket (`unix:@name`): no file, so no permissions guard it.
+    pub fn is_abstract(&self) -> bool {
+        matches!(self, ListenAddr::Unix(p) if p.as_os_str().as_encoded_bytes().first() == Some(&b'@'))
+    }
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -857,11 +865,14 @@ impl Validator<'_> {
         let shutdown_delay = self.duration("shutdown.delay", &shutdown.delay, Duration::ZERO)?;
 
         let access = self.access(
-            raw.accept_hosts,
-            raw.allow_any_host,
-            raw.require_request_header,
-            raw.strict_content_type,
-            raw.clients,
+            access::RawAccess {
+                accept_hosts: raw.accept_hosts,
+                allow_any_host: raw.allow_any_host,
+                require_request_header: raw.require_request_header,
+                strict_content_type: raw.strict_content_type,
+                unix: raw.unix,
+                clients: raw.clients,
+            },
             &accounts,
         )?;
         let mut watched_files: Vec<PathBuf> = admin_auth
@@ -881,6 +892,24 @@ impl Validator<'_> {
                 if let Some(f) = &s.file {
                     watched_files.push(f.clone());
                 }
+            }
+        }
+        let listeners = [
+            ("listen".to_string(), &listen),
+            ("admin.listen".to_string(), &admin_listen),
+        ]
+        .into_iter()
+        .chain(accounts.iter().enumerate().filter_map(|(i, a)| {
+            a.listen
+                .as_ref()
+                .map(|l| (format!("accounts[{i}].listen"), l))
+        }));
+        for (key, addr) in listeners {
+            if addr.is_abstract() && access.unix_allowed_uids.is_empty() {
+                return Err(self.err(
+                    &key,
+                    format!("{addr} is an abstract Unix socket, which has no file permissions: any process on this machine could connect. Set unix.allowed_uids to the uids that may, or listen on a socket path (unix:/run/zoho-auth-proxy/proxy.sock)"),
+                ));
             }
         }
         Ok(Config {

@@ -30,7 +30,15 @@ pub struct RawConfig {
     pub allow_any_host: Option<bool>,
     pub require_request_header: Option<bool>,
     pub strict_content_type: Option<bool>,
+    pub unix: Option<RawUnix>,
     pub clients: Option<Vec<RawClient>>,
+}
+
+/// `unix:` section: who may connect to the Unix-socket listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnix {
+    pub allowed_uids: Option<Vec<u32>>,
 }
 
 /// One entry of `clients:`.

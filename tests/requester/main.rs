@@ -12,6 +12,7 @@ mod clients;
 #[path = "../common/mod.rs"]
 mod common;
 mod host;
+mod unix;
 
 use common::*;
 use std::time::Duration;
