@@ -258,6 +258,7 @@ impl Gate {
             "browser_requests": "refused",
             "require_request_header": a.require_request_header,
             "strict_content_type": a.strict_content_type,
+            "unix_socket_mode": format!("{:04o}", crate::config::UNIX_SOCKET_MODE),
             "unix_allowed_uids": if a.unix_allowed_uids.is_empty() { json!("any peer the socket mode admits") } else { json!(&*a.unix_allowed_uids) },
             "clients": a.clients.iter().map(|c| json!({
                 "name": c.name,

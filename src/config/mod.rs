@@ -64,6 +64,9 @@ pub enum ListenAddr {
     Unix(PathBuf),
 }
 
+/// The mode of the socket file of a `unix:/path` listener.
+pub const UNIX_SOCKET_MODE: u32 = 0o660;
+
 impl ListenAddr {
     /// An abstract Unix socket (`unix:@name`): no file, so no permissions guard it.
     pub fn is_abstract(&self) -> bool {
