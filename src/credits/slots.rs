@@ -50,13 +50,15 @@ pub async fn take(
     queue_timeout: Duration,
 ) -> Result<SlotGuard, SlotsBusy> {
     let mut permits = SlotGuard::default();
-    let deadline = Instant::now() + queue_timeout;
+    // Read the clock only when a request has to queue (most take a free slot at once).
+    let mut deadline = None;
+    let mut deadline = || *deadline.get_or_insert_with(|| Instant::now() + queue_timeout);
     if let Some(sem) = heavy.filter(|_| cost.heavy > 0) {
         let n = cost.heavy.min(heavy_limit.max(1));
         let permit = match sem.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
             Err(_) => {
-                match tokio::time::timeout_at(deadline, sem.clone().acquire_many_owned(n)).await {
+                match tokio::time::timeout_at(deadline(), sem.clone().acquire_many_owned(n)).await {
                     Ok(Ok(p)) => p,
                     _ => return Err(SlotsBusy { heavy: true }),
                 }
@@ -70,7 +72,7 @@ pub async fn take(
             // A free slot is taken at once; only a queued request arms the queue timer.
             let permit = match slots.try_acquire() {
                 Some(p) => p,
-                None => match tokio::time::timeout_at(deadline, slots.acquire()).await {
+                None => match tokio::time::timeout_at(deadline(), slots.acquire()).await {
                     Ok(Some(p)) => p,
                     _ => return Err(SlotsBusy { heavy: false }),
                 },
