@@ -515,8 +515,8 @@ fn fault_error(fault: BodyFault, max_body: u64) -> ProxyError {
     }
 }
 
-/// The request's head says its body is empty (no `Content-Length` and no chunking on HTTP/1,
-/// `Content-Length: 0`, or `END_STREAM` on the HTTP/2 HEADERS frame).
+/// The request's head says its body is empty (no `Content-Length` and no chunking, or
+/// `Content-Length: 0`).
 fn is_empty_body(body: &Incoming) -> bool {
     use hyper::body::Body;
     body.is_end_stream() || body.size_hint().exact() == Some(0)
