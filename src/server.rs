@@ -134,14 +134,20 @@ fn bind_unix_0660(path: &std::path::Path) -> std::io::Result<UnixListener> {
     // sun_path holds 108 bytes: a path too long for the staging folder is bound in place.
     if staged.as_os_str().len() >= 100 {
         let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(crate::config::UNIX_SOCKET_MODE))?;
+        std::fs::set_permissions(
+            path,
+            std::fs::Permissions::from_mode(crate::config::UNIX_SOCKET_MODE),
+        )?;
         return Ok(listener);
     }
     let _ = std::fs::remove_dir_all(&private);
     std::fs::DirBuilder::new().mode(0o700).create(&private)?;
     let result = (|| {
         let listener = UnixListener::bind(&staged)?;
-        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(crate::config::UNIX_SOCKET_MODE))?;
+        std::fs::set_permissions(
+            &staged,
+            std::fs::Permissions::from_mode(crate::config::UNIX_SOCKET_MODE),
+        )?;
         std::fs::rename(&staged, path)?;
         Ok(listener)
     })();
