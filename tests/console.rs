@@ -653,13 +653,7 @@ async fn json_log_format_makes_every_output_line_json() {
     let bad = text.replace("listen: 127.0.0.1:0\nadmin", "listen: nowhere\nadmin");
     let path = zoho.dir.path().join("bad.yaml");
     std::fs::write(&path, bad).expect("write");
-    let out = std::process::Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-        .env("TEST_REFRESH_TOKEN", REFRESH_TOKEN)
-        .output()
-        .expect("run");
+    let out = run_to_exit(&path);
     assert_eq!(out.status.code(), Some(2), "bad config exits 2");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr.lines().next().unwrap_or_default();

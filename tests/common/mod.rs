@@ -141,11 +141,34 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_zoho-auth-proxy")
 }
 
+/// Runs the proxy once on the config file at `config_path`, with the canary secrets in its
+/// environment, and waits for it to exit (a config that must be refused).
+pub fn run_to_exit(config_path: &Path) -> std::process::Output {
+    std::process::Command::new(binary())
+        .arg("--config")
+        .arg(config_path)
+        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
+        .env("TEST_REFRESH_TOKEN", REFRESH_TOKEN)
+        .output()
+        .expect("run the proxy")
+}
+
 impl RunningProxy {
     /// Writes `config` to `dir/proxy.yaml` and starts the proxy with the canary secrets in its
     /// environment; returns once both listeners are bound.
     pub async fn spawn(dir: &Path, config: &str) -> RunningProxy {
         RunningProxy::spawn_with_env(dir, config, &[]).await
+    }
+
+    /// [`spawn`](Self::spawn), then waits up to 20 s for `/readyz` (fails the test otherwise).
+    pub async fn spawn_ready(dir: &Path, config: &str) -> RunningProxy {
+        let proxy = RunningProxy::spawn(dir, config).await;
+        assert!(
+            proxy.wait_ready(Duration::from_secs(20)).await,
+            "ready: {}",
+            proxy.logs()
+        );
+        proxy
     }
 
     pub async fn spawn_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> RunningProxy {

@@ -20,16 +20,11 @@ async fn post(proxy: &RunningProxy, path: &str, headers: &[&str], body: &str) ->
 async fn strict_content_type_takes_json_and_uploads_only_and_turns_off_on_reload() {
     let allow = [ALLOW, &["ZohoCRM.modules.attachments.CREATE"]].concat();
     let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn(
+    let proxy = RunningProxy::spawn_ready(
         zoho.dir.path(),
         &zoho.config(&allow, "strict_content_type: true\n"),
     )
     .await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
     let fake = zoho.control();
     fake.clear_crm_requests();
     // What Zoho's SDKs send (Java: text/plain; Python and Node: no type; Node's fetch with a

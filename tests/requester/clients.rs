@@ -55,12 +55,7 @@ async fn client_keys_identify_narrow_and_rotate_on_reload() {
     let key_file = zoho.dir.path().join("report.key");
     std::fs::write(&key_file, format!("{KEY_REPORT}\n")).expect("key file");
     let config = zoho.config(ALLOW, &clients_yaml(&key_file));
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &config).await;
     let fake = zoho.control();
     fake.clear_crm_requests();
     let host = "127.0.0.1";
@@ -255,13 +250,7 @@ async fn bad_requester_settings_exit_2_naming_the_key() {
     for (name, extra, key) in cases {
         let path = zoho.dir.path().join("bad.yaml");
         std::fs::write(&path, zoho.config(ALLOW, extra)).expect("write");
-        let out = std::process::Command::new(binary())
-            .arg("--config")
-            .arg(&path)
-            .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-            .env("TEST_REFRESH_TOKEN", REFRESH_TOKEN)
-            .output()
-            .expect("run");
+        let out = run_to_exit(&path);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -300,12 +289,7 @@ async fn zohos_node_sdk_works_with_a_client_key_as_its_access_token() {
         &allow,
         &format!("clients:\n  - name: node-sdk\n    key: {KEY_SYNC}\n"),
     );
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &config).await;
     let resources = tempfile::tempdir().expect("SDK resource dir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/node-sdk/get_leads.mjs");
     let run = |key: &'static str| {

@@ -126,11 +126,6 @@ pub(crate) fn sample(text: &str, prefix: &str) -> f64 {
 pub(crate) async fn start(extra: &str) -> (Zoho, RunningProxy) {
     let zoho = Zoho::start().await;
     let config = zoho.config(ALLOW, extra);
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &config).await;
     (zoho, proxy)
 }

@@ -50,12 +50,7 @@ async fn a_unix_socket_peer_uid_identifies_a_client() {
             ),
         )
         .replacen("listen: 127.0.0.1:0\n", &format!("listen: unix:{}\n", socket.display()), 1);
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &config).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &config).await;
     // Any Host on a Unix socket (browsers cannot dial one), no key: identified by uid.
     let a = over_socket(
         &socket,
@@ -102,12 +97,7 @@ async fn a_unix_socket_peer_uid_identifies_a_client() {
             1,
         );
     let dir2 = tempfile::tempdir().expect("dir");
-    let proxy = RunningProxy::spawn(dir2.path(), &other).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let _proxy = RunningProxy::spawn_ready(dir2.path(), &other).await;
     let a = over_socket(
         &socket,
         format!("GET {LEADS} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
@@ -136,12 +126,7 @@ async fn unix_allowed_uids_close_other_peers_unread_and_reload() {
         )
     };
     // Only another uid may connect: this test's own connections are closed unread.
-    let proxy = RunningProxy::spawn(zoho.dir.path(), &only(format!("{}", uid + 1))).await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &only(format!("{}", uid + 1))).await;
     fake.clear_crm_requests();
     let request = format!("GET {LEADS} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let s = tokio::net::UnixStream::connect(&socket)
@@ -203,13 +188,7 @@ async fn an_abstract_socket_needs_unix_allowed_uids() {
     // Without a uid list: exit 2 naming the key, before binding anything.
     let path = zoho.dir.path().join("abstract.yaml");
     std::fs::write(&path, unix_config(&zoho, &listen, "")).expect("write");
-    let out = std::process::Command::new(binary())
-        .arg("--config")
-        .arg(&path)
-        .env("TEST_CLIENT_SECRET", CLIENT_SECRET)
-        .env("TEST_REFRESH_TOKEN", REFRESH_TOKEN)
-        .output()
-        .expect("run");
+    let out = run_to_exit(&path);
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "exit 2: {text}");
@@ -219,16 +198,11 @@ async fn an_abstract_socket_needs_unix_allowed_uids() {
     );
 
     // With this uid listed, the abstract socket serves it.
-    let proxy = RunningProxy::spawn(
+    let _proxy = RunningProxy::spawn_ready(
         zoho.dir.path(),
         &unix_config(&zoho, &listen, &format!("unix:\n  allowed_uids: [{uid}]\n")),
     )
     .await;
-    assert!(
-        proxy.wait_ready(Duration::from_secs(20)).await,
-        "ready: {}",
-        proxy.logs()
-    );
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("name");
     let s = std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect");
     s.set_nonblocking(true).expect("non-blocking");
