@@ -125,6 +125,14 @@ impl Validator<'_> {
             }
             for (i, client) in raw.into_iter().enumerate() {
                 let parsed = self.client(i, client, accounts, &list)?;
+                if let Some(uid) = parsed.unix_uid {
+                    if !unix_allowed_uids.is_empty() && !unix_allowed_uids.contains(&uid) {
+                        return Err(self.err(
+                            &format!("clients[{i}].unix_uid"),
+                            format!("uid {uid} is not in unix.allowed_uids, so client `{}` could never connect: add it there", parsed.name),
+                        ));
+                    }
+                }
                 list.push(parsed);
             }
         }

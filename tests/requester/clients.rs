@@ -246,6 +246,7 @@ async fn bad_requester_settings_exit_2_naming_the_key() {
         ("host with port", "accept_hosts: ['crm:8080']\n", "accept_hosts[0]"),
         ("empty uid list", "unix:\n  allowed_uids: []\n", "unix.allowed_uids"),
         ("uid not a number", "unix:\n  allowed_uids: [alice]\n", "allowed_uids"),
+        ("client uid not allowed", "unix:\n  allowed_uids: [1000]\nclients:\n  - name: app\n    unix_uid: 1001\n", "clients[0].unix_uid"),
     ];
     for (name, extra, key) in cases {
         let path = zoho.dir.path().join("bad.yaml");
