@@ -97,15 +97,8 @@ async fn strict_content_type_takes_json_and_uploads_only_and_turns_off_on_reload
         5,
         "the accepted requests reached Zoho"
     );
-    let metrics = proxy.metrics_text().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="content_type"}"#
-        ),
-        7.0,
-        "strict refusals are counted:\n{metrics}"
-    );
+    let (count, metrics) = refusals(&proxy, "proxy", "content_type").await;
+    assert_eq!(count, 7.0, "strict refusals are counted:\n{metrics}");
     assert_eq!(
         proxy.status_json().await["access"]["strict_content_type"],
         true,

@@ -188,15 +188,8 @@ async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
         );
     }
     assert!(fake.crm_requests().is_empty(), "no form body reached Zoho");
-    let metrics = proxy.metrics_text().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="content_type"}"#
-        ),
-        2.0,
-        "form refusals are counted:\n{metrics}"
-    );
+    let (count, metrics) = refusals(&proxy, "proxy", "content_type").await;
+    assert_eq!(count, 2.0, "form refusals are counted:\n{metrics}");
     // The SDKs' shapes on the same operation: JSON, text/plain, and no type at all.
     for extra in [
         &["Content-Type: application/json"][..],
@@ -284,10 +277,7 @@ Promise.allSettled([
     );
     // The three fetches and the form post reached the proxy and were refused there.
     let refused = poll_until(Duration::from_secs(10), || async {
-        sample(
-            &proxy.metrics_text().await,
-            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="browser"}"#,
-        ) >= 4.0
+        refusals(&proxy, "proxy", "browser").await.0 >= 4.0
     })
     .await;
     assert!(

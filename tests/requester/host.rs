@@ -175,12 +175,9 @@ async fn foreign_host_names_are_refused_and_local_forms_served() {
     );
     assert_eq!(fake.mints(), 1, "refusals never mint");
 
-    let metrics = proxy.metrics_text().await;
+    let (count, metrics) = refusals(&proxy, "proxy", "host").await;
     assert!(
-        sample(
-            &metrics,
-            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="host"}"#
-        ) >= forbidden.len() as f64,
+        count >= forbidden.len() as f64,
         "host refusals are counted:\n{metrics}"
     );
     assert!(
@@ -335,12 +332,6 @@ async fn the_admin_listener_checks_host_and_browser_for_every_path() {
         before,
         "no refused callback reached Zoho Accounts"
     );
-    let metrics = proxy.metrics_text().await;
-    assert!(
-        sample(
-            &metrics,
-            r#"zoho_proxy_requester_refusals_total{listener="admin",rule="browser"}"#
-        ) >= 7.0,
-        "admin refusals are counted:\n{metrics}"
-    );
+    let (count, metrics) = refusals(&proxy, "admin", "browser").await;
+    assert!(count >= 7.0, "admin refusals are counted:\n{metrics}");
 }

@@ -123,6 +123,15 @@ pub(crate) fn sample(text: &str, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `zoho_proxy_requester_refusals_total{listener, rule}` on the proxy's `/metrics`, and the whole
+/// metrics text (for the assertion message).
+pub(crate) async fn refusals(proxy: &RunningProxy, listener: &str, rule: &str) -> (f64, String) {
+    let metrics = proxy.metrics_text().await;
+    let key =
+        format!(r#"zoho_proxy_requester_refusals_total{{listener="{listener}",rule="{rule}"}}"#);
+    (sample(&metrics, &key), metrics)
+}
+
 pub(crate) async fn start(extra: &str) -> (Zoho, RunningProxy) {
     let zoho = Zoho::start().await;
     let config = zoho.config(ALLOW, extra);

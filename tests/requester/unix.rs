@@ -139,15 +139,8 @@ async fn unix_allowed_uids_close_other_peers_unread_and_reload() {
         String::from_utf8_lossy(&answer)
     );
     assert!(fake.crm_requests().is_empty(), "nothing reached Zoho");
-    let metrics = proxy.metrics_text().await;
-    assert_eq!(
-        sample(
-            &metrics,
-            r#"zoho_proxy_requester_refusals_total{listener="proxy",rule="peer"}"#
-        ),
-        1.0,
-        "the closed connection is counted:\n{metrics}"
-    );
+    let (count, metrics) = refusals(&proxy, "proxy", "peer").await;
+    assert_eq!(count, 1.0, "the closed connection is counted:\n{metrics}");
     assert!(
         proxy.logs().contains("unix.allowed_uids") && proxy.logs().contains(&format!("uid={uid}")),
         "the refusal is logged with the peer's uid: {}",
