@@ -232,25 +232,22 @@ pub async fn serve<F, Fut, B>(
             }
         };
         let settings = settings();
-        // SO_PEERCRED: who connected, as the kernel saw it at connect time.
-        let peer = match &io {
-            Accepted::Unix(s) => s.peer_cred().ok().map(|c| PeerCred {
+        let mut peer = None;
+        if let Accepted::Unix(s) = &io {
+            // SO_PEERCRED: who connected, as the kernel saw it at connect time.
+            peer = s.peer_cred().ok().map(|c| PeerCred {
                 uid: c.uid(),
                 gid: c.gid(),
-            }),
-            Accepted::Tcp(_) => None,
-        };
-        if matches!(io, Accepted::Unix(_))
-            && !crate::access::peer_allowed(&settings.allowed_uids, peer)
-        {
-            metrics.refused(name, "peer");
-            warn!(
-                listener = name,
-                uid = peer.map(|p| p.uid),
-                "a Unix-socket peer outside unix.allowed_uids connected: closed before reading anything"
-            );
-            drop(io);
-            continue;
+            });
+            if !crate::access::peer_allowed(&settings.allowed_uids, peer) {
+                metrics.refused(name, "peer");
+                warn!(
+                    listener = name,
+                    uid = peer.map(|p| p.uid),
+                    "a Unix-socket peer outside unix.allowed_uids connected: closed before reading anything"
+                );
+                continue;
+            }
         }
         let permit = match &slots {
             None => None,
