@@ -230,7 +230,9 @@ pub async fn run(
 
     let proxy_service = |role: ListenerRole| {
         let state = state.clone();
-        move |transport, req| proxy::handle(state.clone(), role.clone(), transport, req)
+        move |transport, deadlines, req| {
+            proxy::handle(state.clone(), role.clone(), transport, deadlines, req)
+        }
     };
     tracker.spawn(server::serve(
         main_listener,
@@ -267,7 +269,8 @@ pub async fn run(
         settings.clone(),
         None,
         metrics.clone(),
-        move |transport, req| admin_service(admin.clone(), transport, req),
+        // The admin listener has no upstream deadline of its own.
+        move |transport, _, req| admin_service(admin.clone(), transport, req),
         stop_accept.clone(),
         drain.clone(),
         tracker.clone(),

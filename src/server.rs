@@ -8,6 +8,7 @@
 use crate::access::{PeerCred, Transport};
 use crate::config::ListenAddr;
 use crate::metrics::Metrics;
+use crate::timer::ConnTimer;
 use crate::workers::Workers;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -171,7 +172,7 @@ fn http1(settings: &ConnSettings) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         // One tokio timer per connection, not one per request: see crate::timer.
-        .timer(crate::timer::ConnTimer::default())
+        .timer(ConnTimer::default())
         .header_read_timeout(settings.header_timeout)
         .keep_alive(true)
         .half_close(false)
@@ -204,7 +205,7 @@ pub async fn serve<F, Fut, B>(
     drain: CancellationToken,
     tracker: TaskTracker,
 ) where
-    F: Fn(Transport, hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Transport, ConnTimer, hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -294,14 +295,18 @@ pub async fn serve<F, Fut, B>(
                     }
                 };
                 let limit = settings.write_timeout;
+                // The connection's request deadlines (see crate::timer), apart from hyper's.
+                let deadlines = ConnTimer::default();
                 let conn = match io {
                     Accepted::Tcp(s) => ServedConn::boxed(builder.serve_connection(
                         WriteDeadline::new(TokioIo::new(s), limit),
-                        service_fn(move |req| service(Transport::Tcp, req)),
+                        service_fn(move |req| service(Transport::Tcp, deadlines.clone(), req)),
                     )),
                     Accepted::Unix(s) => ServedConn::boxed(builder.serve_connection(
                         WriteDeadline::new(TokioIo::new(s), limit),
-                        service_fn(move |req| service(Transport::Unix(peer), req)),
+                        service_fn(move |req| {
+                            service(Transport::Unix(peer), deadlines.clone(), req)
+                        }),
                     )),
                 };
                 run_connection(conn, drain).await;

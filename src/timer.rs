@@ -11,6 +11,13 @@
 //! so when the timer fires early the sleep that is waiting moves it on to its own deadline (a
 //! later one, which wakes nothing). A timeout therefore fires exactly when due; the cost is at most
 //! one spurious wake-up of the connection's task per timeout period.
+//!
+//! The proxy's own per-request deadline (`limits.request_timeout`, from the moment the request is
+//! sent until Zoho answers) uses a second `ConnTimer` of the same connection, through
+//! [`ConnTimer::after`]: one deadline per request, each later than the last, so after the first
+//! request it costs a lock and a deadline store instead of a tokio timer's insert and remove. It is
+//! not the header-read timer: the two kinds of deadline alternate (10 s, then 120 s, then 10 s...),
+//! and on one shared timer every request would move it earlier once.
 
 use hyper::rt::{Sleep, Timer};
 use std::future::Future;
@@ -24,6 +31,16 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Default)]
 pub struct ConnTimer {
     shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
+}
+
+impl ConnTimer {
+    /// A sleep of `duration` from now on this timer (unboxed, for the proxy's own deadlines).
+    pub fn after(&self, duration: Duration) -> ConnSleep {
+        ConnSleep {
+            deadline: self.now() + duration,
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 impl Timer for ConnTimer {
@@ -52,7 +69,7 @@ impl Timer for ConnTimer {
 }
 
 /// One deadline on a [`ConnTimer`].
-struct ConnSleep {
+pub struct ConnSleep {
     deadline: Instant,
     shared: Arc<Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>,
 }
@@ -106,6 +123,20 @@ mod tests {
             waited >= Duration::from_secs(40) && waited < Duration::from_secs(41),
             "fired after {waited:?}, not at the first sleep's 30 s"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn request_deadlines_each_run_their_whole_duration_from_their_own_start() {
+        let timer = ConnTimer::default();
+        let start = timer.now();
+        // The first request is answered after 25 s of its 30 s.
+        let mut first = std::pin::pin!(timer.after(Duration::from_secs(30)));
+        assert!(futures_util::poll!(first.as_mut()).is_pending());
+        tokio::time::advance(Duration::from_secs(25)).await;
+        assert!(futures_util::poll!(first.as_mut()).is_pending());
+        // The next one on the connection still gets 30 s.
+        timer.after(Duration::from_secs(30)).await;
+        assert_eq!(timer.now() - start, Duration::from_secs(55));
     }
 
     #[tokio::test(start_paused = true)]

@@ -292,6 +292,55 @@ async fn upstream_errors_pass_through_and_proxy_errors_are_marked() {
     assert_eq!(v["status"], "error");
 }
 
+/// Requests on one keep-alive connection share its deadline timer (crate::timer): each request
+/// still gets the whole `request_timeout` from its own send, not what is left of the previous
+/// request's.
+#[tokio::test]
+async fn each_request_on_a_kept_alive_connection_gets_its_own_request_timeout() {
+    let zoho = Zoho::start().await;
+    let proxy = RunningProxy::spawn(
+        zoho.dir.path(),
+        &zoho.config(ALLOW_LEADS, "limits:\n  request_timeout: 2s\n"),
+    )
+    .await;
+    assert!(proxy.wait_ready(Duration::from_secs(10)).await);
+    let c = client();
+    // Most of the first request's 2 s go by before it is answered.
+    let started = std::time::Instant::now();
+    let r = c
+        .get(proxy.url("/crm/v8/Leads?__fake=delay_ms=1500"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "answered within its 2 s");
+    let _ = r.bytes().await.expect("body");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    // The next one, on the same connection, never answered: cut 2 s after its own start.
+    let started = std::time::Instant::now();
+    let r = c
+        .get(proxy.url("/crm/v8/Leads?__fake=hang"))
+        .send()
+        .await
+        .expect("send");
+    let waited = started.elapsed();
+    assert_eq!(r.status(), 504);
+    assert_eq!(r.headers()["x-zoho-proxy-error"], "PROXY_UPSTREAM_TIMEOUT");
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(10),
+        "timed out after {waited:?}: the deadline must count from this request's start"
+    );
+    let text = proxy.metrics_text().await;
+    let open: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("zoho_proxy_open_connections{listener=\"proxy\"}"))
+        .collect();
+    assert_eq!(
+        open,
+        ["zoho_proxy_open_connections{listener=\"proxy\"} 1"],
+        "both requests came over one client connection"
+    );
+}
+
 #[tokio::test]
 async fn unreachable_upstream_gives_502() {
     let zoho = Zoho::start().await;

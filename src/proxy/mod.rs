@@ -14,6 +14,7 @@ use crate::access::Transport;
 use crate::observed::Outcome;
 use crate::policy::Evaluation;
 use crate::state::{AccountRuntime, AppState, ListenerRole, Runtime};
+use crate::timer::ConnTimer;
 use body::{collect_capped, BodyFault, Collected, ProxyBody};
 use error::ProxyError;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -131,6 +132,7 @@ pub async fn handle(
     state: AppState,
     role: ListenerRole,
     transport: Transport,
+    deadlines: ConnTimer,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
@@ -204,6 +206,7 @@ pub async fn handle(
         req,
         &mut access,
         in_flight,
+        &deadlines,
     )
     .await;
     Ok(match result {
@@ -309,6 +312,7 @@ fn select_account<'r>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     state: &AppState,
     runtime: &Runtime,
@@ -317,6 +321,7 @@ async fn forward(
     req: Request<Incoming>,
     access: &mut Access,
     in_flight: InFlight,
+    deadlines: &ConnTimer,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &runtime.limits;
     let (parts, body) = req.into_parts();
@@ -415,6 +420,7 @@ async fn forward(
                 Prepared::Ready(Outgoing::Replayable(bytes)),
                 access,
                 in_flight,
+                deadlines,
             )
             .await;
         }
@@ -432,6 +438,7 @@ async fn forward(
         Prepared::Body(body, content_length),
         access,
         in_flight,
+        deadlines,
     )
     .await
 }

@@ -9,6 +9,7 @@ use super::error::ProxyError;
 use super::{content_length, fault_error, headers, upstream, Access, InFlight};
 use crate::policy::CanonicalTarget;
 use crate::state::{AccountRuntime, AppState, Runtime};
+use crate::timer::ConnTimer;
 use crate::token::AccessToken;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -49,6 +50,7 @@ pub(super) async fn send_decided(
     body: Prepared,
     access: &mut Access,
     in_flight: InFlight,
+    deadlines: &ConnTimer,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let limits = &runtime.limits;
     let (path, query) = (target.path, target.query);
@@ -145,7 +147,9 @@ pub(super) async fn send_decided(
         };
         let request = build_request(&method, &headers, &token, target, client_target, body, len)?;
         let sent = Instant::now();
-        let (response, upstream) = match send(account, request, &watch, limits, &token).await {
+        let (response, upstream) = match send(account, request, &watch, limits, &token, deadlines)
+            .await
+        {
             Ok(exchange) => exchange,
             Err(Unsent { error, unprocessed }) => match replay_copy {
                 // The API server refused it unprocessed (it was closing its HTTP/2 connection,
@@ -374,6 +378,7 @@ async fn send(
     watch: &BodyWatch,
     limits: &crate::config::Limits,
     token: &AccessToken,
+    deadlines: &ConnTimer,
 ) -> Result<(Response<upstream::UpstreamBody>, upstream::InFlightUpstream), Unsent> {
     // Pinned in this frame: `select!` polls them through the pins and does not move them again.
     let exchange = std::pin::pin!(account.upstream.send(request));
@@ -385,8 +390,8 @@ async fn send(
         loop {
             if watch.is_finished() {
                 // Nothing left to stream (from the start for a body-less or buffered request):
-                // one timer, armed once.
-                tokio::time::sleep(limits.request_timeout).await;
+                // one deadline, on the connection's timer (no tokio timer of its own).
+                deadlines.after(limits.request_timeout).await;
                 return;
             }
             let frames = watch.frames_sent();
