@@ -36,8 +36,13 @@ pub struct ConnTimer {
 impl ConnTimer {
     /// A sleep of `duration` from now on this timer (unboxed, for the proxy's own deadlines).
     pub fn after(&self, duration: Duration) -> ConnSleep {
+        self.at(self.now() + duration)
+    }
+
+    /// A sleep until `deadline` on this timer.
+    fn at(&self, deadline: Instant) -> ConnSleep {
         ConnSleep {
-            deadline: self.now() + duration,
+            deadline,
             shared: self.shared.clone(),
         }
     }
@@ -54,10 +59,7 @@ impl Timer for ConnTimer {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(ConnSleep {
-            deadline,
-            shared: self.shared.clone(),
-        })
+        Box::pin(self.at(deadline))
     }
 
     fn reset(&self, sleep: &mut Pin<Box<dyn Sleep>>, new_deadline: Instant) {

@@ -298,12 +298,11 @@ async fn upstream_errors_pass_through_and_proxy_errors_are_marked() {
 #[tokio::test]
 async fn each_request_on_a_kept_alive_connection_gets_its_own_request_timeout() {
     let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn(
+    let proxy = RunningProxy::spawn_ready(
         zoho.dir.path(),
         &zoho.config(ALLOW_LEADS, "limits:\n  request_timeout: 2s\n"),
     )
     .await;
-    assert!(proxy.wait_ready(Duration::from_secs(10)).await);
     let c = client();
     // Most of the first request's 2 s go by before it is answered.
     let started = std::time::Instant::now();
