@@ -25,6 +25,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/workdir.sh
+. "$HERE/workdir.sh"
 PY=${PYTHON:-python3}
 
 # ------------------------------------------------------------------------------------------------
@@ -737,6 +739,7 @@ mkdir -p "$(dirname "$RESULTS_MD")"
     echo "Tools: $("$NGINX" -v 2>&1 | sed 's/.*: //'), $haproxy_desc$(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}'), $(curl --version | head -n 1 | awk '{print $1, $2}')"
     if [[ $SKIP_PROXY != 1 ]]; then
         echo "Proxy: $PROXY_BIN ($(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown))"
+        profile_age "$ROOT"
     fi
     refresh_desc="off"
     [[ $SKIP_PROXY != 1 && $REFRESH == 1 ]] && refresh_desc="${REFRESH_DURATION}s at $REFRESH_CONNS conns, expires_in ${REFRESH_EXPIRES_IN}s"

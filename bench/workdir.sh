@@ -1,5 +1,4 @@
-# Sourced by bench/ab.sh and bench/pgo.sh (not run on its own): the steps both take on a bench/run.sh
-# work directory.
+# Sourced by bench/ab.sh, bench/pgo.sh and bench/run.sh (not run on its own): the steps they share.
 #
 # quick_workdir BINARY: makes a bench/run.sh work directory with BINARY as the proxy (a quick run
 # at one connection with one nginx worker and one HAProxy thread, kept) and prints its path.
@@ -35,4 +34,23 @@ wait_ready() {
     done
     echo "the proxy did not become ready" >&2
     return 1
+}
+
+# profile_age ROOT: one line on how old the release profile (pgo/zoho-auth-proxy.profdata) is: the
+# commit that last wrote it and how many later commits change src/. Functions changed since the
+# recording compile as without a profile, so a stale one quietly costs speed (issue 17's
+# fourteenth round: 6 % CPU a request at 64 connections after five commits to the request path).
+profile_age() {
+    local root=$1 at n
+    at=$(git -C "$root" log -1 --format=%h -- pgo/zoho-auth-proxy.profdata 2>/dev/null) || at=
+    if [[ -z $at ]]; then
+        echo "Profile: pgo/zoho-auth-proxy.profdata (no git history)"
+        return
+    fi
+    n=$(git -C "$root" rev-list --count "$at"..HEAD -- src 2>/dev/null || echo "?")
+    if [[ $n == 0 ]]; then
+        echo "Profile: recorded at $at; no later commit changes src/"
+    else
+        echo "Profile: recorded at $at; $n later commit(s) change src/ (re-record with bench/pgo.sh if they touch the request path)"
+    fi
 }
