@@ -39,7 +39,7 @@ wait_ready() {
 # profile_age ROOT: one line on how old the release profile (pgo/zoho-auth-proxy.profdata) is: the
 # commit that last wrote it and how many later commits change src/. Functions changed since the
 # recording compile as without a profile, so a stale one quietly costs speed (issue 17's
-# fourteenth round: 6 % CPU a request at 64 connections after five commits to the request path).
+# fourteenth round: 6 % CPU a request at 64 connections after seven commits to the request path).
 profile_age() {
     local root=$1 at n
     at=$(git -C "$root" log -1 --format=%h -- pgo/zoho-auth-proxy.profdata 2>/dev/null) || at=
