@@ -32,9 +32,16 @@ pub const HIGH_WATER: usize = 256 * 1024;
 /// Bytes waiting beyond which a logging thread waits for the writer (back-pressure).
 pub const CAPACITY: usize = 4 * 1024 * 1024;
 
+/// Largest emptied batch buffer kept for reuse (a bigger one, from a stall, is freed).
+const SPARE_MAX: usize = 1024 * 1024;
+
 #[derive(Default)]
 struct State {
     buf: Vec<u8>,
+    /// The last batch's buffer, emptied: it becomes `buf` at the next take, so appends reuse
+    /// its capacity instead of growing a new buffer from nothing every batch (and no buffer a
+    /// worker grew is freed on the writer thread).
+    spare: Vec<u8>,
     closed: bool,
     /// An urgent line (or the high-water mark) asks the writer thread to write.
     urgent: bool,
@@ -151,7 +158,13 @@ impl BatchWriter {
 fn take_and_write(shared: &Shared) -> bool {
     let mut out = shared.out.lock().unwrap_or_else(|p| p.into_inner());
     let mut state = shared.lock();
-    let batch = std::mem::take(&mut state.buf);
+    let mut batch = match state.buf.is_empty() {
+        true => Vec::new(),
+        false => {
+            let spare = std::mem::take(&mut state.spare);
+            std::mem::replace(&mut state.buf, spare)
+        }
+    };
     state.urgent = false;
     state.since = None;
     let blocked = state.blocked > 0;
@@ -165,6 +178,10 @@ fn take_and_write(shared: &Shared) -> bool {
     // Nothing sensible can be done about a failed write to stderr; keep serving.
     let _ = out.write_all(&batch);
     let _ = out.flush();
+    if batch.capacity() <= SPARE_MAX {
+        batch.clear();
+        shared.lock().spare = batch;
+    }
     true
 }
 

@@ -227,3 +227,34 @@ fn a_full_buffer_holds_the_logger_back_instead_of_dropping_lines() {
         .sum();
     assert_eq!(total, 3 * CAPACITY, "no line was dropped");
 }
+
+#[test]
+fn a_written_batch_leaves_its_buffer_for_the_next_one() {
+    let sink = Recorder::default();
+    let (writer, guard) = start(sink.clone());
+    let line = [b'x'; 1000];
+    // Two urgent batches: the first one's buffer, emptied, is the buffer the third batch
+    // collects in.
+    writer.append(&line, true);
+    wait_for(&sink, 1000, "the first batch was never written");
+    writer.append(&line, true);
+    wait_for(&sink, 2000, "the second batch was never written");
+    {
+        let state = writer.shared.lock();
+        assert!(state.buf.is_empty(), "nothing waits");
+        assert!(
+            state.buf.capacity() >= line.len(),
+            "the buffer keeps the first batch's capacity ({} bytes)",
+            state.buf.capacity()
+        );
+    }
+    writer.append(&line, true);
+    wait_for(&sink, 3000, "the third batch was never written");
+    drop(guard);
+    let writes = sink.0.lock().expect("recorder").clone();
+    assert_eq!(writes.len(), 3, "one write a batch");
+    assert!(
+        writes.iter().all(|w| w[..] == line[..]),
+        "each batch is whole"
+    );
+}
