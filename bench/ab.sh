@@ -14,7 +14,9 @@
 # Settings (environment): AB_CONNS (connection counts, default "1 64 256"), AB_DURATION (seconds
 # per measurement, default 4), AB_ROUNDS (default 2), AB_PATH (default /crm/v8/Leads), AB_FLOOR
 # (the path of a `cargo build --release --example floor` binary: the floor of the crate stack,
-# measured in each round too; see bench/README.md).
+# measured in each round too; see bench/README.md), AB_NEW_CONFIG (a config for the new binary
+# instead of the work directory's proxy-main.yaml: to measure a setting, such as
+# limits.upstream_concurrency, in the same minutes; same listen addresses).
 set -euo pipefail
 
 old=${1:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
@@ -38,6 +40,8 @@ fi
 for f in upstream/nginx.conf nginx-1/nginx.conf haproxy-1/haproxy.cfg proxy-main.yaml; do
     [[ -f $work/$f ]] || { echo "ab.sh: $work/$f is missing (not a bench/run.sh work directory?)" >&2; exit 2; }
 done
+new_config=${AB_NEW_CONFIG:-$work/proxy-main.yaml}
+[[ -f $new_config ]] || { echo "ab.sh: AB_NEW_CONFIG $new_config is missing" >&2; exit 2; }
 port_of() { grep -m1 -oE "$2 127\.0\.0\.1:[0-9]+" "$1" | grep -oE '[0-9]+$'; }
 { read -r proxy_port; read -r admin_port; } < <(proxy_ports "$work")
 nginx_port=$(port_of "$work/nginx-1/nginx.conf" 'listen')
@@ -102,11 +106,13 @@ fi
 echo "work directory: $work"
 echo "old: $old"
 echo "new: $new"
+[[ $new_config == "$work/proxy-main.yaml" ]] || echo "new config: $new_config"
 for c in $conns; do
     for r in $(seq 1 "$rounds"); do
         for which in old new; do
-            bin=$old; [[ $which == new ]] && bin=$new
-            "$bin" --config "$work/proxy-main.yaml" >/dev/null 2>"$work/ab-$which.log" &
+            bin=$old config=$work/proxy-main.yaml
+            [[ $which == new ]] && bin=$new config=$new_config
+            "$bin" --config "$config" >/dev/null 2>"$work/ab-$which.log" &
             proxy=$!
             wait_ready "$admin_port"
             measure "$which" "$c" "$proxy_port" "$proxy"
