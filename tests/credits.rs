@@ -107,8 +107,11 @@ async fn an_account_daily_limit_of_5_forwards_exactly_5() {
         (Some(5), Some(5)),
         "{status}"
     );
+    // Access lines are written in batches (up to 10 ms after the request): wait for it.
     assert!(
-        proxy.logs().contains("credits=1"),
+        proxy
+            .wait_for_output(Duration::from_secs(5), |t| t.contains("credits=1"))
+            .await,
         "the access log has the credits field:\n{}",
         proxy.logs()
     );
