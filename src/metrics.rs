@@ -1,5 +1,7 @@
 //! Prometheus metrics: one registry, counters and gauges updated by the proxy, the refresher,
-//! the server and reload, rendered in text format by the admin listener.
+//! the server and reload, rendered in text format by the admin listener. A service with metrics
+//! of its own registers them in this registry itself ([`Metrics::registry_mut`]); this module
+//! names no service.
 //!
 //! Labels are static strings or account names; never a path, token or secret.
 
@@ -47,7 +49,7 @@ struct MeterCells {
 impl AccountMeter {
     /// A meter for anonymous requests to the account named by `label`.
     pub fn new(label: AccountLabel) -> AccountMeter {
-        AccountMeter::for_client(label, AccountLabel(crate::access::ANONYMOUS.into()))
+        AccountMeter::for_client(label, AccountLabel(crate::config::ANONYMOUS.into()))
     }
 
     /// A meter for the requests of client `client` to the account named by `label`.
@@ -74,7 +76,7 @@ impl AccountMeter {
 
     /// The identified client's name, `None` for anonymous requests.
     pub fn identified_client(&self) -> Option<&str> {
-        Some(&*self.client.0).filter(|c| *c != crate::access::ANONYMOUS)
+        Some(&*self.client.0).filter(|c| *c != crate::config::ANONYMOUS)
     }
 }
 
@@ -156,8 +158,6 @@ pub struct Metrics {
     in_flight: Gauge,
     connections: Family<ListenerOnly, Gauge>,
     shed: Counter,
-    /// The credit metrics (`credits/metrics.rs`).
-    pub credits: crate::credits::CreditMetrics,
     refusals: Family<RefusalLabels, Counter>,
 }
 
@@ -270,7 +270,6 @@ impl Metrics {
             "Client connections closed because max_connections was reached",
             shed.clone(),
         );
-        let credits = crate::credits::CreditMetrics::register(&mut registry);
         let refusals = Family::<RefusalLabels, Counter>::default();
         registry.register(
             "requester_refusals",
@@ -278,7 +277,6 @@ impl Metrics {
             refusals.clone(),
         );
         Metrics {
-            credits,
             registry,
             requests,
             upstream_latency,
@@ -390,6 +388,12 @@ impl Metrics {
             .get_or_create(&labels)
             .set(i64::from(budget_left));
         self.ready.get_or_create(&labels).set(i64::from(ready));
+    }
+
+    /// The registry, for a service to register its own metrics in before serving starts
+    /// (the credit metrics: `credits/metrics.rs`).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Renders the Prometheus text format.

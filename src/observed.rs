@@ -8,7 +8,7 @@
 //! lock and allocates nothing, so the hot path stays cheap.
 
 use crate::policy::{Required, Scope};
-use crate::FastMap;
+use crate::util::FastMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, RwLock};
@@ -86,6 +86,19 @@ pub struct ObservedScope {
     pub outcomes: Vec<Outcome>,
 }
 
+/// Who asked for what, as a decision record shows it (escaped and cut when recorded).
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// The account the request was for.
+    pub account: &'a str,
+    /// The identified client, if any.
+    pub client: Option<&'a str>,
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's path.
+    pub path: &'a str,
+}
+
 impl Observations {
     /// Records the scopes one decided request required.
     pub fn record_scopes(&self, account: &str, required: &Required, outcome: Outcome) {
@@ -112,17 +125,19 @@ impl Observations {
     }
 
     /// Records a denied or reported request (and its scopes).
-    #[allow(clippy::too_many_arguments)]
     pub fn record_decision(
         &self,
-        account: &str,
-        client: Option<&str>,
+        seen: &Seen<'_>,
         outcome: Outcome,
-        method: &str,
-        path: &str,
         required: &Required,
         missing: &Required,
     ) {
+        let Seen {
+            account,
+            client,
+            method,
+            path,
+        } = *seen;
         self.record_scopes(account, required, outcome);
         let missing = match missing.unclassified_reason() {
             Some(crate::policy::Unclassified::NotCrm) => vec!["(not a CRM API path)".into()],
@@ -132,12 +147,12 @@ impl Observations {
             None => missing.to_strings(),
         };
         let record = DecisionRecord {
-            at_unix_ms: crate::token::store::now_unix_ms(),
+            at_unix_ms: crate::util::clock::now_unix_ms(),
             account: account.to_string(),
-            client: client.map(crate::proxy::log_safe),
+            client: client.map(crate::util::log_safe),
             outcome,
-            method: crate::proxy::log_safe(&method.chars().take(32).collect::<String>()),
-            path: crate::proxy::log_safe(&path.chars().take(MAX_PATH).collect::<String>()),
+            method: crate::util::escape(method, 32),
+            path: crate::util::escape(path, MAX_PATH),
             missing,
         };
         if let Ok(mut recent) = self.recent.lock() {
@@ -294,12 +309,16 @@ mod tests {
     fn recent_decisions_are_bounded_escaped_and_newest_first() {
         let o = Observations::default();
         for i in 0..(RECENT_DECISIONS + 5) {
+            let path = format!("/crm/v8/M{i}\n");
+            let seen = Seen {
+                account: "a",
+                client: None,
+                method: "GET",
+                path: &path,
+            };
             o.record_decision(
-                "a",
-                None,
+                &seen,
                 Outcome::Denied,
-                "GET",
-                &format!("/crm/v8/M{i}\n"),
                 &required(&["ZohoCRM.modules.leads.READ"]),
                 &required(&["ZohoCRM.modules.leads.READ"]),
             );

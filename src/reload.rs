@@ -18,8 +18,7 @@ use tracing::{error, info, warn};
 /// How often files are checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Changes the log filter (from `log.level`), returning an error text if it is invalid.
-pub type SetLogLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+use crate::logging::SetLogLevel;
 
 /// Reload machinery.
 pub struct Reloader {
@@ -120,10 +119,7 @@ impl Reloader {
             old.limits.max_connections,
             config.limits.max_connections,
         );
-        let (before, after) = (
-            crate::access::Gate::describe(&old.config),
-            crate::access::Gate::describe(&config),
-        );
+        let (before, after) = (old.config.access.describe(), config.access.describe());
         if before != after {
             info!(access = %after, "reload: who may use the proxy changed");
         }
@@ -188,6 +184,11 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
     config.log_format = old.config.log_format;
     let tokens: Vec<_> = old.accounts.iter().map(|a| a.token.clone()).collect();
     let clients: Vec<_> = old.accounts.iter().map(|a| a.upstream.clone()).collect();
+    old.credits
+        .apply(crate::credits::CreditSettings::from_config(
+            &config,
+            &crate::credits::client_budgets(&config),
+        ));
     AppState::build_runtime(
         Arc::new(config),
         &tokens,

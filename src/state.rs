@@ -7,11 +7,12 @@
 use crate::config::{AccountConfig, ClientType, Config, Limits, ListenAddr, Routing};
 use crate::metrics::{AccountLabel, AccountMeter, Metrics};
 use crate::policy::Policy;
-use crate::proxy::upstream::Upstream;
 use crate::token::TokenHandle;
+use crate::upstream::slots::Slots;
+use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// One account as requests see it.
 pub struct AccountRuntime {
@@ -41,8 +42,9 @@ pub struct Runtime {
     pub limits: Limits,
     /// Routing mode.
     pub routing: Routing,
-    /// Upstream slots (`None` = unlimited).
-    pub upstream_slots: Option<Arc<UpstreamSlots>>,
+    /// Zoho's concurrency limits: the upstream and heavy-group slots (kept across reloads that
+    /// leave their limits alone).
+    pub slots: Slots,
     /// Data-plane workers running (fixed at start).
     pub workers: usize,
     /// Who may use the proxy.
@@ -54,8 +56,6 @@ pub struct Runtime {
     pub unrouted_clients: Vec<AccountMeter>,
     /// The config this snapshot came from.
     pub config: Arc<Config>,
-    /// Heavy-group slots (`limits.heavy_concurrency`; `None` = unlimited).
-    pub heavy_slots: Option<Arc<Semaphore>>,
     /// Credit ledgers, budgets and Zoho's back-off (kept across reloads).
     pub credits: Arc<crate::credits::Credits>,
 }
@@ -114,60 +114,6 @@ impl Runtime {
     }
 }
 
-/// `limits.upstream_concurrency`, shared out among the data-plane workers.
-///
-/// The shares add up to the limit, so the cap holds exactly. A request takes a slot from its own
-/// worker's share, or borrows a free one from another share; it queues only when every slot is
-/// taken, and then on its own worker's share, so it is woken by a request finishing on its own
-/// thread. With one queue for all workers, most hand-overs woke a request on another thread (at
-/// 256 connections and 25 slots that cost a third of the throughput). Connections are dealt to
-/// workers in turn, which keeps the queues evenly fed. With fewer slots than workers, one shared
-/// pool is used.
-#[derive(Debug)]
-pub struct UpstreamSlots {
-    shares: Vec<Arc<Semaphore>>,
-}
-
-impl UpstreamSlots {
-    /// `limit` slots (at least one) for `workers` workers.
-    pub fn new(limit: usize, workers: usize) -> UpstreamSlots {
-        let limit = limit.max(1);
-        let parts = if workers > 1 && limit >= workers {
-            workers
-        } else {
-            1
-        };
-        let shares = (0..parts)
-            .map(|i| {
-                Arc::new(Semaphore::new(
-                    limit / parts + usize::from(i < limit % parts),
-                ))
-            })
-            .collect();
-        UpstreamSlots { shares }
-    }
-
-    fn own(&self) -> usize {
-        crate::workers::current().unwrap_or(0) % self.shares.len()
-    }
-
-    /// A free slot, if there is one: from the calling worker's share, else from another share.
-    /// Never ahead of requests already queued on a share.
-    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
-        let own = self.own();
-        let n = self.shares.len();
-        (0..n)
-            .map(|k| (own + k) % n)
-            .find_map(|i| self.shares[i].clone().try_acquire_owned().ok())
-    }
-
-    /// Waits for a slot of the calling worker's share (after [`try_acquire`](Self::try_acquire)
-    /// found none).
-    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
-        self.shares[self.own()].clone().acquire_owned().await.ok()
-    }
-}
-
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerRole {
@@ -193,7 +139,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds a runtime snapshot from a config, reusing token handles and upstream clients.
+    /// Builds a runtime snapshot from a config, reusing token handles and upstream clients. No
+    /// side effects: the callers apply the config's credit settings to `credits`.
     pub fn build_runtime(
         config: Arc<Config>,
         tokens: &[Arc<TokenHandle>],
@@ -220,83 +167,18 @@ impl AppState {
                 },
             )
             .collect();
-        let limit = config.limits.upstream_concurrency;
-        let upstream_slots = match previous {
-            Some(p) if p.limits.upstream_concurrency == limit => p.upstream_slots.clone(),
-            _ => (limit > 0).then(|| Arc::new(UpstreamSlots::new(limit as usize, workers))),
-        };
-        let heavy = config.limits.heavy_concurrency;
-        let heavy_slots = match previous {
-            Some(p) if p.limits.heavy_concurrency == heavy => p.heavy_slots.clone(),
-            _ => (heavy > 0).then(|| Arc::new(Semaphore::new(heavy as usize))),
-        };
-        credits.apply(crate::credits::CreditSettings::from_config(
-            &config,
-            &crate::credits::client_budgets(&config),
-        ));
+        let slots = Slots::new(&config.limits, workers, previous.map(|p| &p.slots));
         Runtime {
             accounts,
             limits: config.limits.clone(),
             routing: config.routing,
-            upstream_slots,
+            slots,
             workers,
             access: crate::access::Gate::new(&config.access),
             unrouted: AccountMeter::new(AccountLabel(UNROUTED_LABEL.into())),
             unrouted_clients: client_meters(&config, UNROUTED_LABEL),
             config,
-            heavy_slots,
             credits,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_slots_split_the_limit_exactly_and_lend_free_slots() {
-        for (limit, workers, shares) in [
-            (25, 2, vec![13, 12]),
-            (5, 4, vec![2, 1, 1, 1]),
-            (3, 4, vec![3]),
-            (1, 1, vec![1]),
-            (10, 1, vec![10]),
-        ] {
-            let slots = UpstreamSlots::new(limit, workers);
-            let got: Vec<usize> = slots.shares.iter().map(|s| s.available_permits()).collect();
-            assert_eq!(got, shares, "limit {limit}, {workers} workers");
-            let available = |s: &UpstreamSlots| -> usize {
-                s.shares.iter().map(|p| p.available_permits()).sum()
-            };
-            assert_eq!(available(&slots), limit);
-            // Off the data plane, requests use share 0 and borrow from the others: exactly
-            // `limit` slots are handed out, then none.
-            let held: Vec<_> = (0..limit).map_while(|_| slots.try_acquire()).collect();
-            assert_eq!(held.len(), limit, "every slot can be taken");
-            assert!(slots.try_acquire().is_none(), "never more than the limit");
-            drop(held);
-            assert_eq!(available(&slots), limit, "slots return to their shares");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_queued_request_gets_the_next_slot_of_its_share() {
-        let slots = Arc::new(UpstreamSlots::new(1, 1));
-        let first = slots.try_acquire().expect("free slot");
-        let waiter = {
-            let slots = slots.clone();
-            tokio::spawn(async move { slots.acquire().await.is_some() })
-        };
-        tokio::task::yield_now().await;
-        assert!(
-            slots.try_acquire().is_none(),
-            "a new request does not jump the queue"
-        );
-        drop(first);
-        assert!(
-            waiter.await.expect("joined"),
-            "the queued request got the slot"
-        );
     }
 }

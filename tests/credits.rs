@@ -511,8 +511,9 @@ async fn one_replicas_zoho_429_quiets_the_whole_fleet() {
 #[tokio::test]
 async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
     use std::sync::Arc;
-    use zoho_auth_proxy::credits::{BodyView, CreditMetrics, CreditSettings, Credits};
-    use zoho_auth_proxy::proxy::error::ProxyError;
+    use zoho_auth_proxy::credits::Refusal;
+    use zoho_auth_proxy::credits::{CreditMetrics, CreditSettings, Credits};
+    use zoho_auth_proxy::policy::BodyView;
     let Some((_redis, port, _dir)) = start_redis().await else {
         return;
     };
@@ -524,12 +525,11 @@ async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
     let replicas: Vec<Arc<Credits>> = (0..3)
         .map(|_| {
             let store = Arc::new(
-                zoho_auth_proxy::token::redis_store::RedisStore::new(
+                zoho_auth_proxy::store::redis::RedisClient::new(
                     &url,
                     &zoho_auth_proxy::config::RedisTopology::Single,
                     None,
                     None,
-                    "1000.ID",
                 )
                 .expect("store"),
             );
@@ -561,7 +561,7 @@ async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
         BodyView::None,
     );
     match replicas[1].admit("default", Some("sync"), convert).await {
-        Err(ProxyError::CreditsExhausted {
+        Err(Refusal::CreditsExhausted {
             budget,
             limit,
             used,
@@ -589,7 +589,7 @@ async fn a_client_budget_of_12_is_shared_by_three_runtimes_through_redis() {
     let r = &replicas[2];
     assert!(matches!(
         r.admit("default", Some("sync"), get(r)).await,
-        Err(ProxyError::CreditsExhausted { .. })
+        Err(Refusal::CreditsExhausted { .. })
     ));
     // Another client is only held by the (unlimited) account budget.
     assert!(r.admit("default", Some("other"), get(r)).await.is_ok());

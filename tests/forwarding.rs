@@ -292,7 +292,7 @@ async fn upstream_errors_pass_through_and_proxy_errors_are_marked() {
     assert_eq!(v["status"], "error");
 }
 
-/// Requests on one keep-alive connection share its deadline timer (crate::timer): each request
+/// Requests on one keep-alive connection share its deadline timer (crate::rt::timer): each request
 /// still gets the whole `request_timeout` from its own send, not what is left of the previous
 /// request's.
 #[tokio::test]

@@ -38,7 +38,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("name", &self.name)
-            .field("key", &self.key_digest.map(|_| "[redacted]"))
+            .field("key", &crate::util::redact::redact_option(&self.key_digest))
             .field("unix_uid", &self.unix_uid)
             .field("unix_gid", &self.unix_gid)
             .finish()

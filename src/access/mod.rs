@@ -18,20 +18,18 @@
 pub mod body_type;
 pub mod browser;
 pub mod clients;
-pub mod host;
 
 use crate::config::{AccessConfig, Config};
+use crate::web::host::{HostProblem, HostRule};
 pub use browser::BrowserFinding;
 pub use clients::{Client, ClientSet, PeerCred, Unidentified, KEY_HEADER};
-use host::{HostProblem, HostRule};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use serde_json::json;
 
 /// The SSRF header `require_request_header` asks for.
 pub const REQUEST_HEADER: &str = "x-zoho-proxy-request";
 
-/// The metric/log label of requests without a client identity.
-pub const ANONYMOUS: &str = "(anonymous)";
+pub use crate::config::ANONYMOUS;
 
 /// How a connection reached the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +72,11 @@ impl Refusal {
             "status": "error",
             "details": { "rule": self.rule },
         })
+    }
+
+    /// The refusal as the listener's answer (the proxy's JSON error shape).
+    pub fn into_response(self) -> http::Response<crate::web::body::ProxyBody> {
+        crate::web::error::error_response(self.status, self.code, &self.body())
     }
 }
 
@@ -248,32 +251,6 @@ impl Gate {
             },
         }
     }
-
-    /// The effective settings, for `/status` and the start-up log (no key, no secret).
-    pub fn describe(config: &Config) -> serde_json::Value {
-        let a = &config.access;
-        json!({
-            "accept_hosts": host_list(a),
-            "allow_any_host": a.allow_any_host,
-            "browser_requests": "refused",
-            "require_request_header": a.require_request_header,
-            "strict_content_type": a.strict_content_type,
-            "unix_socket_mode": format!("{:04o}", crate::config::UNIX_SOCKET_MODE),
-            "unix_allowed_uids": if a.unix_allowed_uids.is_empty() { json!("any peer the socket mode admits") } else { json!(&*a.unix_allowed_uids) },
-            "clients": a.clients.iter().map(|c| json!({
-                "name": c.name,
-                "identified_by": match (&c.key, c.unix_uid, c.unix_gid) {
-                    (Some(k), _, _) if k.file.is_some() => "key_file",
-                    (Some(_), _, _) => "key",
-                    _ => "unix peer",
-                },
-                "unix_uid": c.unix_uid,
-                "unix_gid": c.unix_gid,
-                "allow": c.allow.as_ref().map_or_else(|| json!("the account's allow list"), |a| json!(a)),
-                "accounts": c.accounts.as_ref().map_or_else(|| json!("all"), |a| json!(a)),
-            })).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// Warns when the Host check is switched off (at start and on every reload).
@@ -281,19 +258,6 @@ pub fn warn_if_open(config: &Config) {
     if config.access.allow_any_host {
         tracing::warn!("allow_any_host: true: the Host check is off, so a web page using DNS rebinding can read this proxy's answers; list names in accept_hosts instead");
     }
-}
-
-/// The names the Host rule accepts, as shown to operators.
-fn host_list(a: &AccessConfig) -> Vec<String> {
-    if a.allow_any_host {
-        return vec!["* (allow_any_host: true)".into()];
-    }
-    let mut names = vec![
-        "localhost".to_string(),
-        "IP literals except 0.0.0.0 and [::]".to_string(),
-    ];
-    names.extend(a.accept_hosts.iter().cloned());
-    names
 }
 
 fn browser_refusal(why: &str, listener: &str) -> Refusal {

@@ -4,7 +4,7 @@
 
 use super::json_response;
 use crate::config::AdminAuth;
-use crate::proxy::body::ProxyBody;
+use crate::web::body::ProxyBody;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use secrecy::ExposeSecret;

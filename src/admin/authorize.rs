@@ -9,8 +9,8 @@
 use crate::admin::oauth::{html_page, OAuthFlows, STATE_TTL};
 use crate::config::{ClientType, Config, StoreConfig};
 use crate::metrics::Metrics;
-use crate::proxy::body::{full, ProxyBody};
 use crate::token::{Command, Refresher, Secrets, TokenHandle};
+use crate::web::body::{full, ProxyBody};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use hyper::service::service_fn;

@@ -6,9 +6,9 @@
 use super::html::{self, esc, fill};
 use super::Admin;
 use crate::config::ClientType;
-use crate::proxy::body::ProxyBody;
 use crate::state::{AccountRuntime, Runtime};
 use crate::token::TokenState;
+use crate::web::body::ProxyBody;
 use http::{Response, StatusCode};
 
 const TEMPLATE: &str = include_str!("console.html");
@@ -20,7 +20,7 @@ pub const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
 impl Admin {
     pub(super) fn console(&self) -> Response<ProxyBody> {
         let runtime = self.state.runtime.load_full();
-        let now_ms = crate::token::store::now_unix_ms();
+        let now_ms = crate::util::clock::now_unix_ms();
         let token = self.csrf.issue(AUTHORIZE_ACTION, now_ms / 1000);
         let accounts: String = runtime
             .accounts

@@ -7,7 +7,7 @@
 use super::html::{self, esc};
 use super::{json_response, param, wants_json, Admin};
 use crate::policy::{Decision, Explanation};
-use crate::proxy::body::ProxyBody;
+use crate::web::body::ProxyBody;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 //! Pages are built from escaped parts only: [`esc`] is applied to every value that did not come
 //! from this file, including names from proxy.yaml and paths from clients.
 
-use crate::proxy::body::{full, ProxyBody};
+use crate::web::body::{full, ProxyBody};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use rand::RngCore;
@@ -67,23 +67,7 @@ pub fn security_headers(headers: &mut http::HeaderMap) {
     page_headers(headers, CSP);
 }
 
-/// [`security_headers`] with another Content-Security-Policy (the OAuth pages').
-pub fn page_headers(headers: &mut http::HeaderMap, csp: &'static str) {
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(csp),
-    );
-}
+pub use crate::web::headers::page_headers;
 
 /// An HTML response with the security headers.
 pub fn html(status: StatusCode, markup: String) -> Response<ProxyBody> {
@@ -208,7 +192,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// `2026-12-01 08:16:42 UTC` for Unix milliseconds.
 pub fn utc(unix_ms: u64) -> String {
-    let (y, m, d, h, mi, s) = crate::logging::utc_fields(unix_ms);
+    let (y, m, d, h, mi, s) = crate::util::clock::utc_fields(unix_ms);
     format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
 }
 

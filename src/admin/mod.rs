@@ -19,8 +19,8 @@ mod status;
 
 use self::html::Csrf;
 use self::oauth::{html_page, OAuthFlows};
-use crate::proxy::body::{collect_capped, full, Collected, ProxyBody};
 use crate::state::AppState;
+use crate::web::body::{collect_capped, full, Collected, ProxyBody};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -29,6 +29,42 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// The admin listener's service: the requester checks for the whole listener (so a route added
+/// later is covered too), then the admin's handlers; every answer is hardened against being read
+/// or framed by a page.
+pub async fn service(
+    admin: Admin,
+    transport: crate::access::Transport,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let checked = admin.state.runtime.load().access.check_admin(
+        transport,
+        req.method(),
+        req.uri(),
+        req.version(),
+        req.headers(),
+    );
+    let mut response = match checked {
+        Ok(()) => admin.handle(req).await?,
+        Err(refusal) => {
+            admin.state.metrics.refused("admin", refusal.rule);
+            tracing::debug!(
+                rule = refusal.rule,
+                code = refusal.code,
+                path = %crate::util::log_safe(req.uri().path()),
+                "admin request refused by the requester checks"
+            );
+            refusal.into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    crate::web::headers::harden(headers);
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        crate::web::headers::no_store(headers);
+    }
+    Ok(response)
+}
 
 /// Largest form or explain body the admin listener reads.
 const MAX_FORM_BODY: u64 = 256 * 1024;
@@ -63,21 +99,7 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
-    let mut r = Response::new(full(Bytes::from(
-        serde_json::to_vec_pretty(&value).unwrap_or_default(),
-    )));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    r
+    crate::web::error::document(status, &value)
 }
 
 /// Headers of every OAuth response: not cached, not framed, and no `Referer` carrying the

@@ -151,7 +151,7 @@ impl OAuthFlows {
             return Err(CallbackError::ExpiredState);
         }
         if let Some(error) = params.get("error") {
-            return Err(CallbackError::Denied(crate::proxy::log_safe(error)));
+            return Err(CallbackError::Denied(crate::util::log_safe(error)));
         }
         let code = params
             .get("code")
@@ -173,11 +173,11 @@ impl OAuthFlows {
                     // it is one of Zoho's accounts servers (or the configured one).
                     CallbackError::BadParameter(format!(
                         "accounts-server {} is not a Zoho accounts server nor this account's accounts_url; the code was not exchanged",
-                        crate::proxy::log_safe(server)
+                        crate::util::log_safe(server)
                     ))
                 })?,
         };
-        let location = params.get("location").map(|l| crate::proxy::log_safe(l));
+        let location = params.get("location").map(|l| crate::util::log_safe(l));
         Ok(Callback {
             account: account.name.clone(),
             code: secrecy::SecretString::from(code.clone()),

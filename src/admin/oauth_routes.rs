@@ -4,8 +4,8 @@
 
 use super::oauth::CallbackError;
 use super::{html_response, oauth_headers, param, Admin};
-use crate::proxy::body::{full, ProxyBody};
 use crate::token::Command;
+use crate::web::body::{full, ProxyBody};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::time::Duration;
@@ -28,7 +28,7 @@ impl Admin {
         if !self.csrf.verify(
             super::console::AUTHORIZE_ACTION,
             &token,
-            crate::token::store::now_unix_ms() / 1000,
+            crate::util::clock::now_unix_ms() / 1000,
         ) {
             warn!("console authorize refused: missing or invalid CSRF token");
             return super::html::message(

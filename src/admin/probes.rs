@@ -2,8 +2,8 @@
 //! constant in the router).
 
 use super::{json_response, Admin};
-use crate::proxy::body::{full, ProxyBody};
 use crate::token::TokenState;
+use crate::web::body::{full, ProxyBody};
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;

@@ -2,15 +2,15 @@
 //! or secret).
 
 use super::{json_response, Admin};
-use crate::proxy::body::ProxyBody;
 use crate::token::TokenState;
+use crate::web::body::ProxyBody;
 use http::{Response, StatusCode};
 use serde_json::json;
 
 impl Admin {
     pub(super) fn status(&self) -> Response<ProxyBody> {
         let runtime = self.state.runtime.load();
-        let now = crate::token::store::now_unix_ms();
+        let now = crate::util::clock::now_unix_ms();
         let observed = &self.state.observed;
         let accounts: Vec<_> = runtime
             .accounts
@@ -54,7 +54,7 @@ impl Admin {
                 "uptime_s": self.started.elapsed().as_secs(),
                 "listen": runtime.config.listen.to_string(),
                 "routing": runtime.config.routing,
-                "access": crate::access::Gate::describe(&runtime.config),
+                "access": runtime.config.access.describe(),
                 "credits": runtime.credits.status_json(),
                 "accounts": accounts,
             }),

@@ -5,7 +5,11 @@
 use super::raw::{RawClient, RawUnix};
 use super::{AccountConfig, ConfigError, SecretValue, Validator};
 use crate::policy::{Policy, PolicyError};
+use serde_json::json;
 use std::sync::Arc;
+
+/// The metric/log label of requests without a client identity.
+pub const ANONYMOUS: &str = "(anonymous)";
 
 /// Shortest client key accepted.
 pub const MIN_KEY_CHARS: usize = 32;
@@ -96,7 +100,7 @@ impl Validator<'_> {
         for (i, entry) in accept_hosts.unwrap_or_default().iter().enumerate() {
             let key = format!("accept_hosts[{i}]");
             let text = self.string(&key, &Some(entry.clone()))?.unwrap_or_default();
-            let name = crate::access::host::accept_entry(&text).map_err(|m| self.err(&key, m))?;
+            let name = crate::web::host::accept_entry(&text).map_err(|m| self.err(&key, m))?;
             if !hosts.contains(&name) {
                 hosts.push(name);
             }
@@ -224,7 +228,7 @@ impl Validator<'_> {
                             &key,
                             format!(
                                 "no account is named `{}`; known accounts: {}",
-                                crate::proxy::log_safe(&n),
+                                crate::util::log_safe(&n),
                                 known.join(", ")
                             ),
                         ));
@@ -306,4 +310,45 @@ impl Validator<'_> {
             policies,
         })
     }
+}
+
+impl AccessConfig {
+    /// The effective settings, for `/status` and the start-up log (no key, no secret).
+    pub fn describe(&self) -> serde_json::Value {
+        let a = self;
+        json!({
+            "accept_hosts": host_list(a),
+            "allow_any_host": a.allow_any_host,
+            "browser_requests": "refused",
+            "require_request_header": a.require_request_header,
+            "strict_content_type": a.strict_content_type,
+            "unix_socket_mode": format!("{:04o}", super::UNIX_SOCKET_MODE),
+            "unix_allowed_uids": if a.unix_allowed_uids.is_empty() { json!("any peer the socket mode admits") } else { json!(&*a.unix_allowed_uids) },
+            "clients": a.clients.iter().map(|c| json!({
+                "name": c.name,
+                "identified_by": match (&c.key, c.unix_uid, c.unix_gid) {
+                    (Some(k), _, _) if k.file.is_some() => "key_file",
+                    (Some(_), _, _) => "key",
+                    _ => "unix peer",
+                },
+                "unix_uid": c.unix_uid,
+                "unix_gid": c.unix_gid,
+                "allow": c.allow.as_ref().map_or_else(|| json!("the account's allow list"), |a| json!(a)),
+                "accounts": c.accounts.as_ref().map_or_else(|| json!("all"), |a| json!(a)),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The names the Host rule accepts, as shown to operators.
+fn host_list(a: &AccessConfig) -> Vec<String> {
+    if a.allow_any_host {
+        return vec!["* (allow_any_host: true)".into()];
+    }
+    let mut names = vec![
+        "localhost".to_string(),
+        "IP literals except 0.0.0.0 and [::]".to_string(),
+    ];
+    names.extend(a.accept_hosts.iter().cloned());
+    names
 }

@@ -64,7 +64,7 @@ impl Validator<'_> {
                             &key,
                             format!(
                                 "`{}` cannot be exempted; use some of {}",
-                                crate::proxy::log_safe(entry),
+                                crate::util::log_safe(entry),
                                 EXEMPTABLE.join(", ")
                             ),
                         ));

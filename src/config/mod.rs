@@ -14,7 +14,7 @@ mod raw;
 mod store;
 mod units;
 
-pub use access::{AccessConfig, ClientConfig, MIN_KEY_CHARS};
+pub use access::{AccessConfig, ClientConfig, ANONYMOUS, MIN_KEY_CHARS};
 pub use datacenter::{check_override_host, is_zoho_api_host, DataCenter, Endpoint};
 pub use raw::RawConfig;
 pub use store::{RedisNode, RedisTopology, SUPPORTED_STORES};
@@ -94,7 +94,7 @@ pub struct SecretValue {
 
 impl std::fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
+        crate::util::REDACTED.fmt(f)
     }
 }
 
@@ -111,6 +111,15 @@ impl SecretValue {
     pub fn expose(&self) -> &str {
         self.value.expose_secret()
     }
+}
+
+/// One account's `credits:` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreditsConfig {
+    /// `credits.daily_limit` (`None`: count without a limit).
+    pub daily_limit: Option<u64>,
+    /// `credits.costs`: operation → credits, replacing the built-in table's figure.
+    pub costs: crate::policy::CostOverrides,
 }
 
 /// Self client (backend, own org) or server-based client (browser authorization).
@@ -210,7 +219,7 @@ pub struct AccountConfig {
     /// Token persistence and budget.
     pub token: TokenConfig,
     /// `credits:`: the daily limit and cost overrides (top-level costs merged in).
-    pub credits: crate::credits::AccountSettings,
+    pub credits: crate::config::CreditsConfig,
 }
 
 impl AccountConfig {
@@ -530,7 +539,7 @@ impl Config {
             "log": { "format": self.log_format, "level": self.log_level },
             "shutdown": { "grace_ms": self.shutdown_grace.as_millis() as u64, "delay_ms": self.shutdown_delay.as_millis() as u64 },
             "accounts": accounts,
-            "access": crate::access::Gate::describe(self),
+            "access": self.access.describe(),
         })
     }
 
@@ -712,7 +721,7 @@ impl Validator<'_> {
             Some(RawCount::Number(n)) => n,
             Some(RawCount::Text(text)) => match self.string(key, &Some(text))?.as_deref() {
                 None => return Ok(DEFAULT_WORKERS),
-                Some("auto") => return Ok(crate::workers::auto_count().min(MAX_WORKERS)),
+                Some("auto") => return Ok(crate::rt::workers::auto_count().min(MAX_WORKERS)),
                 Some(t) => t.parse().map_err(|_| {
                     self.err(
                         key,
@@ -1117,7 +1126,8 @@ impl Validator<'_> {
             }
         };
         if let Some(path) = &ca_file {
-            crate::tls::read_pem_certs(path).map_err(|m| self.err(&format!("{key}.ca_file"), m))?;
+            crate::util::tls::read_pem_certs(path)
+                .map_err(|m| self.err(&format!("{key}.ca_file"), m))?;
         }
         let allow_key = if single {
             "allow".to_string()
@@ -1227,9 +1237,9 @@ impl Validator<'_> {
         &self,
         key: &str,
         raw: Option<&RawCredits>,
-    ) -> Result<crate::credits::AccountSettings, ConfigError> {
-        use crate::credits::CostedOp;
-        let mut settings = crate::credits::AccountSettings::default();
+    ) -> Result<crate::config::CreditsConfig, ConfigError> {
+        use crate::policy::CostedOp;
+        let mut settings = crate::config::CreditsConfig::default();
         let Some(raw) = raw else {
             return Ok(settings);
         };

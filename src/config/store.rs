@@ -83,14 +83,13 @@ pub(super) enum StoreValue<'a> {
 /// names the scheme and the supported forms.
 pub(super) fn classify(value: &str) -> Result<StoreValue<'_>, String> {
     if let Some((scheme, rest)) = value.split_once("://") {
-        return match scheme.to_ascii_lowercase().as_str() {
+        // Schemes are case-insensitive (RFC 3986 §3.1): `REDISS+CLUSTER://` asks for TLS too.
+        let lower = scheme.to_ascii_lowercase();
+        let tls = lower.starts_with("rediss");
+        return match lower.as_str() {
             "redis" | "rediss" => Ok(StoreValue::Redis(RedisTopology::Single)),
-            "redis+sentinel" | "rediss+sentinel" => {
-                sentinel(rest, scheme.starts_with("rediss")).map(StoreValue::Redis)
-            }
-            "redis+cluster" | "rediss+cluster" => {
-                cluster(rest, scheme.starts_with("rediss")).map(StoreValue::Redis)
-            }
+            "redis+sentinel" | "rediss+sentinel" => sentinel(rest, tls).map(StoreValue::Redis),
+            "redis+cluster" | "rediss+cluster" => cluster(rest, tls).map(StoreValue::Redis),
             _ => Err(format!(
                 "unsupported scheme `{}`; use {SUPPORTED_STORES}",
                 printable(scheme)
@@ -336,6 +335,16 @@ mod tests {
                 }),
             ),
             (
+                "Rediss+Sentinel://redis.ns.svc/mymaster/3",
+                StoreValue::Redis(RedisTopology::Sentinel {
+                    sentinels: vec![node("redis.ns.svc", 26379)],
+                    master: "mymaster".into(),
+                    db: 3,
+                    tls: true,
+                    username: None,
+                }),
+            ),
+            (
                 "redis+sentinel://[::1]:26379/mymaster",
                 StoreValue::Redis(RedisTopology::Sentinel {
                     sentinels: vec![node("::1", 26379)],
@@ -369,6 +378,14 @@ mod tests {
                     seeds: vec![node("10.0.0.1", 7000)],
                     tls: true,
                     username: Some("zoho-proxy_1".into()),
+                }),
+            ),
+            (
+                "REDISS+CLUSTER://10.0.0.1:7000",
+                StoreValue::Redis(RedisTopology::Cluster {
+                    seeds: vec![node("10.0.0.1", 7000)],
+                    tls: true,
+                    username: None,
                 }),
             ),
             (

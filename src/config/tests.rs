@@ -101,7 +101,7 @@ fn bad_configs_name_the_key_and_line() {
 
 #[test]
 fn workers_are_one_by_default_or_as_written() {
-    let auto = crate::workers::auto_count().min(MAX_WORKERS);
+    let auto = crate::rt::workers::auto_count().min(MAX_WORKERS);
     assert_eq!(parse(GOOD).expect("valid").workers, 1);
     assert_eq!(DEFAULT_WORKERS, 1);
     assert_eq!(

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Minutes in the window.
 pub const WINDOW_MINUTES: u64 = 24 * 60;
@@ -129,6 +130,23 @@ pub fn retry_after_ms(
 /// Whole seconds for a `Retry-After` header (rounded up, at least 1).
 pub fn retry_after_secs(ms: u64) -> u64 {
     ms.div_ceil(1000).max(1)
+}
+
+/// Reserves a bulk-read download at `now_ms` and says how long to wait for it: at most
+/// [`DOWNLOADS_PER_MINUTE`](super::DOWNLOADS_PER_MINUTE) start in any minute; the 11th waits for the oldest to age out.
+pub fn download_wait(starts: &mut VecDeque<u64>, now_ms: u64) -> Duration {
+    while starts.front().is_some_and(|&t| t + 60_000 <= now_ms) {
+        starts.pop_front();
+    }
+    let start = if starts.len() < super::DOWNLOADS_PER_MINUTE {
+        now_ms
+    } else {
+        // The slot after the one DOWNLOADS_PER_MINUTE places back frees a minute after it.
+        let k = starts.len() - super::DOWNLOADS_PER_MINUTE;
+        (starts[k] + 60_000).max(now_ms)
+    };
+    starts.push_back(start);
+    Duration::from_millis(start - now_ms)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The credit metrics, registered in the proxy's one registry by [`crate::metrics::Metrics`].
+//! The credit metrics, registered by the credits service itself in the registry the wiring hands it.
 //!
 //! Labels are account names, client names and budget names (`account NAME`, `client NAME`):
 //! all from the config, never from a request.

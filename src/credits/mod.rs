@@ -13,25 +13,24 @@
 //! and the response head), decide policy, or mint tokens.
 
 pub mod backoff;
-pub mod cost;
 pub mod ledger;
 mod metrics;
 mod persist;
 mod redis;
+mod refusal;
 mod settle;
-pub mod slots;
 mod status;
 
-pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
+pub use ledger::download_wait;
 pub use metrics::CreditMetrics;
+pub use refusal::Refusal;
 pub use settle::Charge;
-pub use slots::download_wait;
 pub use status::explain;
 
-use crate::config::{Config, StoreConfig};
-use crate::proxy::error::ProxyError;
-use crate::token::redis_store::RedisStore;
-use crate::FastMap;
+use crate::config::{Config, CreditsConfig, StoreConfig};
+use crate::policy::{cost, BodyView, Cost, CostOverrides};
+use crate::store::redis::RedisClient;
+use crate::util::FastMap;
 use arc_swap::ArcSwap;
 use backoff::Backoff;
 use ledger::{retry_after_secs, Ledger};
@@ -42,7 +41,7 @@ use tokio::sync::Notify;
 use tracing::warn;
 
 /// The client label of requests from no identified client (the requester checks' own label).
-pub use crate::access::ANONYMOUS;
+pub use crate::config::ANONYMOUS;
 /// Zoho's remaining-credits header (sent once half the credits are used: CREDITS.md, S).
 pub const REMAINING_HEADER: &str = "x-api-credits-remaining";
 /// Bulk-read result downloads allowed per minute per account (CREDITS.md §5, Z).
@@ -52,18 +51,9 @@ pub const DOWNLOADS_PER_MINUTE: usize = 10;
 #[derive(Clone, Debug, Default)]
 pub struct CreditSettings {
     /// Per account: `credits.daily_limit` (`None`: count only) and `credits.costs`.
-    pub accounts: FastMap<String, AccountSettings>,
+    pub accounts: FastMap<String, CreditsConfig>,
     /// Per client name: credits per rolling day (`clients[].credits_per_day`).
     pub clients: FastMap<String, u64>,
-}
-
-/// One account's credit settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccountSettings {
-    /// `credits.daily_limit`.
-    pub daily_limit: Option<u64>,
-    /// `credits.costs`.
-    pub costs: CostOverrides,
 }
 
 impl CreditSettings {
@@ -151,7 +141,7 @@ impl std::fmt::Debug for Credits {
 }
 
 /// A Redis store for each fleet-mode account, by name (from the refreshers).
-pub type SharedStores = HashMap<String, Arc<RedisStore>>;
+pub type SharedStores = HashMap<String, Arc<RedisClient>>;
 
 impl Credits {
     /// The runtime of `config`'s accounts. `redis`: the fleet stores of Redis-backed accounts.
@@ -166,7 +156,7 @@ impl Credits {
             settings,
             redis,
             metrics,
-            Arc::new(crate::token::store::now_unix_ms),
+            Arc::new(crate::util::clock::now_unix_ms),
         )
     }
 
@@ -245,11 +235,10 @@ impl Credits {
         account: &str,
         client: Option<&str>,
         cost: Cost,
-    ) -> Result<Charge, ProxyError> {
+    ) -> Result<Charge, Refusal> {
         let Some(acc) = self.account(account).cloned() else {
-            return Err(ProxyError::UnknownAccount {
+            return Err(Refusal::UnknownAccount {
                 name: account.to_string(),
-                known: String::new(),
             });
         };
         let client_name = client.unwrap_or(ANONYMOUS);
@@ -288,7 +277,7 @@ impl Credits {
                     Ok(redis::Admission::Throttled { remaining_ms }) => {
                         lock(&acc.state).backoff.adopt(now + remaining_ms);
                         self.metrics.refused(account, "zoho_throttled");
-                        return Err(ProxyError::ZohoThrottled {
+                        return Err(Refusal::ZohoThrottled {
                             account: account.to_string(),
                             retry_after: retry_after_secs(remaining_ms),
                         });
@@ -305,7 +294,7 @@ impl Credits {
                             (format!("account {account}"), account_limit.unwrap_or(0))
                         };
                         self.metrics.refused(account, "credits_exhausted");
-                        return Err(ProxyError::CreditsExhausted {
+                        return Err(Refusal::CreditsExhausted {
                             budget,
                             limit,
                             used,
@@ -359,9 +348,9 @@ impl Credits {
     }
 
     /// The refusal while Zoho's back-off for `account` runs.
-    fn throttled(&self, account: &str, wait: std::time::Duration) -> ProxyError {
+    fn throttled(&self, account: &str, wait: std::time::Duration) -> Refusal {
         self.metrics.refused(account, "zoho_throttled");
-        ProxyError::ZohoThrottled {
+        Refusal::ZohoThrottled {
             account: account.to_string(),
             retry_after: retry_after_secs(wait.as_millis() as u64),
         }
@@ -370,7 +359,6 @@ impl Credits {
     /// Checks Zoho's back-off and charges this replica's own ledgers; returns the account's
     /// credits used in the window. The account's lock is taken once: anonymous requests touch
     /// only the account's ledger.
-    #[allow(clippy::too_many_arguments)]
     fn admit_local(
         &self,
         acc: &AccountCredits,
@@ -379,7 +367,7 @@ impl Credits {
         now: u64,
         account_limit: Option<u64>,
         client_limit: Option<u64>,
-    ) -> Result<u64, ProxyError> {
+    ) -> Result<u64, Refusal> {
         let mut state = lock(&acc.state);
         if let Some(wait) = state.backoff.remaining(now) {
             return Err(self.throttled(&acc.name, wait));
@@ -388,7 +376,7 @@ impl Credits {
             if let Err(wait) = state.ledger.check(now, cost.credits, limit) {
                 let used = state.ledger.used(now);
                 self.metrics.refused(&acc.name, "credits_exhausted");
-                return Err(ProxyError::CreditsExhausted {
+                return Err(Refusal::CreditsExhausted {
                     budget: format!("account {}", acc.name),
                     limit,
                     used,
@@ -407,7 +395,7 @@ impl Credits {
                 if let Err(wait) = ledger.check(now, cost.credits, limit) {
                     let used = ledger.used(now);
                     self.metrics.refused(&acc.name, "credits_exhausted");
-                    return Err(ProxyError::CreditsExhausted {
+                    return Err(Refusal::CreditsExhausted {
                         budget: format!("client {c}"),
                         limit,
                         used,

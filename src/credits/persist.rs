@@ -74,9 +74,10 @@ async fn read(path: PathBuf) -> Option<LedgerFile> {
 
 async fn write(path: PathBuf, file: LedgerFile) -> Result<(), String> {
     let bytes = serde_json::to_vec(&file).map_err(|e| format!("cannot encode: {e}"))?;
-    tokio::task::spawn_blocking(move || crate::token::store::save_blocking(&path, &bytes))
+    tokio::task::spawn_blocking(move || crate::store::file::write_atomic(&path, &bytes))
         .await
         .map_err(|e| format!("writer failed: {e}"))?
+        .map_err(|e| e.to_string())
 }
 
 impl Credits {

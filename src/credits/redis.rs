@@ -10,11 +10,11 @@
 //! | `zoho-auth-proxy:{credits}:client:<client name>` | hash | minute → credits | 25 h after the last charge |
 //! | `zoho-auth-proxy:{credits}:throttle:<client_id>:<account>` | string | set while Zoho's back-off runs | with the back-off |
 //!
-//! Uses the token store's connection and error handling ([`RedisStore::run_script`]); must not
+//! Uses the fleet store's connection and error handling ([`RedisClient::run_script`]); must not
 //! show the Redis password (errors come from the store, which never does).
 
 use super::ledger::{minute_of, retry_after_ms, window_start};
-use crate::token::redis_store::RedisStore;
+use crate::store::redis::RedisClient;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +120,7 @@ pub(super) enum Admission {
 /// One account's keys in the fleet's Redis.
 #[derive(Clone)]
 pub(super) struct RedisLedger {
-    store: Arc<RedisStore>,
+    store: Arc<RedisClient>,
     account_key: String,
     throttle_key: String,
     /// Unix ms before which Redis is not tried again after a failure.
@@ -140,7 +140,7 @@ fn client_key(client: &str) -> String {
 }
 
 impl RedisLedger {
-    pub(super) fn new(store: Arc<RedisStore>, client_id: &str, account: &str) -> RedisLedger {
+    pub(super) fn new(store: Arc<RedisClient>, client_id: &str, account: &str) -> RedisLedger {
         RedisLedger {
             store,
             account_key: format!("{PREFIX}:account:{client_id}:{account}"),

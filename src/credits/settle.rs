@@ -3,7 +3,8 @@
 //! Must not: decide admission (`mod.rs` does).
 
 use super::ledger::{self, Ledger};
-use super::{backoff, lock, AccountCredits, Backend, Cost, Credits, ANONYMOUS, REMAINING_HEADER};
+use super::{backoff, lock, AccountCredits, Backend, Credits, ANONYMOUS, REMAINING_HEADER};
+use crate::policy::Cost;
 use http::{HeaderMap, StatusCode};
 use std::sync::Arc;
 use tracing::warn;

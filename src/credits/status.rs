@@ -2,7 +2,8 @@
 //! `explain`. Must not change any state.
 
 use super::ledger::retry_after_secs;
-use super::{cost, lock, Backend, BodyView, Credits};
+use super::{lock, Backend, Credits};
+use crate::policy::{cost, BodyView};
 use serde_json::{json, Value};
 
 impl Credits {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::policy::CostedOp;
 use http::{HeaderMap, StatusCode};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +56,7 @@ fn convert(f: &Fixture) -> Cost {
 }
 
 /// Admits and settles (the request reached Zoho).
-async fn spend(f: &Fixture, client: Option<&str>, cost: Cost) -> Result<(), ProxyError> {
+async fn spend(f: &Fixture, client: Option<&str>, cost: Cost) -> Result<(), Refusal> {
     let mut charge = f.credits.admit("default", client, cost).await?;
     f.credits
         .on_response(&mut charge, StatusCode::OK, &HeaderMap::new())
@@ -74,7 +75,7 @@ async fn a_client_budget_of_12_admits_exactly_12_credits() {
             .unwrap_or_else(|e| panic!("GET {i}: {e}"));
     }
     match spend(&f, Some("sync"), convert(&f)).await {
-        Err(ProxyError::CreditsExhausted {
+        Err(Refusal::CreditsExhausted {
             budget,
             limit,
             used,
@@ -96,7 +97,7 @@ async fn a_client_budget_of_12_admits_exactly_12_credits() {
     spend(&f, Some("sync"), get(&f)).await.expect("12th credit");
     assert!(matches!(
         spend(&f, Some("sync"), get(&f)).await,
-        Err(ProxyError::CreditsExhausted { .. })
+        Err(Refusal::CreditsExhausted { .. })
     ));
     // Another client, and anonymous requests, only meet the account budget (20).
     spend(&f, Some("other"), get(&f))
@@ -121,7 +122,7 @@ async fn the_account_budget_refuses_and_names_itself_then_recovers_after_a_day()
     for _ in 0..4 {
         spend(&f, None, convert(&f)).await.expect("4 × 5 = 20");
     }
-    let Err(ProxyError::CreditsExhausted {
+    let Err(Refusal::CreditsExhausted {
         budget,
         retry_after,
         ..
@@ -185,7 +186,7 @@ async fn zohos_429_stops_forwarding_for_the_back_off_and_a_success_resets_it() {
         .on_response(&mut charge, StatusCode::TOO_MANY_REQUESTS, &headers)
         .await;
     match f.credits.admit("default", None, get(&f)).await {
-        Err(ProxyError::ZohoThrottled { retry_after, .. }) => assert_eq!(retry_after, 1),
+        Err(Refusal::ZohoThrottled { retry_after, .. }) => assert_eq!(retry_after, 1),
         other => panic!("expected the back-off, got {:?}", other.err()),
     }
     let status = f.credits.status_json();
@@ -271,7 +272,7 @@ async fn file_backed_ledgers_of_accounts_and_clients_survive_a_restart() {
     assert_eq!(status["accounts"][0]["used_in_window"], 10, "{status}");
     assert_eq!(status["accounts"][0]["store"], "file");
     match spend(&second, Some("sync"), convert(&second)).await {
-        Err(ProxyError::CreditsExhausted { budget, used, .. }) => {
+        Err(Refusal::CreditsExhausted { budget, used, .. }) => {
             assert_eq!(
                 (budget.as_str(), used),
                 ("client sync", 10),

@@ -230,7 +230,7 @@ fn timestamp(out: &mut String, unix_micros: u64) {
     SECOND.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.0 != second {
-            let (y, mo, d, h, mi, s) = super::utc_fields(second * 1000);
+            let (y, mo, d, h, mi, s) = crate::util::clock::utc_fields(second * 1000);
             cache.1.clear();
             let _ = write!(cache.1, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.");
             cache.0 = second;

@@ -34,6 +34,7 @@
 
 mod body;
 mod canonical;
+pub mod cost;
 mod explain;
 mod modules;
 mod required;
@@ -45,6 +46,7 @@ use std::fmt;
 use http::{Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 
+pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
 pub use explain::{Decision, Explanation, PolicySummary, ScopeCoverage};
 pub use required::{Required, Unclassified};
 pub use routes::BodyKind;

@@ -422,21 +422,9 @@ fn hint_or(suggestion: &Option<String>, otherwise: &str) -> String {
 }
 
 /// Escapes anything that is not printable ASCII and caps the length, so an error message never
-/// carries raw control bytes from a config file.
+/// carries raw control bytes from a config file or a request.
 pub(crate) fn sanitize(text: &str) -> String {
-    let mut out = String::new();
-    for (n, c) in text.chars().enumerate() {
-        if n >= 120 {
-            out.push('…');
-            break;
-        }
-        if c.is_ascii_graphic() || c == ' ' {
-            out.push(c);
-        } else {
-            out.extend(c.escape_default());
-        }
-    }
-    out
+    crate::util::escape(text, 120)
 }
 
 pub(crate) fn find_family(service: Service, name: &str) -> Option<&'static Family> {

@@ -110,18 +110,6 @@ pub fn upstream_request_headers(
     out
 }
 
-/// `X-Content-Type-Options` (names parsed once, at compile time: the hot path only hashes them).
-const NOSNIFF_NAME: HeaderName = HeaderName::from_static("x-content-type-options");
-/// `Cross-Origin-Resource-Policy`.
-const CORP_NAME: HeaderName = HeaderName::from_static("cross-origin-resource-policy");
-
-/// Adds the headers every response of the proxy listener carries: a page can neither sniff one
-/// into a script or style nor load one as a cross-origin subresource.
-pub fn harden(headers: &mut HeaderMap) {
-    headers.insert(NOSNIFF_NAME, HeaderValue::from_static("nosniff"));
-    headers.insert(CORP_NAME, HeaderValue::from_static("same-origin"));
-}
-
 fn dropped_response_header(name: &str) -> bool {
     RESPONSE_DROP.contains(&name) || name.starts_with("access-control-")
 }
@@ -133,7 +121,7 @@ fn dropped_response_header(name: &str) -> bool {
 pub fn clean_response_headers(headers: &mut HeaderMap) {
     // Room for the three added below at once (one grow at most).
     headers.reserve(3);
-    harden(headers);
+    crate::web::headers::harden(headers);
     headers.insert(
         http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox"),

@@ -2,15 +2,22 @@
 //! and upstream slots, the exchange with its deadline, the one replay after `INVALID_TOKEN`, and
 //! the response wrapped so its end releases what the request held and logs its access line.
 
-use super::body::{
+use super::access_log::Access;
+use super::decide::fault_error;
+use super::error::ProxyError;
+use super::{content_length, headers, Exchange, InFlight};
+use crate::config::Limits;
+use crate::credits::Charge;
+use crate::policy::BodyView;
+use crate::policy::CanonicalTarget;
+use crate::rt::timer::ConnTimer;
+use crate::state::{AccountRuntime, AppState, Runtime};
+use crate::token::AccessToken;
+use crate::upstream;
+use crate::upstream::slots::SlotGuard;
+use crate::web::body::{
     self, collect_capped, full, BodyWatch, Collected, ProxyBody, RequestBody, ResponseBody,
 };
-use super::error::ProxyError;
-use super::{content_length, fault_error, headers, upstream, Access, InFlight};
-use crate::policy::CanonicalTarget;
-use crate::state::{AccountRuntime, AppState, Runtime};
-use crate::timer::ConnTimer;
-use crate::token::AccessToken;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
@@ -37,33 +44,31 @@ pub(super) enum Prepared {
     Ready(Outgoing),
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn send_decided(
-    state: &AppState,
-    runtime: &Runtime,
-    account: &AccountRuntime,
-    method: Method,
-    headers: HeaderMap,
-    target: CanonicalTarget<'_>,
-    client_target: Option<&PathAndQuery>,
-    scope: String,
-    body: Prepared,
-    access: &mut Access,
-    in_flight: InFlight,
-    deadlines: &ConnTimer,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let limits = &runtime.limits;
-    let (path, query) = (target.path, target.query);
-    access.scope = scope;
+/// A request the policy let through: what goes to Zoho.
+pub(super) struct Decided<'a> {
+    pub(super) method: Method,
+    pub(super) headers: HeaderMap,
+    /// The path and query the policy decided on (forwarded byte for byte).
+    pub(super) target: CanonicalTarget<'a>,
+    /// The client's own request target (reused when it is the same text).
+    pub(super) client_target: Option<&'a PathAndQuery>,
+    /// The scopes it required, for the access log.
+    pub(super) scope: String,
+    pub(super) body: Prepared,
+}
 
-    // 2. A token (never an expired one).
-    let token = match account.token.usable() {
-        Some(t) => t,
-        // Boxed: the wait's futures stay out of every request's future (most find a token).
-        None => Box::pin(token_or_wait(state, account, limits.token_wait)).await?,
-    };
+/// The body as it will go out, and what its framing says.
+struct Body {
+    outgoing: Outgoing,
+    watch: Arc<BodyWatch>,
+    /// Whether the client sent a body at all (an empty one with `Content-Length: 0` included).
+    had_body: bool,
+    /// The `Content-Length` of a streamed body.
+    stream_len: Option<u64>,
+}
 
-    // 3. The body: small ones are kept for one replay, large ones stream.
+/// Prepares the body: a small one is read whole (and kept for one replay), a large one streams.
+async fn prepare(body: Prepared, headers: &HeaderMap, limits: &Limits) -> Result<Body, ProxyError> {
     let watch = Arc::new(BodyWatch::default());
     let outgoing = match body {
         Prepared::Ready(o) => o,
@@ -97,39 +102,95 @@ pub(super) async fn send_decided(
         watch.mark_finished();
     }
     let had_body = !matches!(&outgoing, Outgoing::Replayable(b) if b.is_empty())
-        || content_length(&headers).is_some();
+        || content_length(headers).is_some();
     let stream_len = match &outgoing {
-        Outgoing::Streaming(_) => content_length(&headers),
+        Outgoing::Streaming(_) => content_length(headers),
         Outgoing::Replayable(_) => None,
     };
+    Ok(Body {
+        outgoing,
+        watch,
+        had_body,
+        stream_len,
+    })
+}
 
-    // 3b. Credits: price the request; refuse it (nothing sent) when a budget or Zoho's 429
-    // back-off says so. The charge is given back if the request never reaches Zoho.
-    let body_view = match &outgoing {
-        Outgoing::Replayable(b) if b.is_empty() => crate::credits::BodyView::None,
-        Outgoing::Replayable(b) => crate::credits::BodyView::Whole(b),
-        Outgoing::Streaming(_) => crate::credits::BodyView::Streaming,
+/// Prices the request and admits it: its credits (refused, nothing sent, when a budget or
+/// Zoho's 429 back-off says so; given back if the request never reaches Zoho), then Zoho's
+/// concurrency slots (a heavy call takes its group slot first, so it never holds an ordinary one
+/// while queued).
+async fn admit(
+    runtime: &Runtime,
+    account: &AccountRuntime,
+    access: &mut Access,
+    method: &Method,
+    target: CanonicalTarget<'_>,
+    outgoing: &Outgoing,
+) -> Result<(Charge, SlotGuard), ProxyError> {
+    let body_view = match outgoing {
+        Outgoing::Replayable(b) if b.is_empty() => BodyView::None,
+        Outgoing::Replayable(b) => BodyView::Whole(b),
+        Outgoing::Streaming(_) => BodyView::Streaming,
     };
+    let (path, query) = (target.path, target.query);
     let cost = (runtime.credits).price(&account.name, method.as_str(), path, query, body_view);
     access.credits = cost.credits;
     let client = access.account.identified_client();
-    let mut charge = runtime.credits.admit(&account.name, client, cost).await?;
+    let charge = runtime.credits.admit(&account.name, client, cost).await?;
+    let permit = runtime
+        .slots
+        .take(&cost)
+        .await
+        .map_err(|busy| match busy.heavy {
+            true => ProxyError::HeavyBusy,
+            false => ProxyError::UpstreamBusy,
+        })?;
+    Ok((charge, permit))
+}
 
-    // 4. Upstream slots (Zoho limits concurrent calls per org, and heavy calls per group; a
-    // heavy call takes its group slot first, so it never holds an ordinary one while queued).
-    let permit = crate::credits::slots::take(
-        runtime.upstream_slots.as_ref(),
-        limits.upstream_concurrency,
-        runtime.heavy_slots.as_ref(),
-        limits.heavy_concurrency,
-        &cost,
-        limits.upstream_queue_timeout,
-    )
-    .await
-    .map_err(|busy| match busy.heavy {
-        true => ProxyError::HeavyBusy,
-        false => ProxyError::UpstreamBusy,
-    })?;
+/// Sends a decided request: a token (never an expired one), the body, credits and slots, then
+/// the exchange; after `INVALID_TOKEN` one refresh (shared) and one replay if the body allows.
+pub(super) async fn send_decided(
+    exchange: Exchange<'_>,
+    decided: Decided<'_>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Exchange {
+        state,
+        runtime,
+        account,
+        access,
+        in_flight,
+        deadlines,
+    } = exchange;
+    let Decided {
+        method,
+        headers,
+        target,
+        client_target,
+        scope,
+        body,
+    } = decided;
+    let limits = &runtime.limits;
+    let path = target.path;
+    access.scope = scope;
+
+    // 2. A token (never an expired one).
+    let token = match account.token.usable() {
+        Some(t) => t,
+        // Boxed: the wait's futures stay out of every request's future (most find a token).
+        None => Box::pin(token_or_wait(state, account, limits.token_wait)).await?,
+    };
+
+    // 3. The body: small ones are kept for one replay, large ones stream.
+    let Body {
+        outgoing,
+        watch,
+        had_body,
+        stream_len,
+    } = prepare(body, &headers, limits).await?;
+
+    // 4. Credits and upstream slots.
+    let (mut charge, permit) = admit(runtime, account, access, &method, target, &outgoing).await?;
 
     // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
     let mut token = token;
@@ -452,7 +513,7 @@ pub(super) fn respond(
     access: &mut Access,
     idle: Duration,
     held: (
-        crate::credits::slots::SlotGuard,
+        crate::upstream::slots::SlotGuard,
         InFlight,
         upstream::InFlightUpstream,
     ),

@@ -139,7 +139,7 @@ impl std::fmt::Debug for FakeZohoOptions {
         // Secrets are redacted even though they are fake: the proxy's leak tests grep for them.
         f.debug_struct("FakeZohoOptions")
             .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
+            .field("client_secret", &crate::util::REDACTED)
             .field("refresh_tokens", &self.refresh_tokens.len())
             .field("grant_codes", &self.grant_codes.len())
             .field("expires_in", &self.expires_in)

@@ -141,12 +141,12 @@ pub struct Minted {
 impl std::fmt::Debug for Minted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Minted")
-            .field("access_token", &"[redacted]")
+            .field("access_token", &crate::util::REDACTED)
             .field("lifetime", &self.lifetime)
             .field("api_domain", &self.api_domain)
             .field(
                 "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+                &crate::util::redact::redact_option(&self.refresh_token),
             )
             .finish()
     }
@@ -175,7 +175,7 @@ pub struct AccountsClient {
 impl AccountsClient {
     /// Builds a client trusting webpki roots plus `ca_file`, with no proxy, no redirects, no cookies.
     pub fn new(ca_file: Option<&Path>, timeout: Duration) -> Result<AccountsClient, String> {
-        let tls = crate::tls::client_config(ca_file, &[b"http/1.1"])?;
+        let tls = crate::util::tls::client_config(ca_file, &[b"http/1.1"])?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .no_proxy()
@@ -353,7 +353,7 @@ pub fn parse_reply(
         "invalid_code" => TokenError::RefreshTokenRejected,
         "invalid_redirect_uri" => TokenError::InvalidRedirectUri,
         e if is_throttle(e, description) => TokenError::Throttled,
-        other => TokenError::Other(sanitize(other)),
+        other => TokenError::Other(crate::util::escape(other, 64)),
     })
 }
 
@@ -388,14 +388,6 @@ fn lifetime_of(json: &serde_json::Value) -> Duration {
         Some(s) if s < 1.0 => Duration::from_secs(1),
         Some(s) => Duration::from_secs_f64(s).min(MAX_LIFETIME),
     }
-}
-
-/// Keeps an error code printable and short (it comes from the network).
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ' | '.'))
-        .take(64)
-        .collect()
 }
 
 #[cfg(test)]

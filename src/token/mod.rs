@@ -79,7 +79,7 @@ pub struct AccessToken {
 impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessToken")
-            .field("value", &"[redacted]")
+            .field("value", &crate::util::REDACTED)
             .field("generation", &self.generation)
             .field("expires_at", &self.expires_at)
             .field("api", &self.api)
@@ -293,7 +293,7 @@ impl TokenHandle {
         let deferred = self
             .status()
             .next_attempt_unix_ms
-            .is_some_and(|t| t > store::now_unix_ms());
+            .is_some_and(|t| t > crate::util::clock::now_unix_ms());
         rejected && !deferred
     }
 
@@ -383,7 +383,7 @@ impl TokenHandle {
     /// Seconds a client should wait before retrying (for `Retry-After`).
     pub fn retry_after_secs(&self) -> u64 {
         let status = self.status();
-        let now = store::now_unix_ms();
+        let now = crate::util::clock::now_unix_ms();
         status
             .next_attempt_unix_ms
             .map(|t| t.saturating_sub(now).div_ceil(1000))

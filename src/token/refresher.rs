@@ -11,12 +11,11 @@ mod fleet;
 use super::budget::{MintBudget, WINDOW};
 use super::client::{AccountsClient, FailureClass, Grant, Minted, TokenError};
 use super::redis_store::RedisStore;
-use super::store::{
-    fingerprint, now_unix_ms, FileStore, Loaded, Store, StoredState, STORE_VERSION,
-};
+use super::store::{fingerprint, FileStore, Loaded, Store, StoredState, STORE_VERSION};
 use super::{refresh_margin, AccessToken, ApiBase, Command, Secrets, TokenHandle, TokenState};
 use crate::config::{is_zoho_api_host, AccountConfig, ClientType, DataCenter, StoreConfig};
 use crate::metrics::Metrics;
+use crate::util::clock::now_unix_ms;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -457,7 +456,7 @@ impl Refresher {
                 if warn_if_ignored {
                     warn!(
                         account = %self.account.name,
-                        api_domain = %crate::proxy::log_safe(domain),
+                        api_domain = %crate::util::log_safe(domain),
                         "ignoring api_domain from the token response: not an https Zoho API host (*.zohoapis.*)"
                     );
                 }

@@ -6,10 +6,10 @@
 //! mode, `redis_store.rs`) is read here like any store; its writes need the minting lease and are
 //! made by the refresher's fleet code, never through [`Store::save`].
 
+use crate::util::clock::now_unix_ms;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Current format version.
 pub const STORE_VERSION: u32 = 1;
@@ -76,14 +76,6 @@ pub fn fingerprint(secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Unix milliseconds now.
-pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Result of reading a store.
 #[derive(Debug)]
 pub enum Loaded {
@@ -129,9 +121,12 @@ impl FileStore {
         let path = self.path.clone();
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| format!("cannot encode the store: {e}"))?;
-        tokio::task::spawn_blocking(move || save_blocking(&path, &bytes))
-            .await
-            .map_err(|e| format!("store writer failed: {e}"))?
+        tokio::task::spawn_blocking(move || {
+            crate::store::file::write_atomic(&path, &bytes)
+                .map_err(|e| format!("cannot write token store {}: {e}", path.display()))
+        })
+        .await
+        .map_err(|e| format!("store writer failed: {e}"))?
     }
 
     /// A warning if the file is readable or writable by group or others.
@@ -188,38 +183,48 @@ fn load_blocking(path: &Path, client_id: &str) -> Loaded {
     Loaded::State(Box::new(state))
 }
 
-pub(crate) fn save_blocking(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
+/// Where an account's token state lives.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Nowhere: a restart starts from scratch.
+    Memory,
+    /// A local JSON file.
+    File(FileStore),
+    /// A Redis shared by a fleet of replicas (fleet mode).
+    Redis(std::sync::Arc<crate::token::redis_store::RedisStore>),
+}
+
+impl Store {
+    /// Reads the stored state for `client_id`. The Redis store keeps one state per refresh token,
+    /// so it needs `refresh_token` (without one it has nothing to read).
+    pub async fn load(&self, client_id: &str, refresh_token: Option<&str>) -> Loaded {
+        match self {
+            Store::Memory => Loaded::Empty,
+            Store::File(f) => f.load(client_id).await,
+            Store::Redis(r) => match refresh_token {
+                Some(rt) => r.load(&r.namespace(rt), fingerprint(rt)).await,
+                None => Loaded::Empty,
+            },
         }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write token store {}: {e}", path.display())
-    })
+    }
+
+    /// Persists the state. A no-op for Redis: the shared state is written only by the lease
+    /// holder (`refresher/fleet.rs`), never wholesale.
+    pub async fn save(&self, state: &StoredState) -> Result<(), String> {
+        match self {
+            Store::Memory | Store::Redis(_) => Ok(()),
+            Store::File(f) => f.save(state).await,
+        }
+    }
+
+    /// A human description (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Memory => "memory".to_string(),
+            Store::File(f) => f.path().display().to_string(),
+            Store::Redis(r) => format!("Redis at {}", r.url()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -284,49 +289,5 @@ mod tests {
     fn debug_output_has_no_tokens() {
         let text = format!("{:?}", state());
         assert!(!text.contains("1000.a.b"), "{text}");
-    }
-}
-
-/// Where an account's token state lives.
-#[derive(Debug, Clone)]
-pub enum Store {
-    /// Nowhere: a restart starts from scratch.
-    Memory,
-    /// A local JSON file.
-    File(FileStore),
-    /// A Redis shared by a fleet of replicas (fleet mode).
-    Redis(std::sync::Arc<crate::token::redis_store::RedisStore>),
-}
-
-impl Store {
-    /// Reads the stored state for `client_id`. The Redis store keeps one state per refresh token,
-    /// so it needs `refresh_token` (without one it has nothing to read).
-    pub async fn load(&self, client_id: &str, refresh_token: Option<&str>) -> Loaded {
-        match self {
-            Store::Memory => Loaded::Empty,
-            Store::File(f) => f.load(client_id).await,
-            Store::Redis(r) => match refresh_token {
-                Some(rt) => r.load(&r.namespace(rt), fingerprint(rt)).await,
-                None => Loaded::Empty,
-            },
-        }
-    }
-
-    /// Persists the state. A no-op for Redis: the shared state is written only by the lease
-    /// holder (`refresher/fleet.rs`), never wholesale.
-    pub async fn save(&self, state: &StoredState) -> Result<(), String> {
-        match self {
-            Store::Memory | Store::Redis(_) => Ok(()),
-            Store::File(f) => f.save(state).await,
-        }
-    }
-
-    /// A human description (no secrets).
-    pub fn describe(&self) -> String {
-        match self {
-            Store::Memory => "memory".to_string(),
-            Store::File(f) => f.path().display().to_string(),
-            Store::Redis(r) => format!("Redis at {}", r.url()),
-        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::records::error_body;
 use super::Captured;
-use crate::credits::{cost, BodyView, CostOverrides};
+use crate::policy::{cost, BodyView, CostOverrides};
 use crate::sandbox::control::{lock, Shared};
 use crate::sandbox::http::{json, Resp};
 

@@ -79,24 +79,9 @@ fn zoho_time_now() -> String {
 }
 
 fn zoho_time(unix_secs: u64) -> String {
-    let days = i64::try_from(unix_secs / 86_400).unwrap_or(0);
-    let rem = unix_secs % 86_400;
-    // Civil-from-days (Howard Hinnant), valid for the whole u64 range we can meet.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let (year, month, day, h, mi, sec) =
+        crate::util::clock::utc_fields(unix_secs.saturating_mul(1000));
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{mi:02}:{sec:02}+00:00")
 }
 
 /// The fake CRM's records.

@@ -12,7 +12,7 @@
 //! Every command and script of one refresh token names only keys of its namespace, so on a
 //! Redis Cluster each stays in one slot. Where Redis has replicas (Sentinel, Cluster) the lease,
 //! the mint-log entry and the shared token are written with `WAIT` for one replica's
-//! acknowledgement (bounded, see [`connection::REPLICA_WAIT_MS`]), so a failover does not lose
+//! acknowledgement (bounded, see [`REPLICA_WAIT_MS`]), so a failover does not lose
 //! them.
 //!
 //! Keys, all under one hash tag so they share a cluster slot
@@ -26,26 +26,22 @@
 //! | `…:lease` | string | the random value of the replica allowed to mint | `token.lease`, renewed while minting |
 //! | `…:updated` | channel | `token` after each new token | |
 
-mod connection;
 mod notices;
-mod sentinel;
 
 use super::budget::WINDOW;
-use super::store::{fingerprint, now_unix_ms, Loaded, StoredState, STORE_VERSION};
+use super::store::{fingerprint, Loaded, StoredState, STORE_VERSION};
 use super::TokenState;
 use crate::config::{RedisTopology, SecretValue};
-use connection::{Backend, Conn};
+use crate::store::redis::{RedisClient, REPLICA_ACKS, REPLICA_WAIT_MS};
+use crate::util::clock::now_unix_ms;
 use rand::Rng;
-use redis::{FromRedisValue, RedisError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
-use tracing::debug;
 
-/// Time allowed for one Redis call, connecting included.
-pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::store::redis::REDIS_TIMEOUT;
 
 const KEY_PREFIX: &str = "zoho-auth-proxy";
 
@@ -120,7 +116,7 @@ pub struct SharedToken {
 impl std::fmt::Debug for SharedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedToken")
-            .field("access_token", &"[redacted]")
+            .field("access_token", &crate::util::REDACTED)
             .field("expires_at_unix_ms", &self.expires_at_unix_ms)
             .field("lifetime", &self.lifetime)
             .field("api_domain", &self.api_domain)
@@ -157,10 +153,8 @@ pub enum Lease {
 
 /// A Redis shared by the replicas of a fleet.
 pub struct RedisStore {
-    url: String,
-    backend: Backend,
+    redis: Arc<RedisClient>,
     client_id: String,
-    conn: Mutex<Option<Conn>>,
     release: redis::Script,
     renew: redis::Script,
 }
@@ -169,7 +163,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not the client: its connection info holds the password.
         f.debug_struct("RedisStore")
-            .field("url", &self.url)
+            .field("url", &self.redis.url())
             .finish_non_exhaustive()
     }
 }
@@ -184,12 +178,14 @@ impl RedisStore {
         sentinel_password: Option<&SecretValue>,
         client_id: &str,
     ) -> Result<RedisStore, String> {
-        let backend = Backend::new(url, topology, password, sentinel_password)?;
         Ok(RedisStore {
-            url: url.to_string(),
-            backend,
+            redis: Arc::new(RedisClient::new(
+                url,
+                topology,
+                password,
+                sentinel_password,
+            )?),
             client_id: client_id.to_string(),
-            conn: Mutex::new(None),
             release: redis::Script::new(RELEASE),
             renew: redis::Script::new(RENEW),
         })
@@ -197,7 +193,12 @@ impl RedisStore {
 
     /// The configured URL (never has a password).
     pub fn url(&self) -> &str {
-        &self.url
+        self.redis.url()
+    }
+
+    /// The connection to Redis, for the other ledgers kept there (the credit ledgers).
+    pub fn client(&self) -> Arc<RedisClient> {
+        self.redis.clone()
     }
 
     /// The namespace of `refresh_token`.
@@ -234,6 +235,7 @@ impl RedisStore {
     /// The shared token, if there is one that has not expired.
     pub async fn token(&self, ns: &Namespace) -> Result<Option<SharedToken>, String> {
         let fields: HashMap<String, String> = self
+            .redis
             .query(redis::cmd("HGETALL").arg(ns.key("token")))
             .await?;
         let number = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
@@ -258,7 +260,10 @@ impl RedisStore {
 
     /// The shared back-off record, if any (it may already be over: see `until_unix_ms`).
     pub async fn backoff(&self, ns: &Namespace) -> Result<Option<SharedBackoff>, String> {
-        let raw: Option<String> = self.query(redis::cmd("GET").arg(ns.key("backoff"))).await?;
+        let raw: Option<String> = self
+            .redis
+            .query(redis::cmd("GET").arg(ns.key("backoff")))
+            .await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
@@ -267,14 +272,15 @@ impl RedisStore {
         let json = serde_json::to_string(backoff)
             .map_err(|e| format!("cannot encode the back-off record: {e}"))?;
         let ttl = backoff.until_unix_ms.saturating_sub(now_unix_ms()) + WINDOW.as_millis() as u64;
-        self.query::<()>(
-            redis::cmd("SET")
-                .arg(ns.key("backoff"))
-                .arg(json)
-                .arg("PX")
-                .arg(ttl),
-        )
-        .await
+        self.redis
+            .query::<()>(
+                redis::cmd("SET")
+                    .arg(ns.key("backoff"))
+                    .arg(json)
+                    .arg("PX")
+                    .arg(ttl),
+            )
+            .await
     }
 
     /// Token requests of the last 10 minutes (Unix ms, oldest first), fleet-wide.
@@ -292,7 +298,7 @@ impl RedisStore {
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES");
-        let (entries,): (Vec<(String, f64)>,) = self.query_pipe(&pipe).await?;
+        let (entries,): (Vec<(String, f64)>,) = self.redis.query_pipe(&pipe).await?;
         let mut times: Vec<u64> = entries
             .into_iter()
             .map(|(_, score)| score.max(0.0) as u64)
@@ -317,17 +323,17 @@ impl RedisStore {
             .arg(WINDOW.as_millis() as u64)
             .ignore();
         self.replicate(&mut pipe);
-        self.query_pipe::<()>(&pipe).await
+        self.redis.query_pipe::<()>(&pipe).await
     }
 
     /// Ends a pipeline of writes that must survive a failover with `WAIT` for a replica, where
     /// Redis has replicas. On one connection (one cluster node: the pipeline goes to its first
     /// key's slot), so it covers exactly these writes.
     fn replicate(&self, pipe: &mut redis::Pipeline) {
-        if self.backend.replicated() {
+        if self.redis.backend().replicated() {
             pipe.cmd("WAIT")
-                .arg(connection::REPLICA_ACKS)
-                .arg(connection::REPLICA_WAIT_MS)
+                .arg(REPLICA_ACKS)
+                .arg(REPLICA_WAIT_MS)
                 .ignore();
         }
     }
@@ -343,7 +349,7 @@ impl RedisStore {
             .arg("PX")
             .arg(lease.as_millis() as u64);
         self.replicate(&mut pipe);
-        let (set,): (Option<String>,) = self.query_pipe(&pipe).await?;
+        let (set,): (Option<String>,) = self.redis.query_pipe(&pipe).await?;
         if set.is_some() {
             return Ok(Lease::Acquired(LeaseValue(value)));
         }
@@ -354,7 +360,10 @@ impl RedisStore {
 
     /// Time left on the lease, `None` if nobody holds it.
     pub async fn lease_ttl(&self, ns: &Namespace) -> Result<Option<Duration>, String> {
-        let ms: i64 = self.query(redis::cmd("PTTL").arg(ns.key("lease"))).await?;
+        let ms: i64 = self
+            .redis
+            .query(redis::cmd("PTTL").arg(ns.key("lease")))
+            .await?;
         Ok(match ms {
             -2 => None,
             -1 => {
@@ -362,7 +371,8 @@ impl RedisStore {
                 // cannot block the fleet for ever.
                 let key = ns.key("lease");
                 let ms = REDIS_TIMEOUT.as_millis() as u64 * 5;
-                self.query::<()>(redis::cmd("PEXPIRE").arg(key).arg(ms))
+                self.redis
+                    .query::<()>(redis::cmd("PEXPIRE").arg(key).arg(ms))
                     .await?;
                 Some(Duration::from_millis(ms))
             }
@@ -379,7 +389,7 @@ impl RedisStore {
     ) -> Result<bool, String> {
         let mut inv = self.renew.key(ns.key("lease"));
         inv.arg(&value.0).arg(lease.as_millis() as u64);
-        let n: i64 = self.invoke(&inv).await?;
+        let n: i64 = self.redis.run_script(&inv).await?;
         Ok(n == 1)
     }
 
@@ -387,7 +397,7 @@ impl RedisStore {
     pub async fn release(&self, ns: &Namespace, value: &LeaseValue) -> Result<bool, String> {
         let mut inv = self.release.key(ns.key("lease"));
         inv.arg(&value.0);
-        let n: i64 = self.invoke(&inv).await?;
+        let n: i64 = self.redis.run_script(&inv).await?;
         Ok(n == 1)
     }
 
@@ -427,115 +437,8 @@ impl RedisStore {
             .arg("minted_at_ms")
             .arg(now_unix_ms());
         self.replicate(&mut pipe);
-        let (n,): (i64,) = self.query_pipe(&pipe).await?;
+        let (n,): (i64,) = self.redis.query_pipe(&pipe).await?;
         Ok(n == 1)
-    }
-
-    /// Runs a script on keys another module owns (the credit ledgers, `credits/redis.rs`),
-    /// through this store's connection, timeout and secret-free error handling.
-    pub async fn run_script<T: FromRedisValue>(
-        &self,
-        inv: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, String> {
-        self.invoke(inv).await
-    }
-
-    // --- connection and error handling ---
-
-    /// The command connection, and whether it was already made (it may be stale: a failover
-    /// or a restart since closes it, which the first command notices).
-    async fn connection(&self) -> Result<(Conn, bool), String> {
-        if let Some(c) = self.conn.lock().ok().and_then(|g| g.clone()) {
-            return Ok((c, true));
-        }
-        let conn = self.backend.connect(&self.url).await?;
-        if let Ok(mut g) = self.conn.lock() {
-            *g = Some(conn.clone());
-        }
-        Ok((conn, false))
-    }
-
-    fn forget_connection(&self) {
-        if let Ok(mut g) = self.conn.lock() {
-            *g = None;
-        }
-    }
-
-    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, String> {
-        let mut last = String::new();
-        for attempt in 0..2 {
-            let (mut conn, cached) = self.connection().await?;
-            let result = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
-            match self.outcome(result) {
-                Ok(v) => return Ok(v),
-                Err((e, stale)) if stale && cached && attempt == 0 => self.retrying(e, &mut last),
-                Err((e, _)) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    async fn query_pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, String> {
-        // A WAIT for a replica adds at most its timeout.
-        let limit = REDIS_TIMEOUT + Duration::from_millis(connection::REPLICA_WAIT_MS);
-        let mut last = String::new();
-        for attempt in 0..2 {
-            let (mut conn, cached) = self.connection().await?;
-            let result = tokio::time::timeout(limit, pipe.query_async::<T>(&mut conn)).await;
-            match self.outcome(result) {
-                Ok(v) => return Ok(v),
-                Err((e, stale)) if stale && cached && attempt == 0 => self.retrying(e, &mut last),
-                Err((e, _)) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    async fn invoke<T: FromRedisValue>(
-        &self,
-        inv: &redis::ScriptInvocation<'_>,
-    ) -> Result<T, String> {
-        let mut last = String::new();
-        for attempt in 0..2 {
-            let (mut conn, cached) = self.connection().await?;
-            let result =
-                tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<T>(&mut conn)).await;
-            match self.outcome(result) {
-                Ok(v) => return Ok(v),
-                Err((e, stale)) if stale && cached && attempt == 0 => self.retrying(e, &mut last),
-                Err((e, _)) => return Err(e),
-            }
-        }
-        Err(last)
-    }
-
-    /// A call failed on a connection made earlier: once, on a new one (after a failover that
-    /// one reaches the new primary). Calls are safe to repeat: a repeated `SET NX` finds the
-    /// lease taken (it expires), a repeated mint-log entry overcounts (never under).
-    fn retrying(&self, error: String, last: &mut String) {
-        debug!(url = %self.url, "Redis call failed on an older connection; once more on a new one: {error}");
-        *last = error;
-    }
-
-    /// The result, or a secret-free error and whether the connection was dropped for it.
-    fn outcome<T>(
-        &self,
-        result: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
-    ) -> Result<T, (String, bool)> {
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                let reconnect = connection::needs_reconnect(&e);
-                if reconnect {
-                    self.forget_connection();
-                }
-                Err((connection::describe(&self.url, &e), reconnect))
-            }
-            Err(_) => {
-                self.forget_connection();
-                Err((connection::timed_out(&self.url), false))
-            }
-        }
     }
 }
 

@@ -43,7 +43,11 @@ impl RedisStore {
         let mut attempt: u32 = 0;
         loop {
             let connected = async {
-                let mut pubsub = self.backend.pubsub(&self.url, attempt).await?;
+                let mut pubsub = self
+                    .redis
+                    .backend()
+                    .pubsub(self.redis.url(), attempt)
+                    .await?;
                 tokio::time::timeout(REDIS_TIMEOUT, pubsub.psubscribe(&pattern))
                     .await
                     .map_err(|_| "timed out".to_string())?
@@ -72,11 +76,11 @@ impl RedisStore {
                             _ = cancel.cancelled() => return,
                         }
                     }
-                    debug!(url = %self.url, "Redis notification connection closed");
+                    debug!(url = %self.redis.url(), "Redis notification connection closed");
                     wake.notify_one();
                 }
                 Err(e) => {
-                    debug!(url = %self.url, "Redis notification connection failed: {e}");
+                    debug!(url = %self.redis.url(), "Redis notification connection failed: {e}");
                     failures = failures.saturating_add(1);
                 }
             }
@@ -101,7 +105,7 @@ impl RedisStore {
         switched: Arc<Notify>,
         cancel: CancellationToken,
     ) {
-        let Some(sentinel) = self.backend.sentinel() else {
+        let Some(sentinel) = self.redis.backend().sentinel() else {
             return;
         };
         let mut failures: u32 = 0;
@@ -126,8 +130,8 @@ impl RedisStore {
                                         continue;
                                     }
                                     let new_primary: Vec<&str> = words.skip(2).collect();
-                                    info!(url = %self.url, new_primary = %new_primary.join(":"), "Redis Sentinel reports a failover; following the new primary");
-                                    self.forget_connection();
+                                    info!(url = %self.redis.url(), new_primary = %new_primary.join(":"), "Redis Sentinel reports a failover; following the new primary");
+                                    self.redis.forget_connection();
                                     switched.notify_one();
                                     wake.notify_one();
                                 }
@@ -136,10 +140,10 @@ impl RedisStore {
                             _ = cancel.cancelled() => return,
                         }
                     }
-                    debug!(url = %self.url, "Redis Sentinel event connection closed");
+                    debug!(url = %self.redis.url(), "Redis Sentinel event connection closed");
                 }
                 Err(e) => {
-                    debug!(url = %self.url, "Redis Sentinel event connection failed: {e}");
+                    debug!(url = %self.redis.url(), "Redis Sentinel event connection failed: {e}");
                     failures = failures.saturating_add(1);
                 }
             }

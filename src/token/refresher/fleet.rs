@@ -25,8 +25,9 @@ use crate::token::client::{Grant, Minted, TokenError};
 use crate::token::redis_store::{
     Lease, LeaseValue, Namespace, RedisStore, SharedBackoff, SharedToken,
 };
-use crate::token::store::{fingerprint, now_unix_ms};
+use crate::token::store::fingerprint;
 use crate::token::{refresh_margin, AccessToken, TokenState};
+use crate::util::clock::now_unix_ms;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::VecDeque;

@@ -13,7 +13,7 @@
 //! dropped first), a stream reset by the server with `NO_ERROR` or `CANCEL` ends the response
 //! body cleanly, and the response's `Content-Length` is its exact size hint.
 
-use super::super::body::ProxyBody;
+use crate::web::body::ProxyBody;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Ping, PingPong, Reason, RecvStream, SendStream};

@@ -1,6 +1,6 @@
 //! The HTTP/2 client against an `h2` server over an in-memory pipe.
 use super::*;
-use crate::proxy::body::{self, BodyError};
+use crate::web::body::{self, BodyError};
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 

@@ -8,7 +8,7 @@
 //! Must not: read sockets or bodies itself (the proxy passes what it already holds), or decide
 //! whether a request is allowed.
 
-use crate::policy::{locate, Area, Located};
+use super::{locate, Area, Located};
 use serde_json::Value;
 use std::collections::HashMap;
 

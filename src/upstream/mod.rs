@@ -4,7 +4,7 @@
 //! redirects, no decompression.
 //!
 //! Each data-plane worker has its own pool slot, so an upstream connection is only ever driven by
-//! the thread that serves the requests on it (see [`crate::workers`]). Why not hyper-util's
+//! the thread that serves the requests on it (see [`crate::rt::workers`]). Why not hyper-util's
 //! pooled client: measured at one connection, its checkout (a hash map keyed by host with SipHash,
 //! its waiter lists, the per-request task that puts an HTTP/1.1 connection back) cost about 12,000
 //! instructions a request, a seventh of the proxy's whole cost (bench/README.md). Here a request
@@ -19,10 +19,11 @@ mod connect;
 mod http2;
 mod pool;
 mod readahead;
+pub mod slots;
 
-use super::body::ProxyBody;
 use crate::config::UpstreamProtocol;
-use crate::proxy::body::BodyError;
+use crate::web::body::BodyError;
+use crate::web::body::ProxyBody;
 use connect::{Connected, Dialer, Stage};
 use futures_util::FutureExt;
 use http::header::HOST;
@@ -156,7 +157,7 @@ impl Upstream {
         protocol: UpstreamProtocol,
     ) -> Result<Upstream, String> {
         let tls = |alpn: &[&[u8]]| -> Result<tokio_rustls::TlsConnector, String> {
-            Ok(Arc::new(crate::tls::client_config(ca_file, alpn)?).into())
+            Ok(Arc::new(crate::util::tls::client_config(ca_file, alpn)?).into())
         };
         let dialer = Dialer {
             tls_h1: tls(&[b"http/1.1"])?,
@@ -180,7 +181,7 @@ impl Upstream {
         mut request: Request<ProxyBody>,
     ) -> Result<(Response<UpstreamBody>, InFlightUpstream), UpstreamError> {
         let inner = &self.inner;
-        let slot = crate::workers::current().map_or(0, |i| i + 1) % inner.slots.len();
+        let slot = crate::rt::workers::current().map_or(0, |i| i + 1) % inner.slots.len();
         let before = inner.in_flight[slot].fetch_add(1, Ordering::Relaxed);
         let mut guard = InFlightUpstream {
             inner: inner.clone(),
@@ -377,7 +378,7 @@ mod tests {
     fn a_request_future_stays_small_because_dials_are_boxed() {
         let upstream = Upstream::build(None, Duration::from_secs(1), 1, UpstreamProtocol::Auto)
             .expect("builds");
-        let future = upstream.send(Request::new(super::super::body::empty()));
+        let future = upstream.send(Request::new(crate::web::body::empty()));
         let size = std::mem::size_of_val(&future);
         assert!(size < 2048, "Upstream::send's future is {size} bytes");
     }

@@ -5,9 +5,9 @@
 //! A slot is only ever used by its own worker's thread (slot 0 serves every other thread), so
 //! its lock is uncontended; it is never held across an `.await`.
 
-use super::super::body::ProxyBody;
 use super::connect::ConnectError;
 use super::http2::H2Conn;
+use crate::web::body::ProxyBody;
 use futures_util::future::{BoxFuture, Shared};
 use http::uri::Authority;
 use http::HeaderValue;

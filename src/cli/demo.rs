@@ -4,10 +4,10 @@
 //! CA to a temporary file, builds an ordinary config pointing at the sandbox and runs the real
 //! proxy with it, after printing curl commands to try.
 
+use crate::app::StartError;
 use crate::config::Config;
-use crate::reload::SetLogLevel;
+use crate::logging::SetLogLevel;
 use crate::sandbox::{FakeZoho, FakeZohoOptions, TestCa};
-use crate::StartError;
 use std::future::Future;
 use std::path::Path;
 
@@ -99,7 +99,7 @@ Press Ctrl-C to stop.
         acc = fake.accounts_url(),
         api = fake.api_url(),
     );
-    let result = crate::run(config, None, set_log_level, shutdown).await;
+    let result = crate::app::run(config, None, set_log_level, shutdown).await;
     fake.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     result

@@ -16,12 +16,12 @@ use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, Value};
 /// Replicas a write waits for (`WAIT`) where Redis is deployed with replicas, and how long at
 /// most: a failover then loses nothing acknowledged (see the README's failover bound). Not
 /// waiting longer keeps a fleet whose replica is gone able to mint.
-pub(super) const REPLICA_ACKS: u32 = 1;
+pub const REPLICA_ACKS: u32 = 1;
 /// The longest wait for the replica's acknowledgement, in milliseconds.
-pub(super) const REPLICA_WAIT_MS: u64 = 250;
+pub const REPLICA_WAIT_MS: u64 = 250;
 
 /// The fleet's Redis, as configured.
-pub(super) enum Backend {
+pub enum Backend {
     /// One primary at a stable address.
     Single(redis::Client),
     /// The primary the sentinels name, looked up on every (re)connection.
@@ -195,7 +195,7 @@ impl Backend {
 
     /// Whether Redis is deployed with replicas a failover promotes (Sentinel, Cluster): writes
     /// that must survive a failover then wait for a replica's acknowledgement.
-    pub(super) fn replicated(&self) -> bool {
+    pub fn replicated(&self) -> bool {
         !matches!(self, Backend::Single(_))
     }
 
@@ -227,7 +227,7 @@ impl Backend {
 
     /// A pub/sub connection for "new token" notices; `attempt` rotates through the cluster's
     /// seed nodes.
-    pub(super) async fn pubsub(&self, url: &str, attempt: u32) -> Result<PubSub, String> {
+    pub async fn pubsub(&self, url: &str, attempt: u32) -> Result<PubSub, String> {
         let client = match self {
             Backend::Single(client) => client.clone(),
             Backend::Sentinel(s) => s.primary_client().await?,
@@ -247,7 +247,7 @@ impl Backend {
     }
 
     /// The sentinels, if this is Sentinel.
-    pub(super) fn sentinel(&self) -> Option<&Sentinel> {
+    pub fn sentinel(&self) -> Option<&Sentinel> {
         match self {
             Backend::Sentinel(s) => Some(s),
             _ => None,

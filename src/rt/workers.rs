@@ -37,8 +37,10 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` worker threads (at least one).
-    pub fn start(count: usize) -> std::io::Result<Workers> {
+    /// Starts `count` worker threads (at least one). Each runs `on_thread_start` once on its own
+    /// thread before serving (the wiring passes the log writer's per-thread set-up, so access
+    /// lines logged on a worker wait for the writer's next batch: no wake-up per request).
+    pub fn start(count: usize, on_thread_start: fn()) -> std::io::Result<Workers> {
         // Built first, so that a failure part-way stops the threads already started.
         let mut workers = Workers {
             handles: Vec::with_capacity(count.max(1)),
@@ -55,12 +57,8 @@ impl Workers {
                 .name(format!("zap-worker-{index}"))
                 .spawn(move || {
                     CURRENT.with(|c| c.set(Some(index)));
-                    runtime.block_on(async {
-                        // Access lines logged here wait for the log writer thread's next batch:
-                        // no wake-up, timer or system call per request on this thread.
-                        crate::logging::writer::defer_on_this_thread();
-                        stop.cancelled().await;
-                    });
+                    on_thread_start();
+                    runtime.block_on(stop.cancelled());
                 })?;
         }
         Ok(workers)
@@ -90,7 +88,7 @@ mod tests {
 
     #[test]
     fn tasks_run_on_their_worker_and_round_robin_spreads_them() {
-        let workers = Workers::start(3).expect("workers start");
+        let workers = Workers::start(3, || {}).expect("workers start");
         assert_eq!(workers.count(), 3);
         assert_eq!(current(), None, "the test thread is not a worker");
         let mut seen = Vec::new();
@@ -109,7 +107,7 @@ mod tests {
 
     #[test]
     fn dropping_the_workers_stops_their_runtimes_and_tasks() {
-        let workers = Workers::start(2).expect("workers start");
+        let workers = Workers::start(2, || {}).expect("workers start");
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         for _ in 0..2 {
             let tx = tx.clone();

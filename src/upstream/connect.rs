@@ -7,9 +7,9 @@
 //! No proxy from the environment is used: the URI's host is dialed directly. Plain `http` is for
 //! loopback stand-ins only (config validation enforces that) and always speaks HTTP/1.1.
 
-use super::super::body::ProxyBody;
 use super::http2::{self, H2Conn};
 use super::readahead::ReadAhead;
+use crate::web::body::ProxyBody;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::fmt;

@@ -22,7 +22,7 @@ use std::time::Duration;
 const SENTINEL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The sentinels of one master name and how to reach the data nodes they name.
-pub(crate) struct Sentinel {
+pub struct Sentinel {
     url: String,
     master: String,
     sentinels: Vec<(RedisNode, redis::Client)>,
@@ -66,7 +66,7 @@ impl Sentinel {
     }
 
     /// The master name the sentinels monitor.
-    pub(super) fn master(&self) -> &str {
+    pub fn master(&self) -> &str {
         &self.master
     }
 
@@ -148,7 +148,7 @@ impl Sentinel {
     }
 
     /// A subscription to `+switch-master` on the `attempt`-th sentinel (in turn).
-    pub(super) async fn failover_events(&self, attempt: u32) -> Result<PubSub, String> {
+    pub async fn failover_events(&self, attempt: u32) -> Result<PubSub, String> {
         let n = self.sentinels.len().max(1);
         let Some((node, client)) = self.sentinels.get(attempt as usize % n) else {
             return Err("no sentinel configured".to_string());

@@ -1,7 +1,7 @@
 //! The body of an upstream response, over either protocol.
 
 use super::http2::H2Body;
-use crate::proxy::body::BodyError;
+use crate::web::body::BodyError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

@@ -1,0 +1,305 @@
+//! Zoho's concurrency limits, kept on the way out: the ordinary upstream slots
+//! (`limits.upstream_concurrency`, shared out among the workers), the heavy group's slots
+//! (`limits.heavy_concurrency`, Zoho's sub-concurrency of 10) and a composite's five edition
+//! slots (CREDITS.md §3). Heavy slots are taken first, so a heavy request queued for its group
+//! holds no ordinary slot and ordinary calls are never held by the heavy cap.
+//!
+//! Must not: know about credits or budgets (only [`Cost::slots`] and [`Cost::heavy`]).
+
+use crate::config::Limits;
+use crate::policy::Cost;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// The slots one forwarded request holds until its response body ends.
+///
+/// Nearly every request holds one slot: it is kept inline, and only the rest (a heavy call's
+/// group slot, a composite's edition slots) go to the heap.
+#[derive(Debug, Default)]
+pub struct SlotGuard {
+    first: Option<OwnedSemaphorePermit>,
+    rest: Vec<OwnedSemaphorePermit>,
+}
+
+impl SlotGuard {
+    fn hold(&mut self, permit: OwnedSemaphorePermit) {
+        match self.first {
+            None => self.first = Some(permit),
+            Some(_) => self.rest.push(permit),
+        }
+    }
+}
+
+/// The queue deadline passed before every slot was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotsBusy {
+    /// Whether it was the heavy group that was full.
+    pub heavy: bool,
+}
+
+/// The slots in force: one struct, since they are taken together and swapped together.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    /// Ordinary upstream slots (`None`: unlimited).
+    pub upstream: Option<Arc<UpstreamSlots>>,
+    /// `limits.upstream_concurrency`.
+    pub upstream_limit: u32,
+    /// Heavy-group slots (`None`: unlimited).
+    pub heavy: Option<Arc<Semaphore>>,
+    /// `limits.heavy_concurrency`.
+    pub heavy_limit: u32,
+    /// `limits.upstream_queue_timeout`.
+    pub queue_timeout: Duration,
+}
+
+impl Slots {
+    /// The slots of `limits` for `workers` data-plane workers, reusing `previous`'s semaphores
+    /// where the limit did not change (requests in flight keep their slots across a reload).
+    pub fn new(limits: &Limits, workers: usize, previous: Option<&Slots>) -> Slots {
+        let limit = limits.upstream_concurrency;
+        let upstream = match previous {
+            Some(p) if p.upstream_limit == limit => p.upstream.clone(),
+            _ => (limit > 0).then(|| Arc::new(UpstreamSlots::new(limit as usize, workers))),
+        };
+        let heavy_limit = limits.heavy_concurrency;
+        let heavy = match previous {
+            Some(p) if p.heavy_limit == heavy_limit => p.heavy.clone(),
+            _ => (heavy_limit > 0).then(|| Arc::new(Semaphore::new(heavy_limit as usize))),
+        };
+        Slots {
+            upstream,
+            upstream_limit: limit,
+            heavy,
+            heavy_limit,
+            queue_timeout: limits.upstream_queue_timeout,
+        }
+    }
+
+    /// Takes `cost.heavy` heavy slots (at most the heavy limit), then `cost.slots` ordinary ones
+    /// (at most the upstream limit), queueing until the queue timeout in all.
+    pub async fn take(&self, cost: &Cost) -> Result<SlotGuard, SlotsBusy> {
+        let (upstream, upstream_limit) = (self.upstream.as_ref(), self.upstream_limit);
+        let (heavy, heavy_limit) = (self.heavy.as_ref(), self.heavy_limit);
+        let queue_timeout = self.queue_timeout;
+        let mut permits = SlotGuard::default();
+        // Read the clock only when a request has to queue (most take a free slot at once).
+        let mut deadline = None;
+        let mut deadline = || *deadline.get_or_insert_with(|| Instant::now() + queue_timeout);
+        if let Some(sem) = heavy.filter(|_| cost.heavy > 0) {
+            let n = cost.heavy.min(heavy_limit.max(1));
+            let permit = match sem.clone().try_acquire_many_owned(n) {
+                Ok(p) => p,
+                Err(_) => {
+                    match tokio::time::timeout_at(deadline(), sem.clone().acquire_many_owned(n))
+                        .await
+                    {
+                        Ok(Ok(p)) => p,
+                        _ => return Err(SlotsBusy { heavy: true }),
+                    }
+                }
+            };
+            permits.hold(permit);
+        }
+        if let Some(slots) = upstream {
+            let n = cost.slots.clamp(1, upstream_limit.max(1));
+            for _ in 0..n {
+                // A free slot is taken at once; only a queued request arms the queue timer.
+                let permit = match slots.try_acquire() {
+                    Some(p) => p,
+                    None => match tokio::time::timeout_at(deadline(), slots.acquire()).await {
+                        Ok(Some(p)) => p,
+                        _ => return Err(SlotsBusy { heavy: false }),
+                    },
+                };
+                permits.hold(permit);
+            }
+        }
+        Ok(permits)
+    }
+}
+
+/// `limits.upstream_concurrency`, shared out among the data-plane workers.
+///
+/// The shares add up to the limit, so the cap holds exactly. A request takes a slot from its own
+/// worker's share, or borrows a free one from another share; it queues only when every slot is
+/// taken, and then on its own worker's share, so it is woken by a request finishing on its own
+/// thread. With one queue for all workers, most hand-overs woke a request on another thread (at
+/// 256 connections and 25 slots that cost a third of the throughput). Connections are dealt to
+/// workers in turn, which keeps the queues evenly fed. With fewer slots than workers, one shared
+/// pool is used.
+#[derive(Debug)]
+pub struct UpstreamSlots {
+    shares: Vec<Arc<Semaphore>>,
+}
+
+impl UpstreamSlots {
+    /// `limit` slots (at least one) for `workers` workers.
+    pub fn new(limit: usize, workers: usize) -> UpstreamSlots {
+        let limit = limit.max(1);
+        let parts = if workers > 1 && limit >= workers {
+            workers
+        } else {
+            1
+        };
+        let shares = (0..parts)
+            .map(|i| {
+                Arc::new(Semaphore::new(
+                    limit / parts + usize::from(i < limit % parts),
+                ))
+            })
+            .collect();
+        UpstreamSlots { shares }
+    }
+
+    fn own(&self) -> usize {
+        crate::rt::workers::current().unwrap_or(0) % self.shares.len()
+    }
+
+    /// A free slot, if there is one: from the calling worker's share, else from another share.
+    /// Never ahead of requests already queued on a share.
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        let own = self.own();
+        let n = self.shares.len();
+        (0..n)
+            .map(|k| (own + k) % n)
+            .find_map(|i| self.shares[i].clone().try_acquire_owned().ok())
+    }
+
+    /// Waits for a slot of the calling worker's share (after [`try_acquire`](Self::try_acquire)
+    /// found none).
+    pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        self.shares[self.own()].clone().acquire_owned().await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::CostedOp;
+
+    fn slots(
+        upstream: &Arc<UpstreamSlots>,
+        upstream_limit: u32,
+        heavy: Option<&Arc<Semaphore>>,
+        heavy_limit: u32,
+        queue_timeout: Duration,
+    ) -> Slots {
+        Slots {
+            upstream: Some(upstream.clone()),
+            upstream_limit,
+            heavy: heavy.cloned(),
+            heavy_limit,
+            queue_timeout,
+        }
+    }
+
+    fn cost(slots: u32, heavy: u32) -> Cost {
+        Cost {
+            op: CostedOp::Coql,
+            credits: 1,
+            slots,
+            heavy,
+        }
+    }
+
+    #[tokio::test]
+    async fn heavy_requests_queue_on_their_group_without_holding_ordinary_slots() {
+        let upstream = Arc::new(UpstreamSlots::new(3, 1));
+        let heavy = Arc::new(Semaphore::new(1));
+        let t = Duration::from_millis(50);
+        let first = slots(&upstream, 3, Some(&heavy), 1, t)
+            .take(&cost(1, 1))
+            .await
+            .expect("a heavy slot is free");
+        let second = slots(&upstream, 3, Some(&heavy), 1, t)
+            .take(&cost(1, 1))
+            .await;
+        assert_eq!(
+            second.err(),
+            Some(SlotsBusy { heavy: true }),
+            "the group is full"
+        );
+        // Ordinary requests still get the two ordinary slots left.
+        let a = slots(&upstream, 3, Some(&heavy), 1, t)
+            .take(&cost(1, 0))
+            .await;
+        let b = slots(&upstream, 3, Some(&heavy), 1, t)
+            .take(&cost(1, 0))
+            .await;
+        assert!(
+            a.is_ok() && b.is_ok(),
+            "ordinary calls are not held by the heavy cap"
+        );
+        drop(first);
+    }
+
+    #[tokio::test]
+    async fn a_composite_takes_five_ordinary_slots() {
+        let upstream = Arc::new(UpstreamSlots::new(6, 1));
+        let t = Duration::from_millis(20);
+        let held = slots(&upstream, 6, None, 10, t)
+            .take(&cost(5, 1))
+            .await
+            .expect("five free");
+        let sixth = slots(&upstream, 6, None, 10, t)
+            .take(&cost(1, 0))
+            .await
+            .expect("one slot is left");
+        assert!(
+            slots(&upstream, 6, None, 10, t)
+                .take(&cost(1, 0))
+                .await
+                .is_err(),
+            "the composite holds 5 of the 6 slots"
+        );
+        drop((held, sixth));
+    }
+
+    #[test]
+    fn upstream_slots_split_the_limit_exactly_and_lend_free_slots() {
+        for (limit, workers, shares) in [
+            (25, 2, vec![13, 12]),
+            (5, 4, vec![2, 1, 1, 1]),
+            (3, 4, vec![3]),
+            (1, 1, vec![1]),
+            (10, 1, vec![10]),
+        ] {
+            let slots = UpstreamSlots::new(limit, workers);
+            let got: Vec<usize> = slots.shares.iter().map(|s| s.available_permits()).collect();
+            assert_eq!(got, shares, "limit {limit}, {workers} workers");
+            let available = |s: &UpstreamSlots| -> usize {
+                s.shares.iter().map(|p| p.available_permits()).sum()
+            };
+            assert_eq!(available(&slots), limit);
+            // Off the data plane, requests use share 0 and borrow from the others: exactly
+            // `limit` slots are handed out, then none.
+            let held: Vec<_> = (0..limit).map_while(|_| slots.try_acquire()).collect();
+            assert_eq!(held.len(), limit, "every slot can be taken");
+            assert!(slots.try_acquire().is_none(), "never more than the limit");
+            drop(held);
+            assert_eq!(available(&slots), limit, "slots return to their shares");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_request_gets_the_next_slot_of_its_share() {
+        let slots = Arc::new(UpstreamSlots::new(1, 1));
+        let first = slots.try_acquire().expect("free slot");
+        let waiter = {
+            let slots = slots.clone();
+            tokio::spawn(async move { slots.acquire().await.is_some() })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            slots.try_acquire().is_none(),
+            "a new request does not jump the queue"
+        );
+        drop(first);
+        assert!(
+            waiter.await.expect("joined"),
+            "the queued request got the slot"
+        );
+    }
+}
