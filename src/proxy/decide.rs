@@ -6,10 +6,12 @@ use super::access_log::Access;
 use super::error::ProxyError;
 use super::send::{send_decided, Decided, Outgoing, Prepared};
 use super::{content_length, Exchange};
+use crate::config::Limits;
 use crate::observed::{Outcome, Seen};
 use crate::policy::{Evaluation, Policy};
 use crate::state::{AccountRuntime, AppState};
 use crate::web::body::{collect_capped, BodyFault, Collected, ProxyBody};
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::warn;
@@ -44,96 +46,27 @@ pub(super) async fn forward(
         }
     }
 
-    // 1. Decide.
-    let (target, required) = match evaluation {
+    // 1. Decide (on the body too where the operation is decided on it: COQL, composite, bulk).
+    let (target, scope, body) = match &evaluation {
         Evaluation::Rejected(_) => {
             access.path = crate::util::log_safe(parts.uri.path());
             access.decision = "invalid";
             return Err(refusal(&evaluation, &parts.method));
         }
-        Evaluation::Allowed {
-            ref target,
-            ref required,
-        } => {
-            state
-                .observed
-                .record_scopes(&account.name, required, Outcome::Allowed);
-            (*target, access.text(|| required.render()))
-        }
-        Evaluation::Denied {
-            ref target,
-            ref required,
-            ..
-        } => {
-            access.path = access.text(|| target.path.to_string());
-            access.scope = access.text(|| required.render());
-            denied(state, account, policy, &parts.method, &evaluation, access)?;
-            (*target, access.text(|| required.render()))
-        }
         Evaluation::NeedsBody { target, pending } => {
             access.path = access.text(|| target.path.to_string());
             let cap = pending.max_bytes() as u64;
-            let bytes = match collect_capped(body, cap, limits.body_idle_timeout).await {
-                Ok(Collected::Complete(b)) => b,
-                Ok(Collected::Exceeded(..)) => {
-                    access.decision = "invalid";
-                    return Err(ProxyError::BodyTooLarge {
-                        limit: cap,
-                        key: "the policy's inspection cap for this operation",
-                    });
-                }
-                Err(fault) => {
-                    access.decision = "invalid";
-                    return Err(fault_error(fault, limits.max_body));
-                }
-            };
-            let second = policy.evaluate_body(&pending, &bytes);
-            let decided = match &second {
-                Evaluation::Rejected(_) => {
-                    access.decision = "invalid";
-                    return Err(refusal(&second, &parts.method));
-                }
-                Evaluation::Allowed { required, .. } => {
-                    state
-                        .observed
-                        .record_scopes(&account.name, required, Outcome::Allowed);
-                    access.text(|| required.render())
-                }
-                Evaluation::Denied { required, .. } => {
-                    access.scope = access.text(|| required.render());
-                    denied(state, account, policy, &parts.method, &second, access)?;
-                    access.text(|| required.render())
-                }
-                Evaluation::NeedsBody { .. } => {
-                    access.decision = "invalid";
-                    return Err(ProxyError::Policy {
-                        status: StatusCode::BAD_REQUEST,
-                        code: "PROXY_BAD_BODY",
-                        message: "the request body could not be classified".into(),
-                        details: serde_json::Value::Null,
-                    });
-                }
-            };
-            let exchange = Exchange {
-                state,
-                runtime,
-                account,
-                access,
-                in_flight,
-                deadlines,
-            };
-            let decided = Decided {
-                method: parts.method,
-                headers: parts.headers,
-                target,
-                client_target: parts.uri.path_and_query(),
-                scope: decided,
-                body: Prepared::Ready(Outgoing::Replayable(bytes)),
-            };
-            return send_decided(exchange, decided).await;
+            let bytes = read_for_policy(body, cap, limits, access).await?;
+            let second = policy.evaluate_body(pending, &bytes);
+            let scope = outcome(state, account, policy, &parts.method, &second, access)?;
+            (*target, scope, Prepared::Ready(Outgoing::Replayable(bytes)))
+        }
+        Evaluation::Allowed { target, .. } | Evaluation::Denied { target, .. } => {
+            access.path = access.text(|| target.path.to_string());
+            let scope = outcome(state, account, policy, &parts.method, &evaluation, access)?;
+            (*target, scope, Prepared::Body(body, content_length))
         }
     };
-    access.path = access.text(|| target.path.to_string());
     let exchange = Exchange {
         state,
         runtime,
@@ -147,10 +80,72 @@ pub(super) async fn forward(
         headers: parts.headers,
         target,
         client_target: parts.uri.path_and_query(),
-        scope: required,
-        body: Prepared::Body(body, content_length),
+        scope,
+        body,
     };
     send_decided(exchange, decided).await
+}
+
+/// Reads the body the policy decides on, up to the operation's inspection cap.
+async fn read_for_policy(
+    body: Incoming,
+    cap: u64,
+    limits: &Limits,
+    access: &mut Access,
+) -> Result<Bytes, ProxyError> {
+    match collect_capped(body, cap, limits.body_idle_timeout).await {
+        Ok(Collected::Complete(b)) => Ok(b),
+        Ok(Collected::Exceeded(..)) => {
+            access.decision = "invalid";
+            Err(ProxyError::BodyTooLarge {
+                limit: cap,
+                key: "the policy's inspection cap for this operation",
+            })
+        }
+        Err(fault) => {
+            access.decision = "invalid";
+            Err(fault_error(fault, limits.max_body))
+        }
+    }
+}
+
+/// What a decided evaluation leads to: an allowed one is recorded and its scopes go to the
+/// access log; a denied one is refused, or reported and forwarded ([`denied`]); a rejected one,
+/// or a body that still cannot be classified, is invalid.
+fn outcome(
+    state: &AppState,
+    account: &AccountRuntime,
+    policy: &Policy,
+    method: &Method,
+    evaluation: &Evaluation<'_>,
+    access: &mut Access,
+) -> Result<String, ProxyError> {
+    match evaluation {
+        Evaluation::Rejected(_) => {
+            access.decision = "invalid";
+            Err(refusal(evaluation, method))
+        }
+        Evaluation::Allowed { required, .. } => {
+            state
+                .observed
+                .record_scopes(&account.name, required, Outcome::Allowed);
+            Ok(access.text(|| required.render()))
+        }
+        Evaluation::Denied { required, .. } => {
+            access.scope = access.text(|| required.render());
+            denied(state, account, policy, method, evaluation, access)?;
+            Ok(access.text(|| required.render()))
+        }
+        Evaluation::NeedsBody { .. } => {
+            access.decision = "invalid";
+            Err(ProxyError::Policy {
+                status: StatusCode::BAD_REQUEST,
+                code: "PROXY_BAD_BODY",
+                message: "the request body could not be classified".into(),
+                details: serde_json::Value::Null,
+            })
+        }
+    }
 }
 
 /// A denied decision: 403 in enforce mode; logged, counted and forwarded in report mode (never

@@ -198,37 +198,18 @@ pub(super) async fn send_decided(
     let mut replayed = false;
     let mut resent = false;
     loop {
-        let (body, replay_copy, len) = match outgoing.take() {
-            Some(Outgoing::Replayable(b)) => {
-                let len = (had_body || !b.is_empty()).then_some(b.len() as u64);
-                (full(b.clone()), Some(b), len)
-            }
-            Some(Outgoing::Streaming(s)) => (s.boxed(), None, stream_len),
-            None => (body::empty(), None, None),
-        };
+        let (body, replay_copy, len) = this_attempt(outgoing.take(), had_body, stream_len);
         let request = build_request(&method, &headers, &token, target, client_target, body, len)?;
         let sent = Instant::now();
-        let (response, upstream) = match send(account, request, &watch, limits, &token, deadlines)
-            .await
-        {
-            Ok(exchange) => exchange,
-            Err(Unsent { error, unprocessed }) => match replay_copy {
-                // The API server refused it unprocessed (it was closing its HTTP/2 connection,
-                // as servers do after so many requests): once more, on a new connection.
-                Some(copy) if unprocessed && !resent => {
-                    debug!(account = %account.name, path = %path, "request refused unprocessed by the API server; sending it again");
+        let (response, upstream) =
+            match send(account, request, &watch, limits, &token, deadlines).await {
+                Ok(exchange) => exchange,
+                Err(unsent) => {
+                    outgoing = Some(resend(account, path, unsent, replay_copy, resent)?);
                     resent = true;
-                    outgoing = Some(Outgoing::Replayable(copy));
                     continue;
                 }
-                _ => {
-                    if unprocessed {
-                        warn!(account = %account.name, path = %path, "the API server refused the request unprocessed, and it cannot be sent again (sent once already, or its body streamed)");
-                    }
-                    return Err(error);
-                }
-            },
-        };
+            };
         let upstream_ms = sent.elapsed();
         access.upstream_ms = Some(upstream_ms.as_millis() as u64);
         state
@@ -273,6 +254,48 @@ pub(super) async fn send_decided(
             limits.body_idle_timeout,
             (permit, in_flight, upstream),
         ));
+    }
+}
+
+/// The body of one attempt: a replayable body is copied (kept for a replay), a streamed one goes
+/// once. Also its copy for a replay and the `Content-Length` to send.
+fn this_attempt(
+    outgoing: Option<Outgoing>,
+    had_body: bool,
+    stream_len: Option<u64>,
+) -> (ProxyBody, Option<Bytes>, Option<u64>) {
+    match outgoing {
+        Some(Outgoing::Replayable(b)) => {
+            let len = (had_body || !b.is_empty()).then_some(b.len() as u64);
+            (full(b.clone()), Some(b), len)
+        }
+        Some(Outgoing::Streaming(s)) => (s.boxed(), None, stream_len),
+        None => (body::empty(), None, None),
+    }
+}
+
+/// A request the API server refused unprocessed (it was closing its HTTP/2 connection, as
+/// servers do after so many requests) goes once more, on a new connection, when its body was
+/// kept; anything else is the request's error.
+fn resend(
+    account: &AccountRuntime,
+    path: &str,
+    unsent: Unsent,
+    replay_copy: Option<Bytes>,
+    resent: bool,
+) -> Result<Outgoing, ProxyError> {
+    let Unsent { error, unprocessed } = unsent;
+    match replay_copy {
+        Some(copy) if unprocessed && !resent => {
+            debug!(account = %account.name, path = %path, "request refused unprocessed by the API server; sending it again");
+            Ok(Outgoing::Replayable(copy))
+        }
+        _ => {
+            if unprocessed {
+                warn!(account = %account.name, path = %path, "the API server refused the request unprocessed, and it cannot be sent again (sent once already, or its body streamed)");
+            }
+            Err(error)
+        }
     }
 }
 
