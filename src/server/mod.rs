@@ -32,6 +32,25 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
+/// A listener's request handler: called with how the client connected, the connection's
+/// request deadlines and the request; cheap to clone into each connection.
+pub trait Handler<B>:
+    Fn(Transport, ConnTimer, hyper::Request<Incoming>) -> Self::Answer + Clone + Send + Sync + 'static
+{
+    /// The handler's future.
+    type Answer: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static;
+}
+
+impl<F, Fut, B> Handler<B> for F
+where
+    F: Fn(Transport, ConnTimer, hyper::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
+{
+    type Answer = Fut;
+}
+
 /// What the accept loops of every listener share.
 #[derive(Clone)]
 pub struct Serving {
@@ -60,14 +79,9 @@ pub struct Plane {
 impl Serving {
     /// Starts `listener`'s accept loop as a tracked task: each connection is served with
     /// `service` on `plane` until [`Serving::stop`] fires.
-    pub fn spawn<F, Fut, B>(&self, listener: Listener, plane: Plane, service: F)
+    pub fn spawn<F, B>(&self, listener: Listener, plane: Plane, service: F)
     where
-        F: Fn(Transport, ConnTimer, hyper::Request<Incoming>) -> Fut
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
+        F: Handler<B>,
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
@@ -75,14 +89,9 @@ impl Serving {
             .spawn(self.clone().accept_loop(listener, plane, service));
     }
 
-    async fn accept_loop<F, Fut, B>(self, listener: Listener, plane: Plane, service: F)
+    async fn accept_loop<F, B>(self, listener: Listener, plane: Plane, service: F)
     where
-        F: Fn(Transport, ConnTimer, hyper::Request<Incoming>) -> Fut
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
+        F: Handler<B>,
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
@@ -161,7 +170,7 @@ impl Serving {
     }
 
     /// Hands an admitted connection to its worker (or serves it here) as a tracked task.
-    fn serve_connection<F, Fut, B>(
+    fn serve_connection<F, B>(
         &self,
         plane: &Plane,
         settings: ConnSettings,
@@ -170,12 +179,7 @@ impl Serving {
         permit: Option<OwnedSemaphorePermit>,
         service: F,
     ) where
-        F: Fn(Transport, ConnTimer, hyper::Request<Incoming>) -> Fut
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        Fut: Future<Output = Result<hyper::Response<B>, std::convert::Infallible>> + Send + 'static,
+        F: Handler<B>,
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
