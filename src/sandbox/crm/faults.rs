@@ -315,57 +315,15 @@ async fn act(
                 Some(declared),
             )
         }),
-        "slow_body" => (|| {
-            let chunks = num("chunks", Some(5))?;
-            let ms = num("ms", Some(100))?;
-            let size = match query.get("chunk_bytes") {
-                Some(v) => v
-                    .parse::<u64>()
-                    .map_err(|_| "chunk_bytes must be a number".to_owned())?,
-                None => 16,
-            };
-            let body = generated(
-                chunks.saturating_mul(size),
-                size,
-                Some(Duration::from_millis(ms)),
-                Ending::Clean,
-                cancel,
-            );
-            Ok(octet_stream(200, body, None))
-        })(),
+        "slow_body" => num("chunks", Some(5))
+            .and_then(|chunks| Ok((chunks, num("ms", Some(100))?)))
+            .and_then(|(chunks, ms)| slow_body(chunks, ms, query, cancel)),
         "hang" => {
             shared.cancel.cancelled().await;
             Ok(html(503, "Shutting Down"))
         }
-        "status" => num("status", None).and_then(|s| {
-            let status = u16::try_from(s)
-                .ok()
-                .filter(|s| (200..=599).contains(s))
-                .ok_or_else(|| "status must be 200..=599".to_owned())?;
-            if matches!(status, 204 | 304) {
-                return Ok(response(status, crate::sandbox::http::empty()));
-            }
-            if query.get("html") == Some("1") {
-                Ok(html(status, "Error"))
-            } else {
-                Ok(json(status, &status_error(status)))
-            }
-        }),
-        "redirect" => (|| {
-            let status = num("status", Some(302))?;
-            let status = u16::try_from(status)
-                .ok()
-                .filter(|s| (300..=399).contains(s))
-                .ok_or_else(|| "redirect status must be 3xx".to_owned())?;
-            let location = query
-                .get("location")
-                .ok_or_else(|| "redirect needs location=URL".to_owned())?;
-            let value = HeaderValue::from_str(location)
-                .map_err(|_| "location is not a valid header value".to_owned())?;
-            let mut resp = json(status, &json!({ "redirect": location }));
-            resp.headers_mut().insert(LOCATION, value);
-            Ok(resp)
-        })(),
+        "status" => num("status", None).and_then(|s| status(s, query)),
+        "redirect" => num("status", Some(302)).and_then(|s| redirect(s, query)),
         "invalid_token" => Ok(invalid_token()),
         "scope_mismatch" => Ok(json(
             401,
@@ -379,6 +337,61 @@ async fn act(
         other => Err(format!("unknown __fake switch {other:?}")),
     };
     result.unwrap_or_else(|e| fake_error(&e))
+}
+
+/// `__fake=slow_body`: `chunks` chunks of `chunk_bytes` (16), `ms` apart.
+fn slow_body(
+    chunks: u64,
+    ms: u64,
+    query: &Query,
+    cancel: CancellationToken,
+) -> Result<Resp, String> {
+    let size = match query.get("chunk_bytes") {
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| "chunk_bytes must be a number".to_owned())?,
+        None => 16,
+    };
+    let body = generated(
+        chunks.saturating_mul(size),
+        size,
+        Some(Duration::from_millis(ms)),
+        Ending::Clean,
+        cancel,
+    );
+    Ok(octet_stream(200, body, None))
+}
+
+/// `__fake=status=N`: Zoho's error body for N (an HTML page with `html=1`; no body for 204/304).
+fn status(status: u64, query: &Query) -> Result<Resp, String> {
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| (200..=599).contains(s))
+        .ok_or_else(|| "status must be 200..=599".to_owned())?;
+    if matches!(status, 204 | 304) {
+        return Ok(response(status, crate::sandbox::http::empty()));
+    }
+    if query.get("html") == Some("1") {
+        Ok(html(status, "Error"))
+    } else {
+        Ok(json(status, &status_error(status)))
+    }
+}
+
+/// `__fake=redirect=3xx&location=URL`.
+fn redirect(status: u64, query: &Query) -> Result<Resp, String> {
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| (300..=399).contains(s))
+        .ok_or_else(|| "redirect status must be 3xx".to_owned())?;
+    let location = query
+        .get("location")
+        .ok_or_else(|| "redirect needs location=URL".to_owned())?;
+    let value = HeaderValue::from_str(location)
+        .map_err(|_| "location is not a valid header value".to_owned())?;
+    let mut resp = json(status, &json!({ "redirect": location }));
+    resp.headers_mut().insert(LOCATION, value);
+    Ok(resp)
 }
 
 /// `__fake=echo`: what the server received.
