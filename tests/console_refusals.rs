@@ -31,6 +31,18 @@ async fn post(proxy: &RunningProxy, headers: &[&str]) -> u16 {
         .unwrap_or(0)
 }
 
+/// The console page.
+async fn console(proxy: &RunningProxy) -> String {
+    client()
+        .get(proxy.admin_url("/"))
+        .send()
+        .await
+        .expect("console")
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn requester_refusals_are_listed_with_code_and_rule_and_counted() {
     let zoho = Zoho::start().await;
@@ -42,14 +54,7 @@ async fn requester_refusals_are_listed_with_code_and_rule_and_counted() {
         &zoho.config(&["ZohoCRM.modules.leads.ALL"], &extra),
     )
     .await;
-    let html = client()
-        .get(proxy.admin_url("/"))
-        .send()
-        .await
-        .expect("console")
-        .text()
-        .await
-        .unwrap_or_default();
+    let html = console(&proxy).await;
     assert!(
         html.contains("id=\"no-refusals\""),
         "no refusal before any request:\n{html}"
@@ -103,14 +108,7 @@ async fn requester_refusals_are_listed_with_code_and_rule_and_counted() {
         "a well-formed request is served"
     );
 
-    let html = client()
-        .get(proxy.admin_url("/"))
-        .send()
-        .await
-        .expect("console")
-        .text()
-        .await
-        .unwrap_or_default();
+    let html = console(&proxy).await;
     for (_, _, code, rule) in cases {
         assert!(
             html.contains(&format!("{code} (rule {rule})")),

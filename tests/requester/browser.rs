@@ -168,6 +168,22 @@ async fn browser_requests_are_refused_and_programs_served() {
     }
 }
 
+/// The form type as `curl -d` sends it, and in another spelling.
+const FORM_TYPES: [&str; 2] = [
+    "Content-Type: application/x-www-form-urlencoded",
+    "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+];
+
+/// `a` is the browser rule's refusal.
+fn assert_browser_refusal(a: &Answer, what: &str) {
+    assert_eq!(
+        (a.status, a.code()),
+        (403, "PROXY_BROWSER_REQUEST"),
+        "{what}: {}",
+        a.body
+    );
+}
+
 #[tokio::test]
 async fn a_url_encoded_body_is_forwarded_by_default_unless_a_browser_sends_it() {
     let (zoho, proxy) = start("").await;
@@ -176,10 +192,7 @@ async fn a_url_encoded_body_is_forwarded_by_default_unless_a_browser_sends_it() 
     let host = "Host: 127.0.0.1:8080";
     // What `curl -d` (as in Zoho's own examples) and PHP's CURLOPT_POSTFIELDS send: JSON as a
     // URL-encoded form. Zoho accepts it, so the proxy forwards it, body and type unchanged.
-    for content_type in [
-        "Content-Type: application/x-www-form-urlencoded",
-        "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
-    ] {
+    for content_type in FORM_TYPES {
         let a = post_lead(proxy.proxy, host, &[content_type]).await;
         assert_eq!(
             a.status, 201,
@@ -211,12 +224,7 @@ async fn a_url_encoded_body_is_forwarded_by_default_unless_a_browser_sends_it() 
         &["Origin: https://evil.example"][..],
     ] {
         let a = post_lead(proxy.proxy, host, extra).await;
-        assert_eq!(
-            (a.status, a.code()),
-            (403, "PROXY_BROWSER_REQUEST"),
-            "{extra:?}: {}",
-            a.body
-        );
+        assert_browser_refusal(&a, &format!("{extra:?}"));
     }
     assert!(
         fake.crm_requests().is_empty(),
@@ -237,10 +245,7 @@ async fn strict_content_type_refuses_a_url_encoded_form_without_browser_headers(
     let host = "Host: 127.0.0.1:8080";
     // What an HTML form sends from a browser without Origin or Fetch Metadata (Firefox < 70),
     // and the same from any program.
-    for content_type in [
-        "Content-Type: application/x-www-form-urlencoded",
-        "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
-    ] {
+    for content_type in FORM_TYPES {
         let a = post_lead(proxy.proxy, host, &[content_type]).await;
         assert_refusal(
             &a,
