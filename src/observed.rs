@@ -1,6 +1,7 @@
 //! What the traffic since start needed: per account, every scope a decided request required
-//! (with the decisions it was seen under), and the last [`RECENT_DECISIONS`] denied or reported
-//! requests. The operator console and `/status` read it; the proxy records into it.
+//! (with the decisions it was seen under), the last [`RECENT_DECISIONS`] denied, reported or
+//! refused requests, and how many requests the requester checks refused per code. The operator
+//! console and `/status` read it; the proxy records into it.
 //!
 //! Lives outside `policy/` so the policy stays pure: this only stores what the policy decided.
 //! Keeps no query string, body or header value: a decision record holds the canonical path
@@ -13,7 +14,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, RwLock};
 
-/// How many denied or reported requests the console lists.
+/// How many denied, reported or refused requests the console lists.
 pub const RECENT_DECISIONS: usize = 50;
 /// Longest path kept in a decision record (characters).
 const MAX_PATH: usize = 200;
@@ -28,6 +29,9 @@ pub enum Outcome {
     Denied,
     /// Would be refused; forwarded because `policy.mode: report`.
     Reported,
+    /// Refused by the requester checks (Host, browser markers, SSRF header, client key, body
+    /// type) before any policy decision: it has no account and no scopes.
+    Refused,
 }
 
 impl Outcome {
@@ -36,22 +40,24 @@ impl Outcome {
             Outcome::Allowed => 1,
             Outcome::Denied => 2,
             Outcome::Reported => 4,
+            Outcome::Refused => 8,
         }
     }
 
-    /// `allowed`, `denied`, `reported`.
+    /// `allowed`, `denied`, `reported`, `refused`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",
             Outcome::Denied => "denied",
             Outcome::Reported => "reported",
+            Outcome::Refused => "refused",
         }
     }
 }
 
 const OUTCOMES: [Outcome; 3] = [Outcome::Allowed, Outcome::Denied, Outcome::Reported];
 
-/// One denied or reported request, as the console shows it.
+/// One denied, reported or refused request, as the console shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DecisionRecord {
     /// When (Unix milliseconds).
@@ -68,6 +74,22 @@ pub struct DecisionRecord {
     pub path: String,
     /// The scopes no allow entry covers, or why the request maps to no scope.
     pub missing: Vec<String>,
+    /// For a refused request: the error code sent (`PROXY_HOST_NOT_ALLOWED`, …).
+    pub code: Option<&'static str>,
+    /// For a refused request: the rule that refused it (`host`, `browser`, `request_header`,
+    /// `client`, `content_type`).
+    pub rule: Option<&'static str>,
+}
+
+/// How many requests the requester checks refused with one code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefusalCount {
+    /// The error code sent.
+    pub code: &'static str,
+    /// The rule behind it.
+    pub rule: &'static str,
+    /// Refusals since start.
+    pub count: u64,
 }
 
 /// Per-account observed scopes and the recent decisions.
@@ -75,6 +97,7 @@ pub struct DecisionRecord {
 pub struct Observations {
     scopes: RwLock<FastMap<String, BTreeMap<Scope, u8>>>,
     recent: Mutex<VecDeque<DecisionRecord>>,
+    refusals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 /// A scope the traffic needed and the outcomes it was seen under.
@@ -154,7 +177,32 @@ impl Observations {
             method: crate::util::escape(method, 32),
             path: crate::util::escape(path, MAX_PATH),
             missing,
+            code: None,
+            rule: None,
         };
+        self.push_recent(record);
+    }
+
+    /// Records a request the requester checks refused, with its code and rule, and counts it per
+    /// code (no client: a refused request has no established identity).
+    pub fn record_refusal(&self, code: &'static str, rule: &'static str, method: &str, path: &str) {
+        if let Ok(mut counts) = self.refusals.lock() {
+            *counts.entry((code, rule)).or_default() += 1;
+        }
+        self.push_recent(DecisionRecord {
+            at_unix_ms: crate::token::store::now_unix_ms(),
+            account: String::new(),
+            client: None,
+            outcome: Outcome::Refused,
+            method: crate::proxy::log_safe(&method.chars().take(32).collect::<String>()),
+            path: crate::proxy::log_safe(&path.chars().take(MAX_PATH).collect::<String>()),
+            missing: Vec::new(),
+            code: Some(code),
+            rule: Some(rule),
+        });
+    }
+
+    fn push_recent(&self, record: DecisionRecord) {
         if let Ok(mut recent) = self.recent.lock() {
             if recent.len() >= RECENT_DECISIONS {
                 recent.pop_front();
@@ -163,7 +211,22 @@ impl Observations {
         }
     }
 
-    /// The recent denied or reported requests, newest first.
+    /// Requester refusals since start per code and rule, most frequent first.
+    pub fn refusal_counts(&self) -> Vec<RefusalCount> {
+        let mut counts: Vec<RefusalCount> = self
+            .refusals
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .map(|(&(code, rule), &count)| RefusalCount { code, rule, count })
+                    .collect()
+            })
+            .unwrap_or_default();
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(b.code)));
+        counts
+    }
+
+    /// The recent denied, reported or refused requests, newest first.
     pub fn recent(&self) -> Vec<DecisionRecord> {
         self.recent
             .lock()
@@ -336,5 +399,65 @@ mod tests {
             [Outcome::Denied],
             "a decision also records its scopes"
         );
+    }
+
+    #[test]
+    fn refusals_join_the_recent_decisions_and_are_counted_per_code() {
+        let o = Observations::default();
+        o.record_decision(
+            "a",
+            None,
+            Outcome::Denied,
+            "GET",
+            "/crm/v8/Deals",
+            &required(&["ZohoCRM.modules.deals.READ"]),
+            &required(&["ZohoCRM.modules.deals.READ"]),
+        );
+        for _ in 0..3 {
+            o.record_refusal("PROXY_HOST_NOT_ALLOWED", "host", "GET", "/crm/v8/Leads");
+        }
+        o.record_refusal(
+            "PROXY_BROWSER_REQUEST",
+            "browser",
+            "POST",
+            "/crm/v8/Leads\x1b",
+        );
+        let recent = o.recent();
+        assert_eq!(recent.len(), 5, "refusals are listed with the decisions");
+        assert_eq!(
+            (recent[0].outcome, recent[0].code, recent[0].rule),
+            (
+                Outcome::Refused,
+                Some("PROXY_BROWSER_REQUEST"),
+                Some("browser")
+            ),
+            "newest first, with code and rule"
+        );
+        assert_eq!(
+            recent[0].path, "/crm/v8/Leads\\u{1b}",
+            "the path is escaped"
+        );
+        assert_eq!(
+            (recent[4].outcome, recent[4].code),
+            (Outcome::Denied, None),
+            "a policy denial has no requester code"
+        );
+        assert_eq!(
+            o.refusal_counts(),
+            [
+                RefusalCount {
+                    code: "PROXY_HOST_NOT_ALLOWED",
+                    rule: "host",
+                    count: 3
+                },
+                RefusalCount {
+                    code: "PROXY_BROWSER_REQUEST",
+                    rule: "browser",
+                    count: 1
+                },
+            ],
+            "counted per code, most frequent first"
+        );
+        assert!(o.scopes("").is_empty(), "a refusal records no scope");
     }
 }

@@ -1,12 +1,10 @@
 //! The request body's type (security catalogue K27–K29), judged from the head alone.
 //!
-//! - **Always:** `application/x-www-form-urlencoded` is refused on every operation. It is one of
-//!   the three body types a web page may send to any origin without a preflight, and Zoho's CRM
-//!   API takes JSON (and `multipart/form-data` for uploads), never a URL-encoded form; refusing
-//!   it closes the plain HTML form (`<form method=POST>`) route of cross-site request forgery for
-//!   browsers that send neither `Origin` nor `Sec-Fetch-*` (Firefox before 70 on a POST).
-//!   `text/plain` and a body without a type stay accepted: Zoho's Java, Python and Node SDKs send
-//!   those (K27).
+//! - **By default:** no rule. Zoho accepts JSON sent as `text/plain` (the Java SDK), with no
+//!   type (the Python and Node SDKs) and as `application/x-www-form-urlencoded` (what `curl -d`
+//!   and PHP's `CURLOPT_POSTFIELDS` send, as in Zoho's own examples), so all of them are
+//!   forwarded. A browser's cross-site form post carries `Origin` and `Sec-Fetch-Site` and is
+//!   refused by the browser rule before the body type is looked at.
 //! - **With `strict_content_type: true`** ([`strict`]): a request with a body must carry exactly one
 //!   `Content-Type`, `application/json` (any case, parameters ignored), or `multipart/form-data`
 //!   on an upload operation ([`is_upload`]). A request without a body is not judged.
@@ -17,7 +15,7 @@
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method};
 
-/// The media type refused on every operation.
+/// The URL-encoded form type (`curl -d`); refused under `strict_content_type` only.
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
 /// The media type JSON bodies need under `strict_content_type`.
@@ -34,15 +32,6 @@ fn media(value: &HeaderValue) -> &[u8] {
         .next()
         .unwrap_or_default()
         .trim_ascii()
-}
-
-/// Whether any `Content-Type` of the request names a URL-encoded form (the media type compared
-/// without case, parameters and surrounding spaces ignored).
-pub fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CONTENT_TYPE)
-        .iter()
-        .any(|v| media(v).eq_ignore_ascii_case(FORM.as_bytes()))
 }
 
 /// Why `strict_content_type` refuses a request's body type.
@@ -133,38 +122,6 @@ mod tests {
     use crate::access::test_headers;
 
     #[test]
-    fn url_encoded_forms_are_recognised_in_every_spelling_and_nothing_else() {
-        for form in [
-            "application/x-www-form-urlencoded",
-            "Application/X-WWW-Form-URLEncoded",
-            "application/x-www-form-urlencoded; charset=UTF-8",
-            "  application/x-www-form-urlencoded ;charset=utf-8",
-        ] {
-            assert!(is_form(&test_headers(&[("content-type", form)])), "{form}");
-        }
-        // A second Content-Type naming a form is a form too.
-        assert!(is_form(&test_headers(&[
-            ("content-type", "application/json"),
-            ("content-type", FORM),
-        ])));
-        for other in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "text/plain; charset=UTF-8",
-            "text/plain;charset=UTF-8",
-            "multipart/form-data; boundary=x",
-            "application/x-www-form-urlencodedx",
-            "",
-        ] {
-            assert!(
-                !is_form(&test_headers(&[("content-type", other)])),
-                "{other}"
-            );
-        }
-        assert!(!is_form(&HeaderMap::new()), "no Content-Type");
-    }
-
-    #[test]
     fn strict_takes_json_in_any_spelling_and_refuses_the_rest() {
         let leads = "/crm/v8/Leads";
         let post = Method::POST;
@@ -184,6 +141,11 @@ mod tests {
             ("text/json", StrictRefusal::NotJson),
             ("application/jsonx", StrictRefusal::NotJson),
             ("application/json-patch+json", StrictRefusal::NotJson),
+            (FORM, StrictRefusal::NotJson),
+            (
+                "application/x-www-form-urlencoded; charset=UTF-8",
+                StrictRefusal::NotJson,
+            ),
             ("", StrictRefusal::NotJson),
             (
                 "multipart/form-data; boundary=x",

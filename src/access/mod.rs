@@ -9,8 +9,9 @@
 //! 2. no browser marker ([`browser`]);
 //! 3. with `require_request_header`, exactly one `X-Zoho-Proxy-Request: true`;
 //! 4. with `clients:`, the request must identify a client ([`clients`]);
-//! 5. on the proxy listeners, the body's type ([`body_type`]): never a URL-encoded form, and with
-//!    `strict_content_type` JSON (or multipart on an upload) only.
+//! 5. on the proxy listeners, with `strict_content_type`, the body's type ([`body_type`]): JSON
+//!    (or multipart on an upload) only. Without it any type is forwarded, a URL-encoded form
+//!    included: browsers are refused by rule 2, not by the body's type.
 //!
 //! Every check reads only the request head: a refusal answers before the body is read and never
 //! touches the token. Knows nothing about tokens or Zoho.
@@ -173,7 +174,7 @@ impl Gate {
         Ok(client)
     }
 
-    /// The body-type rules ([`body_type`]).
+    /// The body-type rule ([`body_type`]), under `strict_content_type` only.
     fn check_body_type(&self, head: Head<'_>) -> Result<(), Refusal> {
         let refusal = |message: String| Refusal {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -181,9 +182,6 @@ impl Gate {
             message,
             rule: "content_type",
         };
-        if body_type::is_form(head.headers) {
-            return Err(refusal(format!("Content-Type {} is refused: Zoho's CRM API takes JSON, and a web page can send a URL-encoded form to this machine without asking; send the body as JSON with `Content-Type: {}`", body_type::FORM, body_type::JSON)));
-        }
         if !self.strict_content_type {
             return Ok(());
         }
@@ -491,7 +489,26 @@ mod tests {
         assert_eq!(post(&lenient, &[("host", "localhost")], true), "ok");
         assert_eq!(
             post(&lenient, &form, true),
-            "PROXY_CONTENT_TYPE_NOT_ALLOWED"
+            "ok",
+            "a URL-encoded body without browser markers passes by default (curl -d)"
+        );
+        assert_eq!(
+            post(&strict, &form, true),
+            "PROXY_CONTENT_TYPE_NOT_ALLOWED",
+            "strict_content_type refuses the form type"
+        );
+        assert_eq!(
+            post(
+                &lenient,
+                &[
+                    ("host", "localhost"),
+                    ("origin", "https://evil.example"),
+                    ("content-type", body_type::FORM)
+                ],
+                true
+            ),
+            "PROXY_BROWSER_REQUEST",
+            "a form post with Origin is a browser's"
         );
         assert_eq!(post(&strict, &sdk, true), "PROXY_CONTENT_TYPE_NOT_ALLOWED");
         assert_eq!(

@@ -48,6 +48,10 @@ impl Admin {
                     &crate::observed::RECENT_DECISIONS.to_string(),
                 ),
                 ("decisions", &self.decisions_table()),
+                (
+                    "refusals",
+                    &refusals_table(&self.state.observed.refusal_counts()),
+                ),
                 ("observed", &self.observed_blocks(&runtime)),
                 (
                     "explain_form",
@@ -103,16 +107,20 @@ impl Admin {
 /// The recent decisions as a table; every client-controlled field is escaped.
 fn decisions_table(recent: &[crate::observed::DecisionRecord]) -> String {
     if recent.is_empty() {
-        return "<p id=\"no-decisions\">No request has been denied or reported since start.</p>"
+        return "<p id=\"no-decisions\">No request has been denied, reported or refused since start.</p>"
             .into();
     }
     let rows: String = recent
         .iter()
         .map(|d| {
             format!(
-                "<tr><td class=\"mono\">{time}</td><td>{account}</td><td>{client}</td><td class=\"outcome-{outcome}\">{outcome}</td><td class=\"mono\">{method}</td><td class=\"mono\">{path}</td><td class=\"mono\">{missing}</td></tr>\n",
+                "<tr><td class=\"mono\">{time}</td><td>{account}</td><td>{client}</td><td class=\"outcome-{outcome}\">{outcome}</td><td class=\"mono\">{method}</td><td class=\"mono\">{path}</td><td class=\"mono\">{missing}</td><td class=\"mono refusal\">{refusal}</td></tr>\n",
                 time = html::utc(d.at_unix_ms),
-                account = esc(&d.account),
+                account = if d.account.is_empty() { "<span class=\"muted\">-</span>".into() } else { esc(&d.account) },
+                refusal = match (d.code, d.rule) {
+                    (Some(code), Some(rule)) => format!("{} (rule {})", esc(code), esc(rule)),
+                    _ => String::new(),
+                },
                 client = d.client.as_deref().map(esc).unwrap_or_else(|| "<span class=\"muted\">-</span>".into()),
                 outcome = d.outcome.as_str(),
                 method = esc(&d.method),
@@ -122,7 +130,28 @@ fn decisions_table(recent: &[crate::observed::DecisionRecord]) -> String {
         })
         .collect();
     format!(
-        "<table id=\"decision-list\"><thead><tr><th>Time</th><th>Account</th><th>Client</th><th>Decision</th><th>Method</th><th>Path</th><th>Missing scopes</th></tr></thead><tbody>\n{rows}</tbody></table>"
+        "<table id=\"decision-list\"><thead><tr><th>Time</th><th>Account</th><th>Client</th><th>Decision</th><th>Method</th><th>Path</th><th>Missing scopes</th><th>Refusal code (rule)</th></tr></thead><tbody>\n{rows}</tbody></table>"
+    )
+}
+
+/// Requester refusals per code since start.
+fn refusals_table(counts: &[crate::observed::RefusalCount]) -> String {
+    if counts.is_empty() {
+        return "<p id=\"no-refusals\">No request has been refused by the requester checks since start.</p>".into();
+    }
+    let rows: String = counts
+        .iter()
+        .map(|c| {
+            format!(
+                "<tr id=\"refusals-{code}\"><td class=\"mono\">{code}</td><td>{rule}</td><td class=\"count\">{count}</td></tr>\n",
+                code = esc(c.code),
+                rule = esc(c.rule),
+                count = c.count,
+            )
+        })
+        .collect();
+    format!(
+        "<table id=\"refusal-counts\"><thead><tr><th>Code</th><th>Rule</th><th>Refused since start</th></tr></thead><tbody>\n{rows}</tbody></table>"
     )
 }
 
@@ -339,6 +368,8 @@ mod tests {
             method: "GET".into(),
             path: "/crm/v8/<script>alert(1)</script>/123".into(),
             missing: vec!["ZohoCRM.modules.<script>.READ".into()],
+            code: None,
+            rule: None,
         };
         let html = decisions_table(&[record]);
         assert!(
@@ -353,6 +384,40 @@ mod tests {
         assert!(
             decisions_table(&[]).contains("No request"),
             "an empty list says so"
+        );
+    }
+
+    #[test]
+    fn refusals_show_their_code_and_rule_and_are_counted() {
+        let record = DecisionRecord {
+            at_unix_ms: 0,
+            account: String::new(),
+            client: None,
+            outcome: Outcome::Refused,
+            method: "POST".into(),
+            path: "/crm/v8/Leads".into(),
+            missing: Vec::new(),
+            code: Some("PROXY_BROWSER_REQUEST"),
+            rule: Some("browser"),
+        };
+        let html = decisions_table(&[record]);
+        assert!(
+            html.contains("<td class=\"outcome-refused\">refused</td>")
+                && html.contains("PROXY_BROWSER_REQUEST (rule browser)"),
+            "a refusal row names its code and rule: {html}"
+        );
+        let counts = refusals_table(&[crate::observed::RefusalCount {
+            code: "PROXY_HOST_NOT_ALLOWED",
+            rule: "host",
+            count: 7,
+        }]);
+        assert!(
+            counts.contains("<td class=\"mono\">PROXY_HOST_NOT_ALLOWED</td><td>host</td><td class=\"count\">7</td>"),
+            "one row per code with its count: {counts}"
+        );
+        assert!(
+            refusals_table(&[]).contains("No request has been refused"),
+            "no refusal yet says so"
         );
     }
 }

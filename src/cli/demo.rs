@@ -2,7 +2,9 @@
 //!
 //! Starts the sandbox (token endpoint and a small CRM over TLS with a generated CA), writes the
 //! CA to a temporary file, builds an ordinary config pointing at the sandbox and runs the real
-//! proxy with it, after printing curl commands to try.
+//! proxy with it, after printing curl commands to try. Each printed command ends in a comment
+//! naming the HTTP status it gets (`# 403 denied: …`); `tests/demo.rs` runs every one of them,
+//! taken from this output, and checks that status.
 
 use crate::app::StartError;
 use crate::config::Config;
@@ -77,20 +79,21 @@ pub async fn run(
 zoho-auth-proxy demo: the proxy on http://{p} in front of a fake Zoho (token endpoint {acc}, CRM API {api}).
 Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.READ. Try:
 
-  curl -s 'http://{p}/crm/v8/Leads?fields=Last_Name,Email'
-  curl -s -X POST http://{p}/crm/v8/Leads -H 'Content-Type: application/json' -d '{{"data":[{{"Last_Name":"Lovelace","Email":"ada@example.com"}}]}}'
-  curl -s http://{p}/crm/v8/Contacts
-  curl -s http://{p}/crm/v8/Deals                      # denied: 403 naming the missing scope
-  curl -s -X DELETE http://{p}/crm/v8/Contacts/1        # denied: contacts are read-only here
-  curl -s -X POST http://{p}/crm/v8/coql -d '{{"select_query":"select Last_Name from Deals where Last_Name is not null"}}'   # denied: COQL reads Deals
-  curl -s --path-as-is 'http://{p}/crm/v8/Leads/../Deals'   # rejected: 400
-  curl -s -H 'Host: attacker.example' http://{p}/crm/v8/Leads   # refused: 403 PROXY_HOST_NOT_ALLOWED (DNS rebinding)
-  curl -s -H 'Origin: https://attacker.example' -X POST http://{p}/crm/v8/Leads -d '{{}}'   # refused: 403 PROXY_BROWSER_REQUEST
-  curl -s http://{a}/status
-  curl -s http://{a}/metrics | grep zoho_proxy_requests
-  curl -s -H 'Accept: application/json' 'http://{a}/explain?method=GET&path=/crm/v8/Deals'   # explain, nothing forwarded
+  curl -s 'http://{p}/crm/v8/Leads?fields=Last_Name,Email'   # 200: leads, two fields
+  curl -s -X POST http://{p}/crm/v8/Leads -H 'Content-Type: application/json' -d '{{"data":[{{"Last_Name":"Lovelace","Email":"ada@example.com"}}]}}'   # 201: lead created
+  curl -s -X POST http://{p}/crm/v8/Leads -d '{{"data":[{{"Last_Name":"X"}}]}}'   # 201: curl -d without a Content-Type, as in Zoho's own examples
+  curl -s http://{p}/crm/v8/Contacts   # 200: contacts are readable
+  curl -s http://{p}/crm/v8/Deals   # 403 denied: names the missing scope
+  curl -s -X DELETE http://{p}/crm/v8/Contacts/1   # 403 denied: contacts are read-only here
+  curl -s -X POST http://{p}/crm/v8/coql -d '{{"select_query":"select Last_Name from Deals where Last_Name is not null"}}'   # 403 denied: COQL reads Deals
+  curl -s --path-as-is 'http://{p}/crm/v8/Leads/../Deals'   # 400 rejected: dot segments
+  curl -s -H 'Host: attacker.example' http://{p}/crm/v8/Leads   # 403 refused: PROXY_HOST_NOT_ALLOWED (DNS rebinding)
+  curl -s -H 'Origin: https://attacker.example' -X POST http://{p}/crm/v8/Leads -d '{{}}'   # 403 refused: PROXY_BROWSER_REQUEST
+  curl -s http://{a}/status   # 200: accounts, token state, settings (no secret)
+  curl -s http://{a}/metrics | grep zoho_proxy_requests   # 200: request counters
+  curl -s -H 'Accept: application/json' 'http://{a}/explain?method=GET&path=/crm/v8/Deals'   # 200: explains the decision, nothing forwarded
 
-Operator console (accounts, token state, denied requests, the allow list the traffic needs):
+Operator console (accounts, token state, denied and refused requests, the allow list the traffic needs):
 
   http://{a}/
 

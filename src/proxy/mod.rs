@@ -145,6 +145,12 @@ fn refused(
     started: Instant,
 ) -> Response<ProxyBody> {
     state.metrics.refused("proxy", refusal.rule);
+    state.observed.record_refusal(
+        refusal.code,
+        refusal.rule,
+        req.method().as_str(),
+        req.uri().path(),
+    );
     let header = |name: http::HeaderName| {
         req.headers()
             .get(name)

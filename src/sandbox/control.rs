@@ -123,19 +123,43 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
 }
 
-/// Recorded requests with a sequence number each, so a request still streaming its body can
-/// update its own entry even after `clear_crm_requests`.
-#[derive(Debug, Default)]
+/// How many requests a [`RequestLog`] keeps: the newest, so a demo under load (millions of
+/// requests) keeps a bounded memory while every test sees all of its own requests.
+pub(crate) const REQUEST_LOG_ENTRIES: usize = 10_000;
+
+/// The last [`REQUEST_LOG_ENTRIES`] recorded requests with a sequence number each, so a request
+/// still streaming its body can update its own entry even after `clear_crm_requests`.
+#[derive(Debug)]
 pub(crate) struct RequestLog {
     next_seq: u64,
-    entries: Vec<(u64, RecordedRequest)>,
+    capacity: usize,
+    entries: VecDeque<(u64, RecordedRequest)>,
+}
+
+impl Default for RequestLog {
+    fn default() -> RequestLog {
+        RequestLog::with_capacity(REQUEST_LOG_ENTRIES)
+    }
 }
 
 impl RequestLog {
+    /// A log keeping the newest `capacity` requests (at least one).
+    pub(crate) fn with_capacity(capacity: usize) -> RequestLog {
+        RequestLog {
+            next_seq: 0,
+            capacity: capacity.max(1),
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// Appends a request, dropping the oldest when full; returns its sequence number.
     pub(crate) fn push(&mut self, req: RecordedRequest) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.entries.push((seq, req));
+        if self.entries.len() >= self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((seq, req));
         seq
     }
 
@@ -416,5 +440,60 @@ impl FakeControl {
     /// TLS connections accepted by the CRM API server so far (tests of connection reuse).
     pub fn crm_connections(&self) -> u64 {
         self.shared.crm_connections.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(n: usize) -> RecordedRequest {
+        RecordedRequest {
+            method: "GET".into(),
+            path_and_query: format!("/crm/v8/Leads/{n}"),
+            headers: Vec::new(),
+            body_len: 0,
+            body_sha256: String::new(),
+            body_prefix: Vec::new(),
+            version: "HTTP/1.1".into(),
+            body_complete: true,
+        }
+    }
+
+    #[test]
+    fn the_request_log_keeps_the_newest_entries_only() {
+        let mut log = RequestLog::with_capacity(3);
+        let seqs: Vec<u64> = (0..5).map(|n| log.push(request(n))).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4], "sequence numbers keep counting");
+        assert_eq!(log.len(), 3, "bounded at its capacity");
+        let paths: Vec<String> = log
+            .snapshot()
+            .into_iter()
+            .map(|r| r.path_and_query)
+            .collect();
+        assert_eq!(
+            paths,
+            ["/crm/v8/Leads/2", "/crm/v8/Leads/3", "/crm/v8/Leads/4"],
+            "the oldest are dropped, order kept"
+        );
+        // A dropped request finishing its body changes nothing; a kept one is updated.
+        log.update(0, |r| r.body_len = 7);
+        log.update(4, |r| r.body_len = 9);
+        let lens: Vec<u64> = log.snapshot().iter().map(|r| r.body_len).collect();
+        assert_eq!(lens, [0, 0, 9], "only the live entry is updated");
+    }
+
+    #[test]
+    fn the_default_log_holds_ten_thousand_requests() {
+        let mut log = RequestLog::default();
+        for n in 0..REQUEST_LOG_ENTRIES + 50 {
+            log.push(request(n));
+        }
+        assert_eq!(log.len(), REQUEST_LOG_ENTRIES, "bounded by default");
+        assert_eq!(
+            log.snapshot()[0].path_and_query,
+            "/crm/v8/Leads/50",
+            "the first 50 were dropped"
+        );
     }
 }

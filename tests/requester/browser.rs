@@ -1,4 +1,5 @@
-//! Browser markers, URL-encoded forms, and a real headless Chromium firing cross-site requests.
+//! Browser markers, URL-encoded bodies (forwarded unless a browser sends them or
+//! `strict_content_type` is on), and a real headless Chromium firing cross-site requests.
 
 use crate::common::*;
 use crate::*;
@@ -167,18 +168,84 @@ async fn browser_requests_are_refused_and_programs_served() {
     }
 }
 
+/// The form type as `curl -d` sends it, and in another spelling.
+const FORM_TYPES: [&str; 2] = [
+    "Content-Type: application/x-www-form-urlencoded",
+    "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+];
+
+/// `a` is the browser rule's refusal.
+fn assert_browser_refusal(a: &Answer, what: &str) {
+    assert_eq!(
+        (a.status, a.code()),
+        (403, "PROXY_BROWSER_REQUEST"),
+        "{what}: {}",
+        a.body
+    );
+}
+
 #[tokio::test]
-async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
+async fn a_url_encoded_body_is_forwarded_by_default_unless_a_browser_sends_it() {
     let (zoho, proxy) = start("").await;
+    let fake = zoho.control();
+    fake.clear_crm_requests();
+    let host = "Host: 127.0.0.1:8080";
+    // What `curl -d` (as in Zoho's own examples) and PHP's CURLOPT_POSTFIELDS send: JSON as a
+    // URL-encoded form. Zoho accepts it, so the proxy forwards it, body and type unchanged.
+    for content_type in FORM_TYPES {
+        let a = post_lead(proxy.proxy, host, &[content_type]).await;
+        assert_eq!(
+            a.status, 201,
+            "{content_type}: forwarded and created: {}",
+            a.body
+        );
+    }
+    let seen = fake.crm_requests();
+    assert_eq!(seen.len(), 2, "both form-typed bodies reached Zoho");
+    assert!(
+        seen.iter().all(|r| r.body_prefix == JSON_LEAD.as_bytes()
+            && r.header("content-type").is_some_and(|v| v
+                .to_ascii_lowercase()
+                .starts_with(b"application/x-www-form-urlencoded"))),
+        "forwarded with its body and type: {seen:?}"
+    );
+    // The same body from a browser page (Origin, a cross-site Sec-Fetch-Site, or both): refused
+    // by the browser rule, not forwarded, whatever the body type.
+    fake.clear_crm_requests();
+    for extra in [
+        &[
+            "Origin: https://evil.example",
+            "Content-Type: application/x-www-form-urlencoded",
+        ][..],
+        &[
+            "Sec-Fetch-Site: cross-site",
+            "Content-Type: application/x-www-form-urlencoded",
+        ][..],
+        &["Origin: https://evil.example"][..],
+    ] {
+        let a = post_lead(proxy.proxy, host, extra).await;
+        assert_browser_refusal(&a, &format!("{extra:?}"));
+    }
+    assert!(
+        fake.crm_requests().is_empty(),
+        "no browser-sent body reached Zoho"
+    );
+    let (count, metrics) = refusals(&proxy, "proxy", "content_type").await;
+    assert_eq!(
+        count, 0.0,
+        "nothing refused for its type by default:\n{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn strict_content_type_refuses_a_url_encoded_form_without_browser_headers() {
+    let (zoho, proxy) = start("strict_content_type: true\n").await;
     let fake = zoho.control();
     fake.clear_crm_requests();
     let host = "Host: 127.0.0.1:8080";
     // What an HTML form sends from a browser without Origin or Fetch Metadata (Firefox < 70),
     // and the same from any program.
-    for content_type in [
-        "Content-Type: application/x-www-form-urlencoded",
-        "Content-Type: Application/X-WWW-Form-URLEncoded; charset=UTF-8",
-    ] {
+    for content_type in FORM_TYPES {
         let a = post_lead(proxy.proxy, host, &[content_type]).await;
         assert_refusal(
             &a,
@@ -190,20 +257,10 @@ async fn a_url_encoded_form_is_refused_even_without_browser_headers() {
     assert!(fake.crm_requests().is_empty(), "no form body reached Zoho");
     let (count, metrics) = refusals(&proxy, "proxy", "content_type").await;
     assert_eq!(count, 2.0, "form refusals are counted:\n{metrics}");
-    // The SDKs' shapes on the same operation: JSON, text/plain, and no type at all.
-    for extra in [
-        &["Content-Type: application/json"][..],
-        &["Content-Type: text/plain; charset=UTF-8"][..],
-        &[][..],
-    ] {
-        let a = post_lead(proxy.proxy, host, extra).await;
-        assert_served(&a, &format!("{extra:?}"));
-    }
-    assert_eq!(
-        fake.crm_requests().len(),
-        3,
-        "the SDK-shaped bodies reached Zoho"
-    );
+    // JSON on the same operation is served.
+    let a = post_lead(proxy.proxy, host, &["Content-Type: application/json"]).await;
+    assert_served(&a, "JSON under strict_content_type");
+    assert_eq!(fake.crm_requests().len(), 1, "the JSON body reached Zoho");
 }
 
 /// Serves one fixed HTML page on `addr` to every request (the attacker's page).
