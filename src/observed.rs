@@ -190,12 +190,12 @@ impl Observations {
             *counts.entry((code, rule)).or_default() += 1;
         }
         self.push_recent(DecisionRecord {
-            at_unix_ms: crate::token::store::now_unix_ms(),
+            at_unix_ms: crate::util::clock::now_unix_ms(),
             account: String::new(),
             client: None,
             outcome: Outcome::Refused,
-            method: crate::proxy::log_safe(&method.chars().take(32).collect::<String>()),
-            path: crate::proxy::log_safe(&path.chars().take(MAX_PATH).collect::<String>()),
+            method: crate::util::escape(method, 32),
+            path: crate::util::escape(path, MAX_PATH),
             missing: Vec::new(),
             code: Some(code),
             rule: Some(rule),
@@ -404,12 +404,15 @@ mod tests {
     #[test]
     fn refusals_join_the_recent_decisions_and_are_counted_per_code() {
         let o = Observations::default();
+        let seen = Seen {
+            account: "a",
+            client: None,
+            method: "GET",
+            path: "/crm/v8/Deals",
+        };
         o.record_decision(
-            "a",
-            None,
+            &seen,
             Outcome::Denied,
-            "GET",
-            "/crm/v8/Deals",
             &required(&["ZohoCRM.modules.deals.READ"]),
             &required(&["ZohoCRM.modules.deals.READ"]),
         );
