@@ -116,17 +116,7 @@ impl Refresher {
         self.restore().await;
         loop {
             self.notice_rotated_secrets();
-            let input = PlanInput {
-                now: Instant::now(),
-                token: self
-                    .handle
-                    .current()
-                    .map(|t| (t.expires_at, t.lifetime, t.generation)),
-                invalidated: self.handle.invalidated(),
-                not_before: self.not_before,
-                can_mint: self.can_mint(),
-            };
-            match plan(input) {
+            match plan(self.plan_input(self.not_before, self.can_mint())) {
                 Plan::MintNow => {
                     tokio::select! {
                         _ = self.attempt() => {}
@@ -145,6 +135,20 @@ impl Refresher {
                     }
                 }
             }
+        }
+    }
+
+    /// What [`plan`] decides from: the handle's token as of now, with `not_before` and `can_mint`.
+    fn plan_input(&self, not_before: Option<Instant>, can_mint: bool) -> PlanInput {
+        PlanInput {
+            now: Instant::now(),
+            token: self
+                .handle
+                .current()
+                .map(|t| (t.expires_at, t.lifetime, t.generation)),
+            invalidated: self.handle.invalidated(),
+            not_before,
+            can_mint,
         }
     }
 

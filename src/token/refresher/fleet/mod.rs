@@ -14,7 +14,8 @@
 //! due is `token.when_redis_down`: `refuse` (no token request until Redis is back) or
 //! `mint_locally` (at most [`LOCAL_MINT_BUDGET`] token requests per 10 minutes per replica,
 //! added to the fleet's mint log once Redis is back).
-//!//! This module owns the fleet's state and the coordination loop: look, adopt, follow the
+//!
+//! This module owns the fleet's state and the coordination loop: look, adopt, follow the
 //! fleet's back-off, mint under the lease or wait for its holder. Beside it: `lease.rs` (minting
 //! under the lease and sharing the outcome), `adopt.rs` (taking another replica's token) and
 //! `outage.rs` (Redis down and back).
@@ -26,12 +27,13 @@ mod adopt;
 mod lease;
 mod outage;
 
-use super::{plan, Plan, PlanInput, Refresher, TOKEN_REQUEST_TIMEOUT};
+use super::{plan, Plan, Refresher, TOKEN_REQUEST_TIMEOUT};
 use crate::config::{RedisDownPolicy, TokenConfig};
 use crate::token::budget::MintBudget;
 use crate::token::client::{Grant, Minted, TokenError};
 use crate::token::redis_store::{Lease, Namespace, RedisStore};
 use crate::util::clock::now_unix_ms;
+use outage::{health_interval, LOCAL_MINT_BUDGET};
 use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -40,8 +42,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
-
-use outage::{health_interval, LOCAL_MINT_BUDGET};
 
 /// Shortest lease accepted (a shorter `token.lease` is raised to it): a few Redis round trips.
 const MIN_LEASE: Duration = Duration::from_millis(250);
@@ -76,6 +76,7 @@ pub(super) struct Fleet {
 }
 
 impl Fleet {
+    /// Fleet state over `store`, with `token`'s lease, Redis-down policy and budget (no I/O).
     pub(super) fn new(store: Arc<RedisStore>, token: &TokenConfig) -> Fleet {
         let lease = token.lease.max(MIN_LEASE);
         let replica = std::env::var("HOSTNAME")
@@ -270,17 +271,7 @@ impl Refresher {
 
     /// Whether the current token needs replacing now (none, rejected, or inside the margin).
     fn token_due(&self) -> bool {
-        let input = PlanInput {
-            now: Instant::now(),
-            token: self
-                .handle
-                .current()
-                .map(|t| (t.expires_at, t.lifetime, t.generation)),
-            invalidated: self.handle.invalidated(),
-            not_before: None,
-            can_mint: true,
-        };
-        plan(input) == Plan::MintNow
+        plan(self.plan_input(None, true)) == Plan::MintNow
     }
 
     /// The namespace of the refresh token in use.
