@@ -220,14 +220,13 @@ impl Refresher {
     pub(super) async fn fail(&mut self, e: TokenError) {
         self.metrics.token_refresh(&self.account.name, e.label());
         let label = e.label();
-        if self.last_error_label != Some(label) {
+        if self.first_time(label) {
             match e.class() {
                 FailureClass::Transient => {
                     warn!(account = %self.account.name, "token request failed: {e}")
                 }
                 _ => error!(account = %self.account.name, "token request failed: {e}"),
             }
-            self.last_error_label = Some(label);
         } else {
             debug!(account = %self.account.name, "token request failed again: {e}");
         }
@@ -258,6 +257,16 @@ impl Refresher {
                 self.persist().await;
             }
         }
+    }
+
+    /// Whether an error labelled `label` is new (not the last one), and makes it the last one:
+    /// an error that repeats is logged once, and at debug level after that.
+    pub(super) fn first_time(&mut self, label: &'static str) -> bool {
+        if self.last_error_label == Some(label) {
+            return false;
+        }
+        self.last_error_label = Some(label);
+        true
     }
 
     /// Holds attempts back for `delay`, with `state` and `error` in the status.
@@ -300,9 +309,8 @@ impl Refresher {
             self.account.token.mint_budget,
             delay.as_secs().max(1)
         );
-        if self.last_error_label != Some("budget") {
+        if self.first_time("budget") {
             warn!(account = %self.account.name, "{message}");
-            self.last_error_label = Some("budget");
         }
         self.wait(delay, TokenState::Throttled, message);
         true

@@ -4,7 +4,7 @@
 //! Must not: adopt a token Zoho rejected, one already due, or one older than a good token of ours.
 
 use super::Refresher;
-use crate::token::redis_store::SharedToken;
+use crate::token::redis_store::{Namespace, RedisStore, SharedToken};
 use crate::token::refresh_margin;
 use crate::token::refresher::mint::{NewToken, Origin};
 use crate::token::store::fingerprint;
@@ -62,8 +62,23 @@ impl Refresher {
         !ours_good || t.expires_at_unix_ms > self.state.expires_at_unix_ms.unwrap_or(0)
     }
 
+    /// Adopts `shared` if it should replace ours, loading the fleet's mint log first (once the
+    /// token is installed the replica reports ready); `true` if it was adopted.
+    pub(super) async fn adopt_if_newer(
+        &mut self,
+        store: &RedisStore,
+        ns: &Namespace,
+        shared: Option<SharedToken>,
+    ) -> bool {
+        let Some(t) = shared.filter(|t| self.adoptable(t)) else {
+            return false;
+        };
+        self.refresh_budget(store, ns).await;
+        self.adopt(t)
+    }
+
     /// Installs the fleet's token through [`Refresher::install`]; `false` if it cannot be used.
-    pub(super) fn adopt(&mut self, t: SharedToken) -> bool {
+    fn adopt(&mut self, t: SharedToken) -> bool {
         let value = t.access_token.expose_secret();
         let new = NewToken {
             value,

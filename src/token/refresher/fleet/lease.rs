@@ -41,11 +41,9 @@ impl Refresher {
         lease: Duration,
     ) -> Result<(), String> {
         // Between our look and SET NX another replica may have shared a token.
-        if let Some(t) = store.token(ns).await?.filter(|t| self.adoptable(t)) {
-            self.refresh_budget(store, ns).await;
-            if self.adopt(t) {
-                return Ok(());
-            }
+        let shared = store.token(ns).await?;
+        if self.adopt_if_newer(store, ns, shared).await {
+            return Ok(());
         }
         let prior = store.backoff(ns).await?;
         if let Some(b) = prior.clone().filter(|b| b.until_unix_ms > now_unix_ms()) {
@@ -149,14 +147,13 @@ impl Refresher {
     /// Another replica's token request failed: wait as long as it was told to.
     pub(super) fn follow_backoff(&mut self, b: SharedBackoff) {
         let delay = Duration::from_millis(b.until_unix_ms.saturating_sub(now_unix_ms()));
-        if self.last_error_label != Some("fleet-backoff") {
+        if self.first_time("fleet-backoff") {
             info!(
                 account = %self.account.name,
                 wait_s = delay.as_secs(),
                 "the fleet's last token request failed ({}); not requesting one before the fleet's back-off ends",
                 b.message
             );
-            self.last_error_label = Some("fleet-backoff");
         }
         self.failures = b.failures;
         self.wait(delay, b.state, b.message);

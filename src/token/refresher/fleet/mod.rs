@@ -155,10 +155,7 @@ impl Refresher {
         match store.token(&ns).await {
             Ok(shared) => {
                 self.redis_up(&ns).await;
-                if let Some(t) = shared.filter(|t| self.adoptable(t)) {
-                    self.refresh_budget(&store, &ns).await;
-                    self.adopt(t);
-                }
+                self.adopt_if_newer(&store, &ns, shared).await;
             }
             Err(e) => self.redis_down(e),
         }
@@ -211,12 +208,8 @@ impl Refresher {
         };
         let shared = store.token(ns).await?;
         self.redis_up(ns).await;
-        if let Some(t) = shared.filter(|t| self.adoptable(t)) {
-            // Budget first: once the token is installed the replica reports ready.
-            self.refresh_budget(&store, ns).await;
-            if self.adopt(t) {
-                return Ok(Step::Done);
-            }
+        if self.adopt_if_newer(&store, ns, shared).await {
+            return Ok(Step::Done);
         }
         if let Some(b) = store
             .backoff(ns)

@@ -49,9 +49,8 @@ impl Refresher {
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(100));
                 let message = format!("no token request while the shared token store is down (token.when_redis_down: refuse): {error}");
-                if self.last_error_label != Some("redis") {
+                if self.first_time("redis") {
                     warn!(account = %self.account.name, "the token is due but Redis is unreachable; not minting until it is back (token.when_redis_down: refuse)");
-                    self.last_error_label = Some("redis");
                 }
                 self.wait(delay, TokenState::Backoff, message);
             }
@@ -63,9 +62,8 @@ impl Refresher {
                         "the shared token store is down and this replica's own budget ({allowed} token requests per 10 minutes, token.when_redis_down: mint_locally) is spent; next one in {} s: {error}",
                         delay.as_secs().max(1)
                     );
-                    if self.last_error_label != Some("local-budget") {
+                    if self.first_time("local-budget") {
                         warn!(account = %self.account.name, "{message}");
-                        self.last_error_label = Some("local-budget");
                     }
                     self.wait(delay, TokenState::Throttled, message);
                     return;
