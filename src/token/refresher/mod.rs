@@ -45,20 +45,27 @@ pub const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One account's refresher.
 pub struct Refresher {
+    /// The token cell requests read, and the status the admin listener shows.
     handle: Arc<TokenHandle>,
     commands: mpsc::Receiver<Command>,
     account: AccountConfig,
     client: AccountsClient,
     store: Store,
+    /// What survives a restart (saved by `persist` outside fleet mode).
     state: StoredState,
     budget: MintBudget,
+    /// No token request before then (back-off, throttle, budget).
     not_before: Option<Instant>,
+    /// Consecutive transient failures (the back-off grows with them).
     failures: u32,
+    /// Generation of the last token installed.
     generation: u64,
+    /// The kind of the last error, so a repeated one is logged once.
     last_error_label: Option<&'static str>,
     metrics: Arc<Metrics>,
     /// Fleet mode's state (`Some` with a Redis store).
     fleet: Option<fleet::Fleet>,
+    /// Whether `restore` has run.
     restored: bool,
     /// The credentials the last attempt was planned with (a reload may rotate them).
     secrets_seen: Arc<Secrets>,
