@@ -3,7 +3,7 @@
 //!
 //! The file store writes atomically (temp file, fsync, rename, mode 0600) from a blocking thread.
 //! A corrupt or foreign file is renamed aside, never overwritten in place. The Redis store (fleet
-//! mode, `redis_store.rs`) is read here like any store; its writes need the minting lease and are
+//! mode, `redis_store/`) is read here like any store; its writes need the minting lease and are
 //! made by the refresher's fleet code, never through [`Store::save`].
 
 use crate::util::clock::now_unix_ms;
@@ -240,7 +240,7 @@ impl Store {
     }
 
     /// Persists the state. A no-op for Redis: the shared state is written only by the lease
-    /// holder (`refresher/fleet.rs`), never wholesale.
+    /// holder (`refresher/fleet/`), never wholesale.
     pub async fn save(&self, state: &StoredState) -> Result<(), String> {
         match self {
             Store::Memory | Store::Redis(_) => Ok(()),

@@ -6,7 +6,7 @@
 //! an I/O error or `READONLY`), and a timeout on every call. How Redis is reached (one primary,
 //! Sentinel, Cluster) is `connection.rs` and `sentinel.rs`; the pub/sub listeners ("new token",
 //! `+switch-master`) are `notices.rs`. Must not: decide when to mint or what to adopt (the
-//! refresher's fleet code, `refresher/fleet.rs`, does); run on the request path; show a token, the
+//! refresher's fleet code, `refresher/fleet/`, does); run on the request path; show a token, the
 //! refresh token or a Redis password in an error, a log line or `Debug` output.
 //!
 //! Every command and script of one refresh token names only keys of its namespace, so on a
