@@ -145,7 +145,7 @@ impl Refresher {
         }
     }
 
-    /// What [`plan`] decides from: the handle's token as of now, with `not_before` and `can_mint`.
+    /// What [`plan()`] decides from: the handle's token as of now, with `not_before` and `can_mint`.
     fn plan_input(&self, not_before: Option<Instant>, can_mint: bool) -> PlanInput {
         PlanInput {
             now: Instant::now(),
