@@ -3,13 +3,14 @@
 //!
 //! The file store writes atomically (temp file, fsync, rename, mode 0600) from a blocking thread.
 //! A corrupt or foreign file is renamed aside, never overwritten in place. The Redis store (fleet
-//! mode, `redis_store.rs`) is read here like any store; its writes need the minting lease and are
+//! mode, `redis_store/`) is read here like any store; its writes need the minting lease and are
 //! made by the refresher's fleet code, never through [`Store::save`].
 
 use crate::util::clock::now_unix_ms;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Current format version.
 pub const STORE_VERSION: u32 = 1;
@@ -67,6 +68,36 @@ impl std::fmt::Debug for StoredState {
             .field("api_domain", &self.api_domain)
             .field("mints", &self.mints_unix_ms.len())
             .finish()
+    }
+}
+
+impl StoredState {
+    /// Nothing stored yet for `client_id`, in the current format.
+    pub fn for_client(client_id: &str) -> StoredState {
+        StoredState {
+            version: STORE_VERSION,
+            client_id: client_id.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The stored access token's lifetime as issued (an hour, Zoho's usual, if none is stored).
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime_secs
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// Records a new access token: its value, wall-clock expiry (Unix ms) and lifetime.
+    pub fn record_access_token(
+        &mut self,
+        value: &str,
+        expires_at_unix_ms: u64,
+        lifetime: Duration,
+    ) {
+        self.access_token = Some(value.to_string());
+        self.expires_at_unix_ms = Some(expires_at_unix_ms);
+        self.lifetime_secs = Some(lifetime.as_secs_f64());
     }
 }
 
@@ -209,7 +240,7 @@ impl Store {
     }
 
     /// Persists the state. A no-op for Redis: the shared state is written only by the lease
-    /// holder (`refresher/fleet.rs`), never wholesale.
+    /// holder (`refresher/fleet/`), never wholesale.
     pub async fn save(&self, state: &StoredState) -> Result<(), String> {
         match self {
             Store::Memory | Store::Redis(_) => Ok(()),
