@@ -53,16 +53,6 @@ pub struct ClientConfig {
     pub credits_per_day: Option<u64>,
 }
 
-impl SecretValue {
-    /// An inline secret (tests and tools).
-    pub fn inline(value: String) -> SecretValue {
-        SecretValue {
-            value: secrecy::SecretString::from(value),
-            file: None,
-        }
-    }
-}
-
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

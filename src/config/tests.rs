@@ -1,7 +1,9 @@
 //! Config validation tests: every error names its key (and line when known), never a secret.
 
+use super::error::line_of;
 use super::*;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = vars
