@@ -97,6 +97,7 @@ impl Validator<'_> {
         })
     }
 
+    /// An error at `key`, with the line of `key` in the file when it can be found.
     pub(super) fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             key: key.to_string(),
@@ -118,6 +119,7 @@ impl Validator<'_> {
         Ok((!value.is_empty()).then_some(value))
     }
 
+    /// A path value, relative to the config file's folder.
     pub(super) fn path(
         &self,
         key: &str,
@@ -176,6 +178,7 @@ impl Validator<'_> {
         check_override_host(host, is_loopback(url), endpoint, dc).map_err(|m| self.err(key, m))
     }
 
+    /// An accounts/API base URL (see [`check_base_url`]).
     pub(super) fn url(
         &self,
         key: &str,
@@ -190,6 +193,7 @@ impl Validator<'_> {
         Ok(Some(url))
     }
 
+    /// A duration such as `30s` (see [`parse_duration`]); `default` when unset.
     pub(super) fn duration(
         &self,
         key: &str,
@@ -202,6 +206,7 @@ impl Validator<'_> {
         }
     }
 
+    /// A size such as `10MiB` (see [`parse_size`]); `default` when unset.
     pub(super) fn size(
         &self,
         key: &str,
@@ -214,6 +219,7 @@ impl Validator<'_> {
         }
     }
 
+    /// A listen address (see [`parse_listen`]); `default` when unset.
     pub(super) fn listen(
         &self,
         key: &str,
