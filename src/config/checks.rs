@@ -11,20 +11,11 @@ use std::path::PathBuf;
 /// Checks an accounts/API base URL: https (plain http only to a loopback host, for local
 /// stand-ins), no credentials, path, query or fragment.
 pub fn check_base_url(url: &url::Url) -> Result<(), String> {
-    if url.host().is_none() {
-        return Err(format!("`{url}` has no host"));
-    }
-    let loopback = is_loopback(url);
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "`{url}` uses plain http; tokens only travel over https (plain http is accepted only for a loopback host)"
-            ))
-        }
-        other => return Err(format!("`{url}` has scheme `{other}`; use https")),
-    }
+    https_or_loopback_http(
+        url,
+        "; tokens only travel over https (plain http is accepted only for a loopback host)",
+        "https",
+    )?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
             "`{}` must not contain credentials",
@@ -46,22 +37,11 @@ pub fn check_base_url(url: &url::Url) -> Result<(), String> {
 /// Checks a registered OAuth `redirect_uri`: https (plain http only to a loopback host, so the
 /// authorization code never crosses a network in clear), no credentials, no fragment.
 pub fn check_redirect_uri(url: &url::Url) -> Result<(), String> {
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => return Err(format!("`{url}` has no host")),
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(format!(
-                "`{url}` uses plain http to a non-loopback host: the authorization code would travel in clear; use https (or a 127.0.0.1 address)"
-            ))
-        }
-        other => return Err(format!("`{url}` has scheme `{other}`; use http://127.0.0.1:PORT/oauth/callback or an https URL")),
-    }
+    https_or_loopback_http(
+        url,
+        " to a non-loopback host: the authorization code would travel in clear; use https (or a 127.0.0.1 address)",
+        "http://127.0.0.1:PORT/oauth/callback or an https URL",
+    )?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("the redirect_uri must not contain credentials".to_string());
     }
@@ -69,6 +49,24 @@ pub fn check_redirect_uri(url: &url::Url) -> Result<(), String> {
         return Err(format!("`{url}` must not have a fragment"));
     }
     Ok(())
+}
+
+/// A URL with a host, over https or plain http to a loopback host. `plain_http` ends the
+/// message that refuses plain http elsewhere; `use_instead` is offered for any other scheme.
+fn https_or_loopback_http(
+    url: &url::Url,
+    plain_http: &str,
+    use_instead: &str,
+) -> Result<(), String> {
+    if url.host().is_none() {
+        return Err(format!("`{url}` has no host"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" => Err(format!("`{url}` uses plain http{plain_http}")),
+        other => Err(format!("`{url}` has scheme `{other}`; use {use_instead}")),
+    }
 }
 
 /// Whether the URL's host is a loopback address or `localhost`.

@@ -200,10 +200,7 @@ impl Validator<'_> {
         value: &Option<String>,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
-        match self.string(key, value)? {
-            Some(text) => parse_duration(&text).map_err(|m| self.err(key, m)),
-            None => Ok(default),
-        }
+        self.parsed(key, value, default, parse_duration)
     }
 
     /// A size such as `10MiB` (see [`parse_size`]); `default` when unset.
@@ -213,8 +210,19 @@ impl Validator<'_> {
         value: &Option<String>,
         default: u64,
     ) -> Result<u64, ConfigError> {
+        self.parsed(key, value, default, parse_size)
+    }
+
+    /// A value read by `parse` (whose message is reported at `key`); `default` when unset.
+    fn parsed<T>(
+        &self,
+        key: &str,
+        value: &Option<String>,
+        default: T,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
         match self.string(key, value)? {
-            Some(text) => parse_size(&text).map_err(|m| self.err(key, m)),
+            Some(text) => parse(&text).map_err(|m| self.err(key, m)),
             None => Ok(default),
         }
     }
