@@ -6,11 +6,12 @@
 //! folder is writable; nothing else.
 //! After start-up the rest of the program only sees [`Config`].
 //!
-//! By reason to change: [`model`](self) types (`model.rs`), reading the file (`load.rs`),
-//! validation per section (`validate/`, with `access.rs` and `admin.rs` for their sections),
-//! [`Config::describe`] (`describe.rs`), single-value checks (`checks.rs`), the error and its
-//! line locator (`error.rs`); the serde mirror (`raw.rs`), `${VAR}` (`interpolate.rs`), units,
-//! data centers and store URLs have a file each.
+//! One file per reason to change: the typed data (`model.rs`), reading the file (`load.rs`),
+//! validation section by section (`validate/`, plus `access.rs` and `admin.rs`, which hold
+//! their section's types too), [`Config::describe`] (`describe.rs`), checks of single values
+//! (`checks.rs`), and [`ConfigError`] with its line locator (`error.rs`). The serde mirror
+//! (`raw.rs`), `${VAR}` (`interpolate.rs`), sizes and durations (`units.rs`), data centers
+//! (`datacenter.rs`) and `token.store` values (`store.rs`) have a file each.
 //!
 //! Must not: import anything above `policy` and the leaf helpers (`util`, `web`, `rt`): it is
 //! plain data, and every `pub` item is reached as `crate::config::X`.
