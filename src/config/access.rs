@@ -1,6 +1,8 @@
 //! `accept_hosts`, `allow_any_host`, `require_request_header`, `strict_content_type`,
 //! `unix.allowed_uids` and `clients:`: who may use the proxy (see `crate::access`). Validation
 //! only; the checks live in `access/` (and the peer check in `server`).
+//!
+//! Must not: check a request, or show a client key (`describe` names only where it came from).
 
 use super::raw::{RawClient, RawUnix};
 use super::{AccountConfig, ConfigError, SecretValue, Validator};
@@ -51,16 +53,6 @@ pub struct ClientConfig {
     pub policies: Vec<Option<Arc<Policy>>>,
     /// Its own credit budget per rolling 24 hours (`credits_per_day`), across its accounts.
     pub credits_per_day: Option<u64>,
-}
-
-impl SecretValue {
-    /// An inline secret (tests and tools).
-    pub fn inline(value: String) -> SecretValue {
-        SecretValue {
-            value: secrecy::SecretString::from(value),
-            file: None,
-        }
-    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -150,6 +142,8 @@ impl Validator<'_> {
         })
     }
 
+    /// One `clients:` entry: a unique name, a key or a Unix peer identity, the accounts it may
+    /// use and its allow list (narrowing each account's), and its own credit budget.
     fn client(
         &self,
         i: usize,
@@ -158,92 +152,9 @@ impl Validator<'_> {
         earlier: &[ClientConfig],
     ) -> Result<ClientConfig, ConfigError> {
         let prefix = format!("clients[{i}]");
-        let name = self
-            .string(&format!("{prefix}.name"), &raw.name)?
-            .ok_or_else(|| self.err(&format!("{prefix}.name"), "each client needs a name"))?;
-        if !valid_name(&name) {
-            return Err(self.err(
-                &format!("{prefix}.name"),
-                "a client name may hold only letters, digits, `-` and `_` (at most 64)",
-            ));
-        }
-        if earlier.iter().any(|c| c.name == name) {
-            return Err(self.err(
-                &format!("{prefix}.name"),
-                format!("duplicate client name `{name}`"),
-            ));
-        }
-        let key = self.secret(&prefix, "key", &raw.key, &raw.key_file, false)?;
-        let by_peer = raw.unix_uid.is_some() || raw.unix_gid.is_some();
-        match (&key, by_peer) {
-            (Some(_), true) => {
-                return Err(self.err(
-                    &format!("{prefix}.key"),
-                    format!("client `{name}`: set either key/key_file or unix_uid/unix_gid, not both"),
-                ))
-            }
-            (None, false) => {
-                return Err(self.err(
-                    &format!("{prefix}.key"),
-                    format!("client `{name}` needs key (or key_file), or unix_uid/unix_gid for a Unix-socket peer"),
-                ))
-            }
-            _ => {}
-        }
-        if let Some(k) = &key {
-            let which = if k.file.is_some() { "key_file" } else { "key" };
-            let key_name = format!("{prefix}.{which}");
-            if k.expose().chars().count() < MIN_KEY_CHARS {
-                return Err(self.err(
-                    &key_name,
-                    format!("the key of client `{name}` is shorter than {MIN_KEY_CHARS} characters; generate one with `openssl rand -hex 32`"),
-                ));
-            }
-            if k.expose().bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
-                return Err(self.err(
-                    &key_name,
-                    format!("the key of client `{name}` must be printable ASCII without spaces (it travels in a header)"),
-                ));
-            }
-            if let Some(other) = earlier
-                .iter()
-                .find(|c| c.key.as_ref().is_some_and(|o| o.expose() == k.expose()))
-            {
-                return Err(self.err(
-                    &key_name,
-                    format!("client `{name}` has the same key as client `{}`; each client needs its own", other.name),
-                ));
-            }
-        }
-        let allowed_accounts = match &raw.accounts {
-            None => None,
-            Some(names) => {
-                let mut out = Vec::new();
-                for (j, n) in names.iter().enumerate() {
-                    let key = format!("{prefix}.accounts[{j}]");
-                    let n = self.string(&key, &Some(n.clone()))?.unwrap_or_default();
-                    if !accounts.iter().any(|a| a.name == n) {
-                        let known: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
-                        return Err(self.err(
-                            &key,
-                            format!(
-                                "no account is named `{}`; known accounts: {}",
-                                crate::util::log_safe(&n),
-                                known.join(", ")
-                            ),
-                        ));
-                    }
-                    out.push(n);
-                }
-                if out.is_empty() {
-                    return Err(self.err(
-                        &format!("{prefix}.accounts"),
-                        "the list is empty: name at least one account, or remove the key to allow all",
-                    ));
-                }
-                Some(out)
-            }
-        };
+        let name = self.client_name(&prefix, &raw.name, earlier)?;
+        let key = self.client_key(&prefix, &name, &raw, earlier)?;
+        let allowed_accounts = self.client_accounts(&prefix, &raw.accounts, accounts)?;
         let allow = match &raw.allow {
             None => None,
             Some(entries) => Some(
@@ -257,42 +168,13 @@ impl Validator<'_> {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
-        let mut policies = Vec::with_capacity(accounts.len());
-        for account in accounts {
-            let permitted = allowed_accounts
-                .as_ref()
-                .is_none_or(|names| names.contains(&account.name));
-            if !permitted {
-                policies.push(None);
-                continue;
-            }
-            let policy = match &allow {
-                None => account.policy.clone(),
-                Some(entries) => Arc::new(account.policy.narrowed(entries).map_err(|e| {
-                    let (key, message) = match &e {
-                        PolicyError::NotCovered { index, scope } => (
-                            format!("{prefix}.allow[{index}]"),
-                            format!(
-                                "client `{name}`: `{scope}` is not covered by account `{}`'s allow list ({}); a client's allow list may only narrow its account's{}",
-                                account.name,
-                                account.key,
-                                if accounts.len() > 1 { " (use `accounts:` to restrict the client to the accounts that allow it)" } else { "" }
-                            ),
-                        ),
-                        PolicyError::Scope { index, source } => {
-                            (format!("{prefix}.allow[{index}]"), source.to_string())
-                        }
-                        PolicyError::EmptyAllowlist => (
-                            format!("{prefix}.allow"),
-                            "the list is empty: name at least one scope, or remove the key to use the account's list".to_string(),
-                        ),
-                        other => (format!("{prefix}.allow"), other.to_string()),
-                    };
-                    self.err(&key, message)
-                })?),
-            };
-            policies.push(Some(policy));
-        }
+        let scope = ClientScope {
+            prefix: &prefix,
+            name: &name,
+            allow: allow.as_deref(),
+            accounts: allowed_accounts.as_deref(),
+        };
+        let policies = self.client_policies(&scope, accounts)?;
         if raw.credits_per_day == Some(0) {
             return Err(self.err(
                 &format!("{prefix}.credits_per_day"),
@@ -309,6 +191,192 @@ impl Validator<'_> {
             accounts: allowed_accounts,
             policies,
         })
+    }
+
+    /// A client's `name`: required, valid, not used by an earlier client.
+    fn client_name(
+        &self,
+        prefix: &str,
+        value: &Option<String>,
+        earlier: &[ClientConfig],
+    ) -> Result<String, ConfigError> {
+        let name = self
+            .string(&format!("{prefix}.name"), value)?
+            .ok_or_else(|| self.err(&format!("{prefix}.name"), "each client needs a name"))?;
+        if !valid_name(&name) {
+            return Err(self.err(
+                &format!("{prefix}.name"),
+                "a client name may hold only letters, digits, `-` and `_` (at most 64)",
+            ));
+        }
+        if earlier.iter().any(|c| c.name == name) {
+            return Err(self.err(
+                &format!("{prefix}.name"),
+                format!("duplicate client name `{name}`"),
+            ));
+        }
+        Ok(name)
+    }
+
+    /// A client's identity: `key`/`key_file` (long, printable, its own) or `unix_uid`/
+    /// `unix_gid`, exactly one of the two.
+    fn client_key(
+        &self,
+        prefix: &str,
+        name: &str,
+        raw: &RawClient,
+        earlier: &[ClientConfig],
+    ) -> Result<Option<SecretValue>, ConfigError> {
+        let key = self.secret(prefix, "key", &raw.key, &raw.key_file, false)?;
+        let by_peer = raw.unix_uid.is_some() || raw.unix_gid.is_some();
+        match (&key, by_peer) {
+            (Some(_), true) => {
+                return Err(self.err(
+                    &format!("{prefix}.key"),
+                    format!("client `{name}`: set either key/key_file or unix_uid/unix_gid, not both"),
+                ))
+            }
+            (None, false) => {
+                return Err(self.err(
+                    &format!("{prefix}.key"),
+                    format!("client `{name}` needs key (or key_file), or unix_uid/unix_gid for a Unix-socket peer"),
+                ))
+            }
+            _ => {}
+        }
+        let Some(k) = &key else { return Ok(key) };
+        let which = if k.file.is_some() { "key_file" } else { "key" };
+        let key_name = format!("{prefix}.{which}");
+        if k.expose().chars().count() < MIN_KEY_CHARS {
+            return Err(self.err(
+                &key_name,
+                format!("the key of client `{name}` is shorter than {MIN_KEY_CHARS} characters; generate one with `openssl rand -hex 32`"),
+            ));
+        }
+        if k.expose().bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+            return Err(self.err(
+                &key_name,
+                format!("the key of client `{name}` must be printable ASCII without spaces (it travels in a header)"),
+            ));
+        }
+        if let Some(other) = earlier
+            .iter()
+            .find(|c| c.key.as_ref().is_some_and(|o| o.expose() == k.expose()))
+        {
+            return Err(self.err(
+                &key_name,
+                format!(
+                    "client `{name}` has the same key as client `{}`; each client needs its own",
+                    other.name
+                ),
+            ));
+        }
+        Ok(key)
+    }
+
+    /// A client's `accounts:`: configured account names, at least one (`None`: all).
+    fn client_accounts(
+        &self,
+        prefix: &str,
+        names: &Option<Vec<String>>,
+        accounts: &[AccountConfig],
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(names) = names else { return Ok(None) };
+        let mut out = Vec::new();
+        for (j, n) in names.iter().enumerate() {
+            let key = format!("{prefix}.accounts[{j}]");
+            let n = self.string(&key, &Some(n.clone()))?.unwrap_or_default();
+            if !accounts.iter().any(|a| a.name == n) {
+                let known: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
+                return Err(self.err(
+                    &key,
+                    format!(
+                        "no account is named `{}`; known accounts: {}",
+                        crate::util::log_safe(&n),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            out.push(n);
+        }
+        if out.is_empty() {
+            return Err(self.err(
+                &format!("{prefix}.accounts"),
+                "the list is empty: name at least one account, or remove the key to allow all",
+            ));
+        }
+        Ok(Some(out))
+    }
+
+    /// A client's policy per account (config order): `None` where it may not go, the account's
+    /// own without a client `allow:`, else the account's narrowed to the client's list.
+    fn client_policies(
+        &self,
+        client: &ClientScope<'_>,
+        accounts: &[AccountConfig],
+    ) -> Result<Vec<Option<Arc<Policy>>>, ConfigError> {
+        let mut policies = Vec::with_capacity(accounts.len());
+        for account in accounts {
+            let permitted = client
+                .accounts
+                .is_none_or(|names| names.contains(&account.name));
+            if !permitted {
+                policies.push(None);
+                continue;
+            }
+            let policy = match client.allow {
+                None => account.policy.clone(),
+                Some(entries) => Arc::new(account.policy.narrowed(entries).map_err(|e| {
+                    let (key, message) = client.narrowing_error(&e, account, accounts.len() > 1);
+                    self.err(&key, message)
+                })?),
+            };
+            policies.push(Some(policy));
+        }
+        Ok(policies)
+    }
+}
+
+/// What a client's policies are derived from.
+struct ClientScope<'a> {
+    /// `clients[i]`.
+    prefix: &'a str,
+    /// The client's name.
+    name: &'a str,
+    /// Its own allow list, as written (interpolated).
+    allow: Option<&'a [String]>,
+    /// The accounts it may use (`None`: all).
+    accounts: Option<&'a [String]>,
+}
+
+impl ClientScope<'_> {
+    /// The key and message when the client's allow list cannot narrow `account`'s.
+    fn narrowing_error(
+        &self,
+        e: &PolicyError,
+        account: &AccountConfig,
+        several: bool,
+    ) -> (String, String) {
+        let ClientScope { prefix, name, .. } = self;
+        match e {
+            PolicyError::NotCovered { index, scope } => (
+                format!("{prefix}.allow[{index}]"),
+                format!(
+                    "client `{name}`: `{scope}` is not covered by account `{}`'s allow list ({}); a client's allow list may only narrow its account's{}",
+                    account.name,
+                    account.key,
+                    if several { " (use `accounts:` to restrict the client to the accounts that allow it)" } else { "" }
+                ),
+            ),
+            PolicyError::Scope { index, source } => {
+                (format!("{prefix}.allow[{index}]"), source.to_string())
+            }
+            PolicyError::EmptyAllowlist => (
+                format!("{prefix}.allow"),
+                "the list is empty: name at least one scope, or remove the key to use the account's list".to_string(),
+            ),
+            other => (format!("{prefix}.allow"), other.to_string()),
+        }
     }
 }
 

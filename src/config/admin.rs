@@ -1,5 +1,7 @@
 //! `admin.auth`: the opt-in credential of the admin listener (HTTP Basic, the password read from
 //! a file), and the paths exempt from it.
+//!
+//! Must not: check a request (that is `admin/`), or accept the password inline in the file.
 
 use super::raw::RawAdminAuth;
 use super::{read_secret_file, SecretValue, Validator};

@@ -1,6 +1,9 @@
 //! Zoho data centers: each has its own accounts server and API host.
 //!
 //! The table comes from REFERENCE.md §3 (Zoho's SDKs and multi-DC pages).
+//!
+//! Must not: accept an override host that is neither the data center's own Zoho host nor
+//! loopback, or contact Zoho.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,14 +11,23 @@ use std::str::FromStr;
 /// A Zoho data center.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataCenter {
+    /// United States (`us`, accounts.zoho.com).
     Us,
+    /// Europe (`eu`, accounts.zoho.eu).
     Eu,
+    /// India (`in`, accounts.zoho.in).
     In,
+    /// Australia (`au`, accounts.zoho.com.au).
     Au,
+    /// Japan (`jp`, accounts.zoho.jp).
     Jp,
+    /// China (`cn`, accounts.zoho.com.cn).
     Cn,
+    /// Canada (`ca`, accounts.zohocloud.ca).
     Ca,
+    /// Saudi Arabia (`sa`, accounts.zoho.sa).
     Sa,
+    /// United Kingdom (`uk`, accounts.zoho.uk).
     Uk,
 }
 

@@ -2,6 +2,9 @@
 //!
 //! Interpolation runs on single string values after YAML parsing, never on the file text, so a
 //! variable's value can never inject YAML structure. `$$` is a literal `$`.
+//!
+//! Must not: read the process environment itself (the caller passes the lookup), or put a
+//! variable's value in an error.
 
 /// Why a value could not be interpolated. Never carries a variable's value.
 #[derive(Debug, Clone, PartialEq, Eq)]

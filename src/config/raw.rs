@@ -1,7 +1,9 @@
 //! The serde mirror of `proxy.yaml`: every key the file may contain, nothing more.
 //!
-//! Values are kept as written (strings are interpolated later, by `Config::try_from`), so that
-//! YAML syntax errors, unknown keys and duplicate keys are reported by the parser with a line.
+//! Values are kept as written (strings are interpolated later, by `validate`), so that YAML
+//! syntax errors, unknown keys and duplicate keys are reported by the parser with a line.
+//!
+//! Must not: default, interpolate or check a value; a key added here needs its validator.
 
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -11,26 +13,47 @@ use std::fmt;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// `listen`: the main proxy listener.
     pub listen: Option<String>,
+    /// `allow_remote_clients`: opt-in for non-loopback TCP listeners.
     pub allow_remote_clients: Option<bool>,
+    /// `workers`: data-plane threads, a number or `auto`.
     pub workers: Option<RawCount>,
+    /// `admin:`: the admin listener and its credential.
     pub admin: Option<RawAdmin>,
+    /// `zoho:`: the single-account form's account.
     pub zoho: Option<RawZoho>,
+    /// `allow:`: the single-account form's allowlist.
     pub allow: Option<Vec<String>>,
+    /// `modules:`: the single-account form's module API name → scope name map.
     pub modules: Option<OrderedMap>,
+    /// `policy:`: enforce or report.
     pub policy: Option<RawPolicy>,
+    /// `token:`: the default token settings of every account.
     pub token: Option<RawToken>,
+    /// `limits:`: sizes, timeouts and caps.
     pub limits: Option<RawLimits>,
+    /// `log:`: format and level.
     pub log: Option<RawLog>,
+    /// `shutdown:`: grace and delay after SIGTERM.
     pub shutdown: Option<RawShutdown>,
+    /// `routing`: by listener or by header.
     pub routing: Option<String>,
+    /// `accounts:`: the multi-account form.
     pub accounts: Option<Vec<RawAccount>>,
+    /// `credits:`: top-level daily limit and cost overrides.
     pub credits: Option<RawCredits>,
+    /// `accept_hosts`: extra names accepted in `Host`.
     pub accept_hosts: Option<Vec<String>>,
+    /// `allow_any_host`: turns the Host check off.
     pub allow_any_host: Option<bool>,
+    /// `require_request_header`: requires `X-Zoho-Proxy-Request: true`.
     pub require_request_header: Option<bool>,
+    /// `strict_content_type`: JSON (or multipart uploads) bodies only.
     pub strict_content_type: Option<bool>,
+    /// `unix:`: who may connect to the Unix sockets.
     pub unix: Option<RawUnix>,
+    /// `clients:`: client identities.
     pub clients: Option<Vec<RawClient>>,
 }
 

@@ -355,14 +355,6 @@ mod tests {
                 }),
             ),
             (
-                "redis+cluster://10.0.0.1:7000,10.0.0.2",
-                StoreValue::Redis(RedisTopology::Cluster {
-                    seeds: vec![node("10.0.0.1", 7000), node("10.0.0.2", 6379)],
-                    tls: false,
-                    username: None,
-                }),
-            ),
-            (
                 "redis+sentinel://proxy@h1:26379,h2/mymaster/2",
                 StoreValue::Redis(RedisTopology::Sentinel {
                     sentinels: vec![node("h1", 26379), node("h2", 26379)],
@@ -370,6 +362,23 @@ mod tests {
                     db: 2,
                     tls: false,
                     username: Some("proxy".into()),
+                }),
+            ),
+        ];
+        for (value, expect) in cases {
+            assert_eq!(classify(value).as_ref(), Ok(expect), "{value}");
+        }
+    }
+
+    #[test]
+    fn cluster_forms_are_classified() {
+        let cases: &[(&str, StoreValue)] = &[
+            (
+                "redis+cluster://10.0.0.1:7000,10.0.0.2",
+                StoreValue::Redis(RedisTopology::Cluster {
+                    seeds: vec![node("10.0.0.1", 7000), node("10.0.0.2", 6379)],
+                    tls: false,
+                    username: None,
                 }),
             ),
             (

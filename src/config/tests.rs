@@ -1,7 +1,9 @@
 //! Config validation tests: every error names its key (and line when known), never a secret.
 
+use super::error::line_of;
 use super::*;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = vars
@@ -512,4 +514,31 @@ fn a_file_store_folder_is_checked_when_the_config_is_loaded() {
             .expect_err("read-only folder");
         assert!(err.message.contains("not writable"), "{err}");
     }
+}
+
+#[test]
+fn url_scheme_refusals_keep_their_wording() {
+    let url = |s: &str| url::Url::parse(s).expect("a URL");
+    assert_eq!(
+        check_base_url(&url("http://example.com")).expect_err("refused"),
+        "`http://example.com/` uses plain http; tokens only travel over https (plain http is accepted only for a loopback host)"
+    );
+    assert_eq!(
+        check_base_url(&url("ftp://example.com")).expect_err("refused"),
+        "`ftp://example.com/` has scheme `ftp`; use https"
+    );
+    assert_eq!(
+        check_redirect_uri(&url("http://example.com/oauth/callback")).expect_err("refused"),
+        "`http://example.com/oauth/callback` uses plain http to a non-loopback host: the authorization code would travel in clear; use https (or a 127.0.0.1 address)"
+    );
+    assert_eq!(
+        check_redirect_uri(&url("ftp://example.com/cb")).expect_err("refused"),
+        "`ftp://example.com/cb` has scheme `ftp`; use http://127.0.0.1:PORT/oauth/callback or an https URL"
+    );
+    assert!(check_base_url(&url("http://LOCALHOST:8080")).is_ok());
+    assert!(check_redirect_uri(&url("http://[::1]:9901/oauth/callback")).is_ok());
+    assert_eq!(
+        check_redirect_uri(&url("unix:/tmp/x")).expect_err("refused"),
+        "`unix:/tmp/x` has no host"
+    );
 }

@@ -1,6 +1,8 @@
 //! Human-written sizes (`10MiB`, `512KiB`, `1000`) and durations (`30s`, `500ms`, `2m`).
 //!
 //! Pure parsing only; the callers attach the config key to any error.
+//!
+//! Must not: know config keys, or accept a unit it does not document.
 
 use std::time::Duration;
 
