@@ -603,3 +603,32 @@ fn the_check_finds_each_kind_of_mistake() {
         found.join("\n")
     );
 }
+
+/// The handbook's architecture page repeats the table for readers: row for row, the same.
+#[test]
+fn the_handbook_shows_the_same_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The table that starts at `| layer | module |`, one row a line.
+    let table = |lines: Vec<&str>| -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| l.trim())
+            .skip_while(|l| !l.starts_with("| layer | module |"))
+            .take_while(|l| l.starts_with('|'))
+            .map(str::to_string)
+            .collect()
+    };
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("src/lib.rs");
+    let page =
+        std::fs::read_to_string(root.join("docs/architecture.md")).expect("docs/architecture.md");
+    let published = table(lib.lines().filter_map(|l| l.strip_prefix("//!")).collect());
+    let shown = table(page.lines().collect());
+    assert!(
+        published.len() > 5,
+        "the table in src/lib.rs was found: {published:?}"
+    );
+    assert_eq!(
+        shown, published,
+        "docs/architecture.md shows the layer table of src/lib.rs, row for row (copy it again)"
+    );
+}
