@@ -12,7 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::fmt::Write;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 /// An account name as a label value (cheap to clone).
@@ -124,12 +123,6 @@ struct AccountOnly {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RefreshLabels {
-    account: AccountLabel,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultOnly {
     result: &'static str,
 }
@@ -150,10 +143,6 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upstream_latency: Family<AccountOnly, Histogram>,
-    refreshes: Family<RefreshLabels, Counter>,
-    expiry: Family<AccountOnly, Gauge<f64, AtomicU64>>,
-    budget_left: Family<AccountOnly, Gauge>,
-    ready: Family<AccountOnly, Gauge>,
     reloads: Family<ResultOnly, Counter>,
     in_flight: Gauge,
     connections: Family<ListenerOnly, Gauge>,
@@ -218,30 +207,6 @@ impl Metrics {
             "Time from forwarding a request to Zoho's response headers",
             upstream_latency.clone(),
         );
-        let refreshes = Family::<RefreshLabels, Counter>::default();
-        registry.register(
-            "token_refreshes",
-            "Token requests to Zoho Accounts by result",
-            refreshes.clone(),
-        );
-        let expiry = Family::<AccountOnly, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "token_expiry_seconds",
-            "Seconds until the current access token expires",
-            expiry.clone(),
-        );
-        let budget_left = Family::<AccountOnly, Gauge>::default();
-        registry.register(
-            "mint_budget_left",
-            "Token requests left in the current 10-minute window",
-            budget_left.clone(),
-        );
-        let ready = Family::<AccountOnly, Gauge>::default();
-        registry.register(
-            "token_ready",
-            "1 when the account has a usable token with margin left",
-            ready.clone(),
-        );
         let reloads = Family::<ResultOnly, Counter>::default();
         registry.register(
             "config_reloads",
@@ -280,10 +245,6 @@ impl Metrics {
             registry,
             requests,
             upstream_latency,
-            refreshes,
-            expiry,
-            budget_left,
-            ready,
             reloads,
             in_flight,
             connections,
@@ -335,16 +296,6 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts a token request outcome (`ok` or an error label).
-    pub fn token_refresh(&self, account: &str, result: &'static str) {
-        self.refreshes
-            .get_or_create(&RefreshLabels {
-                account: AccountLabel(account.into()),
-                result,
-            })
-            .inc();
-    }
-
     /// Counts a config reload (`ok` or `error`).
     pub fn reload(&self, ok: bool) {
         self.reloads
@@ -378,18 +329,6 @@ impl Metrics {
         self.shed.inc();
     }
 
-    /// Sets the per-account token gauges (called right before rendering).
-    pub fn set_token_gauges(&self, account: &str, expiry_secs: f64, budget_left: u32, ready: bool) {
-        let labels = AccountOnly {
-            account: AccountLabel(account.into()),
-        };
-        self.expiry.get_or_create(&labels).set(expiry_secs);
-        self.budget_left
-            .get_or_create(&labels)
-            .set(i64::from(budget_left));
-        self.ready.get_or_create(&labels).set(i64::from(ready));
-    }
-
     /// The registry, for a service to register its own metrics in before serving starts
     /// (the credit metrics: `credits/metrics.rs`).
     pub fn registry_mut(&mut self) -> &mut Registry {
@@ -416,17 +355,9 @@ mod tests {
         let m = Metrics::new();
         let a = AccountMeter::new(AccountLabel("default".into()));
         m.request(&a, &http::Method::GET, "allowed", http::StatusCode::OK);
-        m.token_refresh("default", "ok");
-        m.set_token_gauges("default", 12.5, 7, true);
         let text = m.render();
-        for needle in [
-            r#"zoho_proxy_requests_total{account="default",client="(anonymous)",method="GET",decision="allowed",status_class="2xx"} 1"#,
-            r#"zoho_proxy_token_refreshes_total{account="default",result="ok"} 1"#,
-            r#"zoho_proxy_mint_budget_left{account="default"} 7"#,
-            r#"zoho_proxy_token_expiry_seconds{account="default"} 12.5"#,
-        ] {
-            assert!(text.contains(needle), "missing {needle} in\n{text}");
-        }
+        let needle = r#"zoho_proxy_requests_total{account="default",client="(anonymous)",method="GET",decision="allowed",status_class="2xx"} 1"#;
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
 
     /// Each combination of labels counts in its own series, through the cells or without them,

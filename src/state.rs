@@ -136,6 +136,8 @@ pub struct AppState {
     pub connection_slots: Arc<Semaphore>,
     /// Scopes the traffic needed and the recent denied or reported requests (for the console).
     pub observed: Arc<crate::observed::Observations>,
+    /// The token service's metrics (its gauges are set from the handles before `/metrics`).
+    pub token_metrics: crate::token::TokenMetrics,
 }
 
 impl AppState {

@@ -8,7 +8,6 @@
 
 use crate::admin::oauth::{html_page, Callback, OAuthFlows, STATE_TTL};
 use crate::config::{AccountConfig, ClientType, Config, StoreConfig};
-use crate::metrics::Metrics;
 use crate::token::{Command, Refresher, Secrets, TokenHandle};
 use crate::web::body::{full, ProxyBody};
 use bytes::Bytes;
@@ -123,7 +122,8 @@ fn start_refresher(
     account: &AccountConfig,
     cancel: &CancellationToken,
 ) -> Result<(Arc<TokenHandle>, JoinHandle<()>), String> {
-    let metrics = Arc::new(Metrics::new());
+    // A one-off command: its token metrics are counted but never exposed.
+    let metrics = crate::token::TokenMetrics::default();
     let secrets = Secrets {
         client_secret: account.client_secret.value.clone(),
         refresh_token: account.refresh_token.as_ref().map(|s| s.value.clone()),

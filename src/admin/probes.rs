@@ -70,7 +70,7 @@ impl Admin {
         let runtime = self.state.runtime.load();
         for a in &runtime.accounts {
             let status = a.token.status();
-            self.state.metrics.set_token_gauges(
+            self.state.token_metrics.set_token_gauges(
                 &a.name,
                 a.token.seconds_left(),
                 status.mint_budget_left,

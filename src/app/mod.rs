@@ -117,6 +117,7 @@ impl App {
         let config = Arc::new(config);
         let mut metrics = Metrics::new();
         let credit_metrics = credits::CreditMetrics::register(metrics.registry_mut());
+        let token_metrics = token::TokenMetrics::register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
@@ -138,8 +139,9 @@ impl App {
                 .unwrap_or_default();
             let (handle, commands) =
                 TokenHandle::new(&account.name, secrets, account.token.mint_budget, api);
-            let refresher = Refresher::new(account, handle.clone(), commands, metrics.clone())
-                .map_err(StartError::Runtime)?;
+            let refresher =
+                Refresher::new(account, handle.clone(), commands, token_metrics.clone())
+                    .map_err(StartError::Runtime)?;
             let client = Upstream::build(
                 account.ca_file.as_deref(),
                 config.limits.connect_timeout,
@@ -185,6 +187,7 @@ impl App {
             admin_listen: Arc::new(listeners.admin.local_addr()),
             connection_slots: Arc::new(Semaphore::new(config.limits.max_connections as usize)),
             observed: Arc::default(),
+            token_metrics,
         };
         Ok(App {
             started,

@@ -7,6 +7,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod metrics;
 pub mod redis_store;
 pub mod refresher;
 pub mod store;
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+pub use metrics::TokenMetrics;
 pub use refresher::Refresher;
 
 /// Where to send requests: scheme and authority of the API host (`https://www.zohoapis.com`).

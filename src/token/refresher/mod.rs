@@ -29,9 +29,9 @@ use super::budget::MintBudget;
 use super::client::AccountsClient;
 use super::redis_store::RedisStore;
 use super::store::{FileStore, Store, StoredState};
+use super::TokenMetrics;
 use super::{ApiBase, Command, Secrets, TokenHandle, TokenState};
 use crate::config::{AccountConfig, ClientType, StoreConfig};
-use crate::metrics::Metrics;
 use crate::util::clock::now_unix_ms;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub struct Refresher {
     generation: u64,
     /// The kind of the last error, so a repeated one is logged once.
     last_error_label: Option<&'static str>,
-    metrics: Arc<Metrics>,
+    metrics: TokenMetrics,
     /// Fleet mode's state (`Some` with a Redis store).
     fleet: Option<fleet::Fleet>,
     /// Whether `restore` has run.
@@ -77,7 +77,7 @@ impl Refresher {
         account: &AccountConfig,
         handle: Arc<TokenHandle>,
         commands: mpsc::Receiver<Command>,
-        metrics: Arc<Metrics>,
+        metrics: TokenMetrics,
     ) -> Result<Refresher, String> {
         let client = AccountsClient::new(account.ca_file.as_deref(), TOKEN_REQUEST_TIMEOUT)?;
         let (store, fleet) = open_store(account)?;

@@ -14,7 +14,13 @@ fn refresher(yaml: &str) -> Refresher {
         refresh_token: account.refresh_token.as_ref().map(|s| s.value.clone()),
     };
     let (handle, commands) = TokenHandle::new(&account.name, secrets, 8, String::new());
-    Refresher::new(account, handle, commands, Arc::new(Metrics::new())).expect("refresher builds")
+    Refresher::new(
+        account,
+        handle,
+        commands,
+        crate::token::TokenMetrics::default(),
+    )
+    .expect("refresher builds")
 }
 
 fn server_yaml(store: &std::path::Path, extra: &str) -> String {
