@@ -36,12 +36,7 @@ async fn curl(url: &str, args: &[&str]) -> u16 {
 
 #[tokio::test]
 async fn curl_d_is_forwarded_and_the_same_with_origin_is_refused_unforwarded() {
-    let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn_ready(
-        zoho.dir.path(),
-        &zoho.config(&["ZohoCRM.modules.leads.ALL"], ""),
-    )
-    .await;
+    let (zoho, proxy) = start_proxy(&["ZohoCRM.modules.leads.ALL"], "").await;
     let fake = zoho.control();
     fake.clear_crm_requests();
     let url = proxy.url("/crm/v8/Leads");
