@@ -31,30 +31,13 @@ async fn post(proxy: &RunningProxy, headers: &[&str]) -> u16 {
         .unwrap_or(0)
 }
 
-/// The console page.
-async fn console(proxy: &RunningProxy) -> String {
-    client()
-        .get(proxy.admin_url("/"))
-        .send()
-        .await
-        .expect("console")
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn requester_refusals_are_listed_with_code_and_rule_and_counted() {
-    let zoho = Zoho::start().await;
     let extra = format!(
         "strict_content_type: true\nclients:\n  - name: app\n    key: {KEY}\n    allow: [ZohoCRM.modules.leads.ALL]\n"
     );
-    let proxy = RunningProxy::spawn_ready(
-        zoho.dir.path(),
-        &zoho.config(&["ZohoCRM.modules.leads.ALL"], &extra),
-    )
-    .await;
-    let html = console(&proxy).await;
+    let (zoho, proxy) = start_proxy(&["ZohoCRM.modules.leads.ALL"], &extra).await;
+    let html = proxy.admin_text("/").await;
     assert!(
         html.contains("id=\"no-refusals\""),
         "no refusal before any request:\n{html}"
@@ -108,7 +91,7 @@ async fn requester_refusals_are_listed_with_code_and_rule_and_counted() {
         "a well-formed request is served"
     );
 
-    let html = console(&proxy).await;
+    let html = proxy.admin_text("/").await;
     for (_, _, code, rule) in cases {
         assert!(
             html.contains(&format!("{code} (rule {rule})")),

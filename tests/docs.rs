@@ -451,12 +451,7 @@ fn every_error_code_the_proxy_sends_is_in_troubleshooting() {
 
 #[tokio::test]
 async fn every_metric_the_proxy_registers_is_on_the_operations_page() {
-    let zoho = Zoho::start().await;
-    let proxy = RunningProxy::spawn_ready(
-        zoho.dir.path(),
-        &zoho.config(&["ZohoCRM.modules.leads.READ"], ""),
-    )
-    .await;
+    let (_zoho, proxy) = start_proxy(&["ZohoCRM.modules.leads.READ"], "").await;
     let text = proxy.metrics_text().await;
     // OpenMetrics: `# TYPE name counter` has samples `name_total`.
     let families: Vec<String> = text

@@ -1365,6 +1365,12 @@ async fn json_logs_are_one_object_per_line_with_an_access_line_per_request() {
         Some(0),
         "clean exit"
     );
+    // The output pumps may still be reading what the process wrote just before it exited.
+    proxy
+        .wait_for_output(Duration::from_secs(5), |out| {
+            out.matches("\"target\":\"access\"").count() >= 3
+        })
+        .await;
 
     let logs = proxy.logs();
     let mut access = Vec::new();

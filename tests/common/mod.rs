@@ -273,14 +273,19 @@ impl RunningProxy {
 
     /// The admin listener's `/metrics` text.
     pub async fn metrics_text(&self) -> String {
+        self.admin_text("/metrics").await
+    }
+
+    /// The text the admin listener answers on `path` (the console on `/`).
+    pub async fn admin_text(&self, path: &str) -> String {
         client()
-            .get(self.admin_url("/metrics"))
+            .get(self.admin_url(path))
             .send()
             .await
-            .expect("metrics")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
             .text()
             .await
-            .expect("metrics text")
+            .unwrap_or_else(|e| panic!("GET {path} text: {e}"))
     }
 
     /// The admin listener's `/status` JSON.
@@ -426,6 +431,14 @@ pub fn tls_client(ca: &TestCa) -> reqwest::Client {
         .add_root_certificate(cert)
         .build()
         .expect("tls client")
+}
+
+/// A fake Zoho and a ready proxy in front of it: one account allowed `allow`, plus `extra`
+/// top-level YAML.
+pub async fn start_proxy(allow: &[&str], extra: &str) -> (Zoho, RunningProxy) {
+    let zoho = Zoho::start().await;
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(allow, extra)).await;
+    (zoho, proxy)
 }
 
 /// Polls `check` until it returns true or the deadline passes.

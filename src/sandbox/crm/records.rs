@@ -12,6 +12,11 @@ use serde_json::{json, Map, Value};
 
 use super::query::{parse_criteria, Coql, Matcher};
 
+/// The most records a module holds. When a create would pass it, the older half is dropped at
+/// once, so a demo under write load keeps a bounded memory (and creates stay O(1) amortised);
+/// a module then holds between half of this and all of it, the newest records kept.
+pub(crate) const MAX_RECORDS: usize = 20_000;
+
 /// One record: field name → value, always with a string `id`.
 pub(crate) type Record = Map<String, Value>;
 
@@ -248,6 +253,9 @@ impl CrmStore {
             item.insert("Created_Time".into(), Value::from(now.clone()));
             item.insert("Modified_Time".into(), Value::from(now.clone()));
             if let Some(recs) = self.modules.get_mut(module) {
+                if recs.len() >= MAX_RECORDS {
+                    recs.drain(..MAX_RECORDS / 2);
+                }
                 recs.push(item);
             }
             results.push(success("record added", &id, &now));
@@ -743,5 +751,36 @@ mod tests {
             let got = s.search("Leads", &lookup);
             assert_eq!(matches!(got, Reply::Json(200, _)), *hit, "search {k}={v}");
         }
+    }
+
+    #[test]
+    fn a_module_keeps_its_newest_records_within_the_bound() {
+        let mut s = CrmStore::seeded();
+        let count = |s: &CrmStore| s.modules.get("Leads").map_or(0, Vec::len);
+        let body = br#"{"data":[{"Last_Name":"Load"}]}"#;
+        let mut last = String::new();
+        for _ in 0..MAX_RECORDS + 10 {
+            let Reply::Json(201, reply) = s.create("Leads", Some(body)) else {
+                panic!("a create is 201 JSON");
+            };
+            last = reply["data"][0]["details"]["id"]
+                .as_str()
+                .expect("the new id")
+                .to_string();
+        }
+        let n = count(&s);
+        assert!(
+            (MAX_RECORDS / 2..=MAX_RECORDS).contains(&n),
+            "bounded: {n} records"
+        );
+        assert!(
+            matches!(s.get("Leads", &last, None), Reply::Json(200, _)),
+            "the newest record is kept"
+        );
+        assert_eq!(
+            s.get("Leads", "554023000000235011", None),
+            Reply::NoContent,
+            "the oldest (a seeded lead) is dropped"
+        );
     }
 }
