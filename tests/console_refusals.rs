@@ -121,3 +121,27 @@ async fn requester_refusals_are_listed_with_code_and_rule_and_counted() {
     );
     proxy.assert_no_secrets(&zoho.control().live_tokens());
 }
+
+/// A request the admin listener's own requester checks refuse (a foreign Host, as DNS rebinding
+/// would send) is listed on the console too.
+#[tokio::test]
+async fn admin_listener_refusals_are_listed_too() {
+    let (zoho, proxy) = start_proxy(&["ZohoCRM.modules.leads.ALL"], "").await;
+    let text = "GET /status HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n";
+    let answer = raw(proxy.admin, text.as_bytes(), Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 403"),
+        "the admin listener refuses a foreign Host: {answer}"
+    );
+    let html = proxy.admin_text("/").await;
+    assert!(
+        html.contains("PROXY_HOST_NOT_ALLOWED (rule host)"),
+        "the admin listener's refusal is among the recent decisions:\n{html}"
+    );
+    assert!(
+        !html.contains("attacker.example"),
+        "no Host value on the page:\n{html}"
+    );
+    proxy.assert_no_secrets(&zoho.control().live_tokens());
+}

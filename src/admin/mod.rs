@@ -49,6 +49,12 @@ pub async fn service(
         Ok(()) => admin.handle(req).await?,
         Err(refusal) => {
             admin.state.metrics.refused("admin", refusal.rule);
+            admin.state.observed.record_refusal(
+                refusal.code,
+                refusal.rule,
+                req.method().as_str(),
+                req.uri().path(),
+            );
             tracing::debug!(
                 rule = refusal.rule,
                 code = refusal.code,
