@@ -48,12 +48,12 @@ async fn get(proxy: &RunningProxy, path: &str) -> Answer {
     send(client().get(proxy.url(path))).await
 }
 
-/// How many requests for `path` (path and query) the fake Zoho received.
+/// How many `GET`s of `path_and_query` the fake Zoho received.
 fn seen(zoho: &Zoho, path_and_query: &str) -> usize {
     zoho.control()
         .crm_requests()
         .iter()
-        .filter(|r| r.path_and_query == path_and_query)
+        .filter(|r| r.method == "GET" && r.path_and_query == path_and_query)
         .count()
 }
 
