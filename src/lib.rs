@@ -40,9 +40,9 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod cache;
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credits;

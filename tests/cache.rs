@@ -108,7 +108,10 @@ async fn a_hit_is_zohos_answer_with_cache_status_and_spends_no_credit_slot_or_to
     for round in 0..3 {
         let hit = get(&proxy, FIELDS).await;
         assert_eq!(hit.status, 200, "hit {round}: Zoho's status");
-        assert_eq!(hit.body, miss.body, "hit {round}: Zoho's body, byte for byte");
+        assert_eq!(
+            hit.body, miss.body,
+            "hit {round}: Zoho's body, byte for byte"
+        );
         assert_eq!(
             hit.content_type, miss.content_type,
             "hit {round}: Zoho's Content-Type"
@@ -145,12 +148,19 @@ async fn a_hit_is_zohos_answer_with_cache_status_and_spends_no_credit_slot_or_to
     assert!(metric(&after, &series("cache_bytes")) > 0.0, "bytes held");
     let status = cache_status(&proxy).await;
     assert_eq!(
-        (status["hits"].as_u64(), status["misses"].as_u64(), status["credits_saved"].as_u64()),
+        (
+            status["hits"].as_u64(),
+            status["misses"].as_u64(),
+            status["credits_saved"].as_u64()
+        ),
         (Some(4), Some(1), Some(4)),
         "/status shows hits, misses and credits saved: {status}"
     );
     assert!(
-        proxy.logs().lines().any(|l| l.contains("access") && l.contains("cache=hit")),
+        proxy
+            .logs()
+            .lines()
+            .any(|l| l.contains("access") && l.contains("cache=hit")),
         "the access line of a hit says cache=hit:\n{}",
         proxy.logs()
     );
@@ -174,9 +184,15 @@ async fn a_client_without_the_scope_gets_403_while_the_cache_holds_the_entry() {
     let narrow = send(as_client(KEY_NARROW)).await;
     assert_eq!(narrow.status, 403, "the narrow client is refused");
     assert_ne!(narrow.body, full.body, "and gets no cached copy");
-    assert!(narrow.cache_status.is_empty(), "no Cache-Status on a refusal");
+    assert!(
+        narrow.cache_status.is_empty(),
+        "no Cache-Status on a refusal"
+    );
     let anonymous = get(&proxy, FIELDS).await;
-    assert_eq!(anonymous.status, 401, "no key: the requester checks refuse first");
+    assert_eq!(
+        anonymous.status, 401,
+        "no key: the requester checks refuse first"
+    );
     assert_eq!(seen(&zoho, FIELDS), 1, "Zoho saw the fields once");
 }
 
@@ -186,13 +202,20 @@ async fn writes_the_admin_purge_and_no_cache_refresh_the_entries() {
     let (zoho, proxy) = start(&allow, "").await;
     let fill = || async {
         let a = get(&proxy, FIELDS).await;
-        assert_eq!(a.cache_status, "zoho-auth-proxy; fwd=miss; stored", "a miss");
+        assert_eq!(
+            a.cache_status, "zoho-auth-proxy; fwd=miss; stored",
+            "a miss"
+        );
         wait_entries(&proxy, 1).await;
     };
     fill().await;
     // A write under settings/ (whatever Zoho answers) purges.
     let put = send(client().put(proxy.url(FIELDS)).body("{}")).await;
-    assert!(put.cache_status.is_empty(), "a write is not cached: {}", put.cache_status);
+    assert!(
+        put.cache_status.is_empty(),
+        "a write is not cached: {}",
+        put.cache_status
+    );
     wait_entries(&proxy, 0).await;
     fill().await;
     // The admin purge, for one account, then an unknown one, then all.
@@ -206,7 +229,11 @@ async fn writes_the_admin_purge_and_no_cache_refresh_the_entries() {
     assert_eq!(json["purged"][0]["entries"], 1, "one entry purged: {json}");
     wait_entries(&proxy, 0).await;
     fill().await;
-    assert_eq!(purge("?account=nope").await.status(), 404, "unknown account");
+    assert_eq!(
+        purge("?account=nope").await.status(),
+        404,
+        "unknown account"
+    );
     assert_eq!(cache_status(&proxy).await["entries"], 1, "nothing purged");
     assert_eq!(purge("").await.status(), 200, "purge all");
     wait_entries(&proxy, 0).await;
@@ -222,9 +249,16 @@ async fn writes_the_admin_purge_and_no_cache_refresh_the_entries() {
         fresh.cache_status, "zoho-auth-proxy; fwd=request; stored",
         "no-cache refreshes"
     );
-    assert_eq!(seen(&zoho, FIELDS), 5, "four fills and the refresh reached Zoho");
+    assert_eq!(
+        seen(&zoho, FIELDS),
+        5,
+        "four fills and the refresh reached Zoho"
+    );
     let hit = get(&proxy, FIELDS).await;
-    assert!(hit.cache_status.contains("hit"), "the refreshed entry serves");
+    assert!(
+        hit.cache_status.contains("hit"),
+        "the refreshed entry serves"
+    );
     assert_eq!(seen(&zoho, FIELDS), 5, "served from the cache");
 }
 
@@ -250,7 +284,10 @@ async fn zero_ttl_non_200_and_oversize_answers_are_not_stored() {
     let (zoho, proxy) = start(&allow, "cache:\n  metadata_ttl: 0s\n").await;
     for _ in 0..2 {
         let a = get(&proxy, FIELDS).await;
-        assert!(a.status == 200 && a.cache_status.is_empty(), "off: plain forwarding");
+        assert!(
+            a.status == 200 && a.cache_status.is_empty(),
+            "off: plain forwarding"
+        );
     }
     assert_eq!(seen(&zoho, FIELDS), 2, "off: each request reaches Zoho");
     drop(proxy);
@@ -262,16 +299,26 @@ async fn zero_ttl_non_200_and_oversize_answers_are_not_stored() {
     for _ in 0..2 {
         let a = get(&proxy, FIELDS).await;
         assert!(a.body.len() > 128, "the test needs a larger answer");
-        assert_eq!(a.cache_status, "zoho-auth-proxy; fwd=miss", "over the cap: not stored");
+        assert_eq!(
+            a.cache_status, "zoho-auth-proxy; fwd=miss",
+            "over the cap: not stored"
+        );
     }
     // A non-200 (no module: 400) is not stored.
     for _ in 0..2 {
         let a = get(&proxy, "/crm/v8/settings/fields").await;
         assert_eq!(a.status, 400, "Zoho's 400");
-        assert_eq!(a.cache_status, "zoho-auth-proxy; fwd=miss", "a 400 is not stored");
+        assert_eq!(
+            a.cache_status, "zoho-auth-proxy; fwd=miss",
+            "a 400 is not stored"
+        );
     }
     assert_eq!(seen(&zoho, FIELDS), 2, "oversize: both reached Zoho");
-    assert_eq!(seen(&zoho, "/crm/v8/settings/fields"), 2, "400: both reached Zoho");
+    assert_eq!(
+        seen(&zoho, "/crm/v8/settings/fields"),
+        2,
+        "400: both reached Zoho"
+    );
     assert_eq!(cache_status(&proxy).await["entries"], 0, "nothing held");
 }
 
@@ -285,11 +332,22 @@ async fn the_settings_reload_and_a_bad_value_exits_2_naming_the_key() {
         cache_status(&proxy).await["metadata_ttl_s"].as_f64() == Some(300.0)
     })
     .await;
-    assert!(reloaded, "the new TTL is in force: {}", cache_status(&proxy).await);
-    assert_eq!(cache_status(&proxy).await["max_bytes"], 1 << 20, "and the new size");
+    assert!(
+        reloaded,
+        "the new TTL is in force: {}",
+        cache_status(&proxy).await
+    );
+    assert_eq!(
+        cache_status(&proxy).await["max_bytes"],
+        1 << 20,
+        "and the new size"
+    );
     get(&proxy, FIELDS).await;
     wait_entries(&proxy, 1).await;
-    assert!(get(&proxy, FIELDS).await.cache_status.contains("hit"), "now cached");
+    assert!(
+        get(&proxy, FIELDS).await.cache_status.contains("hit"),
+        "now cached"
+    );
 
     for (extra, key) in [
         ("cache:\n  metadata_ttl: soon\n", "cache.metadata_ttl"),
@@ -330,8 +388,14 @@ async fn the_console_button_purges_with_its_csrf_token_only() {
         .text()
         .await
         .expect("html");
-    assert!(html.contains("id=\"purge-default\""), "a Purge button:\n{html}");
-    assert!(html.contains("Credits saved"), "the cache figures are shown");
+    assert!(
+        html.contains("id=\"purge-default\""),
+        "a Purge button:\n{html}"
+    );
+    assert!(
+        html.contains("Credits saved"),
+        "the cache figures are shown"
+    );
     let token = purge_token(&html);
     let post = |form: Vec<(&'static str, String)>| {
         let url = proxy.admin_url("/cache/purge");
@@ -348,7 +412,11 @@ async fn the_console_button_purges_with_its_csrf_token_only() {
         ),
     ] {
         assert_eq!(post(form).await.status(), 403, "{name}: refused");
-        assert_eq!(cache_status(&proxy).await["entries"], 1, "{name}: nothing purged");
+        assert_eq!(
+            cache_status(&proxy).await["entries"],
+            1,
+            "{name}: nothing purged"
+        );
     }
     let r = post(vec![("account", "default".into()), ("csrf", token)]).await;
     assert_eq!(r.status(), 200, "the page's token purges");
@@ -384,7 +452,10 @@ async fn zohos_node_sdk_started_five_times_fetches_the_fields_once() {
         let out = tokio::process::Command::new("node")
             .arg(&script)
             .env("ZOHO_SDK", &sdk)
-            .env("PROXY_URL", format!("http://127.0.0.1:{}", proxy.proxy.port()))
+            .env(
+                "PROXY_URL",
+                format!("http://127.0.0.1:{}", proxy.proxy.port()),
+            )
             .env("CLIENT_KEY", KEY_FULL)
             .env("RESOURCES", resources.path())
             .kill_on_drop(true)

@@ -22,7 +22,9 @@ impl Admin {
     pub(super) fn cache_purge(&self, query: &str) -> Response<ProxyBody> {
         let account = param(query.as_bytes(), "account").filter(|a| !a.is_empty());
         match self.purge(account.as_deref()) {
-            Some(purged) => json_response(StatusCode::OK, json!({"status": "ok", "purged": purged})),
+            Some(purged) => {
+                json_response(StatusCode::OK, json!({"status": "ok", "purged": purged}))
+            }
             None => json_response(
                 StatusCode::NOT_FOUND,
                 json!({"code": "PROXY_UNKNOWN_ACCOUNT", "message": format!("no account of that name; use one of: {}", self.state.runtime.load().account_names()), "status": "error"}),
@@ -68,7 +70,10 @@ impl Admin {
             .iter()
             .map(|(name, entries)| json!({"account": &**name, "entries": entries}))
             .collect();
-        info!(account = account.unwrap_or("(all)"), "metadata cache purged by the operator");
+        info!(
+            account = account.unwrap_or("(all)"),
+            "metadata cache purged by the operator"
+        );
         Some(list)
     }
 }

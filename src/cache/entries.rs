@@ -116,10 +116,7 @@ impl Entries {
             metadata_ttl,
             max_bytes,
         } = self.settings;
-        if generation != self.generation
-            || metadata_ttl.is_zero()
-            || size > entry_cap(max_bytes)
-        {
+        if generation != self.generation || metadata_ttl.is_zero() || size > entry_cap(max_bytes) {
             return false;
         }
         self.clock += 1;
@@ -204,12 +201,18 @@ mod tests {
         let t0 = Instant::now();
         let mut e = Entries::new(settings(60, 8000));
         assert!(e.put("a", stored(10), 0, t0), "stored");
-        assert!(fresh(&mut e, "a", t0 + Duration::from_secs(59)), "fresh at 59 s");
+        assert!(
+            fresh(&mut e, "a", t0 + Duration::from_secs(59)),
+            "fresh at 59 s"
+        );
         match e.get("a", t0 + Duration::from_secs(30)) {
             Found::Fresh(_, left) => assert_eq!(left, Duration::from_secs(30), "time left"),
             Found::Nothing => panic!("fresh at 30 s"),
         }
-        assert!(!fresh(&mut e, "a", t0 + Duration::from_secs(60)), "expired at 60 s");
+        assert!(
+            !fresh(&mut e, "a", t0 + Duration::from_secs(60)),
+            "expired at 60 s"
+        );
         assert_eq!((e.len(), e.bytes), (0, 0), "the expired entry is dropped");
     }
 
@@ -226,7 +229,10 @@ mod tests {
         assert!(e.bytes <= 8000, "within max_bytes: {}", e.bytes);
         assert!(fresh(&mut e, "k0", t0), "k0 kept (recently used)");
         assert!(!fresh(&mut e, "k1", t0), "k1 evicted (least recently used)");
-        assert!(!e.put("big", stored(1001), 0, t0), "over the entry cap: not stored");
+        assert!(
+            !e.put("big", stored(1001), 0, t0),
+            "over the entry cap: not stored"
+        );
         assert!(!fresh(&mut e, "big", t0), "not held");
     }
 
@@ -237,7 +243,10 @@ mod tests {
         assert!(e.put("a", stored(10), 0, t0), "stored");
         assert_eq!(e.purge(), 1, "one entry purged");
         assert!(!fresh(&mut e, "a", t0), "gone");
-        assert!(!e.put("a", stored(10), 0, t0), "fetch from before the purge");
+        assert!(
+            !e.put("a", stored(10), 0, t0),
+            "fetch from before the purge"
+        );
         assert!(e.put("a", stored(10), 1, t0), "fetch from after the purge");
     }
 
@@ -251,6 +260,9 @@ mod tests {
         assert_eq!(e.len(), 1, "shrunk to the new max_bytes");
         e.configure(settings(0, 600));
         assert_eq!(e.len(), 0, "off: emptied");
-        assert!(!e.put("a", stored(10), e.generation, t0), "off: nothing stored");
+        assert!(
+            !e.put("a", stored(10), e.generation, t0),
+            "off: nothing stored"
+        );
     }
 }

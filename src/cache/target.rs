@@ -94,18 +94,48 @@ mod tests {
     fn metadata_reads_writes_and_everything_else_are_told_apart() {
         use Class::*;
         const CASES: &[(&str, &str, Option<&str>, Class)] = &[
-            ("GET", "/crm/v8/settings/fields", Some("module=Leads&"), Read),
-            ("HEAD", "/crm/v8/settings/fields", Some("module=Leads"), Read),
+            (
+                "GET",
+                "/crm/v8/settings/fields",
+                Some("module=Leads&"),
+                Read,
+            ),
+            (
+                "HEAD",
+                "/crm/v8/settings/fields",
+                Some("module=Leads"),
+                Read,
+            ),
             ("GET", "/crm/v2/settings/modules", None, Read),
             ("GET", "/crm/v2.1/settings/modules/Leads", None, Read),
-            ("GET", "/crm/v7/settings/layouts", Some("module=Deals"), Read),
-            ("GET", "/crm/v8/settings/related_lists", Some("module=Leads"), Read),
-            ("GET", "/crm/v8/settings/custom_views", Some("module=Leads"), Read),
+            (
+                "GET",
+                "/crm/v7/settings/layouts",
+                Some("module=Deals"),
+                Read,
+            ),
+            (
+                "GET",
+                "/crm/v8/settings/related_lists",
+                Some("module=Leads"),
+                Read,
+            ),
+            (
+                "GET",
+                "/crm/v8/settings/custom_views",
+                Some("module=Leads"),
+                Read,
+            ),
             ("GET", "/crm/v8/settings/profiles", None, Read),
             ("GET", "/crm/v8/settings/roles", None, Read),
             ("GET", "/crm/v8/org", None, Read),
             ("GET", "/crm/v8/users", Some("type=CurrentUser"), Read),
-            ("GET", "/crm/v8/users", Some("page=1&type=CurrentUser"), Read),
+            (
+                "GET",
+                "/crm/v8/users",
+                Some("page=1&type=CurrentUser"),
+                Read,
+            ),
             // Not metadata, or not this shape of it.
             ("GET", "/crm/v8/users", Some("type=AllUsers"), Other),
             ("GET", "/crm/v8/users", None, Other),
@@ -122,7 +152,12 @@ mod tests {
             ("POST", "/crm/v8/coql", None, Other),
             ("OPTIONS", "/crm/v8/org", None, Other),
             // Writes that purge.
-            ("PUT", "/crm/v8/settings/fields", Some("module=Leads"), Write),
+            (
+                "PUT",
+                "/crm/v8/settings/fields",
+                Some("module=Leads"),
+                Write,
+            ),
             ("POST", "/crm/v8/settings/layouts", None, Write),
             ("PATCH", "/crm/v8/org", None, Write),
             ("DELETE", "/crm/v8/users/1", None, Write),

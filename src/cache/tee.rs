@@ -34,7 +34,8 @@ impl Tee {
     }
 
     fn finish(&mut self) {
-        if let (Some(copy), Some((fill, headers, credits))) = (self.copy.take(), self.pending.take())
+        if let (Some(copy), Some((fill, headers, credits))) =
+            (self.copy.take(), self.pending.take())
         {
             fill.store(headers, copy.freeze(), credits);
         }

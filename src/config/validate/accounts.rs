@@ -65,7 +65,8 @@ impl Validator<'_> {
                     let key = format!("accounts[{i}]");
                     let own_cache = account.cache.take();
                     let mut a = self.account(&key, account, &default_token, policy_mode)?;
-                    a.cache = self.cache(&format!("{key}.cache"), own_cache.as_ref(), &top_cache)?;
+                    a.cache =
+                        self.cache(&format!("{key}.cache"), own_cache.as_ref(), &top_cache)?;
                     accounts.push(a);
                 }
             }
