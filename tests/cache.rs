@@ -90,7 +90,7 @@ async fn start(allow: &[&str], extra: &str) -> (Zoho, RunningProxy) {
 }
 
 #[tokio::test]
-async fn a_hit_is_zohos_answer_with_cache_status_and_spends_no_credit_slot_or_token() {
+async fn a_hit_is_zohos_answer_with_cache_status_and_spends_no_credit_or_token() {
     let allow = ["ZohoCRM.settings.fields.READ", "ZohoCRM.modules.leads.READ"];
     let (zoho, proxy) = start(&allow, "").await;
     let miss = get(&proxy, FIELDS).await;
@@ -164,6 +164,33 @@ async fn a_hit_is_zohos_answer_with_cache_status_and_spends_no_credit_slot_or_to
         "the access line of a hit says cache=hit:\n{}",
         proxy.logs()
     );
+}
+
+#[tokio::test]
+async fn a_hit_needs_no_upstream_slot() {
+    let allow = ["ZohoCRM.settings.fields.READ", "ZohoCRM.modules.leads.READ"];
+    let limits = "limits:\n  upstream_concurrency: 1\n  upstream_queue_timeout: 1s\n";
+    let (zoho, proxy) = start(&allow, limits).await;
+    get(&proxy, FIELDS).await;
+    wait_entries(&proxy, 1).await;
+    // A slow call takes the only slot.
+    let slow = tokio::spawn(
+        client()
+            .get(proxy.url("/crm/v8/Leads?__fake=delay_ms=3000"))
+            .send(),
+    );
+    let held = poll_until(WAIT, || async { zoho.control().in_flight().0 == 1 }).await;
+    assert!(held, "the slow call is in flight at Zoho");
+    let hit = get(&proxy, FIELDS).await;
+    assert_eq!(
+        hit.status, 200,
+        "the hit is answered while the slot is taken"
+    );
+    assert!(hit.cache_status.contains("hit"), "from the cache");
+    let miss = get(&proxy, "/crm/v8/settings/fields?module=Deals").await;
+    assert_eq!(miss.status, 503, "a miss waits for the slot, and gives up");
+    let slow = slow.await.expect("join").expect("the slow call");
+    assert_eq!(slow.status(), 200, "the slow call ends");
 }
 
 #[tokio::test]
@@ -422,17 +449,6 @@ async fn the_console_button_purges_with_its_csrf_token_only() {
     assert_eq!(r.status(), 200, "the page's token purges");
     wait_entries(&proxy, 0).await;
     assert_eq!(seen(&zoho, FIELDS), 1, "the purge itself calls nothing");
-}
-
-/// Where `.ci/run` installs Zoho's official Node SDK (or `ZOHO_NODE_SDK`).
-fn node_sdk() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("ZOHO_NODE_SDK")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/node-sdk/node_modules/@zohocrm/nodejs-sdk-8.0")
-        });
-    dir.join("package.json").is_file().then_some(dir)
 }
 
 #[tokio::test]

@@ -428,6 +428,18 @@ pub fn tls_client(ca: &TestCa) -> reqwest::Client {
         .expect("tls client")
 }
 
+/// Where `.ci/run` installs Zoho's official Node SDK (or `ZOHO_NODE_SDK`); `None` when it is
+/// not installed (the tests that run it then say SKIPPED).
+pub fn node_sdk() -> Option<PathBuf> {
+    let dir = std::env::var_os("ZOHO_NODE_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/node-sdk/node_modules/@zohocrm/nodejs-sdk-8.0")
+        });
+    dir.join("package.json").is_file().then_some(dir)
+}
+
 /// Polls `check` until it returns true or the deadline passes.
 pub async fn poll_until<F, Fut>(deadline: Duration, mut check: F) -> bool
 where

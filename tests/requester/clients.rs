@@ -271,17 +271,6 @@ async fn bad_requester_settings_exit_2_naming_the_key() {
     }
 }
 
-/// Where `.ci/run` installs Zoho's official Node SDK (or `ZOHO_NODE_SDK`).
-fn node_sdk() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("ZOHO_NODE_SDK")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/node-sdk/node_modules/@zohocrm/nodejs-sdk-8.0")
-        });
-    dir.join("package.json").is_file().then_some(dir)
-}
-
 #[tokio::test]
 async fn zohos_node_sdk_works_with_a_client_key_as_its_access_token() {
     let Some(sdk) = node_sdk() else {
