@@ -231,6 +231,19 @@ impl Hit {
     }
 }
 
+/// Zoho's answer to a request: through [`Fill::attach`] for a miss, unchanged otherwise.
+pub fn attach(
+    fill: Option<Fill>,
+    response: Response<ProxyBody>,
+    method: &Method,
+    credits: u64,
+) -> Response<ProxyBody> {
+    match fill {
+        Some(fill) => fill.attach(response, method, credits),
+        None => response,
+    }
+}
+
 impl Fill {
     /// Zoho's answer to the miss, on its way to the client: marked with `Cache-Status`, and,
     /// when it qualifies (a `GET`'s `200`, not content-encoded, not announced larger than the

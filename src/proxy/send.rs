@@ -176,13 +176,10 @@ pub(super) async fn send_decided(
     access.scope = scope;
 
     // 1b. The metadata cache: a hit costs no token, credit or slot.
+    let idle = limits.body_idle_timeout;
     let fill = match consult_cache(account, &method, &headers, target, access) {
         Ok(fill) => fill,
-        Err(hit) => {
-            let response = hit.response();
-            let idle = limits.body_idle_timeout;
-            return Ok(respond(state, response, access, idle, in_flight));
-        }
+        Err(hit) => return Ok(respond(state, hit.response(), access, idle, in_flight)),
     };
 
     // 2. A token (never an expired one).
@@ -259,17 +256,9 @@ pub(super) async fn send_decided(
             }
         }
         let response = response.map(BodyExt::boxed);
-        let response = match fill {
-            Some(fill) => fill.attach(response, &method, access.credits),
-            None => response,
-        };
-        return Ok(respond(
-            state,
-            response,
-            access,
-            limits.body_idle_timeout,
-            (permit, in_flight, upstream),
-        ));
+        let response = cache::attach(fill, response, &method, access.credits);
+        let held = (permit, in_flight, upstream);
+        return Ok(respond(state, response, access, idle, held));
     }
 }
 
