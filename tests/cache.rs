@@ -156,12 +156,16 @@ async fn a_hit_is_zohos_answer_with_cache_status_and_spends_no_credit_or_token()
         (Some(4), Some(1), Some(4)),
         "/status shows hits, misses and credits saved: {status}"
     );
+    // Access lines are written in batches: wait for the line (bounded).
+    let logged = proxy
+        .wait_for_output(WAIT, |t| {
+            t.lines()
+                .any(|l| l.contains("access") && l.contains("credits=0") && l.contains("cache=hit"))
+        })
+        .await;
     assert!(
-        proxy
-            .logs()
-            .lines()
-            .any(|l| l.contains("access") && l.contains("cache=hit")),
-        "the access line of a hit says cache=hit:\n{}",
+        logged,
+        "the access line of a hit says cache=hit, credits=0:\n{}",
         proxy.logs()
     );
 }
