@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::path::Path;
 use std::time::Duration;
 
 const FIELDS: &str = "/crm/v8/settings/fields?module=Leads";
@@ -464,30 +463,17 @@ async fn zohos_node_sdk_started_five_times_fetches_the_fields_once() {
     let allow = ["ZohoCRM.modules.leads.READ", "ZohoCRM.settings.fields.READ"];
     let clients = format!("clients:\n  - name: node-sdk\n    key: {KEY_FULL}\n");
     let (zoho, proxy) = start(&allow, &clients).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/node-sdk/get_leads.mjs");
     let mut results = Vec::new();
     for run in 0..5 {
         // A fresh resource folder each time, as a container or a cron job starts the SDK.
         let resources = tempfile::tempdir().expect("SDK resource dir");
-        let out = tokio::process::Command::new("node")
-            .arg(&script)
-            .env("ZOHO_SDK", &sdk)
-            .env(
-                "PROXY_URL",
-                format!("http://127.0.0.1:{}", proxy.proxy.port()),
-            )
-            .env("CLIENT_KEY", KEY_FULL)
-            .env("RESOURCES", resources.path())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(60), out)
-            .await
-            .expect("the SDK finishes within 60 s")
-            .expect("node runs");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = text.lines().last().unwrap_or("").to_string();
-        let result: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        assert_eq!(result["status"], 200, "run {run}: {text}\n{}", proxy.logs());
+        let (result, output) = run_node_sdk(&sdk, &proxy, KEY_FULL, resources.path()).await;
+        assert_eq!(
+            result["status"],
+            200,
+            "run {run}: {output}\n{}",
+            proxy.logs()
+        );
         results.push(result);
         // The next start must find the entry (stored once the answer was complete).
         wait_entries(&proxy, 1).await;
