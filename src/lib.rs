@@ -5,7 +5,7 @@
 //!
 //! Read from the folder names, a request goes [`server`] (listener, connection limits) →
 //! [`access`] (who is asking) → [`proxy`] (route the account) → [`policy`] (decide, cost) →
-//! [`credits`] (admit) → [`token`] (attach) → [`upstream`] (send, Zoho's concurrency slots) →
+//! [`cache`] (answer metadata it holds) → [`credits`] (admit) → [`token`] (attach) → [`upstream`] (send, Zoho's concurrency slots) →
 //! [`proxy`] (stream back, log). The admin listener is [`admin`], reload is [`reload`], the
 //! wiring is [`app`], the command line [`cli`], and the fake Zoho behind `demo` and the tests is
 //! [`sandbox`].
@@ -30,7 +30,7 @@
 //! | 1 | `policy/` | what a request is: canonical target, required scopes, the allow decision, the credit cost; pure | `util` |
 //! | 2 | `config/` | `proxy.yaml` → plain typed `Config`; validation per section; `describe` | `policy`, `util`, `web`, `rt` |
 //! | 3a | `metrics`, `logging/`, `store/` | the metric registry and shared families; tracing and the batched writer; the atomic 0600 file and the Redis connection | the layers below |
-//! | 3b | `access/`, `token/`, `credits/`, `upstream/`, `observed` | who may ask; the per-account token; credit ledgers and budgets; the client to Zoho and its concurrency slots; what the traffic needed | the layers below |
+//! | 3b | `access/`, `token/`, `credits/`, `upstream/`, `cache/`, `observed` | who may ask; the per-account token; credit ledgers and budgets; the client to Zoho and its concurrency slots; the metadata cache; what the traffic needed | the layers below |
 //! | 4 | `state` | the reloadable snapshot (`Runtime`) and `AppState`; building one has no side effects | the layers below |
 //! | 5 | `proxy/`, `admin/`, `server/`, `reload` | one request's path; the admin listener; listeners and accept loops; reload | the layers below |
 //! | 6 | `app/` | the wiring: `App::build`, `App::run` | the layers below |
@@ -42,6 +42,7 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credits;

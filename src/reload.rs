@@ -142,6 +142,7 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
                 merged.policy = new.policy.clone();
                 merged.allow = new.allow.clone();
                 merged.credits = new.credits.clone();
+                merged.cache = new.cache;
                 if secret_changed(&previous.client_secret, &new.client_secret)
                     || previous.refresh_token.as_ref().map(SecretValue::expose)
                         != new.refresh_token.as_ref().map(SecretValue::expose)
@@ -189,6 +190,7 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
             &config,
             &crate::credits::client_budgets(&config),
         ));
+    old.caches.apply(&config);
     AppState::build_runtime(
         Arc::new(config),
         &tokens,
@@ -196,6 +198,7 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
         Some(old),
         old.workers,
         old.credits.clone(),
+        old.caches.clone(),
     )
 }
 

@@ -32,6 +32,8 @@ pub struct AccountRuntime {
     pub token: Arc<TokenHandle>,
     /// Pooled clients to the API host (one per worker).
     pub upstream: Upstream,
+    /// Its metadata cache (kept across reloads).
+    pub cache: Arc<crate::cache::AccountCache>,
 }
 
 /// Everything a reload may change, swapped as one.
@@ -58,6 +60,8 @@ pub struct Runtime {
     pub config: Arc<Config>,
     /// Credit ledgers, budgets and Zoho's back-off (kept across reloads).
     pub credits: Arc<crate::credits::Credits>,
+    /// The metadata caches of every account (kept across reloads).
+    pub caches: Arc<crate::cache::Caches>,
 }
 
 impl AccountRuntime {
@@ -142,7 +146,8 @@ pub struct AppState {
 
 impl AppState {
     /// Builds a runtime snapshot from a config, reusing token handles and upstream clients. No
-    /// side effects: the callers apply the config's credit settings to `credits`.
+    /// side effects: the callers apply the config's credit settings to `credits` and its cache
+    /// settings to `caches`.
     pub fn build_runtime(
         config: Arc<Config>,
         tokens: &[Arc<TokenHandle>],
@@ -150,6 +155,7 @@ impl AppState {
         previous: Option<&Runtime>,
         workers: usize,
         credits: Arc<crate::credits::Credits>,
+        caches: Arc<crate::cache::Caches>,
     ) -> Runtime {
         let accounts = config
             .accounts
@@ -166,6 +172,7 @@ impl AppState {
                     policy: a.policy.clone(),
                     token: token.clone(),
                     upstream: upstream.clone(),
+                    cache: caches.account(&a.name),
                 },
             )
             .collect();
@@ -181,6 +188,7 @@ impl AppState {
             unrouted_clients: client_meters(&config, UNROUTED_LABEL),
             config,
             credits,
+            caches,
         }
     }
 }

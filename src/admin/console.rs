@@ -1,6 +1,7 @@
 //! `GET /`: the operator console. Server-rendered HTML from escaped parts, no script, no
 //! external assets: per account its state and an Authorize control (a POST carrying a CSRF
-//! token bound to this page), the recent denied or reported requests, the observed scopes with
+//! token bound to this page), the metadata cache with its Purge buttons (the same), the recent
+//! denied or reported requests, the observed scopes with
 //! the allow list that covers them, and the explain form.
 
 use super::html::{self, esc, fill};
@@ -28,6 +29,8 @@ impl Admin {
             .map(|a| account_row(&runtime, a, &token, now_ms))
             .collect();
         let credits = credits_section(&runtime);
+        let purge_token = self.csrf.issue(super::cache::PURGE_ACTION, now_ms / 1000);
+        let cache = super::cache::cache_section(&runtime, &purge_token);
         let body = fill(
             TEMPLATE,
             &[
@@ -43,6 +46,7 @@ impl Admin {
                 ("now", &html::utc(now_ms)),
                 ("accounts", &accounts),
                 ("credits", &credits),
+                ("cache", &cache),
                 (
                     "recent_limit",
                     &crate::observed::RECENT_DECISIONS.to_string(),

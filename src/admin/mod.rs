@@ -1,5 +1,5 @@
 //! The admin listener: the probes (`/healthz`, `/readyz`, `/metrics`), `/status`, the operator
-//! console (`/`), `/explain`, and the browser authorization endpoints `/oauth/start` and
+//! console (`/`), `/explain`, `/cache/purge`, and the browser authorization endpoints `/oauth/start` and
 //! `/oauth/callback` for server-based accounts.
 //!
 //! Never shows a token, secret, authorization code or client key, and never forwards anything
@@ -9,6 +9,7 @@
 
 mod auth;
 pub mod authorize;
+mod cache;
 mod console;
 mod explain;
 pub mod html;
@@ -102,6 +103,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/explain", "GET, HEAD, POST"),
     ("/oauth/start", "GET, POST"),
     ("/oauth/callback", "GET"),
+    (cache::PURGE_ACTION, "POST"),
 ];
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<ProxyBody> {
@@ -223,6 +225,15 @@ impl Admin {
                     Err(r) => r,
                 }
             }
+            cache::PURGE_ACTION if post => {
+                // The console's button posts a form (CSRF-checked); a script posts nothing.
+                let (parts, body) = req.into_parts();
+                match self.read_body(body).await {
+                    Ok(form) if is_form(&parts.headers) => self.cache_purge_form(&form),
+                    Ok(_) => self.cache_purge(&query),
+                    Err(r) => r,
+                }
+            }
             other => match ROUTES.iter().find(|(p, _)| *p == other) {
                 Some((_, allow)) => {
                     let mut r = json_response(
@@ -235,7 +246,7 @@ impl Admin {
                 }
                 None => json_response(
                     StatusCode::NOT_FOUND,
-                    json!({"code": "PROXY_NOT_FOUND", "message": "admin endpoints: / /explain /healthz /readyz /metrics /status /oauth/start /oauth/callback", "status": "error"}),
+                    json!({"code": "PROXY_NOT_FOUND", "message": "admin endpoints: / /explain /healthz /readyz /metrics /status /oauth/start /oauth/callback /cache/purge", "status": "error"}),
                 ),
             },
         })

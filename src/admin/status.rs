@@ -1,5 +1,5 @@
-//! `/status`: every account's token state, policy and observed scopes, as JSON (never a token
-//! or secret).
+//! `/status`: every account's token state, policy and observed scopes, the metadata cache's
+//! hits, misses and credits saved per account, as JSON (never a token or secret).
 
 use super::{json_response, Admin};
 use crate::token::TokenState;
@@ -56,6 +56,7 @@ impl Admin {
                 "routing": runtime.config.routing,
                 "access": runtime.config.access.describe(),
                 "credits": runtime.credits.status_json(),
+                "cache": runtime.caches.status_json(),
                 "accounts": accounts,
             }),
         )

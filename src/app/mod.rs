@@ -15,7 +15,7 @@ use crate::server::{ConnSettings, Listener, Plane, Serving};
 use crate::state::{AppState, ListenerRole};
 use crate::token::{Refresher, Secrets, TokenHandle};
 use crate::upstream::Upstream;
-use crate::{access, config, credits, logging, proxy, token};
+use crate::{access, cache, config, credits, logging, proxy, token};
 use arc_swap::ArcSwap;
 use std::future::Future;
 use std::io::Write;
@@ -118,6 +118,9 @@ impl App {
         let mut metrics = Metrics::new();
         let credit_metrics = credits::CreditMetrics::register(metrics.registry_mut());
         let token_metrics = token::TokenMetrics::register(metrics.registry_mut());
+        let caches = Arc::new(cache::Caches::new(cache::CacheMetrics::register(
+            metrics.registry_mut(),
+        )));
         let metrics = Arc::new(metrics);
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
@@ -173,6 +176,7 @@ impl App {
         ));
         credits.restore().await;
         tracker.spawn(credits.clone().run_writer(background.clone()));
+        caches.apply(&config);
         let runtime = AppState::build_runtime(
             config.clone(),
             &tokens,
@@ -180,6 +184,7 @@ impl App {
             None,
             workers.count(),
             credits,
+            caches,
         );
         let state = AppState {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),

@@ -36,6 +36,10 @@ impl Config {
                     },
                     "mint_budget": a.token.mint_budget,
                     "policy": a.policy.summary(),
+                    "cache": {
+                        "metadata_ttl_ms": a.cache.metadata_ttl.as_millis() as u64,
+                        "max_bytes": a.cache.max_bytes,
+                    },
                 })
             })
             .collect();

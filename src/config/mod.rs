@@ -37,7 +37,7 @@ pub use datacenter::{check_override_host, is_zoho_api_host, DataCenter, Endpoint
 pub use error::ConfigError;
 pub use load::{process_env, read_secret_file, EnvLookup};
 pub use model::{
-    AccountConfig, ClientType, Config, CreditsConfig, Limits, ListenAddr, LogFormat,
+    AccountConfig, CacheConfig, ClientType, Config, CreditsConfig, Limits, ListenAddr, LogFormat,
     RedisDownPolicy, Routing, SecretValue, StoreConfig, TokenConfig, UpstreamProtocol,
     DEFAULT_WORKERS, MAX_WORKERS, UNIX_SOCKET_MODE,
 };

@@ -197,6 +197,28 @@ pub struct AccountConfig {
     pub token: TokenConfig,
     /// `credits:`: the daily limit and cost overrides (top-level costs merged in).
     pub credits: CreditsConfig,
+    /// `cache:`: the metadata cache (the account's own keys over the top-level ones).
+    pub cache: CacheConfig,
+}
+
+/// One account's `cache:` settings (live-reloadable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// `cache.metadata_ttl`: how long a stored metadata answer is served (zero: the cache is
+    /// off).
+    pub metadata_ttl: Duration,
+    /// `cache.max_bytes`: the most body bytes the account's cache holds (least recently used
+    /// out first).
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            metadata_ttl: Duration::from_secs(300),
+            max_bytes: 16 << 20,
+        }
+    }
 }
 
 impl AccountConfig {

@@ -55,6 +55,16 @@ pub struct RawConfig {
     pub unix: Option<RawUnix>,
     /// `clients:`: client identities.
     pub clients: Option<Vec<RawClient>>,
+    /// `cache:`: the metadata cache (the default of every account).
+    pub cache: Option<RawCache>,
+}
+
+/// `cache:` section (top level, or per account): the metadata cache.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub metadata_ttl: Option<String>,
+    pub max_bytes: Option<String>,
 }
 
 /// `unix:` section: who may connect to the Unix-socket listeners.
@@ -152,6 +162,7 @@ pub struct RawAccount {
     pub modules: Option<OrderedMap>,
     pub token: Option<RawToken>,
     pub credits: Option<RawCredits>,
+    pub cache: Option<RawCache>,
 }
 
 /// `policy:` section.

@@ -1,5 +1,5 @@
 //! The access log: what one line says about a request (account, client, method, path, decision,
-//! scope, status, timings, credits, bytes), and the request counter beside it. The strings are
+//! scope, status, timings, credits, bytes, cache), and the request counter beside it. The strings are
 //! built only while the access log is on, since this runs for every request.
 
 use http::{Method, StatusCode};
@@ -19,6 +19,9 @@ pub(super) struct Access {
     pub(super) upstream_ms: Option<u64>,
     /// Estimated Zoho API credits of the request (0 when refused before pricing).
     pub(super) credits: u64,
+    /// What the metadata cache did (`hit`, `miss`, `refresh`); empty (left out of the line)
+    /// for a request it does not concern.
+    pub(super) cache: &'static str,
 }
 
 impl Access {
@@ -60,6 +63,13 @@ impl Access {
             ("total_ms", Value::U64(total_ms)),
             ("bytes", Value::U64(bytes)),
             ("complete", Value::Bool(complete)),
+            (
+                "cache",
+                match self.cache {
+                    "" => Value::None,
+                    c => Value::Display(c),
+                },
+            ),
         ];
         if crate::logging::line::write("access", &fields) {
             return;
@@ -78,6 +88,7 @@ impl Access {
             total_ms,
             bytes,
             complete,
+            cache = (!self.cache.is_empty()).then_some(tracing::field::display(self.cache)),
         );
     }
 }

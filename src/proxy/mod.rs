@@ -89,6 +89,7 @@ pub async fn handle(
                 started,
                 upstream_ms: None,
                 credits: 0,
+                cache: "",
             };
             return Ok(local_error(e, &access, &state));
         }
@@ -103,6 +104,7 @@ pub async fn handle(
         started,
         upstream_ms: None,
         credits: 0,
+        cache: "",
     };
     // An identified client decides with its own (narrower) allow list, on its accounts only.
     let policy = match client.and_then(|i| runtime.access.clients().get(i)) {
@@ -166,6 +168,7 @@ fn refused(
         started,
         upstream_ms: None,
         credits: 0,
+        cache: "",
     };
     tracing::debug!(
         rule = refusal.rule,

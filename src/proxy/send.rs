@@ -5,7 +5,8 @@
 use super::access_log::Access;
 use super::decide::fault_error;
 use super::error::ProxyError;
-use super::{content_length, headers, Exchange, InFlight};
+use super::{content_length, headers, Exchange};
+use crate::cache;
 use crate::config::Limits;
 use crate::credits::Charge;
 use crate::policy::BodyView;
@@ -174,6 +175,13 @@ pub(super) async fn send_decided(
     let path = target.path;
     access.scope = scope;
 
+    // 1b. The metadata cache: a hit costs no token, credit or slot.
+    let idle = limits.body_idle_timeout;
+    let fill = match consult_cache(account, &method, &headers, target, access) {
+        Ok(fill) => fill,
+        Err(hit) => return Ok(respond(state, hit.response(), access, idle, in_flight)),
+    };
+
     // 2. A token (never an expired one).
     let token = match account.token.usable() {
         Some(t) => t,
@@ -247,13 +255,46 @@ pub(super) async fn send_decided(
                 }
             }
         }
-        return Ok(respond(
-            state,
-            response.map(BodyExt::boxed),
-            access,
-            limits.body_idle_timeout,
-            (permit, in_flight, upstream),
-        ));
+        let response = response.map(BodyExt::boxed);
+        let response = cache::attach(fill, response, &method, access.credits);
+        let held = (permit, in_flight, upstream);
+        return Ok(respond(state, response, access, idle, held));
+    }
+}
+
+/// The metadata cache, after the decision and before any token, credit or slot: a write to the
+/// metadata purges the account's entries; a read the cache holds is answered from it (`Err`);
+/// any other read goes on, with what stores Zoho's answer. A request the cache does not concern
+/// costs one path check (no allocation, no lock, no clock).
+fn consult_cache(
+    account: &AccountRuntime,
+    method: &Method,
+    headers: &HeaderMap,
+    target: CanonicalTarget<'_>,
+    access: &mut Access,
+) -> Result<Option<cache::Fill>, cache::Hit> {
+    match cache::classify(method, target.path, target.query) {
+        cache::Class::Other => Ok(None),
+        cache::Class::Write => {
+            let dropped = account.cache.purge();
+            debug!(account = %account.name, dropped, "metadata write: the account's cache purged");
+            Ok(None)
+        }
+        cache::Class::Read => {
+            let refresh = cache::refresh_requested(headers);
+            match account.cache.lookup(&target.path_and_query(), refresh) {
+                cache::Lookup::Off => Ok(None),
+                cache::Lookup::Hit(hit) => {
+                    access.cache = "hit";
+                    access.credits = 0;
+                    Err(hit)
+                }
+                cache::Lookup::Miss(fill) => {
+                    access.cache = if refresh { "refresh" } else { "miss" };
+                    Ok(Some(fill))
+                }
+            }
+        }
     }
 }
 
@@ -535,11 +576,7 @@ pub(super) fn respond(
     response: Response<ProxyBody>,
     access: &mut Access,
     idle: Duration,
-    held: (
-        crate::upstream::slots::SlotGuard,
-        InFlight,
-        upstream::InFlightUpstream,
-    ),
+    held: impl Send + Sync + 'static,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     headers::clean_response_headers(&mut parts.headers);
@@ -560,10 +597,12 @@ pub(super) fn respond(
         started: access.started,
         upstream_ms: access.upstream_ms,
         credits: access.credits,
+        cache: access.cache,
     };
     let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
         // Held until the response body ends (one allocation with the callback): the upstream
-        // slot, the in-flight gauge and the worker's upstream in-flight count.
+        // slot, the in-flight gauge and the worker's upstream in-flight count (only the gauge
+        // for an answer from the cache).
         let _held = held;
         access.log(status, bytes, complete, &metrics);
     });

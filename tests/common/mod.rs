@@ -441,6 +441,51 @@ pub async fn start_proxy(allow: &[&str], extra: &str) -> (Zoho, RunningProxy) {
     (zoho, proxy)
 }
 
+/// Where `.ci/run` installs Zoho's official Node SDK (or `ZOHO_NODE_SDK`); `None` when it is
+/// not installed (the tests that run it then say SKIPPED).
+pub fn node_sdk() -> Option<PathBuf> {
+    let dir = std::env::var_os("ZOHO_NODE_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/node-sdk/node_modules/@zohocrm/nodejs-sdk-8.0")
+        });
+    dir.join("package.json").is_file().then_some(dir)
+}
+
+/// Runs `tests/data/node-sdk/get_leads.mjs` (Zoho's Node SDK at `sdk`) once against `proxy`
+/// with `key` as its access token and `resources` as its resource folder: its JSON result line
+/// (`{"status": …, "records": …}`) and all it printed.
+pub async fn run_node_sdk(
+    sdk: &Path,
+    proxy: &RunningProxy,
+    key: &str,
+    resources: &Path,
+) -> (serde_json::Value, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/node-sdk/get_leads.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("ZOHO_SDK", sdk)
+        .env(
+            "PROXY_URL",
+            format!("http://127.0.0.1:{}", proxy.proxy.port()),
+        )
+        .env("CLIENT_KEY", key)
+        .env("RESOURCES", resources)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the SDK finishes within 60 s")
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().last().unwrap_or("").to_string();
+    (
+        serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default(),
+        format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
 /// Polls `check` until it returns true or the deadline passes.
 pub async fn poll_until<F, Fut>(deadline: Duration, mut check: F) -> bool
 where

@@ -271,17 +271,6 @@ async fn bad_requester_settings_exit_2_naming_the_key() {
     }
 }
 
-/// Where `.ci/run` installs Zoho's official Node SDK (or `ZOHO_NODE_SDK`).
-fn node_sdk() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("ZOHO_NODE_SDK")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/node-sdk/node_modules/@zohocrm/nodejs-sdk-8.0")
-        });
-    dir.join("package.json").is_file().then_some(dir)
-}
-
 #[tokio::test]
 async fn zohos_node_sdk_works_with_a_client_key_as_its_access_token() {
     let Some(sdk) = node_sdk() else {
@@ -297,31 +286,7 @@ async fn zohos_node_sdk_works_with_a_client_key_as_its_access_token() {
     );
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &config).await;
     let resources = tempfile::tempdir().expect("SDK resource dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/node-sdk/get_leads.mjs");
-    let run = |key: &'static str| {
-        let mut cmd = tokio::process::Command::new("node");
-        cmd.arg(&script)
-            .env("ZOHO_SDK", &sdk)
-            .env(
-                "PROXY_URL",
-                format!("http://127.0.0.1:{}", proxy.proxy.port()),
-            )
-            .env("CLIENT_KEY", key)
-            .env("RESOURCES", resources.path())
-            .kill_on_drop(true);
-        async move {
-            let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-                .await
-                .expect("the SDK finishes within 60 s")
-                .expect("node runs");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let line = text.lines().last().unwrap_or("").to_string();
-            (
-                serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default(),
-                format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
-            )
-        }
-    };
+    let run = |key: &'static str| run_node_sdk(&sdk, &proxy, key, resources.path());
     let (ok, output) = run(KEY_SYNC).await;
     assert_eq!(
         ok["status"],

@@ -86,6 +86,7 @@ impl Validator<'_> {
             allow,
             token,
             credits: CreditsConfig::default(),
+            cache: crate::config::CacheConfig::default(),
         };
         self.check_client_type(&account)?;
         account.scopes = self.scopes(key, raw.scopes, &account.allow)?;

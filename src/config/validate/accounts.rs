@@ -5,8 +5,8 @@
 //! `top`, once the list is complete).
 
 use super::Validator;
-use crate::config::raw::{OrderedMap, RawAccount, RawCredits, RawToken, RawZoho};
-use crate::config::{AccountConfig, ConfigError, CreditsConfig};
+use crate::config::raw::{OrderedMap, RawAccount, RawCache, RawCredits, RawToken, RawZoho};
+use crate::config::{AccountConfig, CacheConfig, ConfigError, CreditsConfig};
 use crate::policy::PolicyMode;
 
 /// The keys of `proxy.yaml` that make the account list, as written.
@@ -23,6 +23,8 @@ pub(super) struct RawAccounts {
     pub token: Option<RawToken>,
     /// The top-level `credits:`.
     pub credits: Option<RawCredits>,
+    /// The top-level `cache:`, the default of every account.
+    pub cache: Option<RawCache>,
 }
 
 impl Validator<'_> {
@@ -42,6 +44,7 @@ impl Validator<'_> {
                 "with `accounts:`, each account has its own budget: set accounts[i].credits.daily_limit",
             ));
         }
+        let top_cache = self.cache("cache", raw.cache.as_ref(), &CacheConfig::default())?;
         let mut accounts = Vec::new();
         match (raw.accounts, raw.zoho) {
             (Some(_), Some(_)) => return Err(self.err(
@@ -58,9 +61,13 @@ impl Validator<'_> {
                 if list.is_empty() {
                     return Err(self.err("accounts", "at least one account is required"));
                 }
-                for (i, account) in list.into_iter().enumerate() {
+                for (i, mut account) in list.into_iter().enumerate() {
                     let key = format!("accounts[{i}]");
-                    accounts.push(self.account(&key, account, &default_token, policy_mode)?);
+                    let own_cache = account.cache.take();
+                    let mut a = self.account(&key, account, &default_token, policy_mode)?;
+                    a.cache =
+                        self.cache(&format!("{key}.cache"), own_cache.as_ref(), &top_cache)?;
+                    accounts.push(a);
                 }
             }
             (None, zoho) => {
@@ -71,7 +78,9 @@ impl Validator<'_> {
                     ));
                 };
                 let account = single_account(zoho, raw.allow, raw.modules);
-                accounts.push(self.account("zoho", account, &default_token, policy_mode)?);
+                let mut a = self.account("zoho", account, &default_token, policy_mode)?;
+                a.cache = top_cache;
+                accounts.push(a);
             }
         }
         for a in &mut accounts {
@@ -144,5 +153,6 @@ fn single_account(
         modules,
         token: None,
         credits: None,
+        cache: None,
     }
 }

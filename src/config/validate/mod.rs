@@ -10,6 +10,7 @@
 
 mod account;
 mod accounts;
+mod cache;
 mod limits;
 mod log;
 mod token;
@@ -58,6 +59,7 @@ impl Validator<'_> {
                 modules: raw.modules,
                 token: raw.token,
                 credits: raw.credits,
+                cache: raw.cache,
             },
             policy_mode,
         )?;
