@@ -8,7 +8,7 @@ use crate::config::{AccountConfig, ClientType, Config, Limits, ListenAddr, Routi
 use crate::metrics::{AccountLabel, AccountMeter, Metrics};
 use crate::policy::Policy;
 use crate::token::TokenHandle;
-use crate::upstream::slots::Slots;
+use crate::upstream::slots::{AutoLimit, LimitSource, Slots};
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -58,6 +58,66 @@ pub struct Runtime {
     pub config: Arc<Config>,
     /// Credit ledgers, budgets and Zoho's back-off (kept across reloads).
     pub credits: Arc<crate::credits::Credits>,
+    /// What the proxy's own calls learned from Zoho (kept across reloads).
+    pub discovered: Arc<Discovered>,
+}
+
+/// What one account's org read found (`/status`, the console).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrgReport {
+    /// The account whose token read it.
+    pub account: String,
+    /// The edition as Zoho named it (`license_details.paid_type`), when read.
+    pub edition: Option<String>,
+    /// The limit that edition allows (the fallback when unknown).
+    pub limit: u32,
+    /// When it was read or failed (Unix ms).
+    pub at_unix_ms: u64,
+    /// Why the fallback applies, naming the fix; `None` when the edition is known.
+    pub problem: Option<String>,
+}
+
+/// What the proxy learned from Zoho with its own calls: the org reads behind
+/// `limits.upstream_concurrency: auto`. One per process, carried from snapshot to snapshot.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The latest read of each account (config order; empty until the first read ends).
+    orgs: ArcSwap<Vec<OrgReport>>,
+}
+
+impl Discovered {
+    /// Records `report` (replacing the account's previous one).
+    pub fn record(&self, report: OrgReport) {
+        self.orgs.rcu(|reports| {
+            let mut next: Vec<OrgReport> = reports
+                .iter()
+                .filter(|r| r.account != report.account)
+                .cloned()
+                .collect();
+            next.push(report.clone());
+            next
+        });
+    }
+
+    /// Every account's latest read.
+    pub fn orgs(&self) -> Arc<Vec<OrgReport>> {
+        self.orgs.load_full()
+    }
+
+    /// What `auto` gives: the smallest limit among the accounts read (the slots are shared by
+    /// every account), the fallback until one is read.
+    pub fn auto_limit(&self) -> AutoLimit {
+        let orgs = self.orgs.load();
+        orgs.iter()
+            .min_by_key(|r| r.limit)
+            .map_or_else(AutoLimit::default, |r| AutoLimit {
+                limit: r.limit,
+                source: match (&r.edition, &r.problem) {
+                    (Some(edition), None) => LimitSource::Org(edition.as_str().into()),
+                    _ => LimitSource::Fallback,
+                },
+            })
+    }
 }
 
 impl AccountRuntime {
@@ -167,7 +227,13 @@ impl AppState {
                 },
             )
             .collect();
-        let slots = Slots::new(&config.limits, workers, previous.map(|p| &p.slots));
+        let discovered = previous.map_or_else(Arc::default, |p| p.discovered.clone());
+        let slots = Slots::new(
+            &config.limits,
+            &discovered.auto_limit(),
+            workers,
+            previous.map(|p| &p.slots),
+        );
         Runtime {
             accounts,
             limits: config.limits.clone(),
@@ -179,6 +245,24 @@ impl AppState {
             unrouted_clients: client_meters(&config, UNROUTED_LABEL),
             config,
             credits,
+            discovered,
         }
+    }
+}
+
+impl Runtime {
+    /// The same snapshot rebuilt (new slots where the limit `auto` gives changed; requests in
+    /// flight keep the permits of the old ones). No side effects.
+    pub fn rebuilt(&self) -> Runtime {
+        let tokens: Vec<_> = self.accounts.iter().map(|a| a.token.clone()).collect();
+        let clients: Vec<_> = self.accounts.iter().map(|a| a.upstream.clone()).collect();
+        AppState::build_runtime(
+            self.config.clone(),
+            &tokens,
+            &clients,
+            Some(self),
+            self.workers,
+            self.credits.clone(),
+        )
     }
 }

@@ -35,6 +35,7 @@
 mod body;
 mod canonical;
 pub mod cost;
+pub mod zoho_costs;
 mod explain;
 mod modules;
 mod required;
@@ -47,6 +48,7 @@ use http::{Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 
 pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
+pub use zoho_costs::{ZohoCosts, ZohoRange};
 pub use explain::{Decision, Explanation, PolicySummary, ScopeCoverage};
 pub use required::{Required, Unclassified};
 pub use routes::BodyKind;

@@ -39,13 +39,59 @@ pub struct SlotsBusy {
     pub heavy: bool,
 }
 
+/// Where the upstream limit in force came from (`/status`, the console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitSource {
+    /// `limits.upstream_concurrency` is a number.
+    Config,
+    /// `auto`: the org's edition as Zoho named it (`license_details.paid_type`).
+    Org(Arc<str>),
+    /// `auto`, but the edition is not known (not read yet, no `ZohoCRM.org.READ`, an unknown
+    /// name): 10, safe for every paid edition.
+    Fallback,
+}
+
+impl std::fmt::Display for LimitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitSource::Config => f.write_str("config"),
+            LimitSource::Org(edition) => write!(f, "org:{edition}"),
+            LimitSource::Fallback => f.write_str("fallback"),
+        }
+    }
+}
+
+/// What `limits.upstream_concurrency: auto` gives: the limit and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoLimit {
+    /// Requests in flight to Zoho at most.
+    pub limit: u32,
+    /// The edition it came from, or the fallback.
+    pub source: LimitSource,
+}
+
+/// The limit `auto` uses until the org is read, or when it cannot be: Standard's 10, which every
+/// paid edition allows (CREDITS.md §3.1).
+pub const FALLBACK_LIMIT: u32 = 10;
+
+impl Default for AutoLimit {
+    fn default() -> Self {
+        AutoLimit {
+            limit: FALLBACK_LIMIT,
+            source: LimitSource::Fallback,
+        }
+    }
+}
+
 /// The slots in force: one struct, since they are taken together and swapped together.
 #[derive(Debug, Clone)]
 pub struct Slots {
     /// Ordinary upstream slots (`None`: unlimited).
     pub upstream: Option<Arc<UpstreamSlots>>,
-    /// `limits.upstream_concurrency`.
+    /// The upstream limit in force (`limits.upstream_concurrency`, or what `auto` found).
     pub upstream_limit: u32,
+    /// Where that limit came from.
+    pub source: LimitSource,
     /// Heavy-group slots (`None`: unlimited).
     pub heavy: Option<Arc<Semaphore>>,
     /// `limits.heavy_concurrency`.
@@ -55,10 +101,19 @@ pub struct Slots {
 }
 
 impl Slots {
-    /// The slots of `limits` for `workers` data-plane workers, reusing `previous`'s semaphores
-    /// where the limit did not change (requests in flight keep their slots across a reload).
-    pub fn new(limits: &Limits, workers: usize, previous: Option<&Slots>) -> Slots {
-        let limit = limits.upstream_concurrency;
+    /// The slots of `limits` for `workers` data-plane workers (`auto`: the limit in `auto`),
+    /// reusing `previous`'s semaphores where the limit did not change (requests in flight keep
+    /// their slots across a reload or a new edition).
+    pub fn new(
+        limits: &Limits,
+        auto: &AutoLimit,
+        workers: usize,
+        previous: Option<&Slots>,
+    ) -> Slots {
+        let (limit, source) = match limits.upstream_concurrency.fixed() {
+            Some(n) => (n, LimitSource::Config),
+            None => (auto.limit, auto.source.clone()),
+        };
         let upstream = match previous {
             Some(p) if p.upstream_limit == limit => p.upstream.clone(),
             _ => (limit > 0).then(|| Arc::new(UpstreamSlots::new(limit as usize, workers))),
@@ -71,6 +126,7 @@ impl Slots {
         Slots {
             upstream,
             upstream_limit: limit,
+            source,
             heavy,
             heavy_limit,
             queue_timeout: limits.upstream_queue_timeout,
@@ -189,6 +245,7 @@ mod tests {
         Slots {
             upstream: Some(upstream.clone()),
             upstream_limit,
+            source: LimitSource::Config,
             heavy: heavy.cloned(),
             heavy_limit,
             queue_timeout,
