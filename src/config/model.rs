@@ -277,6 +277,8 @@ pub struct Limits {
     /// Requests in flight to Zoho at most: `auto` (from the org's edition) or a number
     /// (0 = unlimited).
     pub upstream_concurrency: UpstreamConcurrency,
+    /// With `auto`: how many replicas share the org's limit (each gets its share, at least 1).
+    pub upstream_replicas: u32,
     /// How long a request may queue for an upstream slot before 503.
     pub upstream_queue_timeout: Duration,
     /// How long a request waits for a token refresh already in flight before 503.
@@ -284,6 +286,13 @@ pub struct Limits {
     /// Heavy calls (COQL, convert, send mail, big writes, bulk, search, composite) in flight to
     /// Zoho at most, on top of their ordinary slot (0 = unlimited; Zoho allows 10).
     pub heavy_concurrency: u32,
+}
+
+impl Limits {
+    /// This replica's share of an org-wide `limit` (`limits.upstream_replicas`), at least 1.
+    pub fn per_replica(&self, limit: u32) -> u32 {
+        (limit / self.upstream_replicas.max(1)).max(1)
+    }
 }
 
 /// `limits.upstream_concurrency`: sized from the org's edition, or a number that wins.
@@ -351,6 +360,7 @@ impl Default for Limits {
             body_idle_timeout: Duration::from_secs(30),
             max_connections: 4096,
             upstream_concurrency: UpstreamConcurrency::Auto,
+            upstream_replicas: 1,
             upstream_queue_timeout: Duration::from_secs(10),
             token_wait: Duration::from_secs(5),
             heavy_concurrency: 10,

@@ -187,6 +187,7 @@ pub struct RawLimits {
     pub body_idle_timeout: Option<String>,
     pub max_connections: Option<u32>,
     pub upstream_concurrency: Option<RawConcurrency>,
+    pub upstream_replicas: Option<u32>,
     pub upstream_queue_timeout: Option<String>,
     pub token_wait: Option<String>,
     pub heavy_concurrency: Option<u32>,

@@ -101,7 +101,8 @@ pub struct Slots {
 }
 
 impl Slots {
-    /// The slots of `limits` for `workers` data-plane workers (`auto`: the limit in `auto`),
+    /// The slots of `limits` for `workers` data-plane workers (`auto`: this replica's share of
+    /// the limit in `auto`),
     /// reusing `previous`'s semaphores where the limit did not change (requests in flight keep
     /// their slots across a reload or a new edition).
     pub fn new(
@@ -112,7 +113,7 @@ impl Slots {
     ) -> Slots {
         let (limit, source) = match limits.upstream_concurrency.fixed() {
             Some(n) => (n, LimitSource::Config),
-            None => (auto.limit, auto.source.clone()),
+            None => (limits.per_replica(auto.limit), auto.source.clone()),
         };
         let upstream = match previous {
             Some(p) if p.upstream_limit == limit => p.upstream.clone(),

@@ -49,6 +49,7 @@ impl Validator<'_> {
                     ))
                 }
             },
+            upstream_replicas: raw.upstream_replicas.unwrap_or(d.upstream_replicas),
             upstream_queue_timeout: self.duration(
                 "limits.upstream_queue_timeout",
                 &raw.upstream_queue_timeout,
@@ -69,6 +70,9 @@ impl Validator<'_> {
         }
         if limits.max_connections == 0 {
             return Err(self.err("limits.max_connections", "must be at least 1"));
+        }
+        if limits.upstream_replicas == 0 {
+            return Err(self.err("limits.upstream_replicas", "must be at least 1"));
         }
         if limits.replay_body > limits.max_body {
             return Err(self.err("limits.replay_body", "must not exceed limits.max_body"));
