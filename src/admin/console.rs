@@ -27,7 +27,7 @@ impl Admin {
             .iter()
             .map(|a| account_row(&runtime, a, &token, now_ms))
             .collect();
-        let credits = credits_section(&runtime);
+        let credits = credits_section(&runtime) + &super::concurrency::section(&runtime);
         let body = fill(
             TEMPLATE,
             &[

@@ -8,6 +8,7 @@
 //! credential (`admin.auth`) and the console forms' CSRF tokens.
 
 mod auth;
+mod concurrency;
 pub mod authorize;
 mod console;
 mod explain;

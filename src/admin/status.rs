@@ -1,4 +1,5 @@
-//! `/status`: every account's token state, policy and observed scopes, as JSON (never a token
+//! `/status`: every account's token state, policy and observed scopes, the credits and the
+//! upstream concurrency limit in force, as JSON (never a token
 //! or secret).
 
 use super::{json_response, Admin};
@@ -56,6 +57,7 @@ impl Admin {
                 "routing": runtime.config.routing,
                 "access": runtime.config.access.describe(),
                 "credits": runtime.credits.status_json(),
+                "concurrency": super::concurrency::status_json(&runtime),
                 "accounts": accounts,
             }),
         )

@@ -72,11 +72,13 @@ fn too_many(retry_after: Option<u64>, message: &str) -> Resp {
     resp
 }
 
-/// Counts the request in flight and charges it; `Err` is the 429 to answer instead.
+/// Counts the request in flight and charges it (the proxy's `own` calls are not charged: the
+/// fake's credit limit is the clients'); `Err` is the 429 to answer instead.
 pub(crate) fn enter(
     shared: &Arc<Shared>,
     parts: &Parts,
     captured: &Captured,
+    own: bool,
 ) -> Result<(InFlight, Option<u64>), Box<Resp>> {
     let body = captured
         .content
@@ -118,7 +120,7 @@ pub(crate) fn enter(
                 "The concurrency limit of the user for the app was exceeded",
             ));
         }
-        if let Some(limit) = c.daily_limit {
+        if let Some(limit) = c.daily_limit.filter(|_| !own) {
             if c.used + price.credits > limit {
                 return Some((None, "The API credits for the day are exhausted"));
             }
