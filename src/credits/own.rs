@@ -70,6 +70,12 @@ impl Credits {
         self.dirty.notify_one();
     }
 
+    /// How long Zoho's 429 back-off for `account` still runs (the proxy's own calls wait too).
+    pub fn zoho_backoff(&self, account: &str) -> Option<std::time::Duration> {
+        let now = (self.clock)();
+        lock(&self.account(account)?.state).backoff.remaining(now)
+    }
+
     /// Puts Zoho's table in force for `account` (read at `fetched_unix_ms`). A table that
     /// prices nothing leaves the built-in one in force.
     pub fn install_zoho_costs(&self, account: &str, table: ZohoCosts, fetched_unix_ms: u64) {

@@ -212,6 +212,9 @@ async fn call(
     account: &AccountRuntime,
     path: &str,
 ) -> Result<(u16, Bytes), String> {
+    if let Some(wait) = runtime.credits.zoho_backoff(&account.name) {
+        return Err(format!("Zoho's 429 back-off runs {} s more", wait.as_secs()));
+    }
     let token = account.token.usable().ok_or("no usable token")?;
     let uri: http::Uri = format!("{}{path}", token.api.origin())
         .parse()

@@ -72,8 +72,9 @@ fn too_many(retry_after: Option<u64>, message: &str) -> Resp {
     resp
 }
 
-/// Counts the request in flight and charges it (the proxy's `own` calls are not charged: the
-/// fake's credit limit is the clients'); `Err` is the 429 to answer instead.
+/// Counts the request in flight and charges it; `Err` is the 429 to answer instead. The proxy's
+/// `own` calls count in flight but are neither charged nor refused: the fake's credit limit,
+/// throttle and concurrency limit are the tests' levers on client traffic.
 pub(crate) fn enter(
     shared: &Arc<Shared>,
     parts: &Parts,
@@ -105,6 +106,9 @@ pub(crate) fn enter(
         heavy,
     };
     let refusal = (|| {
+        if own {
+            return None;
+        }
         if let Some(until) = c.throttle_until {
             if Instant::now() < until {
                 return Some((
@@ -120,7 +124,7 @@ pub(crate) fn enter(
                 "The concurrency limit of the user for the app was exceeded",
             ));
         }
-        if let Some(limit) = c.daily_limit.filter(|_| !own) {
+        if let Some(limit) = c.daily_limit {
             if c.used + price.credits > limit {
                 return Some((None, "The API credits for the day are exhausted"));
             }
