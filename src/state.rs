@@ -266,3 +266,43 @@ impl Runtime {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(account: &str, edition: Option<&str>, limit: u32) -> OrgReport {
+        OrgReport {
+            account: account.into(),
+            edition: edition.map(str::to_owned),
+            limit,
+            at_unix_ms: 0,
+            problem: edition.is_none().then(|| "no scope".to_string()),
+        }
+    }
+
+    #[test]
+    fn auto_takes_the_smallest_read_and_the_fallback_before_any() {
+        let d = Discovered::default();
+        assert_eq!(d.auto_limit(), AutoLimit::default(), "nothing read yet");
+        d.record(report("a", Some("enterprise"), 20));
+        assert_eq!(
+            d.auto_limit(),
+            AutoLimit {
+                limit: 20,
+                source: LimitSource::Org("enterprise".into())
+            }
+        );
+        d.record(report("b", Some("professional"), 15));
+        assert_eq!(d.auto_limit().limit, 15, "the slots are shared: the smallest");
+        d.record(report("b", None, 10));
+        assert_eq!(
+            d.auto_limit(),
+            AutoLimit::default(),
+            "an account without the scope falls back"
+        );
+        d.record(report("b", Some("ultimate"), 25));
+        assert_eq!(d.orgs().len(), 2, "a new read replaces the account's last");
+        assert_eq!(d.auto_limit().limit, 20);
+    }
+}

@@ -3,9 +3,8 @@
 //! read, and the source of the credit costs. Must not: change anything.
 
 use super::html::{esc, utc};
-use crate::discover::FALLBACK_FIX;
 use crate::state::Runtime;
-use crate::upstream::slots::LimitSource;
+use crate::upstream::slots::{LimitSource, FALLBACK_FIX};
 use serde_json::{json, Value};
 
 /// The `concurrency` object of `/status`.

@@ -17,7 +17,7 @@ pub mod edition;
 use crate::config::ClientType;
 use crate::policy::{BodyView, Cost, CostedOp, ZohoCosts};
 use crate::state::{AccountRuntime, AppState, OrgReport, Runtime};
-use crate::upstream::slots::FALLBACK_LIMIT;
+use crate::upstream::slots::{FALLBACK_FIX, FALLBACK_LIMIT};
 use crate::web::body::{collect_capped, empty, Collected};
 use bytes::Bytes;
 use edition::{AnswerKind, OrgFinding};
@@ -40,8 +40,6 @@ const RETRY: Duration = Duration::from_secs(300);
 const TICK: Duration = Duration::from_secs(1);
 /// Largest answer read (Zoho's `__apis` lists every operation of the version).
 const MAX_ANSWER: u64 = 16 << 20;
-/// The fix the fallback names.
-pub const FALLBACK_FIX: &str = "grant ZohoCRM.org.READ, or set limits.upstream_concurrency";
 
 /// When each read of one account is next due.
 #[derive(Debug, Clone, Copy)]

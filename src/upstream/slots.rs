@@ -74,6 +74,9 @@ pub struct AutoLimit {
 /// paid edition allows (CREDITS.md §3.1).
 pub const FALLBACK_LIMIT: u32 = 10;
 
+/// What the fallback tells the operator to do.
+pub const FALLBACK_FIX: &str = "grant ZohoCRM.org.READ, or set limits.upstream_concurrency";
+
 impl Default for AutoLimit {
     fn default() -> Self {
         AutoLimit {
@@ -313,6 +316,64 @@ mod tests {
             "the composite holds 5 of the 6 slots"
         );
         drop((held, sixth));
+    }
+
+    #[test]
+    fn the_limit_in_force_and_where_it_came_from() {
+        use crate::config::UpstreamConcurrency::{Auto, Fixed};
+        let org = || LimitSource::Org("Professional".into());
+        let professional = AutoLimit {
+            limit: 15,
+            source: org(),
+        };
+        // (case, setting, replicas, what auto found, limit, source)
+        let cases = [
+            ("a number wins", Fixed(7), 1, professional.clone(), 7, LimitSource::Config),
+            ("a number is not divided", Fixed(7), 3, professional.clone(), 7, LimitSource::Config),
+            ("auto: the edition", Auto, 1, professional.clone(), 15, org()),
+            ("auto: a replica's share", Auto, 2, professional.clone(), 7, org()),
+            ("auto: at least 1", Auto, 40, professional.clone(), 1, org()),
+            ("auto before the read", Auto, 1, AutoLimit::default(), 10, LimitSource::Fallback),
+        ];
+        for (case, setting, replicas, auto, limit, source) in cases {
+            let limits = Limits {
+                upstream_concurrency: setting,
+                upstream_replicas: replicas,
+                ..Limits::default()
+            };
+            let s = Slots::new(&limits, &auto, 2, None);
+            assert_eq!((s.upstream_limit, &s.source), (limit, &source), "{case}");
+        }
+        assert_eq!(org().to_string(), "org:Professional");
+    }
+
+    #[test]
+    fn a_new_limit_gets_new_slots_and_an_unchanged_one_keeps_them() {
+        let limits = Limits::default();
+        let fallback = Slots::new(&limits, &AutoLimit::default(), 1, None);
+        let standard = AutoLimit {
+            limit: 10,
+            source: LimitSource::Org("standard".into()),
+        };
+        let same = Slots::new(&limits, &standard, 1, Some(&fallback));
+        assert!(
+            Arc::ptr_eq(
+                same.upstream.as_ref().expect("slots"),
+                fallback.upstream.as_ref().expect("slots")
+            ),
+            "10 → 10: requests in flight keep their permits in the same slots"
+        );
+        assert_eq!(same.source, standard.source);
+        let enterprise = AutoLimit {
+            limit: 20,
+            source: LimitSource::Org("enterprise".into()),
+        };
+        let bigger = Slots::new(&limits, &enterprise, 1, Some(&same));
+        assert!(!Arc::ptr_eq(
+            bigger.upstream.as_ref().expect("slots"),
+            same.upstream.as_ref().expect("slots")
+        ));
+        assert_eq!(bigger.upstream_limit, 20);
     }
 
     #[test]
