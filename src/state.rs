@@ -294,7 +294,11 @@ mod tests {
             }
         );
         d.record(report("b", Some("professional"), 15));
-        assert_eq!(d.auto_limit().limit, 15, "the slots are shared: the smallest");
+        assert_eq!(
+            d.auto_limit().limit,
+            15,
+            "the slots are shared: the smallest"
+        );
         d.record(report("b", None, 10));
         assert_eq!(
             d.auto_limit(),

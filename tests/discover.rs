@@ -24,6 +24,17 @@ async fn start(zoho: &Zoho, extra: &str) -> RunningProxy {
     proxy
 }
 
+/// The status of a client's GET of `path` through the proxy.
+async fn get_status(proxy: &RunningProxy, path: &str) -> u16 {
+    client()
+        .get(proxy.url(path))
+        .send()
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
 /// Polls `/status` until `check` holds; returns the last status either way.
 async fn status_until(proxy: &RunningProxy, check: impl Fn(&Value) -> bool) -> (bool, Value) {
     let end = std::time::Instant::now() + WAIT;
@@ -46,10 +57,8 @@ async fn peak_for(edition: &str, limit: u64) -> usize {
     zoho.control().set_edition(Some(edition), None);
     let proxy = start(&zoho, "").await;
     let source = format!("org:{edition}");
-    let (ok, status) = status_until(&proxy, |s| {
-        s["concurrency"]["source"] == source.as_str()
-    })
-    .await;
+    let (ok, status) =
+        status_until(&proxy, |s| s["concurrency"]["source"] == source.as_str()).await;
     assert!(ok, "the edition sizes the limit: {status}");
     assert_eq!(status["concurrency"]["upstream_limit"], limit, "{status}");
     assert_eq!(status["concurrency"]["setting"], "auto", "{status}");
@@ -59,10 +68,9 @@ async fn peak_for(edition: &str, limit: u64) -> usize {
         "the heavy cap is min(10, limit): {status}"
     );
     let c = client();
-    let all = join_all(
-        (0..40).map(|_| c.get(proxy.url("/crm/v8/Leads?__fake=delay_ms=300")).send()),
-    )
-    .await;
+    let all =
+        join_all((0..40).map(|_| c.get(proxy.url("/crm/v8/Leads?__fake=delay_ms=300")).send()))
+            .await;
     for r in all {
         let r = r.expect("response");
         assert_eq!(r.status(), 200, "queued, never refused");
@@ -165,7 +173,11 @@ async fn a_configured_number_wins_and_the_org_is_not_read() {
     let status = proxy.status_json().await;
     let c = &status["concurrency"];
     assert_eq!(
-        (c["source"].as_str(), c["upstream_limit"].as_u64(), c["setting"].as_u64()),
+        (
+            c["source"].as_str(),
+            c["upstream_limit"].as_u64(),
+            c["setting"].as_u64()
+        ),
         (Some("config"), Some(7), Some(7)),
         "{status}"
     );
@@ -209,7 +221,11 @@ async fn the_org_read_is_the_proxys_own_call_past_the_allow_list_and_budget() {
         .send()
         .await
         .expect("response");
-    assert_eq!(refused.status(), 403, "the allow list still applies to clients");
+    assert_eq!(
+        refused.status(),
+        403,
+        "the allow list still applies to clients"
+    );
     // The proxy's own spending is apart, and the client's budget is whole.
     let (ok, status) = status_until(&proxy, |s| {
         s["credits"]["clients"]
@@ -224,12 +240,11 @@ async fn the_org_read_is_the_proxys_own_call_past_the_allow_list_and_budget() {
         status["credits"]["accounts"][0]["used_in_window"], 0,
         "no budget charged: {status}"
     );
-    let got = client()
-        .get(proxy.url("/crm/v8/Leads"))
-        .send()
-        .await
-        .expect("response");
-    assert_eq!(got.status(), 200, "the client's one credit is left");
+    assert_eq!(
+        get_status(&proxy, "/crm/v8/Leads").await,
+        200,
+        "the client's one credit is left"
+    );
     let metrics = proxy.metrics_text().await;
     assert!(
         metrics.contains(r#"zoho_proxy_credits_used_total{account="default",client="(proxy)"}"#),
@@ -252,12 +267,7 @@ async fn zohos_costs_price_a_leads_get_at_two_credits() {
     assert_eq!(costs["operations"], 1, "{status}");
     assert!(costs["fetched_unix_ms"].as_u64().is_some(), "{status}");
     for i in 0..3 {
-        let r = client()
-            .get(proxy.url("/crm/v8/Leads"))
-            .send()
-            .await
-            .expect("response");
-        assert_eq!(r.status(), 200, "GET {i}");
+        assert_eq!(get_status(&proxy, "/crm/v8/Leads").await, 200, "GET {i}");
     }
     let status = proxy.status_json().await;
     assert_eq!(
@@ -293,15 +303,42 @@ async fn without_apis_read_the_costs_stay_built_in() {
             .is_some_and(|n| n.contains("ZohoCRM.apis.READ")),
         "{status}"
     );
-    let r = client()
-        .get(proxy.url("/crm/v8/Leads"))
-        .send()
-        .await
-        .expect("response");
-    assert_eq!(r.status(), 200);
+    assert_eq!(get_status(&proxy, "/crm/v8/Leads").await, 200);
     let status = proxy.status_json().await;
     assert_eq!(
         status["credits"]["accounts"][0]["used_in_window"], 1,
         "the built-in 1 credit: {status}"
     );
+}
+
+#[tokio::test]
+async fn a_reload_to_a_number_and_back_to_auto_keeps_the_edition_read() {
+    let zoho = Zoho::start().await;
+    zoho.control().set_edition(Some("standard"), None);
+    let proxy = start(&zoho, "").await;
+    let (ok, status) = status_until(&proxy, |s| s["concurrency"]["source"] == "org:standard").await;
+    assert!(ok, "{status}");
+    let write = |extra: &str| {
+        std::fs::write(&proxy.config_path, zoho.config(LEADS, extra)).expect("write config");
+        proxy.signal("HUP");
+    };
+    write("limits:\n  upstream_concurrency: 25\n");
+    let (ok, status) = status_until(&proxy, |s| {
+        s["concurrency"]["source"] == "config" && s["concurrency"]["upstream_limit"] == 25
+    })
+    .await;
+    assert!(ok, "the number wins after a reload: {status}");
+    write("");
+    let (ok, status) = status_until(&proxy, |s| {
+        s["concurrency"]["source"] == "org:standard" && s["concurrency"]["upstream_limit"] == 10
+    })
+    .await;
+    assert!(ok, "back to auto: the edition already read: {status}");
+    let org_reads = zoho
+        .control()
+        .own_requests()
+        .iter()
+        .filter(|r| r.path_and_query.ends_with("/org"))
+        .count();
+    assert_eq!(org_reads, 1, "the org is read once a day, not per reload");
 }

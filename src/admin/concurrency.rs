@@ -63,10 +63,18 @@ pub(super) fn section(runtime: &Runtime) -> String {
         out.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&a.name),
-            esc(org.as_ref().and_then(|o| o.edition.as_deref()).unwrap_or("-")),
-            org.as_ref().map_or("-".to_string(), |o| o.limit.to_string()),
-            org.as_ref().map_or("not yet".to_string(), |o| utc(o.at_unix_ms)),
-            esc(org.as_ref().and_then(|o| o.problem.as_deref()).unwrap_or("")),
+            esc(org
+                .as_ref()
+                .and_then(|o| o.edition.as_deref())
+                .unwrap_or("-")),
+            org.as_ref()
+                .map_or("-".to_string(), |o| o.limit.to_string()),
+            org.as_ref()
+                .map_or("not yet".to_string(), |o| utc(o.at_unix_ms)),
+            esc(org
+                .as_ref()
+                .and_then(|o| o.problem.as_deref())
+                .unwrap_or("")),
             esc(&costs),
         ));
     }
@@ -80,7 +88,9 @@ fn costs_text(costs: &Value) -> String {
         Some("zoho") => format!(
             "zoho ({} operations, read {})",
             costs["operations"],
-            costs["fetched_unix_ms"].as_u64().map_or_else(String::new, utc)
+            costs["fetched_unix_ms"]
+                .as_u64()
+                .map_or_else(String::new, utc)
         ),
         _ => match costs["note"].as_str() {
             Some(note) => format!("builtin: {note}"),

@@ -8,8 +8,8 @@
 //! credential (`admin.auth`) and the console forms' CSRF tokens.
 
 mod auth;
-mod concurrency;
 pub mod authorize;
+mod concurrency;
 mod console;
 mod explain;
 pub mod html;

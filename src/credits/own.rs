@@ -100,7 +100,8 @@ impl Credits {
             return;
         };
         if acc.costs.load().table().is_none() {
-            acc.costs.store(Arc::new(CostsInForce::BuiltinBecause(note)));
+            acc.costs
+                .store(Arc::new(CostsInForce::BuiltinBecause(note)));
         }
     }
 }

@@ -132,13 +132,41 @@ mod tests {
             limit,
         };
         let cases: Vec<(&str, Vec<u8>, OrgFinding)> = vec![
-            ("paid Standard", org(r#"{"paid":true,"paid_type":"standard"}"#), edition("standard", 10)),
-            ("paid bundle", org(r#"{"paid":true,"paid_type":"zohooneenterprise"}"#), edition("zohooneenterprise", 20)),
-            ("trial of Enterprise", org(r#"{"paid":false,"paid_type":null,"trial_type":"Enterprise"}"#), edition("Enterprise", 20)),
-            ("free org on a Professional trial", org(r#"{"paid":false,"paid_type":"free","trial_type":"professional"}"#), edition("professional", 15)),
-            ("free", org(r#"{"paid":false,"paid_type":"free"}"#), edition("free", 5)),
-            ("unknown name", org(r#"{"paid":true,"paid_type":"galactic"}"#), OrgFinding::Unknown(Some("galactic".into()))),
-            ("no license details", br#"{"org":[{"id":"1"}]}"#.to_vec(), OrgFinding::Unknown(None)),
+            (
+                "paid Standard",
+                org(r#"{"paid":true,"paid_type":"standard"}"#),
+                edition("standard", 10),
+            ),
+            (
+                "paid bundle",
+                org(r#"{"paid":true,"paid_type":"zohooneenterprise"}"#),
+                edition("zohooneenterprise", 20),
+            ),
+            (
+                "trial of Enterprise",
+                org(r#"{"paid":false,"paid_type":null,"trial_type":"Enterprise"}"#),
+                edition("Enterprise", 20),
+            ),
+            (
+                "free org on a Professional trial",
+                org(r#"{"paid":false,"paid_type":"free","trial_type":"professional"}"#),
+                edition("professional", 15),
+            ),
+            (
+                "free",
+                org(r#"{"paid":false,"paid_type":"free"}"#),
+                edition("free", 5),
+            ),
+            (
+                "unknown name",
+                org(r#"{"paid":true,"paid_type":"galactic"}"#),
+                OrgFinding::Unknown(Some("galactic".into())),
+            ),
+            (
+                "no license details",
+                br#"{"org":[{"id":"1"}]}"#.to_vec(),
+                OrgFinding::Unknown(None),
+            ),
             ("not JSON", b"<html>".to_vec(), OrgFinding::Unknown(None)),
         ];
         for (case, body, want) in cases {

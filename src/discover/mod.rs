@@ -111,13 +111,18 @@ fn install(state: &AppState) {
     let stale = |r: &Runtime| {
         r.limits.upstream_concurrency.fixed().is_none() && {
             let want = r.discovered.auto_limit();
-            r.slots.source != want.source || r.slots.upstream_limit != r.limits.per_replica(want.limit)
+            r.slots.source != want.source
+                || r.slots.upstream_limit != r.limits.per_replica(want.limit)
         }
     };
     if stale(&state.runtime.load()) {
-        state
-            .runtime
-            .rcu(|old| if stale(old) { old.rebuilt().into() } else { old.clone() });
+        state.runtime.rcu(|old| {
+            if stale(old) {
+                old.rebuilt().into()
+            } else {
+                old.clone()
+            }
+        });
         let r = state.runtime.load();
         info!(
             limit = r.slots.upstream_limit,
@@ -131,7 +136,10 @@ fn install(state: &AppState) {
 async fn read_org(runtime: &Runtime, account: &AccountRuntime) -> Duration {
     let path = format!("/crm/{VERSION}/org");
     let (report, again) = match call(runtime, account, &path).await {
-        Err(e) => (fallback(account, format!("the org read failed ({e})")), RETRY),
+        Err(e) => (
+            fallback(account, format!("the org read failed ({e})")),
+            RETRY,
+        ),
         Ok((status, body)) => match edition::classify(status, &body) {
             AnswerKind::Read => match edition::org_edition(&body) {
                 OrgFinding::Edition { name, limit } => {
@@ -146,7 +154,9 @@ async fn read_org(runtime: &Runtime, account: &AccountRuntime) -> Duration {
                     (report, EVERY)
                 }
                 OrgFinding::Unknown(name) => {
-                    let what = name.map_or("no edition".to_string(), |n| format!("the unknown edition {n:?}"));
+                    let what = name.map_or("no edition".to_string(), |n| {
+                        format!("the unknown edition {n:?}")
+                    });
                     (fallback(account, format!("the org named {what}")), EVERY)
                 }
             },
@@ -154,7 +164,10 @@ async fn read_org(runtime: &Runtime, account: &AccountRuntime) -> Duration {
                 fallback(account, "the token lacks ZohoCRM.org.READ".to_string()),
                 EVERY,
             ),
-            AnswerKind::Failed(e) => (fallback(account, format!("the org read failed ({e})")), RETRY),
+            AnswerKind::Failed(e) => (
+                fallback(account, format!("the org read failed ({e})")),
+                RETRY,
+            ),
         },
     };
     runtime.discovered.record(report);
@@ -211,7 +224,10 @@ async fn call(
     path: &str,
 ) -> Result<(u16, Bytes), String> {
     if let Some(wait) = runtime.credits.zoho_backoff(&account.name) {
-        return Err(format!("Zoho's 429 back-off runs {} s more", wait.as_secs()));
+        return Err(format!(
+            "Zoho's 429 back-off runs {} s more",
+            wait.as_secs()
+        ));
     }
     let token = account.token.usable().ok_or("no usable token")?;
     let uri: http::Uri = format!("{}{path}", token.api.origin())
@@ -242,12 +258,12 @@ async fn call(
             .map_err(|_| "no answer within limits.request_timeout".to_string())?
             .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    let body = match collect_capped(response.into_body(), MAX_ANSWER, limits.body_idle_timeout).await
-    {
-        Ok(Collected::Complete(body)) => body,
-        Ok(Collected::Exceeded(..)) => return Err("the answer is too large".into()),
-        Err(_) => return Err("the answer broke off".into()),
-    };
+    let body =
+        match collect_capped(response.into_body(), MAX_ANSWER, limits.body_idle_timeout).await {
+            Ok(Collected::Complete(body)) => body,
+            Ok(Collected::Exceeded(..)) => return Err("the answer is too large".into()),
+            Err(_) => return Err("the answer broke off".into()),
+        };
     if (200..300).contains(&status) {
         let price = runtime
             .credits

@@ -561,13 +561,55 @@ mod tests {
     /// (case, method, target, body, credits with Zoho's table below).
     const WITH_ZOHO: &[(&str, &str, &str, Option<&str>, u64)] = &[
         ("a GET Zoho prices at 2", "GET", "/crm/v8/Leads", None, 2),
-        ("another version, same template", "GET", "/crm/v2/Leads", None, 2),
-        ("not in Zoho's table: built-in", "GET", "/crm/v8/Leads/deleted", None, 2),
-        ("a write of 11 records stays refined (2), within 1..=10", "POST", "/crm/v8/Leads", Some(ELEVEN), 2),
-        ("a write of 100 records is capped by Zoho's max 5", "POST", "/crm/v8/Leads", Some(HUNDRED), 5),
-        ("COQL LIMIT 10 is raised to Zoho's min 2", "POST", "/crm/v8/coql", Some(r#"{"select_query":"select id from Leads limit 10"}"#), 2),
-        ("COQL LIMIT 2000 stays 3", "POST", "/crm/v8/coql", Some(r#"{"select_query":"select id from Leads limit 2000"}"#), 3),
-        ("send mail at Zoho's 25", "POST", "/crm/v8/Quotes/1/actions/send_mail", None, 25),
+        (
+            "another version, same template",
+            "GET",
+            "/crm/v2/Leads",
+            None,
+            2,
+        ),
+        (
+            "not in Zoho's table: built-in",
+            "GET",
+            "/crm/v8/Leads/deleted",
+            None,
+            2,
+        ),
+        (
+            "a write of 11 records stays refined (2), within 1..=10",
+            "POST",
+            "/crm/v8/Leads",
+            Some(ELEVEN),
+            2,
+        ),
+        (
+            "a write of 100 records is capped by Zoho's max 5",
+            "POST",
+            "/crm/v8/Leads",
+            Some(HUNDRED),
+            5,
+        ),
+        (
+            "COQL LIMIT 10 is raised to Zoho's min 2",
+            "POST",
+            "/crm/v8/coql",
+            Some(r#"{"select_query":"select id from Leads limit 10"}"#),
+            2,
+        ),
+        (
+            "COQL LIMIT 2000 stays 3",
+            "POST",
+            "/crm/v8/coql",
+            Some(r#"{"select_query":"select id from Leads limit 2000"}"#),
+            3,
+        ),
+        (
+            "send mail at Zoho's 25",
+            "POST",
+            "/crm/v8/Quotes/1/actions/send_mail",
+            None,
+            25,
+        ),
     ];
 
     #[test]
@@ -578,14 +620,30 @@ mod tests {
             {"path":"/crm/v8/{{module}}/{{id}}/actions/send_mail","operation_types":[{"method":"POST","max_credits":25,"min_credits":25}]}]}"#;
         let zoho = crate::policy::ZohoCosts::parse(table).expect("table");
         for (case, method, target, body, credits) in WITH_ZOHO {
-            let (path, query) = target.split_once('?').map_or((*target, None), |(p, q)| (p, Some(q)));
+            let (path, query) = target
+                .split_once('?')
+                .map_or((*target, None), |(p, q)| (p, Some(q)));
             let view = body.map_or(BodyView::None, |b| BodyView::Whole(b.as_bytes()));
-            let got = cost_from(method, path, query, view, &CostOverrides::default(), Some(&zoho));
+            let got = cost_from(
+                method,
+                path,
+                query,
+                view,
+                &CostOverrides::default(),
+                Some(&zoho),
+            );
             assert_eq!(got.credits, *credits, "{case}: {method} {target}");
         }
         let mut o = CostOverrides::default();
         o.0.insert(CostedOp::Default, 7);
-        let got = cost_from("GET", "/crm/v8/Leads", None, BodyView::None, &o, Some(&zoho));
+        let got = cost_from(
+            "GET",
+            "/crm/v8/Leads",
+            None,
+            BodyView::None,
+            &o,
+            Some(&zoho),
+        );
         assert_eq!(got.credits, 7, "credits.costs wins over Zoho's table");
     }
 

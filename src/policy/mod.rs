@@ -35,12 +35,12 @@
 mod body;
 mod canonical;
 pub mod cost;
-pub mod zoho_costs;
 mod explain;
 mod modules;
 mod required;
 mod routes;
 mod scope;
+pub mod zoho_costs;
 
 use std::fmt;
 
@@ -48,11 +48,11 @@ use http::{Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 
 pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
-pub use zoho_costs::{ZohoCosts, ZohoRange};
 pub use explain::{Decision, Explanation, PolicySummary, ScopeCoverage};
 pub use required::{Required, Unclassified};
 pub use routes::BodyKind;
 pub use scope::{Operation, Scope, ScopeError, Service};
+pub use zoho_costs::{ZohoCosts, ZohoRange};
 
 use canonical::{check_path, check_query, check_target, method_not_allowed, Verb};
 pub(crate) use canonical::{locate, Area, Located};

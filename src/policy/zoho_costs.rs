@@ -10,6 +10,7 @@
 //! Pricing a request walks the request path's segments without allocating. Must not: read sockets,
 //! or decide anything but a number of credits.
 
+use super::canonical::is_version;
 use serde::Deserialize;
 
 /// One segment of a template.
@@ -72,17 +73,6 @@ struct OperationType {
 #[error("the __apis answer is not the documented JSON: {0}")]
 pub struct ZohoCostsError(String);
 
-fn is_version(seg: &str) -> bool {
-    let Some(rest) = seg.strip_prefix('v') else {
-        return false;
-    };
-    let (major, minor) = rest.split_once('.').unwrap_or((rest, "0"));
-    !major.is_empty()
-        && !minor.is_empty()
-        && major.bytes().all(|b| b.is_ascii_digit())
-        && minor.bytes().all(|b| b.is_ascii_digit())
-}
-
 fn segments(path: &str) -> impl Iterator<Item = &str> + Clone {
     path.strip_prefix('/').unwrap_or(path).split('/')
 }
@@ -118,10 +108,7 @@ impl ZohoCosts {
                 continue;
             };
             let segs: Box<[Seg]> = segments(&path).map(template_seg).collect();
-            let literals = segs
-                .iter()
-                .filter(|s| matches!(s, Seg::Literal(_)))
-                .count();
+            let literals = segs.iter().filter(|s| matches!(s, Seg::Literal(_))).count();
             for op in api.operation_types {
                 let (Some(method), Some(max)) = (op.method, op.max_credits) else {
                     continue;
@@ -146,7 +133,7 @@ impl ZohoCosts {
         for (_, by_len) in &mut costs.methods {
             for list in by_len {
                 // Most specific first, so the first match is the best one.
-                list.sort_by(|a, b| b.literals.cmp(&a.literals));
+                list.sort_by_key(|t| std::cmp::Reverse(t.literals));
             }
         }
         Ok(costs)
@@ -212,8 +199,10 @@ mod tests {
         {"operation_types": [{"method": "GET", "max_credits": 9}]}
     ]}"#;
 
-    /// (request, expected range).
-    const CASES: &[(&str, &str, Option<(u64, u64)>)] = &[
+    /// (method, path, expected (min, max)).
+    type Case = (&'static str, &'static str, Option<(u64, u64)>);
+
+    const CASES: &[Case] = &[
         ("GET", "/crm/v8/Leads", Some((2, 2))),
         ("HEAD", "/crm/v8/Leads", Some((2, 2))),
         ("GET", "/crm/v2.1/Leads", Some((2, 2))),
@@ -231,7 +220,11 @@ mod tests {
     #[test]
     fn templates_match_requests() {
         let costs = ZohoCosts::parse(TABLE.as_bytes()).expect("the table parses");
-        assert_eq!(costs.covered(), 5, "entries without max_credits or path are left out");
+        assert_eq!(
+            costs.covered(),
+            5,
+            "entries without max_credits or path are left out"
+        );
         for (method, path, want) in CASES {
             let got = costs.lookup(method, path).map(|r| (r.min, r.max));
             assert_eq!(got, *want, "{method} {path}");

@@ -328,12 +328,47 @@ mod tests {
         };
         // (case, setting, replicas, what auto found, limit, source)
         let cases = [
-            ("a number wins", Fixed(7), 1, professional.clone(), 7, LimitSource::Config),
-            ("a number is not divided", Fixed(7), 3, professional.clone(), 7, LimitSource::Config),
-            ("auto: the edition", Auto, 1, professional.clone(), 15, org()),
-            ("auto: a replica's share", Auto, 2, professional.clone(), 7, org()),
+            (
+                "a number wins",
+                Fixed(7),
+                1,
+                professional.clone(),
+                7,
+                LimitSource::Config,
+            ),
+            (
+                "a number is not divided",
+                Fixed(7),
+                3,
+                professional.clone(),
+                7,
+                LimitSource::Config,
+            ),
+            (
+                "auto: the edition",
+                Auto,
+                1,
+                professional.clone(),
+                15,
+                org(),
+            ),
+            (
+                "auto: a replica's share",
+                Auto,
+                2,
+                professional.clone(),
+                7,
+                org(),
+            ),
             ("auto: at least 1", Auto, 40, professional.clone(), 1, org()),
-            ("auto before the read", Auto, 1, AutoLimit::default(), 10, LimitSource::Fallback),
+            (
+                "auto before the read",
+                Auto,
+                1,
+                AutoLimit::default(),
+                10,
+                LimitSource::Fallback,
+            ),
         ];
         for (case, setting, replicas, auto, limit, source) in cases {
             let limits = Limits {

@@ -67,7 +67,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
     let (parts, body) = req.into_parts();
     // The proxy's own calls are logged apart, so tests of client traffic see only theirs.
     let own = is_own_call(&parts.headers);
-    let log = if own { &shared.own_log } else { &shared.crm_log };
+    let log = if own {
+        &shared.own_log
+    } else {
+        &shared.crm_log
+    };
     let seq = record_start(&shared, log, &parts);
     let captured = drain(&shared, log, seq, body, CONTENT_BYTES).await;
     match authenticate(&shared, &parts.headers) {
