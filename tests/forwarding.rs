@@ -686,7 +686,8 @@ async fn goaway_server(ca: &TestCa, every: usize) -> (SocketAddr, Arc<AtomicUsiz
 async fn requests_the_api_server_refused_unprocessed_are_sent_again_on_a_new_connection() {
     let zoho = Zoho::start().await;
     let (api, answered) = goaway_server(&zoho.ca, 10).await;
-    let extra = "workers: 1\nlog:\n  level: debug\n";
+    // 20 in flight at once need more than `auto`'s 10 slots before the edition is read.
+    let extra = "workers: 1\nlog:\n  level: debug\nlimits:\n  upstream_concurrency: 25\n";
     let proxy = spawn_pinned_http2(&zoho, extra, Some(format!("https://{api}"))).await;
     let c = client();
     // 20 at a time on one upstream connection that takes 10: the other 10 are refused.

@@ -16,10 +16,10 @@ pub const PROXY_CLIENT: &str = "(proxy)";
 /// The costs in force for one account.
 #[derive(Debug, Default)]
 pub enum CostsInForce {
-    /// The built-in table (CREDITS.md §1); `note` says why Zoho's is not used, when it was tried.
+    /// The built-in table (CREDITS.md §1): Zoho's has not been read yet.
     #[default]
     Builtin,
-    /// The built-in table: Zoho's could not be read.
+    /// The built-in table, because Zoho's could not be read or used (why, naming the fix).
     BuiltinBecause(String),
     /// Zoho's `__apis` table, read at `fetched_unix_ms`; the built-in table prices the rest.
     Zoho {
