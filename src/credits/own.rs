@@ -76,6 +76,17 @@ impl Credits {
         lock(&self.account(account)?.state).backoff.remaining(now)
     }
 
+    /// Zoho answered one of the proxy's own calls for `account` with 429 (`retry_after` if it
+    /// said): client requests wait out the same back-off, as after a client's 429.
+    pub fn own_throttled(&self, account: &str, retry_after: Option<std::time::Duration>) {
+        let Some(acc) = self.account(account) else {
+            return;
+        };
+        let now = (self.clock)();
+        lock(&acc.state).backoff.throttled(now, retry_after);
+        self.metrics.zoho_throttled(account);
+    }
+
     /// Puts Zoho's table in force for `account` (read at `fetched_unix_ms`). A table that
     /// prices nothing leaves the built-in one in force.
     pub fn install_zoho_costs(&self, account: &str, table: ZohoCosts, fetched_unix_ms: u64) {

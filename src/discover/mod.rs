@@ -258,6 +258,13 @@ async fn call(
             .map_err(|_| "no answer within limits.request_timeout".to_string())?
             .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
+    if status == 429 {
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| crate::credits::backoff::parse_retry_after(v.as_bytes()));
+        runtime.credits.own_throttled(&account.name, retry_after);
+    }
     let body =
         match collect_capped(response.into_body(), MAX_ANSWER, limits.body_idle_timeout).await {
             Ok(Collected::Complete(body)) => body,
