@@ -32,7 +32,7 @@
 //! | 3a | `metrics`, `logging/`, `store/` | the metric registry and shared families; tracing and the batched writer; the atomic 0600 file and the Redis connection | the layers below |
 //! | 3b | `access/`, `token/`, `credits/`, `upstream/`, `cache/`, `observed` | who may ask; the per-account token; credit ledgers and budgets; the client to Zoho and its concurrency slots; the metadata cache; what the traffic needed | the layers below |
 //! | 4 | `state` | the reloadable snapshot (`Runtime`) and `AppState`; building one has no side effects | the layers below |
-//! | 5 | `proxy/`, `admin/`, `server/`, `reload` | one request's path; the admin listener; listeners and accept loops; reload | the layers below |
+//! | 5 | `proxy/`, `admin/`, `server/`, `reload`, `discover/` | one request's path; the admin listener; listeners and accept loops; reload; the proxy's own calls (the org's edition, Zoho's costs) | the layers below |
 //! | 6 | `app/` | the wiring: `App::build`, `App::run` | the layers below |
 //! | 7 | `cli/`, `lib` | the command line (`demo` included); this module list | the layers below, and `sandbox` |
 //! | side | `sandbox/` | the fake Zoho for `demo` and the tests; nothing else imports it | `policy`, `web`, `util` |
@@ -46,6 +46,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod credits;
+pub mod discover;
 pub mod logging;
 pub mod metrics;
 pub mod observed;

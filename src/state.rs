@@ -8,7 +8,7 @@ use crate::config::{AccountConfig, ClientType, Config, Limits, ListenAddr, Routi
 use crate::metrics::{AccountLabel, AccountMeter, Metrics};
 use crate::policy::Policy;
 use crate::token::TokenHandle;
-use crate::upstream::slots::Slots;
+use crate::upstream::slots::{AutoLimit, LimitSource, Slots};
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -62,6 +62,66 @@ pub struct Runtime {
     pub credits: Arc<crate::credits::Credits>,
     /// The metadata caches of every account (kept across reloads).
     pub caches: Arc<crate::cache::Caches>,
+    /// What the proxy's own calls learned from Zoho (kept across reloads).
+    pub discovered: Arc<Discovered>,
+}
+
+/// What one account's org read found (`/status`, the console).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OrgReport {
+    /// The account whose token read it.
+    pub account: String,
+    /// The edition as Zoho named it (`license_details.paid_type`), when read.
+    pub edition: Option<String>,
+    /// The limit that edition allows (the fallback when unknown).
+    pub limit: u32,
+    /// When it was read or failed (Unix ms).
+    pub at_unix_ms: u64,
+    /// Why the fallback applies, naming the fix; `None` when the edition is known.
+    pub problem: Option<String>,
+}
+
+/// What the proxy learned from Zoho with its own calls: the org reads behind
+/// `limits.upstream_concurrency: auto`. One per process, carried from snapshot to snapshot.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// The latest read of each account (config order; empty until the first read ends).
+    orgs: ArcSwap<Vec<OrgReport>>,
+}
+
+impl Discovered {
+    /// Records `report` (replacing the account's previous one).
+    pub fn record(&self, report: OrgReport) {
+        self.orgs.rcu(|reports| {
+            let mut next: Vec<OrgReport> = reports
+                .iter()
+                .filter(|r| r.account != report.account)
+                .cloned()
+                .collect();
+            next.push(report.clone());
+            next
+        });
+    }
+
+    /// Every account's latest read.
+    pub fn orgs(&self) -> Arc<Vec<OrgReport>> {
+        self.orgs.load_full()
+    }
+
+    /// What `auto` gives: the smallest limit among the accounts read (the slots are shared by
+    /// every account), the fallback until one is read.
+    pub fn auto_limit(&self) -> AutoLimit {
+        let orgs = self.orgs.load();
+        orgs.iter()
+            .min_by_key(|r| r.limit)
+            .map_or_else(AutoLimit::default, |r| AutoLimit {
+                limit: r.limit,
+                source: match (&r.edition, &r.problem) {
+                    (Some(edition), None) => LimitSource::Org(edition.as_str().into()),
+                    _ => LimitSource::Fallback,
+                },
+            })
+    }
 }
 
 impl AccountRuntime {
@@ -176,7 +236,13 @@ impl AppState {
                 },
             )
             .collect();
-        let slots = Slots::new(&config.limits, workers, previous.map(|p| &p.slots));
+        let discovered = previous.map_or_else(Arc::default, |p| p.discovered.clone());
+        let slots = Slots::new(
+            &config.limits,
+            &discovered.auto_limit(),
+            workers,
+            previous.map(|p| &p.slots),
+        );
         Runtime {
             accounts,
             limits: config.limits.clone(),
@@ -189,6 +255,69 @@ impl AppState {
             config,
             credits,
             caches,
+            discovered,
         }
+    }
+}
+
+impl Runtime {
+    /// The same snapshot rebuilt (new slots where the limit `auto` gives changed; requests in
+    /// flight keep the permits of the old ones). No side effects.
+    pub fn rebuilt(&self) -> Runtime {
+        let tokens: Vec<_> = self.accounts.iter().map(|a| a.token.clone()).collect();
+        let clients: Vec<_> = self.accounts.iter().map(|a| a.upstream.clone()).collect();
+        AppState::build_runtime(
+            self.config.clone(),
+            &tokens,
+            &clients,
+            Some(self),
+            self.workers,
+            self.credits.clone(),
+            self.caches.clone(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(account: &str, edition: Option<&str>, limit: u32) -> OrgReport {
+        OrgReport {
+            account: account.into(),
+            edition: edition.map(str::to_owned),
+            limit,
+            at_unix_ms: 0,
+            problem: edition.is_none().then(|| "no scope".to_string()),
+        }
+    }
+
+    #[test]
+    fn auto_takes_the_smallest_read_and_the_fallback_before_any() {
+        let d = Discovered::default();
+        assert_eq!(d.auto_limit(), AutoLimit::default(), "nothing read yet");
+        d.record(report("a", Some("enterprise"), 20));
+        assert_eq!(
+            d.auto_limit(),
+            AutoLimit {
+                limit: 20,
+                source: LimitSource::Org("enterprise".into())
+            }
+        );
+        d.record(report("b", Some("professional"), 15));
+        assert_eq!(
+            d.auto_limit().limit,
+            15,
+            "the slots are shared: the smallest"
+        );
+        d.record(report("b", None, 10));
+        assert_eq!(
+            d.auto_limit(),
+            AutoLimit::default(),
+            "an account without the scope falls back"
+        );
+        d.record(report("b", Some("ultimate"), 25));
+        assert_eq!(d.orgs().len(), 2, "a new read replaces the account's last");
+        assert_eq!(d.auto_limit().limit, 20);
     }
 }

@@ -28,7 +28,7 @@ impl Admin {
             .iter()
             .map(|a| account_row(&runtime, a, &token, now_ms))
             .collect();
-        let credits = credits_section(&runtime);
+        let credits = credits_section(&runtime) + &super::concurrency::section(&runtime);
         let purge_token = self.csrf.issue(super::cache::PURGE_ACTION, now_ms / 1000);
         let cache = super::cache::cache_section(&runtime, &purge_token);
         let body = fill(

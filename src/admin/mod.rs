@@ -10,6 +10,7 @@
 mod auth;
 pub mod authorize;
 mod cache;
+mod concurrency;
 mod console;
 mod explain;
 pub mod html;

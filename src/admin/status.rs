@@ -1,5 +1,6 @@
-//! `/status`: every account's token state, policy and observed scopes, the metadata cache's
-//! hits, misses and credits saved per account, as JSON (never a token or secret).
+//! `/status`: every account's token state, policy and observed scopes, the credits and the
+//! upstream concurrency limit in force, and the metadata cache's hits, misses and credits saved
+//! per account, as JSON (never a token or secret).
 
 use super::{json_response, Admin};
 use crate::token::TokenState;
@@ -57,6 +58,7 @@ impl Admin {
                 "access": runtime.config.access.describe(),
                 "credits": runtime.credits.status_json(),
                 "cache": runtime.caches.status_json(),
+                "concurrency": super::concurrency::status_json(&runtime),
                 "accounts": accounts,
             }),
         )

@@ -1,7 +1,7 @@
 //! The wiring: builds the proxy from a `Config` ([`App::build`]: worker threads, one token
 //! handle, refresher and upstream client per account, every listener bound, the credit ledgers
 //! and the first runtime snapshot), then runs it ([`App::run`]: refreshers, accept loops, the
-//! admin listener, reload, the `listening` announcements, and the drain on shutdown).
+//! admin listener, reload, the proxy's own calls (`discover`), the `listening` announcements, and the drain on shutdown).
 //!
 //! The composition root: the only module that names every service. Holds no logic of its own.
 
@@ -106,7 +106,7 @@ pub struct App {
     refreshers: Vec<Refresher>,
     listeners: Listeners,
     tracker: TaskTracker,
-    /// Stops the background tasks (refreshers, credit writer, reloader).
+    /// Stops the background tasks (refreshers, credit writer, reloader, discovery).
     background: CancellationToken,
 }
 
@@ -277,6 +277,10 @@ impl App {
         serving.spawn(listeners.admin, admin_plane, move |transport, _, req| {
             crate::admin::service(admin.clone(), transport, req)
         });
+        let discovery = crate::discover::Discovery {
+            state: state.clone(),
+        };
+        tracker.spawn(discovery.run(background.clone()));
         if let Some(path) = config_path {
             let reloader = Reloader {
                 path,

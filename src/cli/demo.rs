@@ -40,8 +40,6 @@ allow:
   - ZohoCRM.modules.leads.ALL
   - ZohoCRM.modules.contacts.READ
   - ZohoCRM.coql.READ
-limits:
-  upstream_concurrency: 10
 "#,
         listen = options.listen,
         admin = options.admin,
@@ -64,6 +62,14 @@ pub async fn run(
     let fake = FakeZoho::start(FakeZohoOptions::default(), &ca)
         .await
         .map_err(|e| StartError::Runtime(format!("cannot start the fake Zoho: {e}")))?;
+    // The proxy's own reads find a Professional org (15 requests in flight: `limits.upstream_
+    // concurrency: auto`) and Zoho's costs for the Leads calls the commands below make.
+    fake.control().set_edition(Some("professional"), None);
+    fake.control().set_api_costs(&[
+        ("GET", "/crm/{version}/Leads", 1),
+        ("POST", "/crm/{version}/Leads", 1),
+        ("GET", "/crm/{version}/Leads/{{id}}", 1),
+    ]);
     let dir = std::env::temp_dir().join(format!("zoho-auth-proxy-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| StartError::Runtime(format!("cannot create {}: {e}", dir.display())))?;
@@ -89,7 +95,7 @@ Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.
   curl -s --path-as-is 'http://{p}/crm/v8/Leads/../Deals'   # 400 rejected: dot segments
   curl -s -H 'Host: attacker.example' http://{p}/crm/v8/Leads   # 403 refused: PROXY_HOST_NOT_ALLOWED (DNS rebinding)
   curl -s -H 'Origin: https://attacker.example' -X POST http://{p}/crm/v8/Leads -d '{{}}'   # 403 refused: PROXY_BROWSER_REQUEST
-  curl -s http://{a}/status   # 200: accounts, token state, settings (no secret)
+  curl -s http://{a}/status   # 200: accounts, token state, credits, concurrency from the org's edition (no secret)
   curl -s http://{a}/metrics | grep zoho_proxy_requests   # 200: request counters
   curl -s -H 'Accept: application/json' 'http://{a}/explain?method=GET&path=/crm/v8/Deals'   # 200: explains the decision, nothing forwarded
 

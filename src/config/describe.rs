@@ -64,6 +64,7 @@ impl Config {
                 "body_idle_timeout_ms": self.limits.body_idle_timeout.as_millis() as u64,
                 "max_connections": self.limits.max_connections,
                 "upstream_concurrency": self.limits.upstream_concurrency,
+                "upstream_replicas": self.limits.upstream_replicas,
                 "upstream_queue_timeout_ms": self.limits.upstream_queue_timeout.as_millis() as u64,
                 "token_wait_ms": self.limits.token_wait.as_millis() as u64,
                 "heavy_concurrency": self.limits.heavy_concurrency,

@@ -296,8 +296,11 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// Open client connections at most; extra ones are shed.
     pub max_connections: u32,
-    /// Requests in flight to Zoho at most (0 = unlimited).
-    pub upstream_concurrency: u32,
+    /// Requests in flight to Zoho at most: `auto` (from the org's edition) or a number
+    /// (0 = unlimited).
+    pub upstream_concurrency: UpstreamConcurrency,
+    /// With `auto`: how many replicas share the org's limit (each gets its share, at least 1).
+    pub upstream_replicas: u32,
     /// How long a request may queue for an upstream slot before 503.
     pub upstream_queue_timeout: Duration,
     /// How long a request waits for a token refresh already in flight before 503.
@@ -305,6 +308,42 @@ pub struct Limits {
     /// Heavy calls (COQL, convert, send mail, big writes, bulk, search, composite) in flight to
     /// Zoho at most, on top of their ordinary slot (0 = unlimited; Zoho allows 10).
     pub heavy_concurrency: u32,
+}
+
+impl Limits {
+    /// This replica's share of an org-wide `limit` (`limits.upstream_replicas`), at least 1.
+    pub fn per_replica(&self, limit: u32) -> u32 {
+        (limit / self.upstream_replicas.max(1)).max(1)
+    }
+}
+
+/// `limits.upstream_concurrency`: sized from the org's edition, or a number that wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamConcurrency {
+    /// Read the edition from `GET /crm/v8/org` (5 to 25; 10 until it is read or when it cannot be).
+    #[default]
+    Auto,
+    /// This many requests in flight (0 = unlimited).
+    Fixed(u32),
+}
+
+impl UpstreamConcurrency {
+    /// The configured number, if one was set.
+    pub fn fixed(self) -> Option<u32> {
+        match self {
+            UpstreamConcurrency::Auto => None,
+            UpstreamConcurrency::Fixed(n) => Some(n),
+        }
+    }
+}
+
+impl serde::Serialize for UpstreamConcurrency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UpstreamConcurrency::Auto => s.serialize_str("auto"),
+            UpstreamConcurrency::Fixed(n) => s.serialize_u32(*n),
+        }
+    }
 }
 
 /// The HTTP version of forwarded requests (`zoho.upstream_protocol`, per account).
@@ -342,7 +381,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_idle_timeout: Duration::from_secs(30),
             max_connections: 4096,
-            upstream_concurrency: 25,
+            upstream_concurrency: UpstreamConcurrency::Auto,
+            upstream_replicas: 1,
             upstream_queue_timeout: Duration::from_secs(10),
             token_wait: Duration::from_secs(5),
             heavy_concurrency: 10,

@@ -197,10 +197,21 @@ pub struct RawLimits {
     pub header_timeout: Option<String>,
     pub body_idle_timeout: Option<String>,
     pub max_connections: Option<u32>,
-    pub upstream_concurrency: Option<u32>,
+    pub upstream_concurrency: Option<RawConcurrency>,
+    pub upstream_replicas: Option<u32>,
     pub upstream_queue_timeout: Option<String>,
     pub token_wait: Option<String>,
     pub heavy_concurrency: Option<u32>,
+}
+
+/// `limits.upstream_concurrency`: `auto` or a number.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawConcurrency {
+    /// A number.
+    Number(u32),
+    /// A word (only `auto` is accepted).
+    Word(String),
 }
 
 /// `log:` section.

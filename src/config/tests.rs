@@ -102,6 +102,40 @@ fn bad_configs_name_the_key_and_line() {
 }
 
 #[test]
+fn upstream_concurrency_is_auto_by_default_or_a_number() {
+    use crate::config::UpstreamConcurrency::{Auto, Fixed};
+    // (limits section, the setting, or the key an error names)
+    const CASES: &[(&str, Result<crate::config::UpstreamConcurrency, &str>)] = &[
+        ("", Ok(Auto)),
+        ("limits:\n  upstream_concurrency: auto\n", Ok(Auto)),
+        ("limits:\n  upstream_concurrency: AUTO\n", Ok(Auto)),
+        ("limits:\n  upstream_concurrency: 25\n", Ok(Fixed(25))),
+        ("limits:\n  upstream_concurrency: 0\n", Ok(Fixed(0))),
+        (
+            "limits:\n  upstream_concurrency: edition\n",
+            Err("limits.upstream_concurrency"),
+        ),
+        (
+            "limits:\n  upstream_replicas: 0\n",
+            Err("limits.upstream_replicas"),
+        ),
+    ];
+    for (section, want) in CASES {
+        let got = parse(&format!("{GOOD}{section}"))
+            .map(|c| c.limits.upstream_concurrency)
+            .map_err(|e| e.key);
+        assert_eq!(
+            got.as_ref().map_err(String::as_str),
+            want.as_ref().map_err(|k| *k),
+            "{section:?}"
+        );
+    }
+    let three = parse(&format!("{GOOD}limits:\n  upstream_replicas: 3\n")).expect("valid");
+    assert_eq!(three.limits.per_replica(20), 6, "20 over 3 replicas");
+    assert_eq!(three.limits.per_replica(2), 1, "at least one");
+}
+
+#[test]
 fn workers_are_one_by_default_or_as_written() {
     let auto = crate::rt::workers::auto_count().min(MAX_WORKERS);
     assert_eq!(parse(GOOD).expect("valid").workers, 1);

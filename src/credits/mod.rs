@@ -15,6 +15,7 @@
 pub mod backoff;
 pub mod ledger;
 mod metrics;
+mod own;
 mod persist;
 mod redis;
 mod refusal;
@@ -23,6 +24,7 @@ mod status;
 
 pub use ledger::download_wait;
 pub use metrics::CreditMetrics;
+pub use own::{CostsInForce, PROXY_CLIENT};
 pub use refusal::Refusal;
 pub use settle::Charge;
 pub use status::explain;
@@ -96,6 +98,8 @@ struct AccountCredits {
     state: Mutex<AccountState>,
     backend: Backend,
     meters: metrics::AccountMeters,
+    /// The cost table in force (Zoho's `__apis`, or the built-in one).
+    costs: ArcSwap<CostsInForce>,
 }
 
 #[derive(Default)]
@@ -188,6 +192,7 @@ impl Credits {
                     state: Mutex::new(AccountState::default()),
                     backend,
                     meters: metrics.account_meters(&a.name),
+                    costs: ArcSwap::default(),
                 })
             })
             .collect();
@@ -212,7 +217,8 @@ impl Credits {
         self.accounts.iter().find(|a| &*a.name == name)
     }
 
-    /// Prices a request for `account` (with its `credits.costs`).
+    /// Prices a request for `account`: its `credits.costs`, then Zoho's table where it is in
+    /// force, then the built-in one.
     pub fn price(
         &self,
         account: &str,
@@ -224,7 +230,9 @@ impl Credits {
         let settings = self.settings.load();
         let empty = CostOverrides::default();
         let costs = settings.accounts.get(account).map_or(&empty, |a| &a.costs);
-        cost::cost(method, path, query, body, costs)
+        let zoho = self.account(account).map(|a| a.costs.load());
+        let table = zoho.as_ref().and_then(|z| z.table());
+        cost::cost_from(method, path, query, body, costs, table)
     }
 
     /// The gate before forwarding: refuses while Zoho's back-off runs or when the request's cost

@@ -26,6 +26,7 @@ impl Credits {
                     "used_by_this_replica": local,
                     "daily_limit": limit,
                     "left": limit.map(|l| l.saturating_sub(used)),
+                    "costs": a.costs.load().status_json(),
                     "store": match &a.backend {
                         Backend::Memory => "memory",
                         Backend::File(_) => "file",

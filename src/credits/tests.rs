@@ -285,3 +285,64 @@ async fn file_backed_ledgers_of_accounts_and_clients_survive_a_restart() {
         ),
     }
 }
+
+#[tokio::test]
+async fn the_proxys_own_spending_is_apart_and_its_429_quiets_the_clients() {
+    let f = fixture(YAML, &[]);
+    f.credits.record_own("default", 2);
+    let status = f.credits.status_json();
+    assert_eq!(
+        status["accounts"][0]["used_in_window"], 0,
+        "no budget charged"
+    );
+    let proxy = status["clients"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["client"] == PROXY_CLIENT))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(proxy["used_in_window"], 2, "shown apart: {status}");
+    f.credits
+        .own_throttled("default", Some(Duration::from_secs(5)));
+    assert!(f.credits.zoho_backoff("default").is_some());
+    assert!(
+        matches!(
+            f.credits.admit("default", None, get(&f)).await,
+            Err(Refusal::ZohoThrottled { .. })
+        ),
+        "a 429 to the proxy's own call quiets the clients too"
+    );
+}
+
+#[test]
+fn zohos_costs_price_until_a_new_read_and_an_empty_table_keeps_the_built_in_one() {
+    let f = fixture(YAML, &[]);
+    assert_eq!(get(&f).credits, 1);
+    let table = br#"{"__apis":[{"path":"/crm/v8/Leads","operation_types":[{"method":"GET","max_credits":2}]}]}"#;
+    let zoho = crate::policy::ZohoCosts::parse(table).expect("table");
+    f.credits.install_zoho_costs("default", zoho, 42);
+    assert_eq!(get(&f).credits, 2, "Zoho's figure");
+    assert_eq!(
+        convert(&f).credits,
+        5,
+        "what Zoho does not list stays built in"
+    );
+    f.credits
+        .zoho_costs_unavailable("default", "a passing failure".into());
+    assert_eq!(get(&f).credits, 2, "a failed read keeps the table in force");
+    let status = f.credits.status_json();
+    assert_eq!(
+        status["accounts"][0]["costs"],
+        serde_json::json!({"source": "zoho", "fetched_unix_ms": 42, "operations": 1})
+    );
+    let empty = crate::policy::ZohoCosts::parse(br#"{"__apis":[]}"#).expect("empty");
+    f.credits.install_zoho_costs("default", empty, 43);
+    assert_eq!(
+        get(&f).credits,
+        1,
+        "a table that prices nothing is not used"
+    );
+    assert_eq!(
+        f.credits.status_json()["accounts"][0]["costs"]["source"],
+        "builtin"
+    );
+}

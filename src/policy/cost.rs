@@ -152,7 +152,8 @@ const MAX_TAG_RECORDS: u64 = 500;
 /// COQL's LIMIT when none is written.
 const COQL_DEFAULT_LIMIT: u64 = 200;
 
-/// Prices one request. `path` and `query` are the canonical target the policy checked.
+/// Prices one request with the built-in table. `path` and `query` are the canonical target the
+/// policy checked.
 pub fn cost(
     method: &str,
     path: &str,
@@ -160,7 +161,27 @@ pub fn cost(
     body: BodyView<'_>,
     overrides: &CostOverrides,
 ) -> Cost {
-    let (op, credits, heavy_subs) = price(method, path, query, body);
+    cost_from(method, path, query, body, overrides, None)
+}
+
+/// Prices one request: Zoho's own figure where its `__apis` table names one (`zoho`), refined
+/// from the request where the built-in table already is (record counts, tag ids, COQL's
+/// LIMIT, composite rollback: the built-in count kept within Zoho's min and max), the built-in
+/// table elsewhere; `credits.costs:` (`overrides`) wins over both.
+pub fn cost_from(
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: BodyView<'_>,
+    overrides: &CostOverrides,
+    zoho: Option<&super::ZohoCosts>,
+) -> Cost {
+    let (op, builtin, heavy_subs) = price(method, path, query, body);
+    let credits = match zoho.and_then(|z| z.lookup(method, path)) {
+        Some(range) if refined(op) => builtin.clamp(range.min, range.max),
+        Some(range) => range.max,
+        None => builtin,
+    };
     let credits = overrides.0.get(&op).copied().unwrap_or(credits);
     let records = || match body {
         BodyView::Whole(b) => record_count(b).unwrap_or(0),
@@ -187,6 +208,14 @@ pub fn cost(
         slots,
         heavy,
     }
+}
+
+/// Operations whose built-in price is computed from the request, not fixed.
+fn refined(op: CostedOp) -> bool {
+    matches!(
+        op,
+        CostedOp::RecordsWrite | CostedOp::TagsWrite | CostedOp::Coql | CostedOp::Composite
+    )
 }
 
 /// The built-in rule: operation, credits and (composite only) heavy sub-requests.
@@ -527,6 +556,95 @@ mod tests {
             .credits,
             3
         );
+    }
+
+    /// (case, method, target, body, credits with Zoho's table below).
+    const WITH_ZOHO: &[(&str, &str, &str, Option<&str>, u64)] = &[
+        ("a GET Zoho prices at 2", "GET", "/crm/v8/Leads", None, 2),
+        (
+            "another version, same template",
+            "GET",
+            "/crm/v2/Leads",
+            None,
+            2,
+        ),
+        (
+            "not in Zoho's table: built-in",
+            "GET",
+            "/crm/v8/Leads/deleted",
+            None,
+            2,
+        ),
+        (
+            "a write of 11 records stays refined (2), within 1..=10",
+            "POST",
+            "/crm/v8/Leads",
+            Some(ELEVEN),
+            2,
+        ),
+        (
+            "a write of 100 records is capped by Zoho's max 5",
+            "POST",
+            "/crm/v8/Leads",
+            Some(HUNDRED),
+            5,
+        ),
+        (
+            "COQL LIMIT 10 is raised to Zoho's min 2",
+            "POST",
+            "/crm/v8/coql",
+            Some(r#"{"select_query":"select id from Leads limit 10"}"#),
+            2,
+        ),
+        (
+            "COQL LIMIT 2000 stays 3",
+            "POST",
+            "/crm/v8/coql",
+            Some(r#"{"select_query":"select id from Leads limit 2000"}"#),
+            3,
+        ),
+        (
+            "send mail at Zoho's 25",
+            "POST",
+            "/crm/v8/Quotes/1/actions/send_mail",
+            None,
+            25,
+        ),
+    ];
+
+    #[test]
+    fn zoho_prices_where_it_names_a_cost_and_the_request_refines_it() {
+        let table = br#"{"__apis":[
+            {"path":"/crm/v8/Leads","operation_types":[{"method":"GET","max_credits":2,"min_credits":2},{"method":"POST","max_credits":5,"min_credits":1}]},
+            {"path":"/crm/v8/coql","operation_types":[{"method":"POST","max_credits":3,"min_credits":2}]},
+            {"path":"/crm/v8/{{module}}/{{id}}/actions/send_mail","operation_types":[{"method":"POST","max_credits":25,"min_credits":25}]}]}"#;
+        let zoho = crate::policy::ZohoCosts::parse(table).expect("table");
+        for (case, method, target, body, credits) in WITH_ZOHO {
+            let (path, query) = target
+                .split_once('?')
+                .map_or((*target, None), |(p, q)| (p, Some(q)));
+            let view = body.map_or(BodyView::None, |b| BodyView::Whole(b.as_bytes()));
+            let got = cost_from(
+                method,
+                path,
+                query,
+                view,
+                &CostOverrides::default(),
+                Some(&zoho),
+            );
+            assert_eq!(got.credits, *credits, "{case}: {method} {target}");
+        }
+        let mut o = CostOverrides::default();
+        o.0.insert(CostedOp::Default, 7);
+        let got = cost_from(
+            "GET",
+            "/crm/v8/Leads",
+            None,
+            BodyView::None,
+            &o,
+            Some(&zoho),
+        );
+        assert_eq!(got.credits, 7, "credits.costs wins over Zoho's table");
     }
 
     #[test]

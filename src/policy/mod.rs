@@ -40,6 +40,7 @@ mod modules;
 mod required;
 mod routes;
 mod scope;
+pub mod zoho_costs;
 
 use std::fmt;
 
@@ -51,6 +52,7 @@ pub use explain::{Decision, Explanation, PolicySummary, ScopeCoverage};
 pub use required::{Required, Unclassified};
 pub use routes::BodyKind;
 pub use scope::{Operation, Scope, ScopeError, Service};
+pub use zoho_costs::{ZohoCosts, ZohoRange};
 
 use canonical::{check_path, check_query, check_target, method_not_allowed, Verb};
 pub(crate) use canonical::{locate, Area, Located};

@@ -110,6 +110,10 @@ pub(crate) struct Shared {
     pub knobs: Mutex<TokenKnobs>,
     pub token_requests: AtomicU64,
     pub crm_log: Mutex<RequestLog>,
+    /// The proxy's own calls (`User-Agent: zoho-auth-proxy/…`), apart from the clients'.
+    pub own_log: Mutex<RequestLog>,
+    /// The org's edition, the `__apis` costs and the scopes the token lacks (`crm/meta.rs`).
+    pub org: Mutex<crate::sandbox::crm::meta::FakeOrg>,
     pub accounts_log: Mutex<RequestLog>,
     pub issued_codes: Mutex<Vec<String>>,
     pub crm: Mutex<CrmStore>,
@@ -293,6 +297,35 @@ impl FakeControl {
     pub fn in_flight(&self) -> (usize, usize) {
         let c = lock(&self.shared.credits);
         (c.in_flight, c.heavy_in_flight)
+    }
+
+    /// The edition `GET /crm/{v}/org` names in `license_details.paid_type` (`None`: null; the
+    /// default is `enterprise`), and the `trial_type` it adds (`None`: none).
+    pub fn set_edition(&self, paid_type: Option<&str>, trial_type: Option<&str>) {
+        let mut org = lock(&self.shared.org);
+        org.paid_type = paid_type.map(str::to_owned);
+        org.trial_type = trial_type.map(str::to_owned);
+    }
+
+    /// The operations `GET /crm/{v}/__apis` lists: (method, path template with `{version}` and
+    /// `{{id}}`-style placeholders, credits). Empty by default.
+    pub fn set_api_costs(&self, costs: &[(&str, &str, u64)]) {
+        lock(&self.shared.org).costs = costs
+            .iter()
+            .map(|(m, p, c)| ((*m).to_owned(), (*p).to_owned(), *c))
+            .collect();
+    }
+
+    /// Takes `scope` (`ZohoCRM.org.READ`, `ZohoCRM.apis.READ`) away from every token: the call
+    /// that needs it answers `401 OAUTH_SCOPE_MISMATCH`.
+    pub fn deny_scope(&self, scope: &str) {
+        lock(&self.shared.org).denied.push(scope.to_owned());
+    }
+
+    /// The proxy's own calls received so far (requests with `User-Agent: zoho-auth-proxy/…`,
+    /// kept out of [`crm_requests`](Self::crm_requests)).
+    pub fn own_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.own_log).snapshot()
     }
 
     /// CRM requests answered 429 by the credit, throttle and concurrency rules.

@@ -51,7 +51,14 @@
 //! A switch's argument may be inline (`__fake=reset=10`) or a separate parameter
 //! (`__fake=reset&after=10`). Unknown switches answer `400 INVALID_FAKE_SWITCH`.
 //! Without a switch the in-memory CRM answers: `/crm/{v}/{Leads|Contacts|Deals}[/{id}|/search]`,
-//! `/coql`, `/users`, `/org`, `/settings/modules`, `/settings/fields?module=`.
+//! `/coql`, `/users`, `/org`, `/__apis`, `/settings/modules`, `/settings/fields?module=`.
+//!
+//! The proxy's own reads (`crm/meta.rs`): `/org` names the edition set by
+//! [`FakeControl::set_edition`] (default `enterprise`), `/__apis` lists the costs set by
+//! [`FakeControl::set_api_costs`] (none by default), and [`FakeControl::deny_scope`] makes either
+//! answer `401 OAUTH_SCOPE_MISMATCH`. Requests with `User-Agent: zoho-auth-proxy/…` are logged in
+//! [`FakeControl::own_requests`], not `crm_requests`, and not charged against the credit limit;
+//! they count in flight like any request.
 //!
 //! # Example
 //! ```
@@ -260,6 +267,8 @@ impl FakeZoho {
             }),
             token_requests: AtomicU64::new(0),
             crm_log: Mutex::new(RequestLog::default()),
+            own_log: Mutex::new(RequestLog::default()),
+            org: Mutex::new(Default::default()),
             accounts_log: Mutex::new(RequestLog::default()),
             issued_codes: Mutex::new(Vec::new()),
             crm: Mutex::new(crm::records::CrmStore::seeded()),

@@ -39,13 +39,62 @@ pub struct SlotsBusy {
     pub heavy: bool,
 }
 
+/// Where the upstream limit in force came from (`/status`, the console).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitSource {
+    /// `limits.upstream_concurrency` is a number.
+    Config,
+    /// `auto`: the org's edition as Zoho named it (`license_details.paid_type`).
+    Org(Arc<str>),
+    /// `auto`, but the edition is not known (not read yet, no `ZohoCRM.org.READ`, an unknown
+    /// name): 10, safe for every paid edition.
+    Fallback,
+}
+
+impl std::fmt::Display for LimitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitSource::Config => f.write_str("config"),
+            LimitSource::Org(edition) => write!(f, "org:{edition}"),
+            LimitSource::Fallback => f.write_str("fallback"),
+        }
+    }
+}
+
+/// What `limits.upstream_concurrency: auto` gives: the limit and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoLimit {
+    /// Requests in flight to Zoho at most.
+    pub limit: u32,
+    /// The edition it came from, or the fallback.
+    pub source: LimitSource,
+}
+
+/// The limit `auto` uses until the org is read, or when it cannot be: Standard's 10, which every
+/// paid edition allows (CREDITS.md §3.1).
+pub const FALLBACK_LIMIT: u32 = 10;
+
+/// What the fallback tells the operator to do.
+pub const FALLBACK_FIX: &str = "grant ZohoCRM.org.READ, or set limits.upstream_concurrency";
+
+impl Default for AutoLimit {
+    fn default() -> Self {
+        AutoLimit {
+            limit: FALLBACK_LIMIT,
+            source: LimitSource::Fallback,
+        }
+    }
+}
+
 /// The slots in force: one struct, since they are taken together and swapped together.
 #[derive(Debug, Clone)]
 pub struct Slots {
     /// Ordinary upstream slots (`None`: unlimited).
     pub upstream: Option<Arc<UpstreamSlots>>,
-    /// `limits.upstream_concurrency`.
+    /// The upstream limit in force (`limits.upstream_concurrency`, or what `auto` found).
     pub upstream_limit: u32,
+    /// Where that limit came from.
+    pub source: LimitSource,
     /// Heavy-group slots (`None`: unlimited).
     pub heavy: Option<Arc<Semaphore>>,
     /// `limits.heavy_concurrency`.
@@ -55,10 +104,20 @@ pub struct Slots {
 }
 
 impl Slots {
-    /// The slots of `limits` for `workers` data-plane workers, reusing `previous`'s semaphores
-    /// where the limit did not change (requests in flight keep their slots across a reload).
-    pub fn new(limits: &Limits, workers: usize, previous: Option<&Slots>) -> Slots {
-        let limit = limits.upstream_concurrency;
+    /// The slots of `limits` for `workers` data-plane workers (`auto`: this replica's share of
+    /// the limit in `auto`),
+    /// reusing `previous`'s semaphores where the limit did not change (requests in flight keep
+    /// their slots across a reload or a new edition).
+    pub fn new(
+        limits: &Limits,
+        auto: &AutoLimit,
+        workers: usize,
+        previous: Option<&Slots>,
+    ) -> Slots {
+        let (limit, source) = match limits.upstream_concurrency.fixed() {
+            Some(n) => (n, LimitSource::Config),
+            None => (limits.per_replica(auto.limit), auto.source.clone()),
+        };
         let upstream = match previous {
             Some(p) if p.upstream_limit == limit => p.upstream.clone(),
             _ => (limit > 0).then(|| Arc::new(UpstreamSlots::new(limit as usize, workers))),
@@ -71,6 +130,7 @@ impl Slots {
         Slots {
             upstream,
             upstream_limit: limit,
+            source,
             heavy,
             heavy_limit,
             queue_timeout: limits.upstream_queue_timeout,
@@ -189,6 +249,7 @@ mod tests {
         Slots {
             upstream: Some(upstream.clone()),
             upstream_limit,
+            source: LimitSource::Config,
             heavy: heavy.cloned(),
             heavy_limit,
             queue_timeout,
@@ -255,6 +316,99 @@ mod tests {
             "the composite holds 5 of the 6 slots"
         );
         drop((held, sixth));
+    }
+
+    #[test]
+    fn the_limit_in_force_and_where_it_came_from() {
+        use crate::config::UpstreamConcurrency::{Auto, Fixed};
+        let org = || LimitSource::Org("Professional".into());
+        let professional = AutoLimit {
+            limit: 15,
+            source: org(),
+        };
+        // (case, setting, replicas, what auto found, limit, source)
+        let cases = [
+            (
+                "a number wins",
+                Fixed(7),
+                1,
+                professional.clone(),
+                7,
+                LimitSource::Config,
+            ),
+            (
+                "a number is not divided",
+                Fixed(7),
+                3,
+                professional.clone(),
+                7,
+                LimitSource::Config,
+            ),
+            (
+                "auto: the edition",
+                Auto,
+                1,
+                professional.clone(),
+                15,
+                org(),
+            ),
+            (
+                "auto: a replica's share",
+                Auto,
+                2,
+                professional.clone(),
+                7,
+                org(),
+            ),
+            ("auto: at least 1", Auto, 40, professional.clone(), 1, org()),
+            (
+                "auto before the read",
+                Auto,
+                1,
+                AutoLimit::default(),
+                10,
+                LimitSource::Fallback,
+            ),
+        ];
+        for (case, setting, replicas, auto, limit, source) in cases {
+            let limits = Limits {
+                upstream_concurrency: setting,
+                upstream_replicas: replicas,
+                ..Limits::default()
+            };
+            let s = Slots::new(&limits, &auto, 2, None);
+            assert_eq!((s.upstream_limit, &s.source), (limit, &source), "{case}");
+        }
+        assert_eq!(org().to_string(), "org:Professional");
+    }
+
+    #[test]
+    fn a_new_limit_gets_new_slots_and_an_unchanged_one_keeps_them() {
+        let limits = Limits::default();
+        let fallback = Slots::new(&limits, &AutoLimit::default(), 1, None);
+        let standard = AutoLimit {
+            limit: 10,
+            source: LimitSource::Org("standard".into()),
+        };
+        let same = Slots::new(&limits, &standard, 1, Some(&fallback));
+        assert!(
+            Arc::ptr_eq(
+                same.upstream.as_ref().expect("slots"),
+                fallback.upstream.as_ref().expect("slots")
+            ),
+            "10 → 10: requests in flight keep their permits in the same slots"
+        );
+        assert_eq!(same.source, standard.source);
+        let enterprise = AutoLimit {
+            limit: 20,
+            source: LimitSource::Org("enterprise".into()),
+        };
+        let bigger = Slots::new(&limits, &enterprise, 1, Some(&same));
+        assert!(!Arc::ptr_eq(
+            bigger.upstream.as_ref().expect("slots"),
+            same.upstream.as_ref().expect("slots")
+        ));
+        assert_eq!(bigger.upstream_limit, 20);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! [`Limits::default`].
 
 use super::Validator;
-use crate::config::raw::RawLimits;
-use crate::config::{ConfigError, Limits};
+use crate::config::raw::{RawConcurrency, RawLimits};
+use crate::config::{ConfigError, Limits, UpstreamConcurrency};
 
 impl Validator<'_> {
     /// `limits:`: sizes, timeouts (none zero) and concurrency caps, defaults from
@@ -36,7 +36,20 @@ impl Validator<'_> {
                 d.body_idle_timeout,
             )?,
             max_connections: raw.max_connections.unwrap_or(d.max_connections),
-            upstream_concurrency: raw.upstream_concurrency.unwrap_or(d.upstream_concurrency),
+            upstream_concurrency: match raw.upstream_concurrency {
+                None => d.upstream_concurrency,
+                Some(RawConcurrency::Number(n)) => UpstreamConcurrency::Fixed(n),
+                Some(RawConcurrency::Word(w)) if w.eq_ignore_ascii_case("auto") => {
+                    UpstreamConcurrency::Auto
+                }
+                Some(RawConcurrency::Word(_)) => {
+                    return Err(self.err(
+                        "limits.upstream_concurrency",
+                        "must be `auto` or a number of requests (0 = unlimited)",
+                    ))
+                }
+            },
+            upstream_replicas: raw.upstream_replicas.unwrap_or(d.upstream_replicas),
             upstream_queue_timeout: self.duration(
                 "limits.upstream_queue_timeout",
                 &raw.upstream_queue_timeout,
@@ -57,6 +70,9 @@ impl Validator<'_> {
         }
         if limits.max_connections == 0 {
             return Err(self.err("limits.max_connections", "must be at least 1"));
+        }
+        if limits.upstream_replicas == 0 {
+            return Err(self.err("limits.upstream_replicas", "must be at least 1"));
         }
         if limits.replay_body > limits.max_body {
             return Err(self.err("limits.replay_body", "must not exceed limits.max_body"));

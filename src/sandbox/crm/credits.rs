@@ -72,11 +72,14 @@ fn too_many(retry_after: Option<u64>, message: &str) -> Resp {
     resp
 }
 
-/// Counts the request in flight and charges it; `Err` is the 429 to answer instead.
+/// Counts the request in flight and charges it; `Err` is the 429 to answer instead. The proxy's
+/// `own` calls count in flight but are neither charged nor refused: the fake's credit limit,
+/// throttle and concurrency limit are the tests' levers on client traffic.
 pub(crate) fn enter(
     shared: &Arc<Shared>,
     parts: &Parts,
     captured: &Captured,
+    own: bool,
 ) -> Result<(InFlight, Option<u64>), Box<Resp>> {
     let body = captured
         .content
@@ -103,6 +106,9 @@ pub(crate) fn enter(
         heavy,
     };
     let refusal = (|| {
+        if own {
+            return None;
+        }
         if let Some(until) = c.throttle_until {
             if Instant::now() < until {
                 return Some((

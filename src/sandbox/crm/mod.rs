@@ -7,6 +7,7 @@
 
 pub(crate) mod credits;
 pub(crate) mod faults;
+pub(crate) mod meta;
 mod query;
 pub(crate) mod records;
 
@@ -64,8 +65,15 @@ impl Query {
 /// Serves one CRM API request.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
-    let seq = record_start(&shared, &shared.crm_log, &parts);
-    let captured = drain(&shared, &shared.crm_log, seq, body, CONTENT_BYTES).await;
+    // The proxy's own calls are logged apart, so tests of client traffic see only theirs.
+    let own = is_own_call(&parts.headers);
+    let log = if own {
+        &shared.own_log
+    } else {
+        &shared.crm_log
+    };
+    let seq = record_start(&shared, log, &parts);
+    let captured = drain(&shared, log, seq, body, CONTENT_BYTES).await;
     match authenticate(&shared, &parts.headers) {
         Auth::Ok => {}
         Auth::Missing => {
@@ -76,7 +84,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         }
         Auth::Invalid => return invalid_token(),
     }
-    let (_in_flight, remaining) = match credits::enter(&shared, &parts, &captured) {
+    let (_in_flight, remaining) = match credits::enter(&shared, &parts, &captured, own) {
         Ok(entered) => entered,
         Err(too_many) => return *too_many,
     };
@@ -84,6 +92,13 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
     let mut resp = faults::dispatch(&shared, &parts, &captured, &query).await;
     credits::stamp(&mut resp, remaining);
     resp
+}
+
+/// Whether the request is one of the proxy's own calls (its `User-Agent`).
+fn is_own_call(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::USER_AGENT)
+        .is_some_and(|ua| ua.as_bytes().starts_with(b"zoho-auth-proxy/"))
 }
 
 /// Outcome of the `Authorization` check.
@@ -171,8 +186,13 @@ pub(crate) fn route(shared: &Shared, parts: &Parts, captured: &Captured, query: 
     let q = |k: &str| query.get(k).map(str::to_owned);
     let body = captured.content.as_deref();
     let method = &parts.method;
+    match (rest, method) {
+        (["org"], &Method::GET) => return reply(lock(&shared.org).org()),
+        (["__apis"], &Method::GET) => return reply(lock(&shared.org).apis(version)),
+        _ => {}
+    }
     let mut store = lock(&shared.crm);
-    let reply = match rest {
+    let answer = match rest {
         ["coql"] => match *method {
             Method::POST => store.coql(body),
             _ => return wrong_method(),
@@ -181,10 +201,7 @@ pub(crate) fn route(shared: &Shared, parts: &Parts, captured: &Captured, query: 
             Method::GET => store.users(rest.get(1).copied()),
             _ => return wrong_method(),
         },
-        ["org"] => match *method {
-            Method::GET => store.org(),
-            _ => return wrong_method(),
-        },
+        ["org"] | ["__apis"] => return wrong_method(),
         ["settings", "modules"] => match *method {
             Method::GET => store.settings_modules(),
             _ => return wrong_method(),
@@ -219,7 +236,11 @@ pub(crate) fn route(shared: &Shared, parts: &Parts, captured: &Captured, query: 
         _ => return invalid_url(),
     };
     drop(store);
-    match reply {
+    reply(answer)
+}
+
+fn reply(answer: Reply) -> Resp {
+    match answer {
         Reply::Json(status, value) => json(status, &value),
         Reply::NoContent => super::http::response(204, empty()),
     }

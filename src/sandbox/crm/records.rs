@@ -457,22 +457,6 @@ impl CrmStore {
         )
     }
 
-    /// `GET /org`.
-    pub(crate) fn org(&self) -> Reply {
-        Reply::Json(
-            200,
-            json!({
-                "org": [{
-                    "id": ORG_ID, "zgid": ORG_ID, "company_name": "Fake Zoho Org",
-                    "primary_email": "admin@fake-zoho.invalid", "domain_name": "org554023000",
-                    "currency": "US Dollar", "currency_symbol": "$", "iso_code": "USD",
-                    "time_zone": "Etc/UTC", "country_code": "US", "type": "production",
-                    "license_details": { "paid": true, "paid_type": "enterprise", "users_license_purchased": 10 }
-                }]
-            }),
-        )
-    }
-
     /// `GET /settings/modules`.
     pub(crate) fn settings_modules(&self) -> Reply {
         let modules: Vec<Value> = self
