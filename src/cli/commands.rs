@@ -112,16 +112,7 @@ pub fn exchange(config_path: &Path, code: &str, account: Option<&str>) -> ExitCo
         Ok(r) => r,
         Err(code) => return code,
     };
-    match rt.block_on(crate::token::refresher::exchange_once(account, code)) {
-        Ok(message) => {
-            println!("{message}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("zoho-auth-proxy: {e}");
-            ExitCode::from(1)
-        }
-    }
+    report(rt.block_on(crate::token::refresher::exchange_once(account, code)))
 }
 
 /// `authorize`: a server-based account's browser authorization on a headless machine.
@@ -135,7 +126,12 @@ pub fn authorize(config_path: &Path, account: &str) -> ExitCode {
         Err(code) => return code,
     };
     let (_set_level, _guard) = logging::init(LogFormat::Text, &config.log_level);
-    match rt.block_on(crate::admin::authorize::authorize_cli(&config, account)) {
+    report(rt.block_on(crate::admin::authorize::authorize_cli(&config, account)))
+}
+
+/// Prints a one-off command's message (exit 0) or its error (exit 1).
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
         Ok(message) => {
             println!("{message}");
             ExitCode::SUCCESS
