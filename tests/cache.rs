@@ -410,14 +410,7 @@ async fn the_console_button_purges_with_its_csrf_token_only() {
     let (zoho, proxy) = start(&["ZohoCRM.settings.fields.READ"], "").await;
     get(&proxy, FIELDS).await;
     wait_entries(&proxy, 1).await;
-    let html = client()
-        .get(proxy.admin_url("/"))
-        .send()
-        .await
-        .expect("console")
-        .text()
-        .await
-        .expect("html");
+    let html = proxy.admin_text("/").await;
     assert!(
         html.contains("id=\"purge-default\""),
         "a Purge button:\n{html}"

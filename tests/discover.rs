@@ -140,14 +140,7 @@ async fn without_org_read_the_fallback_of_ten_shows_with_its_fix_and_a_warning()
         "a warning names the fix:\n{}",
         proxy.logs()
     );
-    let console = client()
-        .get(proxy.admin_url("/"))
-        .send()
-        .await
-        .expect("console")
-        .text()
-        .await
-        .expect("body");
+    let console = proxy.admin_text("/").await;
     assert!(
         console.contains("fallback") && console.contains("grant ZohoCRM.org.READ"),
         "the console names the fix"
