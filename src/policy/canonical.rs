@@ -379,8 +379,10 @@ pub(crate) fn locate(path: &str) -> Result<Located<'_>, Rejection> {
     let mut parts = slash_split(&path[1..]);
     let first = parts.next().unwrap_or("");
     if first != "crm" {
-        if first.eq_ignore_ascii_case("crm") {
-            return Err(ambiguous(first, "crm"));
+        if let Some(product) = super::products::by_prefix_ignoring_case(first) {
+            if product.prefix != first {
+                return Err(ambiguous(first, product.prefix));
+            }
         }
         return Ok(Located::NotCrm);
     }

@@ -37,18 +37,22 @@ mod canonical;
 pub mod cost;
 mod explain;
 mod modules;
+pub mod products;
 mod required;
 mod routes;
 mod scope;
+mod table_eval;
 pub mod zoho_costs;
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::{Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 
 pub use cost::{BodyView, Cost, CostOverrides, CostedOp};
 pub use explain::{Decision, Explanation, PolicySummary, ScopeCoverage};
+pub use products::{Product, PRODUCTS};
 pub use required::{Required, Unclassified};
 pub use routes::BodyKind;
 pub use scope::{Operation, Scope, ScopeError, Service};
@@ -161,6 +165,32 @@ pub enum PolicyError {
     },
 }
 
+/// Errors in an `organizations:` list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrganizationError {
+    /// `organizations: []` would refuse every Books and Inventory request.
+    #[error(
+        "the list is empty; name at least one organization id, or remove the key to allow any"
+    )]
+    Empty,
+    /// Not a plain id.
+    #[error("[{index}]: `{id}` is not an organization id (letters, digits, `_`, `-`, at most 64); write the id Zoho shows, e.g. `10234695`")]
+    BadId {
+        /// Position in the list, from 0.
+        index: usize,
+        /// The entry, escaped.
+        id: String,
+    },
+    /// A client's list names an id its account's list does not.
+    #[error("[{index}]: organization `{id}` is not in the account's `organizations:`; a client's list may only narrow it")]
+    NotCovered {
+        /// Position in the list, from 0.
+        index: usize,
+        /// The id.
+        id: String,
+    },
+}
+
 fn suggest(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(s) => format!("; did you mean `{s}`?"),
@@ -182,6 +212,8 @@ pub struct Policy {
     allow: Vec<AllowEntry>,
     modules: ModuleMap,
     mode: PolicyMode,
+    /// The organization ids Books and Inventory requests may name (`None`: any).
+    organizations: Option<Arc<[String]>>,
 }
 
 /// The canonical request target to forward: byte for byte the path (and query) that was checked.
@@ -191,6 +223,22 @@ pub struct CanonicalTarget<'a> {
     pub path: &'a str,
     /// The query without `?`, forwarded unchanged.
     pub query: Option<&'a str>,
+    /// The product the path belongs to (CRM for paths outside every product).
+    pub product: &'static Product,
+    /// The organization the request acts on (Books, Inventory), once checked.
+    pub organization: Option<&'a str>,
+}
+
+impl<'a> CanonicalTarget<'a> {
+    /// A CRM target (or one outside every product).
+    pub fn crm(path: &'a str, query: Option<&'a str>) -> CanonicalTarget<'a> {
+        CanonicalTarget {
+            path,
+            query,
+            product: products::crm(),
+            organization: None,
+        }
+    }
 }
 
 impl CanonicalTarget<'_> {
@@ -253,10 +301,7 @@ impl PendingBody {
 
     /// The checked target.
     pub fn target(&self) -> CanonicalTarget<'_> {
-        CanonicalTarget {
-            path: &self.path,
-            query: self.query.as_deref(),
-        }
+        CanonicalTarget::crm(&self.path, self.query.as_deref())
     }
 }
 
@@ -402,12 +447,13 @@ impl Evaluation<'_> {
                 missing,
             } => Some(match required.unclassified_reason() {
                 Some(Unclassified::NotCrm) => format!(
-                    "{m} {} is outside the Zoho CRM API (/crm/...); this proxy only forwards CRM API requests",
-                    target.path
+                    "{m} {} is outside the Zoho APIs this proxy serves ({}); it forwards only their requests",
+                    target.path,
+                    products::roots()
                 ),
                 Some(Unclassified::UnknownOperation) => format!(
-                    "{m} {} is not a Zoho CRM API operation this proxy knows; it is denied by default",
-                    target.path
+                    "{m} {} is not a {} API operation this proxy knows; it is denied by default",
+                    target.path, target.product.title
                 ),
                 None if missing.len() == required.len() && required.len() == 1 => format!(
                     "{m} {} needs {required}, which proxy.yaml does not allow",
@@ -500,7 +546,57 @@ impl Policy {
             allow: entries,
             modules: ModuleMap::new(overrides),
             mode,
+            organizations: None,
         })
+    }
+
+    /// The same policy, letting Books and Inventory requests name only `organizations`
+    /// (`None`: any). Each id must be a plain organization id; with `narrow`, every id must
+    /// also be in this policy's list (a client's list narrows its account's).
+    pub fn with_organizations(
+        &self,
+        organizations: Option<&[String]>,
+        narrow: bool,
+    ) -> Result<Policy, OrganizationError> {
+        let Some(list) = organizations else {
+            return Ok(self.clone());
+        };
+        if list.is_empty() {
+            return Err(OrganizationError::Empty);
+        }
+        for (index, id) in list.iter().enumerate() {
+            if !products::valid_organization_id(id) {
+                return Err(OrganizationError::BadId {
+                    index,
+                    id: scope::sanitize(id),
+                });
+            }
+            if narrow {
+                if let Some(own) = &self.organizations {
+                    if !own.contains(id) {
+                        return Err(OrganizationError::NotCovered {
+                            index,
+                            id: id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut ids: Vec<String> = Vec::with_capacity(list.len());
+        for id in list {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        Ok(Policy {
+            organizations: Some(ids.into()),
+            ..self.clone()
+        })
+    }
+
+    /// The organization ids Books and Inventory requests may name (`None`: any).
+    pub fn organizations(&self) -> Option<&[String]> {
+        self.organizations.as_deref()
     }
 
     /// The same policy (module map, mode) with a narrower allowlist: every entry of `allow` must
@@ -517,6 +613,7 @@ impl Policy {
             allow: entries,
             modules: self.modules.clone(),
             mode: self.mode,
+            organizations: self.organizations.clone(),
         })
     }
 
@@ -534,10 +631,10 @@ impl Policy {
         if let Err(r) = check_target(uri) {
             return Evaluation::Rejected(r);
         }
-        let target = CanonicalTarget {
-            path: uri.path(),
-            query: uri.query(),
-        };
+        let target = CanonicalTarget::crm(uri.path(), uri.query());
+        if let Some(product) = products::table_product(target.path) {
+            return self.evaluate_table(verb, product, target);
+        }
         match self.classify_path(verb, target.path, target.query) {
             Step::Reject(r) => Evaluation::Rejected(r),
             Step::Unclassified(reason) => Evaluation::Denied {

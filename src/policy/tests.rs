@@ -448,7 +448,7 @@ const CASES: &[(&[&str], &str, &str, Option<&str>, Expect)] = &[
     (
         BROAD,
         "GET",
-        "/books/v3/invoices",
+        "/desk/v1/tickets",
         None,
         Denied("PROXY_NOT_CRM", &[]),
     ),

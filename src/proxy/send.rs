@@ -628,7 +628,7 @@ mod tests {
 
     fn forwarded(path: &str, query: Option<&str>, client: &str) -> Result<Uri, ProxyError> {
         let client: Uri = client.parse().expect("client target");
-        let target = CanonicalTarget { path, query };
+        let target = CanonicalTarget::crm(path, query);
         let (method, headers) = (Method::GET, HeaderMap::new());
         let client_target = client.path_and_query();
         build_request(

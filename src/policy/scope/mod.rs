@@ -92,10 +92,20 @@ pub enum Service {
     Search,
     /// `ZohoFiles` (bulk-write upload).
     Files,
+    /// `ZohoBooks` (families from the Books operation table).
+    Books,
+    /// `ZohoInventory` (families from the Inventory operation table).
+    Inventory,
 }
 
 impl Service {
-    pub(crate) const EVERY: [Service; 3] = [Service::Crm, Service::Search, Service::Files];
+    pub(crate) const EVERY: [Service; 5] = [
+        Service::Crm,
+        Service::Search,
+        Service::Files,
+        Service::Books,
+        Service::Inventory,
+    ];
 
     /// The canonical spelling.
     pub fn as_str(self) -> &'static str {
@@ -103,6 +113,8 @@ impl Service {
             Service::Crm => "ZohoCRM",
             Service::Search => "ZohoSearch",
             Service::Files => "ZohoFiles",
+            Service::Books => "ZohoBooks",
+            Service::Inventory => "ZohoInventory",
         }
     }
 }
@@ -133,7 +145,16 @@ pub(crate) struct Family {
     pub sub_required: bool,
 }
 
-const fn family(service: Service, name: &'static str, subs: Subs, group: bool) -> Family {
+/// The family name that covers every family of its service (`ZohoBooks.fullaccess.ALL`), for
+/// the products whose families come from an operation table.
+pub(crate) const FULL_ACCESS: &str = "fullaccess";
+
+pub(crate) const fn family(
+    service: Service,
+    name: &'static str,
+    subs: Subs,
+    group: bool,
+) -> Family {
     Family {
         service,
         name,
@@ -286,8 +307,12 @@ impl Scope {
 
     /// Whether a grant of `self` allows a request that needs `required`.
     pub fn covers(&self, required: &Scope) -> bool {
-        if self.service != required.service || self.family != required.family {
+        if self.service != required.service {
             return false;
+        }
+        if self.family != required.family {
+            // `ZohoBooks.fullaccess.ALL`: every family of the service (table-driven products).
+            return self.family == FULL_ACCESS && self.op.covers(required.op);
         }
         if !self.op.covers(required.op) {
             return false;
@@ -327,10 +352,16 @@ pub(crate) fn sanitize(text: &str) -> String {
     crate::util::escape(text, 120)
 }
 
-pub(crate) fn find_family(service: Service, name: &str) -> Option<&'static Family> {
+/// Every family of `service`: the built-in ones, or those of its product's operation table.
+pub(crate) fn families_of(service: Service) -> impl Iterator<Item = &'static Family> {
     FAMILIES
         .iter()
-        .find(|f| f.service == service && f.name.eq_ignore_ascii_case(name))
+        .filter(move |f| f.service == service)
+        .chain(crate::policy::products::table_families(service).iter())
+}
+
+pub(crate) fn find_family(service: Service, name: &str) -> Option<&'static Family> {
+    families_of(service).find(|f| f.name.eq_ignore_ascii_case(name))
 }
 
 pub(crate) fn sub_candidates(family: &Family) -> Vec<&'static str> {

@@ -3,8 +3,8 @@
 //! config file) and never guess in the permissive direction.
 
 use super::{
-    closest, find_family, find_sub, sanitize, sub_candidates, Family, Operation, Scope, Service,
-    Subs, FAMILIES,
+    closest, families_of, find_family, find_sub, sanitize, sub_candidates, Family, Operation,
+    Scope, Service, Subs,
 };
 use crate::policy::modules;
 
@@ -43,8 +43,8 @@ pub enum ScopeError {
         /// A likely intended entry.
         suggestion: Option<String>,
     },
-    /// The first part is not ZohoCRM, ZohoSearch or ZohoFiles.
-    #[error("unknown service in `{entry}`{}", hint_or(.suggestion, "; known services: ZohoCRM, ZohoSearch, ZohoFiles"))]
+    /// The first part is not a service the proxy knows.
+    #[error("unknown service in `{entry}`{}", hint_or(.suggestion, "; known services: ZohoCRM, ZohoSearch, ZohoFiles, ZohoBooks, ZohoInventory"))]
     UnknownService {
         /// The entry, with control characters escaped.
         entry: String,
@@ -200,10 +200,7 @@ fn service(parts: &[&str]) -> Result<Service, Option<String>> {
 /// The family the second part names, or the suggestion for an unknown one.
 fn family(service: Service, parts: &[&str]) -> Result<&'static Family, Option<String>> {
     find_family(service, parts[1]).ok_or_else(|| {
-        let names = FAMILIES
-            .iter()
-            .filter(|f| f.service == service)
-            .map(|f| f.name);
+        let names = families_of(service).map(|f| f.name);
         closest(parts[1], names).map(|name| {
             let mut fixed = parts.to_vec();
             fixed[0] = service.as_str();

@@ -1,0 +1,159 @@
+//! Evaluating a request to a table-driven product (Books, Inventory): canonical checks, the
+//! version, the operation table, then the organization the request acts on.
+//!
+//! Order, chosen so that each refusal says the most useful thing: a malformed target is 400; an
+//! operation the table does not know is 403 unknown; a scope the allow list lacks is 403 naming
+//! it; only then, for a request that would be forwarded, the organization: none where one is
+//! needed is `400 PROXY_ORGANIZATION_REQUIRED`, one outside the list `403
+//! PROXY_ORGANIZATION_NOT_ALLOWED`. Neither is forwarded, in report mode either.
+
+use http::StatusCode;
+
+use super::canonical::{ambiguous, check_path, check_query, Verb, MAX_SEGMENTS};
+use super::products::{query_organization, valid_organization_id, OrgRule, Product, TableMatch};
+use super::{CanonicalTarget, Evaluation, Policy, Rejection, Required, Unclassified};
+
+fn unknown(target: CanonicalTarget<'_>) -> Evaluation<'_> {
+    Evaluation::Denied {
+        target,
+        required: Required::unclassified(Unclassified::UnknownOperation),
+        missing: Required::unclassified(Unclassified::UnknownOperation),
+    }
+}
+
+fn rejection(status: StatusCode, code: &'static str, message: String) -> Rejection {
+    Rejection {
+        status,
+        code,
+        message,
+    }
+}
+
+impl Policy {
+    /// [`Policy::evaluate`] for a path under a table-driven product's prefix.
+    pub(super) fn evaluate_table<'a>(
+        &self,
+        verb: Verb,
+        product: &'static Product,
+        mut target: CanonicalTarget<'a>,
+    ) -> Evaluation<'a> {
+        target.product = product;
+        if let Err(r) = check_path(target.path) {
+            return Evaluation::Rejected(r);
+        }
+        if let Some(q) = target.query {
+            if let Err(r) = check_query(q) {
+                return Evaluation::Rejected(r);
+            }
+        }
+        let path: &'a str = target.path;
+        let mut parts = path[1..].split('/').skip(1);
+        let version = parts.next().unwrap_or("");
+        if !product.versions.contains(&version) {
+            if let Some(v) = product
+                .versions
+                .iter()
+                .find(|v| v.eq_ignore_ascii_case(version))
+            {
+                return Evaluation::Rejected(ambiguous(version, v));
+            }
+            return unknown(target);
+        }
+        let mut items = [""; MAX_SEGMENTS];
+        let mut len = 0;
+        for part in parts {
+            if len == MAX_SEGMENTS {
+                return unknown(target);
+            }
+            items[len] = part;
+            len += 1;
+        }
+        let segments = &items[..len];
+        let Some(table) = product.table() else {
+            return unknown(target);
+        };
+        let (scope, rule) = match table.classify(verb, segments) {
+            TableMatch::Found(scope, rule) => (scope, rule),
+            TableMatch::Unknown => return unknown(target),
+            TableMatch::Ambiguous(r) => return Evaluation::Rejected(r),
+        };
+        let param = product.organization.unwrap_or("organization_id");
+        let from_query = match query_organization(target.query, param) {
+            Ok(found) => found.filter(|id| !id.is_empty()),
+            Err(r) => return Evaluation::Rejected(r),
+        };
+        target.organization = match rule {
+            OrgRule::Query | OrgRule::Optional => from_query,
+            OrgRule::Path(i) => {
+                let id = segments.get(i).copied().unwrap_or("");
+                if !valid_organization_id(id) {
+                    return Evaluation::Rejected(rejection(
+                        StatusCode::BAD_REQUEST,
+                        "PROXY_BAD_PATH",
+                        format!(
+                            "`{}` is not an organization id",
+                            crate::util::escape(id, 64)
+                        ),
+                    ));
+                }
+                if from_query.is_some_and(|q| q != id) {
+                    return Evaluation::Rejected(rejection(
+                        StatusCode::BAD_REQUEST,
+                        "PROXY_BAD_QUERY",
+                        format!(
+                            "the path names organization {id} and `{param}` another; name one organization"
+                        ),
+                    ));
+                }
+                Some(id)
+            }
+        };
+        let mut required = Required::new();
+        required.push(scope);
+        let evaluation = self.decide(target, required);
+        if !evaluation.forwards(self.mode) {
+            return evaluation;
+        }
+        match self.check_organization(verb, product, rule, target) {
+            Ok(()) => evaluation,
+            Err(r) => Evaluation::Rejected(r),
+        }
+    }
+
+    /// Whether the request names an organization where it must, and one it may use.
+    fn check_organization(
+        &self,
+        verb: Verb,
+        product: &Product,
+        rule: OrgRule,
+        target: CanonicalTarget<'_>,
+    ) -> Result<(), Rejection> {
+        let param = product.organization.unwrap_or("organization_id");
+        let Some(id) = target.organization else {
+            if rule == OrgRule::Query {
+                return Err(rejection(
+                    StatusCode::BAD_REQUEST,
+                    "PROXY_ORGANIZATION_REQUIRED",
+                    format!(
+                        "{} {} needs the organization it acts on: add `?{param}=<id>` to the query (list your organizations with GET {}/organizations)",
+                        verb.as_str(),
+                        target.path,
+                        product.root()
+                    ),
+                ));
+            }
+            return Ok(());
+        };
+        match &self.organizations {
+            Some(list) if !list.iter().any(|allowed| allowed == id) => Err(rejection(
+                StatusCode::FORBIDDEN,
+                "PROXY_ORGANIZATION_NOT_ALLOWED",
+                format!(
+                    "organization {id} is not one this proxy lets you use (allowed: {}); to use it, add `{id}` to `organizations:` of the account in proxy.yaml, and of the client if it has its own list",
+                    list.join(", ")
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
