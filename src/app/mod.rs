@@ -329,6 +329,15 @@ fn announce_started(config: &Config, announce: &[(String, config::ListenAddr)], 
     }
     info!(access = %config.access.describe(), "who may use the proxy");
     access::warn_if_open(config);
+    for a in &config.accounts {
+        if !a.policy.allows_organization_products() && a.organizations.is_none() {
+            continue;
+        }
+        match &a.organizations {
+            Some(ids) => info!(account = %a.name, organizations = %ids.join(","), "Books and Inventory requests may name only these organizations"),
+            None => info!(account = %a.name, "organizations: none set, so Books and Inventory requests may name any organization the token can reach (set `organizations:` to restrict them)"),
+        }
+    }
     info!(
         accounts = config.accounts.len(),
         startup_ms = started.elapsed().as_millis() as u64,

@@ -53,6 +53,9 @@ pub struct ClientConfig {
     pub policies: Vec<Option<Arc<Policy>>>,
     /// Its own credit budget per rolling 24 hours (`credits_per_day`), across its accounts.
     pub credits_per_day: Option<u64>,
+    /// Its own Books/Inventory organization ids (within each of its accounts' lists), as
+    /// written.
+    pub organizations: Option<Vec<String>>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -173,6 +176,7 @@ impl Validator<'_> {
             name: &name,
             allow: allow.as_deref(),
             accounts: allowed_accounts.as_deref(),
+            organizations: raw.organizations.as_deref(),
         };
         let policies = self.client_policies(&scope, accounts)?;
         if raw.credits_per_day == Some(0) {
@@ -190,6 +194,7 @@ impl Validator<'_> {
             allow,
             accounts: allowed_accounts,
             policies,
+            organizations: raw.organizations,
         })
     }
 
@@ -331,6 +336,25 @@ impl Validator<'_> {
                     self.err(&key, message)
                 })?),
             };
+            let policy = match client.organizations {
+                None => policy,
+                Some(ids) => {
+                    let key = format!("{}.organizations", client.prefix);
+                    let (_, narrowed) = self
+                        .organizations(&key, Some(ids), &policy, true)
+                        .map_err(|mut e| {
+                            e.message = format!(
+                                "client `{}`, account `{}`: {}{}",
+                                client.name,
+                                account.name,
+                                e.message,
+                                if accounts.len() > 1 { " (use `accounts:` to restrict the client to the accounts that list it)" } else { "" }
+                            );
+                            e
+                        })?;
+                    Arc::new(narrowed)
+                }
+            };
             policies.push(Some(policy));
         }
         Ok(policies)
@@ -347,6 +371,8 @@ struct ClientScope<'a> {
     allow: Option<&'a [String]>,
     /// The accounts it may use (`None`: all).
     accounts: Option<&'a [String]>,
+    /// Its own organization ids, as written.
+    organizations: Option<&'a [String]>,
 }
 
 impl ClientScope<'_> {

@@ -40,6 +40,8 @@ impl Config {
                         "metadata_ttl_ms": a.cache.metadata_ttl.as_millis() as u64,
                         "max_bytes": a.cache.max_bytes,
                     },
+                    "organizations": organizations_text(a.organizations.as_deref()),
+                    "limits": org_limits(&a.org_limits),
                 })
             })
             .collect();
@@ -68,6 +70,8 @@ impl Config {
                 "upstream_queue_timeout_ms": self.limits.upstream_queue_timeout.as_millis() as u64,
                 "token_wait_ms": self.limits.token_wait.as_millis() as u64,
                 "heavy_concurrency": self.limits.heavy_concurrency,
+                "requests_per_minute": org_limits(&self.limits.per_organization)["requests_per_minute"],
+                "daily_calls": org_limits(&self.limits.per_organization)["daily_calls"],
             },
             "log": { "format": self.log_format, "level": self.log_level },
             "shutdown": { "grace_ms": self.shutdown_grace.as_millis() as u64, "delay_ms": self.shutdown_delay.as_millis() as u64 },
@@ -75,6 +79,29 @@ impl Config {
             "access": self.access.describe(),
         })
     }
+}
+
+/// An account's `organizations:` as shown: the list, or what its absence means.
+pub fn organizations_text(list: Option<&[String]>) -> serde_json::Value {
+    match list {
+        Some(ids) => serde_json::json!(ids),
+        None => serde_json::json!(
+            "any: no `organizations:` is set, so Books and Inventory requests may name any organization the token can reach"
+        ),
+    }
+}
+
+fn org_limits(limits: &super::OrgLimits) -> serde_json::Value {
+    let map = |pairs: Vec<(&str, u64)>| -> serde_json::Map<String, serde_json::Value> {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect()
+    };
+    serde_json::json!({
+        "requests_per_minute": map(limits.requests_per_minute.iter().map(|(p, n)| (*p, u64::from(*n))).collect()),
+        "daily_calls": map(limits.daily_calls.iter().map(|(p, n)| (*p, *n)).collect()),
+    })
 }
 
 /// How a secret is shown: the file it came from, or only that it is set.

@@ -199,6 +199,60 @@ pub struct AccountConfig {
     pub credits: CreditsConfig,
     /// `cache:`: the metadata cache (the account's own keys over the top-level ones).
     pub cache: CacheConfig,
+    /// `organizations:`: the Books/Inventory organization ids local programs may use (`None`:
+    /// any). Also compiled into `policy`.
+    pub organizations: Option<Vec<String>>,
+    /// `limits.requests_per_minute` / `limits.daily_calls`, the account's own over the
+    /// top-level ones.
+    pub org_limits: OrgLimits,
+}
+
+/// Per-organization limits of the products Zoho limits per organization (Books, Inventory),
+/// by product name (live-reloadable).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrgLimits {
+    /// `requests_per_minute`: requests per organization per 60 s (0: no limit).
+    pub requests_per_minute: Vec<(&'static str, u32)>,
+    /// `daily_calls`: requests per organization per rolling 24 h (absent: no budget).
+    pub daily_calls: Vec<(&'static str, u64)>,
+}
+
+impl OrgLimits {
+    /// The built-in defaults: each product's documented requests per minute, no daily budget.
+    pub fn defaults() -> OrgLimits {
+        OrgLimits {
+            requests_per_minute: crate::policy::products::per_organization()
+                .map(|(p, n)| (p.name, n))
+                .collect(),
+            daily_calls: Vec::new(),
+        }
+    }
+
+    /// `other`'s entries over these.
+    pub fn merged(&self, other: &OrgLimits) -> OrgLimits {
+        fn merge<T: Copy>(base: &[(&'static str, T)], over: &[(&'static str, T)]) -> Vec<(&'static str, T)> {
+            let mut out: Vec<(&'static str, T)> = base
+                .iter()
+                .filter(|(name, _)| !over.iter().any(|(o, _)| o == name))
+                .copied()
+                .collect();
+            out.extend_from_slice(over);
+            out
+        }
+        OrgLimits {
+            requests_per_minute: merge(&self.requests_per_minute, &other.requests_per_minute),
+            daily_calls: merge(&self.daily_calls, &other.daily_calls),
+        }
+    }
+
+    /// The requests per minute of `product` (`None`: not limited).
+    pub fn per_minute(&self, product: &str) -> Option<u32> {
+        self.requests_per_minute
+            .iter()
+            .find(|(p, _)| *p == product)
+            .map(|(_, n)| *n)
+            .filter(|n| *n > 0)
+    }
 }
 
 /// One account's `cache:` settings (live-reloadable).
@@ -308,6 +362,8 @@ pub struct Limits {
     /// Heavy calls (COQL, convert, send mail, big writes, bulk, search, composite) in flight to
     /// Zoho at most, on top of their ordinary slot (0 = unlimited; Zoho allows 10).
     pub heavy_concurrency: u32,
+    /// `requests_per_minute` and `daily_calls`: the default of every account.
+    pub per_organization: OrgLimits,
 }
 
 impl Limits {
@@ -386,6 +442,7 @@ impl Default for Limits {
             upstream_queue_timeout: Duration::from_secs(10),
             token_wait: Duration::from_secs(5),
             heavy_concurrency: 10,
+            per_organization: OrgLimits::defaults(),
         }
     }
 }

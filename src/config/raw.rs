@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub allow: Option<Vec<String>>,
     /// `modules:`: the single-account form's module API name → scope name map.
     pub modules: Option<OrderedMap>,
+    /// `organizations:`: the single-account form's Books/Inventory organization ids.
+    pub organizations: Option<Vec<String>>,
     /// `policy:`: enforce or report.
     pub policy: Option<RawPolicy>,
     /// `token:`: the default token settings of every account.
@@ -86,6 +88,7 @@ pub struct RawClient {
     pub allow: Option<Vec<String>>,
     pub accounts: Option<Vec<String>>,
     pub credits_per_day: Option<u64>,
+    pub organizations: Option<Vec<String>>,
 }
 
 /// `credits:` section (top level, or per account).
@@ -160,9 +163,19 @@ pub struct RawAccount {
     pub upstream_protocol: Option<String>,
     pub allow: Option<Vec<String>>,
     pub modules: Option<OrderedMap>,
+    pub organizations: Option<Vec<String>>,
+    pub limits: Option<RawAccountLimits>,
     pub token: Option<RawToken>,
     pub credits: Option<RawCredits>,
     pub cache: Option<RawCache>,
+}
+
+/// `accounts[i].limits:`: the per-organization limits of one account.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccountLimits {
+    pub requests_per_minute: Option<OrderedCounts>,
+    pub daily_calls: Option<OrderedCounts>,
 }
 
 /// `policy:` section.
@@ -202,6 +215,8 @@ pub struct RawLimits {
     pub upstream_queue_timeout: Option<String>,
     pub token_wait: Option<String>,
     pub heavy_concurrency: Option<u32>,
+    pub requests_per_minute: Option<OrderedCounts>,
+    pub daily_calls: Option<OrderedCounts>,
 }
 
 /// `limits.upstream_concurrency`: `auto` or a number.
@@ -255,5 +270,33 @@ impl<'de> Deserialize<'de> for OrderedMap {
             }
         }
         deserializer.deserialize_map(MapVisitor)
+    }
+}
+
+/// A map of names to counts (`{books: 100, inventory: 100}`) that keeps file order and refuses
+/// duplicate keys.
+#[derive(Debug, Default, Clone)]
+pub struct OrderedCounts(pub Vec<(String, u64)>);
+
+impl<'de> Deserialize<'de> for OrderedCounts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountsVisitor;
+        impl<'de> Visitor<'de> for CountsVisitor {
+            type Value = OrderedCounts;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of product names to counts, e.g. `{books: 100, inventory: 100}`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedCounts, A::Error> {
+                let mut entries: Vec<(String, u64)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, u64>()? {
+                    if entries.iter().any(|(k, _)| k.eq_ignore_ascii_case(&key)) {
+                        return Err(serde::de::Error::custom(format!("duplicate entry `{key}`")));
+                    }
+                    entries.push((key, value));
+                }
+                Ok(OrderedCounts(entries))
+            }
+        }
+        deserializer.deserialize_map(CountsVisitor)
     }
 }

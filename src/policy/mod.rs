@@ -174,7 +174,7 @@ pub enum OrganizationError {
     )]
     Empty,
     /// Not a plain id.
-    #[error("[{index}]: `{id}` is not an organization id (letters, digits, `_`, `-`, at most 64); write the id Zoho shows, e.g. `10234695`")]
+    #[error("`{id}` is not an organization id (letters, digits, `_`, `-`, at most 64); write the id Zoho shows, e.g. `10234695`")]
     BadId {
         /// Position in the list, from 0.
         index: usize,
@@ -182,7 +182,7 @@ pub enum OrganizationError {
         id: String,
     },
     /// A client's list names an id its account's list does not.
-    #[error("[{index}]: organization `{id}` is not in the account's `organizations:`; a client's list may only narrow it")]
+    #[error("organization `{id}` is not in the account's `organizations:`; a client's list may only narrow it")]
     NotCovered {
         /// Position in the list, from 0.
         index: usize,
@@ -591,6 +591,16 @@ impl Policy {
         Ok(Policy {
             organizations: Some(ids.into()),
             ..self.clone()
+        })
+    }
+
+    /// Whether some allow entry grants a scope of a product that names organizations (Books,
+    /// Inventory).
+    pub fn allows_organization_products(&self) -> bool {
+        self.allow.iter().any(|e| {
+            PRODUCTS
+                .iter()
+                .any(|p| p.organization.is_some() && p.service == e.scope.service())
         })
     }
 

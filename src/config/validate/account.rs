@@ -61,6 +61,19 @@ impl Validator<'_> {
         let redirect_uri = self.redirect_uri(key, &raw.redirect_uri)?;
         let (ca_file, upstream_protocol) = self.transport(key, &raw)?;
         let (allow, policy) = self.allowlist(key, single, raw.allow, raw.modules, mode)?;
+        let org_key = if single {
+            "organizations".to_string()
+        } else {
+            format!("{key}.organizations")
+        };
+        let (organizations, policy) =
+            self.organizations(&org_key, raw.organizations.as_deref(), &policy, false)?;
+        let own_limits = raw.limits.unwrap_or_default();
+        let org_limits = self.org_limits(
+            &format!("{key}.limits"),
+            own_limits.requests_per_minute.as_ref(),
+            own_limits.daily_calls.as_ref(),
+        )?;
         let token = match &raw.token {
             Some(own) => self.token(&format!("{key}.token"), own, None)?,
             None if single => self.token("token", default_token, None)?,
@@ -87,6 +100,8 @@ impl Validator<'_> {
             token,
             credits: CreditsConfig::default(),
             cache: crate::config::CacheConfig::default(),
+            organizations,
+            org_limits,
         };
         self.check_client_type(&account)?;
         account.scopes = self.scopes(key, raw.scopes, &account.allow)?;

@@ -19,6 +19,8 @@ pub(super) struct RawAccounts {
     pub allow: Option<Vec<String>>,
     /// `modules:` of the single-account form.
     pub modules: Option<OrderedMap>,
+    /// `organizations:` of the single-account form.
+    pub organizations: Option<Vec<String>>,
     /// The top-level `token:`, the default of every account.
     pub token: Option<RawToken>,
     /// The top-level `credits:`.
@@ -57,6 +59,12 @@ impl Validator<'_> {
                     "with `accounts:`, each account has its own `allow:`",
                 ))
             }
+            (Some(_), None) if raw.organizations.is_some() => {
+                return Err(self.err(
+                    "organizations",
+                    "with `accounts:`, each account has its own `organizations:`",
+                ))
+            }
             (Some(list), None) => {
                 if list.is_empty() {
                     return Err(self.err("accounts", "at least one account is required"));
@@ -77,7 +85,8 @@ impl Validator<'_> {
                         "the `zoho:` section (client id, secret, refresh token) is required",
                     ));
                 };
-                let account = single_account(zoho, raw.allow, raw.modules);
+                let mut account = single_account(zoho, raw.allow, raw.modules);
+                account.organizations = raw.organizations;
                 let mut a = self.account("zoho", account, &default_token, policy_mode)?;
                 a.cache = top_cache;
                 accounts.push(a);
@@ -151,6 +160,8 @@ fn single_account(
         upstream_protocol: zoho.upstream_protocol,
         allow,
         modules,
+        organizations: None,
+        limits: None,
         token: None,
         credits: None,
         cache: None,

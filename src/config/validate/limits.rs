@@ -57,6 +57,11 @@ impl Validator<'_> {
             )?,
             token_wait: self.duration("limits.token_wait", &raw.token_wait, d.token_wait)?,
             heavy_concurrency: raw.heavy_concurrency.unwrap_or(d.heavy_concurrency),
+            per_organization: d.per_organization.merged(&self.org_limits(
+                "limits",
+                raw.requests_per_minute.as_ref(),
+                raw.daily_calls.as_ref(),
+            )?),
         };
         for (key, value) in [
             ("limits.request_timeout", limits.request_timeout),

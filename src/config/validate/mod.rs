@@ -13,6 +13,7 @@ mod accounts;
 mod cache;
 mod limits;
 mod log;
+mod organizations;
 mod token;
 mod top;
 
@@ -57,6 +58,7 @@ impl Validator<'_> {
                 zoho: raw.zoho,
                 allow: raw.allow,
                 modules: raw.modules,
+                organizations: raw.organizations,
                 token: raw.token,
                 credits: raw.credits,
                 cache: raw.cache,
@@ -65,6 +67,10 @@ impl Validator<'_> {
         )?;
         self.check_accounts_unique(&accounts, [&listen, &admin_listen], allow_remote_clients)?;
         let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let mut accounts = accounts;
+        for a in &mut accounts {
+            a.org_limits = limits.per_organization.merged(&a.org_limits);
+        }
         let (log_format, log_level) = self.log(raw.log.unwrap_or_default())?;
         let (shutdown_grace, shutdown_delay) = self.shutdown(raw.shutdown.unwrap_or_default())?;
         let access = self.access(
