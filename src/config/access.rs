@@ -176,7 +176,7 @@ impl Validator<'_> {
             name: &name,
             allow: allow.as_deref(),
             accounts: allowed_accounts.as_deref(),
-            organizations: raw.organizations.as_deref(),
+            organizations: raw.organizations.as_ref().map(|o| &o.0[..]),
         };
         let policies = self.client_policies(&scope, accounts)?;
         if raw.credits_per_day == Some(0) {
@@ -194,7 +194,7 @@ impl Validator<'_> {
             allow,
             accounts: allowed_accounts,
             policies,
-            organizations: raw.organizations,
+            organizations: raw.organizations.map(|o| o.0),
         })
     }
 

@@ -28,7 +28,7 @@ pub struct RawConfig {
     /// `modules:`: the single-account form's module API name → scope name map.
     pub modules: Option<OrderedMap>,
     /// `organizations:`: the single-account form's Books/Inventory organization ids.
-    pub organizations: Option<Vec<String>>,
+    pub organizations: Option<OrgIds>,
     /// `policy:`: enforce or report.
     pub policy: Option<RawPolicy>,
     /// `token:`: the default token settings of every account.
@@ -88,7 +88,7 @@ pub struct RawClient {
     pub allow: Option<Vec<String>>,
     pub accounts: Option<Vec<String>>,
     pub credits_per_day: Option<u64>,
-    pub organizations: Option<Vec<String>>,
+    pub organizations: Option<OrgIds>,
 }
 
 /// `credits:` section (top level, or per account).
@@ -163,7 +163,7 @@ pub struct RawAccount {
     pub upstream_protocol: Option<String>,
     pub allow: Option<Vec<String>>,
     pub modules: Option<OrderedMap>,
-    pub organizations: Option<Vec<String>>,
+    pub organizations: Option<OrgIds>,
     pub limits: Option<RawAccountLimits>,
     pub token: Option<RawToken>,
     pub credits: Option<RawCredits>,
@@ -298,5 +298,29 @@ impl<'de> Deserialize<'de> for OrderedCounts {
             }
         }
         deserializer.deserialize_map(CountsVisitor)
+    }
+}
+
+/// A list of organization ids, each written as a string or as a number (`- 10234695`).
+#[derive(Debug, Default, Clone)]
+pub struct OrgIds(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OrgIds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Id {
+            Number(u64),
+            Text(String),
+        }
+        let ids = Vec::<Id>::deserialize(deserializer)?;
+        Ok(OrgIds(
+            ids.into_iter()
+                .map(|id| match id {
+                    Id::Number(n) => n.to_string(),
+                    Id::Text(t) => t,
+                })
+                .collect(),
+        ))
     }
 }

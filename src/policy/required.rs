@@ -137,7 +137,7 @@ impl Required {
         if let Some(reason) = self.unclassified {
             return put(match reason {
                 Unclassified::UnknownOperation => "(unknown operation)",
-                Unclassified::NotCrm => "(not a CRM API path)",
+                Unclassified::NotCrm => "(outside the Zoho APIs this proxy serves)",
             });
         }
         for (n, scope) in self.iter().enumerate() {
@@ -217,9 +217,9 @@ mod tests {
         assert!(req.is_empty(), "an unclassified set holds no scope");
         assert_eq!(
             req.to_string(),
-            "(not a CRM API path)",
+            "(outside the Zoho APIs this proxy serves)",
             "display names the reason"
         );
-        assert_eq!(req.render(), "(not a CRM API path)");
+        assert_eq!(req.render(), "(outside the Zoho APIs this proxy serves)");
     }
 }

@@ -22,6 +22,8 @@ pub(super) struct Access {
     /// What the metadata cache did (`hit`, `miss`, `refresh`); empty (left out of the line)
     /// for a request it does not concern.
     pub(super) cache: &'static str,
+    /// The Books/Inventory organization the request acted on; empty (left out) otherwise.
+    pub(super) organization: String,
 }
 
 impl Access {
@@ -70,6 +72,13 @@ impl Access {
                     c => Value::Display(c),
                 },
             ),
+            (
+                "organization",
+                match self.organization.as_str() {
+                    "" => Value::None,
+                    o => Value::Display(o),
+                },
+            ),
         ];
         if crate::logging::line::write("access", &fields) {
             return;
@@ -89,6 +98,8 @@ impl Access {
             bytes,
             complete,
             cache = (!self.cache.is_empty()).then_some(tracing::field::display(self.cache)),
+            organization = (!self.organization.is_empty())
+                .then_some(tracing::field::display(&self.organization)),
         );
     }
 }

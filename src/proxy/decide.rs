@@ -67,6 +67,9 @@ pub(super) async fn forward(
             (*target, scope, Prepared::Body(body, content_length))
         }
     };
+    if let Some(org) = target.organization {
+        access.organization = access.text(|| org.to_string());
+    }
     let exchange = Exchange {
         state,
         runtime,

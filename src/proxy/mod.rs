@@ -90,6 +90,7 @@ pub async fn handle(
                 upstream_ms: None,
                 credits: 0,
                 cache: "",
+                organization: String::new(),
             };
             return Ok(local_error(e, &access, &state));
         }
@@ -105,6 +106,7 @@ pub async fn handle(
         upstream_ms: None,
         credits: 0,
         cache: "",
+        organization: String::new(),
     };
     // An identified client decides with its own (narrower) allow list, on its accounts only.
     let policy = match client.and_then(|i| runtime.access.clients().get(i)) {
@@ -169,6 +171,7 @@ fn refused(
         upstream_ms: None,
         credits: 0,
         cache: "",
+        organization: String::new(),
     };
     tracing::debug!(
         rule = refusal.rule,

@@ -10,6 +10,7 @@ use crate::cache;
 use crate::config::Limits;
 use crate::credits::Charge;
 use crate::policy::BodyView;
+use crate::policy::products::LimitModel;
 use crate::policy::CanonicalTarget;
 use crate::rt::timer::ConnTimer;
 use crate::state::{AccountRuntime, AppState, Runtime};
@@ -116,10 +117,19 @@ async fn prepare(body: Prepared, headers: &HeaderMap, limits: &Limits) -> Result
     })
 }
 
-/// Prices the request and admits it: its credits (refused, nothing sent, when a budget or
-/// Zoho's 429 back-off says so; given back if the request never reaches Zoho), then Zoho's
-/// concurrency slots (a heavy call takes its group slot first, so it never holds an ordinary one
-/// while queued).
+/// What an admitted request holds while it is with Zoho.
+enum Held {
+    /// A CRM request: its credit charge and its concurrency slot.
+    Credits(Charge, SlotGuard),
+    /// A request to a product limited per organization (Books, Inventory): admitted by its
+    /// organization's window, it spends no CRM credit and takes no CRM slot.
+    PerOrganization,
+}
+
+/// Admits the request. CRM: prices it and charges its credits (refused, nothing sent, when a
+/// budget or Zoho's 429 back-off says so; given back if the request never reaches Zoho), then
+/// takes Zoho's concurrency slots (a heavy call takes its group slot first, so it never holds an
+/// ordinary one while queued). Books and Inventory: the organization's request window.
 async fn admit(
     runtime: &Runtime,
     account: &AccountRuntime,
@@ -127,7 +137,15 @@ async fn admit(
     method: &Method,
     target: CanonicalTarget<'_>,
     outgoing: &Outgoing,
-) -> Result<(Charge, SlotGuard), ProxyError> {
+) -> Result<Held, ProxyError> {
+    if let LimitModel::PerOrganization { .. } = target.product.limits {
+        access.credits = 0;
+        if let Some(org) = target.organization {
+            // Boxed: a wait for the window stays out of every CRM request's future.
+            Box::pin(runtime.quotas.admit(&account.name, target.product.name, org)).await?;
+        }
+        return Ok(Held::PerOrganization);
+    }
     let body_view = match outgoing {
         Outgoing::Replayable(b) if b.is_empty() => BodyView::None,
         Outgoing::Replayable(b) => BodyView::Whole(b),
@@ -146,7 +164,30 @@ async fn admit(
             true => ProxyError::HeavyBusy,
             false => ProxyError::UpstreamBusy,
         })?;
-    Ok((charge, permit))
+    Ok(Held::Credits(charge, permit))
+}
+
+/// Tells the service that admitted the request what Zoho answered (a 429 starts its back-off).
+async fn settle(
+    runtime: &Runtime,
+    account: &AccountRuntime,
+    target: CanonicalTarget<'_>,
+    held: &mut Held,
+    status: StatusCode,
+    headers: &HeaderMap,
+) {
+    match held {
+        Held::Credits(charge, _) => runtime.credits.on_response(charge, status, headers).await,
+        Held::PerOrganization => {
+            if let Some(org) = target.organization {
+                let retry_after = headers.get(http::header::RETRY_AFTER).map(|v| v.as_bytes());
+                let quotas = &runtime.quotas;
+                let product = target.product.name;
+                Box::pin(quotas.on_response(&account.name, product, org, status.as_u16(), retry_after))
+                    .await;
+            }
+        }
+    }
 }
 
 /// Sends a decided request: a token (never an expired one), the body, credits and slots, then
@@ -197,8 +238,8 @@ pub(super) async fn send_decided(
         stream_len,
     } = prepare(body, &headers, limits).await?;
 
-    // 4. Credits and upstream slots.
-    let (mut charge, permit) = admit(runtime, account, access, &method, target, &outgoing).await?;
+    // 4. Credits and upstream slots (CRM), or the organization's window (Books, Inventory).
+    let mut held = admit(runtime, account, access, &method, target, &outgoing).await?;
 
     // 5. Send; after INVALID_TOKEN, refresh once (shared) and replay once if the body allows.
     let mut token = token;
@@ -223,15 +264,13 @@ pub(super) async fn send_decided(
         state
             .metrics
             .upstream_latency(&account.label, upstream_ms.as_secs_f64());
-        (runtime.credits)
-            .on_response(&mut charge, response.status(), response.headers())
-            .await;
+        settle(runtime, account, target, &mut held, response.status(), response.headers()).await;
 
         if response.status() == StatusCode::UNAUTHORIZED && !replayed {
             // Boxed: its body read and token wait stay out of every request's future.
             let verdict = Box::pin(unauthorized(
                 account,
-                path,
+                target,
                 &token,
                 replay_copy,
                 limits,
@@ -250,14 +289,14 @@ pub(super) async fn send_decided(
                         response,
                         access,
                         limits.body_idle_timeout,
-                        (permit, in_flight, upstream),
+                        (held, in_flight, upstream),
                     ));
                 }
             }
         }
         let response = response.map(BodyExt::boxed);
         let response = cache::attach(fill, response, &method, access.credits);
-        let held = (permit, in_flight, upstream);
+        let held = (held, in_flight, upstream);
         return Ok(respond(state, response, access, idle, held));
     }
 }
@@ -348,11 +387,12 @@ enum Unauthorized {
     Answer(Response<ProxyBody>),
 }
 
-/// A 401 from Zoho: reads up to [`MAX_401_BODY`] of it; on `INVALID_TOKEN` marks `token`
-/// rejected (one refresh, shared) and, when the body can be replayed, asks for one replay.
+/// A 401 from Zoho: reads up to [`MAX_401_BODY`] of it; when it reports an invalid token in
+/// the product's envelope (CRM `INVALID_TOKEN`, Books/Inventory code 57) marks `token` rejected
+/// (one refresh, shared) and, when the body can be replayed, asks for one replay.
 async fn unauthorized(
     account: &AccountRuntime,
-    path: &str,
+    target: CanonicalTarget<'_>,
     token: &AccessToken,
     replay_copy: Option<Bytes>,
     limits: &crate::config::Limits,
@@ -364,13 +404,14 @@ async fn unauthorized(
         Ok(Collected::Exceeded(b, rest)) => (b, Some(rest)),
         Err(_) => (Bytes::new(), None),
     };
-    if rest.is_none() && zoho_error_code(&head).as_deref() == Some("INVALID_TOKEN") {
+    if rest.is_none() && target.product.is_invalid_token(&head) {
         let fresh = account
             .token
             .reject(token.generation, limits.token_wait)
             .await;
         if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
-            info!(account = %account.name, path = %path, "token rejected by Zoho (INVALID_TOKEN); replaying once with a new token");
+            let path = target.path;
+            info!(account = %account.name, path = %path, product = target.product.name, "token rejected by Zoho (invalid token); replaying once with a new token");
             return Unauthorized::Replay(fresh, copy);
         }
     }
@@ -565,12 +606,6 @@ async fn send(
     })
 }
 
-/// Zoho's error `code` from a small JSON body.
-fn zoho_error_code(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.get("code").and_then(|c| c.as_str()).map(str::to_string)
-}
-
 pub(super) fn respond(
     state: &AppState,
     response: Response<ProxyBody>,
@@ -598,6 +633,7 @@ pub(super) fn respond(
         upstream_ms: access.upstream_ms,
         credits: access.credits,
         cache: access.cache,
+        organization: std::mem::take(&mut access.organization),
     };
     let on_finish: body::OnFinish = Box::new(move |bytes, complete| {
         // Held until the response body ends (one allocation with the callback): the upstream
@@ -674,11 +710,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn zoho_error_codes_are_read_from_json_only() {
-        assert_eq!(zoho_error_code(br#"{"code":"INVALID_TOKEN","details":{},"message":"invalid oauth token","status":"error"}"#).as_deref(), Some("INVALID_TOKEN"));
-        assert_eq!(zoho_error_code(b"<html>").as_deref(), None);
     }
 }

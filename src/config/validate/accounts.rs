@@ -20,7 +20,7 @@ pub(super) struct RawAccounts {
     /// `modules:` of the single-account form.
     pub modules: Option<OrderedMap>,
     /// `organizations:` of the single-account form.
-    pub organizations: Option<Vec<String>>,
+    pub organizations: Option<crate::config::raw::OrgIds>,
     /// The top-level `token:`, the default of every account.
     pub token: Option<RawToken>,
     /// The top-level `credits:`.
