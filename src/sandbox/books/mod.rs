@@ -154,9 +154,7 @@ fn target(rest: &str) -> Option<Target<'_>> {
         ["organizations"] => Some(Target::Orgs),
         ["organizations", id] if !id.is_empty() => Some(Target::Org(id)),
         [coll] => Resource::from_segment(coll).map(Target::Collection),
-        [coll, id] if !id.is_empty() => {
-            Resource::from_segment(coll).map(|r| Target::Record(r, *id))
-        }
+        [coll, id] if !id.is_empty() => Resource::from_segment(coll).map(|r| Target::Record(r, id)),
         _ => None,
     }
 }
