@@ -361,7 +361,8 @@ impl FakeZoho {
         format!("https://{}", self.accounts_addr)
     }
 
-    /// `https://127.0.0.1:PORT2` of the CRM API server (a different port from the accounts one).
+    /// `https://127.0.0.1:PORT2` of the API server (CRM, Books under `/books/v3`, Inventory under
+    /// `/inventory/v1`; a different port from the accounts one).
     pub fn api_url(&self) -> String {
         format!("https://{}", self.api_addr)
     }

@@ -1,5 +1,6 @@
 //! The fake Zoho CRM API server: records every request, checks the `Authorization` header
-//! against the accounts ledger, applies `__fake` fault switches and routes CRM paths.
+//! against the accounts ledger, applies `__fake` fault switches and routes CRM paths. Books and
+//! Inventory paths are recorded here too, then handed to [`crate::sandbox::books`].
 //!
 //! Owns: request recording (streamed body hashing), the authentication answers of REFERENCE
 //! contract 7 and path routing for `/crm/{version}/...`. Must not: buffer bodies beyond the
