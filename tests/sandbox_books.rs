@@ -401,3 +401,48 @@ async fn fault_switches_work_on_books_paths() {
         "delayed, then answered normally"
     );
 }
+
+#[tokio::test]
+async fn the_proxys_own_calls_are_logged_apart_and_not_refused() {
+    let (zoho, client, token) = setup().await;
+    let control = zoho.control();
+    control.set_books_rate_limit(Some(1));
+    control.fail_next_with_code57(1);
+    let path = "/books/v3/contacts?organization_id=60001";
+    for n in 1..=2 {
+        let resp = client
+            .get(format!("{}{path}", zoho.fake.api_url()))
+            .header(AUTHORIZATION, format!("Zoho-oauthtoken {token}"))
+            .header(reqwest::header::USER_AGENT, "zoho-auth-proxy/0.1.0")
+            .send()
+            .await
+            .expect("own call");
+        assert_eq!(resp.status(), StatusCode::OK, "own call {n}");
+    }
+    assert_eq!(
+        control.code57_pending(),
+        1,
+        "own calls leave the forced failure"
+    );
+    let (status, body) = get(&zoho, &client, &token, path).await;
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, CODE57));
+    let (status, _) = get(&zoho, &client, &token, path).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the first client request within the limit"
+    );
+    let (status, _) = get(&zoho, &client, &token, path).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the second is over it"
+    );
+    assert_eq!(control.own_requests().len(), 2, "own calls logged apart");
+    assert_eq!(control.crm_requests().len(), 3, "client requests only");
+    assert_eq!(
+        control.org_request_count(FinanceProduct::Books, "60001"),
+        5,
+        "every arrival counts"
+    );
+}
