@@ -15,6 +15,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::books::state::BooksState;
+use super::books::store::BooksStore;
+use super::books::FinanceProduct;
 use super::crm::records::CrmStore;
 use super::ledger::Ledger;
 
@@ -117,6 +120,10 @@ pub(crate) struct Shared {
     pub accounts_log: Mutex<RequestLog>,
     pub issued_codes: Mutex<Vec<String>>,
     pub crm: Mutex<CrmStore>,
+    /// The Books/Inventory levers and counters (`books/state.rs`).
+    pub books: Mutex<BooksState>,
+    /// The Books/Inventory records (`books/store.rs`).
+    pub books_store: Mutex<BooksStore>,
     /// API credits and concurrency (`crm/credits.rs`).
     pub credits: Mutex<crate::sandbox::crm::credits::FakeCredits>,
     pub accounts_connections: AtomicU64,
@@ -403,7 +410,43 @@ impl FakeControl {
         lock(&self.shared.ledger).is_live(token, Instant::now())
     }
 
-    /// Every request the CRM API server received (rejected ones too), in arrival order.
+    /// The organizations Books and Inventory know, as (organization_id, name); the first is the
+    /// default org. Replaces the list (default `("60001", "Acme")`, `("60002", "Globex")`);
+    /// records of organizations no longer listed stay but cannot be reached.
+    pub fn set_organizations(&self, orgs: &[(&str, &str)]) {
+        lock(&self.shared.books).orgs = orgs
+            .iter()
+            .map(|(id, name)| ((*id).to_owned(), (*name).to_owned()))
+            .collect();
+    }
+
+    /// Requests per minute allowed per (product, organization) before Books/Inventory answer
+    /// `429 {"code":45,"message":"Request Limit Exceeded"}` (`None`: unlimited, the default).
+    /// Counts afresh from the call.
+    pub fn set_books_rate_limit(&self, per_minute: Option<usize>) {
+        lock(&self.shared.books).set_rate_limit(per_minute);
+    }
+
+    /// Makes the next `n` Books/Inventory client requests answer `401 {"code":57,...}` even with
+    /// a live token (replacing any count left). The proxy's own calls do not use them up.
+    pub fn fail_next_with_code57(&self, n: usize) {
+        lock(&self.shared.books).fail_code57 = n;
+    }
+
+    /// Forced code-57 failures not yet used up.
+    pub fn code57_pending(&self) -> usize {
+        lock(&self.shared.books).fail_code57
+    }
+
+    /// Books/Inventory requests that named organization `org` (the query's `organization_id`,
+    /// or the path's for `/organizations/{id}`) and reached the fake, whatever the answer
+    /// (refused tokens, unknown orgs, 429s and the proxy's own calls included).
+    pub fn org_request_count(&self, product: FinanceProduct, org: &str) -> usize {
+        lock(&self.shared.books).arrivals(product, org)
+    }
+
+    /// Every request the API server received (rejected ones too; CRM, Books and Inventory
+    /// alike), in arrival order.
     pub fn crm_requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.crm_log).snapshot()
     }

@@ -1,6 +1,6 @@
-//! The built-in fake Zoho: an accounts server and a CRM API server on loopback TLS, faithful to
-//! REFERENCE.md's "Mock server contract" and controllable from tests. It backs
-//! `zoho-auth-proxy demo` and every integration test.
+//! The built-in fake Zoho: an accounts server and an API server (CRM, Books, Inventory) on
+//! loopback TLS, faithful to REFERENCE.md's "Mock server contract" and controllable from tests.
+//! It backs `zoho-auth-proxy demo` and every integration test.
 //!
 //! Owns: a throw-away CA ([`TestCa`]), the two fake servers ([`FakeZoho`]) and their remote
 //! control ([`FakeControl`]). Must not: be reachable from the proxy's production path (nothing
@@ -8,7 +8,8 @@
 //!
 //! Layout: `ca.rs` (certificates), `ledger.rs` (token rules, pure), `control.rs` (shared state
 //! and the control handle), `http.rs` (TLS accept loop, response helpers), `accounts.rs`
-//! (`/oauth/v2/*`), `crm/` (recording, auth, routing; `records.rs` data; `faults.rs` switches).
+//! (`/oauth/v2/*`), `crm/` (recording, auth, routing; `records.rs` data; `faults.rs` switches),
+//! `books/` (Books v3 and Inventory v1: gate and routing; `state.rs` levers; `store.rs` data).
 //!
 //! # Accounts server (`accounts_url()`)
 //! - `POST /oauth/v2/token`: parameters from the query string, an urlencoded body or a multipart
@@ -60,6 +61,41 @@
 //! [`FakeControl::own_requests`], not `crm_requests`, and not charged against the credit limit;
 //! they count in flight like any request.
 //!
+//! # Books and Inventory API (`api_url()`, `books/`)
+//! Paths under `/books/v3` (Zoho Books) and `/inventory/v1` (Zoho Inventory) are served by one
+//! module, the product being data ([`FinanceProduct`]). They are recorded like CRM requests
+//! ([`FakeControl::crm_requests`] lists every API request; the proxy's own calls still go to
+//! `own_requests`) and not charged against the CRM credit, throttle or concurrency levers.
+//! Bodies are Zoho's envelope, `{"code": <int>, "message": "..."}` (`code` 0 on success).
+//! In order:
+//!
+//! 1. Counting: a request naming an organization (`organization_id` in the query, or the path
+//!    of `/organizations/{id}`) counts in [`FakeControl::org_request_count`] on arrival.
+//! 2. Token: a missing or dead token answers `401 {"code":57,"message":"You are not authorized
+//!    to perform this operation"}`; so do the next N client requests after
+//!    [`FakeControl::fail_next_with_code57`]`(N)`, live token or not.
+//! 3. `__fake` switches, as on the CRM; `invalid_token` and `scope_mismatch` answer the code-57
+//!    401, `rate_limit` the 429 below, `status=N` a Books body (400 code 2, 401/403 code 57,
+//!    404 code 5, 405 code 37, 429 code 45, others code 1000 "Internal error").
+//! 4. Path: anything but the routes below answers `404 {"code":5,"message":"Invalid URL
+//!    Passed"}`.
+//! 5. Organization: `GET /organizations` needs none (it lists [`FakeControl::set_organizations`],
+//!    default `60001` Acme and `60002` Globex). Every other route needs `organization_id` in the
+//!    query (`400 {"code":2,"message":"organization_id is required"}`), and it (or the path's id
+//!    for `/organizations/{id}`) must be listed (`400 {"code":6041,"message":"This user is not
+//!    associated with the organization"}`).
+//! 6. Limit: with [`FakeControl::set_books_rate_limit`]`(Some(n))`, over n admitted requests in
+//!    the last 60 s for one (product, organization) answer `429 {"code":45,"message":"Request
+//!    Limit Exceeded"}`, no `Retry-After` (refused ones do not count; own calls are exempt).
+//! 7. Routes (anything else on them: `405 {"code":37,...}`): `GET /organizations`,
+//!    `GET /organizations/{id}` (`"organization"`); for `contacts`, `items`, `invoices`:
+//!    `GET /x` (`"contacts": [...]`, `page_context`; `page`, `per_page` up to 200),
+//!    `POST /x` (JSON object body, or form field `JSONString`; `201` with e.g.
+//!    `{"code":0,"message":"The contact has been added.","contact":{...}}`; required
+//!    `contact_name` / `name` / `customer_id`, else `400 {"code":4,...}`), `GET`, `PUT` (fields
+//!    merged) and `DELETE /x/{id}`; unknown ids `404 {"code":1002,"message":"Invoice does not
+//!    exist."}` (`Contact`, `Item`). Records live in memory per product and organization.
+//!
 //! # Example
 //! ```
 //! use std::time::Duration;
@@ -84,6 +120,7 @@
 //! ```
 
 mod accounts;
+mod books;
 mod ca;
 mod control;
 mod crm;
@@ -101,6 +138,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use books::FinanceProduct;
 pub use ca::TestCa;
 pub use control::{FakeControl, RecordedRequest, TokenBehavior};
 pub use crm::faults::download_sha256;
@@ -272,6 +310,8 @@ impl FakeZoho {
             accounts_log: Mutex::new(RequestLog::default()),
             issued_codes: Mutex::new(Vec::new()),
             crm: Mutex::new(crm::records::CrmStore::seeded()),
+            books: Mutex::new(Default::default()),
+            books_store: Mutex::new(Default::default()),
             credits: Mutex::new(Default::default()),
             accounts_connections: AtomicU64::new(0),
             crm_connections: AtomicU64::new(0),
@@ -321,7 +361,8 @@ impl FakeZoho {
         format!("https://{}", self.accounts_addr)
     }
 
-    /// `https://127.0.0.1:PORT2` of the CRM API server (a different port from the accounts one).
+    /// `https://127.0.0.1:PORT2` of the API server (CRM, Books under `/books/v3`, Inventory under
+    /// `/inventory/v1`; a different port from the accounts one).
     pub fn api_url(&self) -> String {
         format!("https://{}", self.api_addr)
     }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::records::error_body;
 use super::{invalid_token, route, Captured, Query};
+use crate::sandbox::books::{self, FinanceProduct};
 use crate::sandbox::control::Shared;
 use crate::sandbox::http::{html, json, response, BoxError, FakeBody, Resp};
 use crate::sandbox::ledger::{random_hex, to_hex};
@@ -179,6 +180,55 @@ fn status_error(status: u16) -> serde_json::Value {
     error_body(code, message, json!({}))
 }
 
+/// Which API a request is for: the normal answer and the error bodies of the switches follow it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Api {
+    /// The CRM (`/crm/{v}/...`).
+    Crm,
+    /// Books or Inventory; `bool`: the proxy's own call (not refused by the per-org limit).
+    Finance(FinanceProduct, bool),
+}
+
+impl Api {
+    fn route(self, shared: &Shared, parts: &Parts, captured: &Captured, query: &Query) -> Resp {
+        match self {
+            Api::Crm => route(shared, parts, captured, query),
+            Api::Finance(product, own) => {
+                books::route(shared, product, own, parts, captured, query)
+            }
+        }
+    }
+
+    fn invalid_token(self) -> Resp {
+        match self {
+            Api::Crm => invalid_token(),
+            Api::Finance(..) => books::code57(),
+        }
+    }
+
+    fn scope_mismatch(self) -> Resp {
+        match self {
+            Api::Crm => json(
+                401,
+                &error_body(
+                    "OAUTH_SCOPE_MISMATCH",
+                    "invalid oauth scope to access this URL",
+                    json!({}),
+                ),
+            ),
+            // Books reports a missing scope with code 57 too.
+            Api::Finance(..) => books::code57(),
+        }
+    }
+
+    fn status_error(self, status: u16) -> serde_json::Value {
+        match self {
+            Api::Crm => status_error(status),
+            Api::Finance(..) => books::status_error(status),
+        }
+    }
+}
+
 /// Sleeps `ms`, or returns `false` early if the fake shuts down.
 async fn pause(shared: &Shared, ms: u64) -> bool {
     tokio::select! {
@@ -193,6 +243,7 @@ pub(crate) async fn dispatch(
     parts: &Parts,
     captured: &Captured,
     query: &Query,
+    api: Api,
 ) -> Resp {
     // `__fake=name` or `__fake=name=arg`; repeated `__fake` params combine.
     let switches: Vec<(&str, Option<&str>)> = query
@@ -203,7 +254,7 @@ pub(crate) async fn dispatch(
         })
         .collect();
     if switches.is_empty() {
-        return route(shared, parts, captured, query);
+        return api.route(shared, parts, captured, query);
     }
     let mut set_cookie = false;
     let mut delay_ms: Option<&str> = None;
@@ -231,8 +282,8 @@ pub(crate) async fn dispatch(
         }
     }
     let mut resp = match action {
-        None => route(shared, parts, captured, query),
-        Some((name, inline)) => act(shared, parts, captured, query, name, inline).await,
+        None => api.route(shared, parts, captured, query),
+        Some((name, inline)) => act(shared, parts, captured, query, name, inline, api).await,
     };
     if set_cookie {
         for cookie in [
@@ -257,6 +308,7 @@ async fn act(
     query: &Query,
     name: &str,
     inline: Option<&str>,
+    api: Api,
 ) -> Resp {
     // The switch's main argument may be inline (`__fake=reset=10`); others are query params.
     let primary = match name {
@@ -322,18 +374,11 @@ async fn act(
             shared.cancel.cancelled().await;
             Ok(html(503, "Shutting Down"))
         }
-        "status" => num("status", None).and_then(|s| status(s, query)),
+        "status" => num("status", None).and_then(|s| status(s, query, api)),
         "redirect" => num("status", Some(302)).and_then(|s| redirect(s, query)),
-        "invalid_token" => Ok(invalid_token()),
-        "scope_mismatch" => Ok(json(
-            401,
-            &error_body(
-                "OAUTH_SCOPE_MISMATCH",
-                "invalid oauth scope to access this URL",
-                json!({}),
-            ),
-        )),
-        "rate_limit" => Ok(json(429, &status_error(429))),
+        "invalid_token" => Ok(api.invalid_token()),
+        "scope_mismatch" => Ok(api.scope_mismatch()),
+        "rate_limit" => Ok(json(429, &api.status_error(429))),
         other => Err(format!("unknown __fake switch {other:?}")),
     };
     result.unwrap_or_else(|e| fake_error(&e))
@@ -363,7 +408,7 @@ fn slow_body(
 }
 
 /// `__fake=status=N`: Zoho's error body for N (an HTML page with `html=1`; no body for 204/304).
-fn status(status: u64, query: &Query) -> Result<Resp, String> {
+fn status(status: u64, query: &Query, api: Api) -> Result<Resp, String> {
     let status = u16::try_from(status)
         .ok()
         .filter(|s| (200..=599).contains(s))
@@ -374,7 +419,7 @@ fn status(status: u64, query: &Query) -> Result<Resp, String> {
     if query.get("html") == Some("1") {
         Ok(html(status, "Error"))
     } else {
-        Ok(json(status, &status_error(status)))
+        Ok(json(status, &api.status_error(status)))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The fake Zoho CRM API server: records every request, checks the `Authorization` header
-//! against the accounts ledger, applies `__fake` fault switches and routes CRM paths.
+//! against the accounts ledger, applies `__fake` fault switches and routes CRM paths. Books and
+//! Inventory paths are recorded here too, then handed to [`crate::sandbox::books`].
 //!
 //! Owns: request recording (streamed body hashing), the authentication answers of REFERENCE
 //! contract 7 and path routing for `/crm/{version}/...`. Must not: buffer bodies beyond the
@@ -20,10 +21,12 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::books::{self, FinanceProduct};
 use super::control::{lock, Shared};
 use super::http::{empty, json, Resp};
 pub(crate) use super::recorder::Captured;
 use super::recorder::{drain, record_start};
+use faults::Api;
 use records::{error_body, Reply};
 
 /// Bodies up to this size are kept whole so JSON routes can parse them.
@@ -34,7 +37,7 @@ const CONTENT_BYTES: usize = 1024 * 1024;
 pub(crate) struct Query(pub Vec<(String, String)>);
 
 impl Query {
-    fn parse(q: Option<&str>) -> Query {
+    pub(crate) fn parse(q: Option<&str>) -> Query {
         Query(
             q.map(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
@@ -62,7 +65,7 @@ impl Query {
     }
 }
 
-/// Serves one CRM API request.
+/// Serves one API request: Books and Inventory paths go to [`crate::sandbox::books`].
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     // The proxy's own calls are logged apart, so tests of client traffic see only theirs.
@@ -73,7 +76,11 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         &shared.crm_log
     };
     let seq = record_start(&shared, log, &parts);
+    books::note_arrival(&shared, &parts);
     let captured = drain(&shared, log, seq, body, CONTENT_BYTES).await;
+    if let Some((product, _)) = FinanceProduct::split(parts.uri.path()) {
+        return books::serve(&shared, product, &parts, &captured, own).await;
+    }
     match authenticate(&shared, &parts.headers) {
         Auth::Ok => {}
         Auth::Missing => {
@@ -89,7 +96,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         Err(too_many) => return *too_many,
     };
     let query = Query::parse(parts.uri.query());
-    let mut resp = faults::dispatch(&shared, &parts, &captured, &query).await;
+    let mut resp = faults::dispatch(&shared, &parts, &captured, &query, Api::Crm).await;
     credits::stamp(&mut resp, remaining);
     resp
 }
@@ -102,7 +109,7 @@ fn is_own_call(headers: &HeaderMap) -> bool {
 }
 
 /// Outcome of the `Authorization` check.
-enum Auth {
+pub(crate) enum Auth {
     Ok,
     /// No `Authorization` header at all.
     Missing,
@@ -111,7 +118,7 @@ enum Auth {
 }
 
 /// Exactly one `Authorization: Zoho-oauthtoken <live token>` passes.
-fn authenticate(shared: &Shared, headers: &HeaderMap) -> Auth {
+pub(crate) fn authenticate(shared: &Shared, headers: &HeaderMap) -> Auth {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let (Some(first), None) = (values.next(), values.next()) else {
         return if headers.contains_key(AUTHORIZATION) {
