@@ -1,0 +1,228 @@
+//! The per-organization quota in fleet mode, through a real `redis-server` on loopback: two
+//! `Quotas` (two replicas) share one window, one back-off, and keep counting when Redis dies.
+//! Skipped, loudly, when `redis-server` is not installed.
+
+mod common;
+
+use common::poll_until;
+use futures_util::future::join_all;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use zoho_auth_proxy::config::RedisTopology;
+use zoho_auth_proxy::quota::{AccountQuota, QuotaSettings, Quotas, Refusal};
+use zoho_auth_proxy::store::redis::RedisClient;
+
+const ACCOUNT: &str = "books";
+
+fn redis_binary() -> Option<PathBuf> {
+    [
+        "/usr/bin/redis-server",
+        "/usr/sbin/redis-server",
+        "/usr/local/bin/redis-server",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// A throw-away `redis-server` on a free loopback port (killed on drop), or `None` (test
+/// skipped loudly) when it is not installed.
+async fn start_redis() -> Option<(tokio::process::Child, u16, tempfile::TempDir)> {
+    let Some(binary) = redis_binary() else {
+        eprintln!("\n\n!!!!!!!!!! SKIPPED: redis-server is not installed !!!!!!!!!!\n\n");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = tokio::process::Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn redis-server");
+    let up = poll_until(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "redis-server listens");
+    Some((child, port, dir))
+}
+
+fn store(port: u16) -> Arc<RedisClient> {
+    Arc::new(
+        RedisClient::new(
+            &format!("redis://127.0.0.1:{port}/0"),
+            &RedisTopology::Single,
+            None,
+            None,
+        )
+        .expect("store"),
+    )
+}
+
+fn settings(rpm: u32, queue_secs: u64) -> QuotaSettings {
+    QuotaSettings {
+        accounts: [(
+            ACCOUNT.to_string(),
+            AccountQuota {
+                requests_per_minute: vec![("books", rpm)],
+                daily_calls: vec![("books", 1_000)],
+            },
+        )]
+        .into_iter()
+        .collect(),
+        queue_timeout: Duration::from_secs(queue_secs),
+    }
+}
+
+/// A replica: its own `Quotas` and its own connection to the shared Redis.
+fn replica(port: u16, rpm: u32) -> Quotas {
+    let stores: HashMap<String, Arc<RedisClient>> =
+        [(ACCOUNT.to_string(), store(port))].into_iter().collect();
+    Quotas::new(
+        settings(rpm, 0),
+        &stores,
+        &mut Registry::with_prefix("zoho_proxy"),
+    )
+}
+
+#[tokio::test]
+async fn two_replicas_admit_exactly_the_limit_of_a_burst_between_them() {
+    let Some((_redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let (a, b) = (replica(port, 10), replica(port, 10));
+    // An organization id with the characters a key or a script could trip on: it must stay a
+    // key suffix.
+    let org = "org}{'\" x";
+    let results = join_all((0..30).map(|i| {
+        let q = if i % 2 == 0 { &a } else { &b };
+        q.admit(ACCOUNT, "books", org)
+    }))
+    .await;
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        admitted, 10,
+        "exactly the limit between both replicas: {results:?}"
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(r, Refusal::RateLimited { limit: 10, retry_after_secs, .. } if (1..=60).contains(retry_after_secs)),
+            "the others are refused with a Retry-After within the minute: {r:?}"
+        );
+    }
+    for (name, q) in [("first", &a), ("second", &b)] {
+        assert!(
+            q.admit(ACCOUNT, "books", org).await.is_err(),
+            "the {name} replica sees the shared window full"
+        );
+    }
+
+    let redis = store(port);
+    let window: i64 = redis
+        .query(redis::cmd("ZCARD").arg(format!("zoho-auth-proxy:{{quota}}:window:books:{org}")))
+        .await
+        .expect("ZCARD");
+    assert_eq!(window, 10, "the shared window holds the ten admissions");
+    let daily: Vec<i64> = redis
+        .query(redis::cmd("HVALS").arg(format!("zoho-auth-proxy:{{quota}}:daily:books:{org}")))
+        .await
+        .expect("HVALS");
+    assert_eq!(
+        daily.iter().sum::<i64>(),
+        10,
+        "the daily count has the ten calls"
+    );
+    let keys: Vec<String> = redis
+        .query(redis::cmd("KEYS").arg("*"))
+        .await
+        .expect("KEYS");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("zoho-auth-proxy:{quota}:")),
+        "every key under the one hash tag: {keys:?}"
+    );
+    let snapshot = a.snapshot();
+    assert_eq!(
+        snapshot[0].window_used, 10,
+        "a replica's snapshot shows the fleet's window as of its last admission"
+    );
+}
+
+#[tokio::test]
+async fn a_429_seen_by_one_replica_holds_back_the_other() {
+    let Some((_redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let (a, b) = (replica(port, 100), replica(port, 100));
+    assert!(a.admit(ACCOUNT, "books", "77").await.is_ok());
+    assert!(b.admit(ACCOUNT, "books", "77").await.is_ok());
+    a.on_response(ACCOUNT, "books", "77", 429, Some(b"30"))
+        .await;
+    match b.admit(ACCOUNT, "books", "77").await {
+        Err(Refusal::ZohoThrottled {
+            retry_after_secs, ..
+        }) => assert!(
+            (29..=30).contains(&retry_after_secs),
+            "the other replica waits out Zoho's Retry-After ({retry_after_secs} s)"
+        ),
+        other => panic!("the other replica is held back by the shared back-off: {other:?}"),
+    }
+    assert!(
+        b.admit(ACCOUNT, "books", "78").await.is_ok(),
+        "another organization is not"
+    );
+}
+
+#[tokio::test]
+async fn local_counting_continues_when_redis_dies() {
+    let Some((mut redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let a = replica(port, 3);
+    assert!(
+        a.admit(ACCOUNT, "books", "5").await.is_ok(),
+        "through Redis"
+    );
+    redis.kill().await.expect("kill redis-server");
+    let gone = poll_until(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(gone, "redis-server is gone");
+    let started = std::time::Instant::now();
+    assert!(
+        a.admit(ACCOUNT, "books", "5").await.is_ok(),
+        "a Redis failure never fails the request"
+    );
+    assert!(a.admit(ACCOUNT, "books", "5").await.is_ok());
+    assert!(
+        matches!(
+            a.admit(ACCOUNT, "books", "5").await,
+            Err(Refusal::RateLimited { limit: 3, .. })
+        ),
+        "the local window counted the admission made through Redis and the two after it"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "after the first failure Redis is not waited for ({:?})",
+        started.elapsed()
+    );
+}
