@@ -122,8 +122,8 @@ async fn two_replicas_admit_exactly_the_limit_of_a_burst_between_them() {
     );
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert!(
-            matches!(r, Refusal::RateLimited { limit: 10, retry_after_secs, .. } if (1..=60).contains(retry_after_secs)),
-            "the others are refused with a Retry-After within the minute: {r:?}"
+            matches!(r, Refusal::RateLimited { limit: 10, retry_after_secs, .. } if (1..=61).contains(retry_after_secs)),
+            "the others are refused with a Retry-After within the minute (a request read the clock up to a few ms before the admission it waits for): {r:?}"
         );
     }
     for (name, q) in [("first", &a), ("second", &b)] {
@@ -157,10 +157,11 @@ async fn two_replicas_admit_exactly_the_limit_of_a_burst_between_them() {
             .all(|k| k.starts_with("zoho-auth-proxy:{quota}:")),
         "every key under the one hash tag: {keys:?}"
     );
-    let snapshot = a.snapshot();
+    let seen = [&a, &b].map(|q| q.snapshot()[0].window_used);
     assert_eq!(
-        snapshot[0].window_used, 10,
-        "a replica's snapshot shows the fleet's window as of its last admission"
+        seen.iter().max(),
+        Some(&10),
+        "the replica that made the tenth admission shows the fleet's full window: {seen:?}"
     );
 }
 

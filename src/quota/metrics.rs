@@ -62,7 +62,7 @@ impl QuotaMetrics {
         );
         registry.register(
             "org_window_used",
-            "Requests of the organization in the current 60-second window, reservations included (fleet-wide in fleet mode)",
+            "Requests of the organization in its 60-second window at its last admission, waiting ones included (fleet-wide in fleet mode)",
             m.window.clone(),
         );
         m

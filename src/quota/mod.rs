@@ -294,7 +294,11 @@ impl Quotas {
     /// Before forwarding a request of `product` for `organization` through `account`. Waits
     /// (bounded by `queue_timeout`) when the window is full but a slot frees in time; refuses
     /// while Zoho's back-off runs, when the daily budget is used up, or when the wait would be
-    /// longer. A product the account does not limit is admitted at once and not tracked.
+    /// longer. A product the account does not limit is admitted at once and not counted, unless
+    /// Zoho's back-off for the organization runs (as this replica knows it).
+    ///
+    /// A waiting request keeps its slot if it is dropped (the client went away): the window
+    /// counts it, as Zoho may have.
     pub async fn admit(
         &self,
         account: &str,
@@ -307,9 +311,15 @@ impl Quotas {
             .get(account)
             .map_or((None, None), |a| a.limits(product));
         if limits == (None, None) {
-            return Ok(Admitted {
-                waited: Duration::ZERO,
-            });
+            drop(settings);
+            // Not counted, but Zoho's back-off for the organization (as this replica knows it)
+            // still holds.
+            return match self.known_backoff(account, product, organization) {
+                None => Ok(Admitted {
+                    waited: Duration::ZERO,
+                }),
+                Some(refusal) => Err(refusal),
+            };
         }
         let max_wait_ms = u64::try_from(settings.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         drop(settings);
@@ -334,6 +344,32 @@ impl Quotas {
             tokio::time::sleep(waited).await;
         }
         Ok(Admitted { waited })
+    }
+
+    /// The refusal while Zoho's back-off runs for an organization already tracked (counted).
+    fn known_backoff(
+        &self,
+        account: &str,
+        product: &'static str,
+        organization: &str,
+    ) -> Option<Refusal> {
+        let now = (self.clock)();
+        let mut guard = lock(&self.state);
+        let State {
+            products, accounts, ..
+        } = &mut *guard;
+        let o = products
+            .iter_mut()
+            .find(|(p, _)| *p == product)?
+            .1
+            .get_mut(organization)?;
+        let wait = o.backoff.remaining(now)?;
+        let refusal = Refusal::ZohoThrottled {
+            product,
+            organization: organization.to_string(),
+            retry_after_secs: retry_after_secs(wait.as_millis() as u64),
+        };
+        Some(self.refuse(accounts, o, account, product, refusal))
     }
 
     /// Checks and reserves through the fleet's Redis; on failure, in this replica's own state.
@@ -374,36 +410,44 @@ impl Quotas {
         // request's future in local mode too. A Redis round trip dwarfs the allocation.
         let mut adopt = None;
         let refusal = match Box::pin(fleet.admit(ask)).await {
-            Ok(redis::Admission::Admitted {
+            redis::Admission::Admitted {
                 at_ms,
                 window_used,
                 daily_used,
-            }) => {
+            } => {
                 let mut state = lock(&self.state);
                 let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
                 o.limits = limits;
                 // This replica's own view, for when Redis fails.
-                o.window.record(at_ms, now, limit.unwrap_or(0));
+                if let Some(l) = limit {
+                    o.window.record(at_ms, now, l);
+                }
                 o.daily.add(now);
-                o.fleet = Some((now, window_used, daily_used));
-                self.admitted(accounts, o, account, product, window_used);
+                // Replies to concurrent requests may come back out of order (several
+                // connections): within a second, the largest count is the newest.
+                o.fleet = Some(match o.fleet {
+                    Some((at, w, d)) if at + 1_000 > now => {
+                        (now.max(at), w.max(window_used), d.max(daily_used))
+                    }
+                    _ => (now, window_used, daily_used),
+                });
+                let shown = o.fleet.map_or(window_used, |(_, w, _)| w);
+                self.admitted(accounts, o, account, product, shown);
                 return Ok(at_ms);
             }
-            Ok(redis::Admission::RateLimited { wait_ms }) => Refusal::RateLimited {
+            redis::Admission::RateLimited { wait_ms } => Refusal::RateLimited {
                 product,
                 organization: organization.to_string(),
                 limit: limit.unwrap_or(0),
                 retry_after_secs: retry_after_secs(wait_ms),
             },
-            Ok(redis::Admission::DailyExhausted { retry_after_ms }) => {
-                Refusal::DailyCallsExhausted {
-                    product,
-                    organization: organization.to_string(),
-                    limit: daily_limit.unwrap_or(0),
-                    retry_after_secs: retry_after_secs(retry_after_ms),
-                }
-            }
-            Ok(redis::Admission::Throttled { remaining_ms }) => {
+            redis::Admission::DailyExhausted { retry_after_ms } => Refusal::DailyCallsExhausted {
+                product,
+                organization: organization.to_string(),
+                limit: daily_limit.unwrap_or(0),
+                retry_after_secs: retry_after_secs(retry_after_ms),
+            },
+            redis::Admission::Throttled { remaining_ms } => {
                 adopt = Some(now + remaining_ms);
                 Refusal::ZohoThrottled {
                     product,
@@ -411,13 +455,15 @@ impl Quotas {
                     retry_after_secs: retry_after_secs(remaining_ms),
                 }
             }
-            Ok(redis::Admission::Skipped) => {
+            redis::Admission::Skipped => {
                 return self.admit_local(account, product, organization, now, limits, max_wait_ms)
             }
-            Err(e) => {
-                // Counting must not stop traffic: this replica's own view for a few seconds
-                // (Redis is not tried, so not warned about, again before then).
-                warn!(account = %account, "quota: the fleet's window is unavailable, counting locally for {} s: {e}", redis::RETRY_AFTER_FAILURE_MS / 1000);
+            redis::Admission::Unavailable { error, first } => {
+                // Counting must not stop traffic: this replica's own view for a few seconds,
+                // logged once (Redis is not tried again before then).
+                if first {
+                    warn!(account = %account, "quota: the fleet's window is unavailable, counting locally for {} s: {error}", redis::RETRY_AFTER_FAILURE_MS / 1000);
+                }
                 return self.admit_local(account, product, organization, now, limits, max_wait_ms);
             }
         };

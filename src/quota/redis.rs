@@ -110,6 +110,9 @@ pub(super) enum Admission {
     Throttled { remaining_ms: u64 },
     /// Redis failed moments ago: not tried (the caller counts locally).
     Skipped,
+    /// Redis failed now (the caller counts locally). `first`: this failure started the
+    /// local-counting period (the one to log; concurrent requests fail together).
+    Unavailable { error: String, first: bool },
 }
 
 /// What one request asks of the fleet's script.
@@ -161,8 +164,19 @@ impl RedisQuota {
     }
 
     /// Checks the back-off, the daily budget and the window and reserves a slot, atomically
-    /// (fleet-wide). An error starts the local-counting period.
-    pub(super) async fn admit(&self, ask: Ask<'_>) -> Result<Admission, String> {
+    /// (fleet-wide). A failure starts the local-counting period.
+    pub(super) async fn admit(&self, ask: Ask<'_>) -> Admission {
+        let now_ms = ask.now_ms;
+        match self.try_admit(ask).await {
+            Ok(a) => a,
+            Err(error) => Admission::Unavailable {
+                error,
+                first: self.failed(now_ms),
+            },
+        }
+    }
+
+    async fn try_admit(&self, ask: Ask<'_>) -> Result<Admission, String> {
         let now_ms = ask.now_ms;
         if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
             return Ok(Admission::Skipped);
@@ -189,8 +203,7 @@ impl RedisQuota {
                 Ok(r) => r,
                 Err(_) => Err(timed_out()),
             };
-        let reply = reply.inspect_err(|_| self.failed(now_ms))?;
-        decode(&reply, now_ms, ask.daily_limit.unwrap_or(0)).inspect_err(|_| self.failed(now_ms))
+        decode(&reply?, now_ms, ask.daily_limit.unwrap_or(0))
     }
 
     /// Announces Zoho's back-off to the fleet.
@@ -211,12 +224,17 @@ impl RedisQuota {
             Ok(r) => r.map(|_| ()),
             Err(_) => Err(timed_out()),
         }
-        .inspect_err(|_| self.failed(now_ms))
+        .inspect_err(|_| {
+            self.failed(now_ms);
+        })
     }
 
-    fn failed(&self, now_ms: u64) {
-        self.down_until_ms
-            .store(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+    /// Starts (or extends) the local-counting period; true when none ran before.
+    fn failed(&self, now_ms: u64) -> bool {
+        let before = self
+            .down_until_ms
+            .fetch_max(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+        before <= now_ms
     }
 }
 

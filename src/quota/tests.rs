@@ -452,3 +452,28 @@ fn idle_organizations_are_dropped_when_the_map_is_full() {
         "the idle organizations made room for the new one"
     );
 }
+
+#[tokio::test]
+async fn a_product_without_limits_is_not_counted_but_waits_out_zohos_back_off() {
+    let (clock, c) = Manual::new();
+    let (q, _r) = quotas(settings(&[("books", 1)], &[], 0), c);
+    for _ in 0..3 {
+        assert!(q.admit(ACCOUNT, "inventory", "3").await.is_ok());
+    }
+    assert!(
+        q.snapshot().is_empty(),
+        "nothing tracked for an unlimited product"
+    );
+    q.on_response(ACCOUNT, "inventory", "3", 429, Some(b"5"))
+        .await;
+    assert_eq!(
+        q.admit(ACCOUNT, "inventory", "3")
+            .await
+            .expect_err("Zoho's back-off")
+            .retry_after_secs(),
+        5,
+        "Zoho's 429 holds for an unlimited product too"
+    );
+    clock.advance(5_000);
+    assert!(q.admit(ACCOUNT, "inventory", "3").await.is_ok());
+}
