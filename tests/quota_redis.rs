@@ -227,3 +227,79 @@ async fn local_counting_continues_when_redis_dies() {
         started.elapsed()
     );
 }
+
+/// The fleet's queue: with the clock held still, requests over the limit reserve the slots a
+/// minute on, first come first served, and the one that would wait beyond `queue_timeout` is
+/// refused. The waiting requests are aborted once their reservations are seen in Redis.
+#[tokio::test]
+async fn the_fleet_queues_in_order_within_the_queue_timeout() {
+    let Some((_redis, port, _dir)) = start_redis().await else {
+        return;
+    };
+    let t0 = zoho_auth_proxy::util::clock::now_unix_ms();
+    let replica = |port| {
+        let stores: HashMap<String, Arc<RedisClient>> =
+            [(ACCOUNT.to_string(), store(port))].into_iter().collect();
+        Arc::new(Quotas::with_clock(
+            settings(2, 90),
+            &stores,
+            &mut Registry::with_prefix("zoho_proxy"),
+            Arc::new(move || t0),
+        ))
+    };
+    let (a, b) = (replica(port), replica(port));
+    for q in [&a, &b] {
+        assert_eq!(
+            q.admit(ACCOUNT, "books", "42").await.map(|x| x.waited),
+            Ok(Duration::ZERO),
+            "the first two go at once"
+        );
+    }
+    let redis = store(port);
+    let key = "zoho-auth-proxy:{quota}:window:books:42";
+    let mut waiting = Vec::new();
+    for (i, q) in [&a, &b].into_iter().enumerate() {
+        let q = q.clone();
+        waiting.push(tokio::spawn(async move {
+            q.admit(ACCOUNT, "books", "42").await
+        }));
+        let reserved = poll_until(Duration::from_secs(5), || async {
+            redis
+                .query::<i64>(redis::cmd("ZCARD").arg(key))
+                .await
+                .is_ok_and(|n| n == 3 + i as i64)
+        })
+        .await;
+        assert!(reserved, "waiting request {i} has its reservation");
+    }
+    let scores: Vec<(String, f64)> = redis
+        .query(
+            redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES"),
+        )
+        .await
+        .expect("ZRANGE");
+    let at: Vec<u64> = scores.iter().map(|(_, s)| *s as u64 - t0).collect();
+    assert_eq!(
+        at,
+        vec![0, 0, 60_000, 60_000],
+        "both waiting requests go a minute after the first two"
+    );
+    assert_eq!(
+        a.admit(ACCOUNT, "books", "42").await,
+        Err(Refusal::RateLimited {
+            product: "books",
+            organization: "42".into(),
+            limit: 2,
+            retry_after_secs: 120,
+        }),
+        "the fifth would wait 120 s, beyond the 90 s queue timeout"
+    );
+    for w in waiting {
+        assert!(!w.is_finished(), "a queued request sleeps until its slot");
+        w.abort();
+    }
+}

@@ -60,18 +60,17 @@ pub struct AccountQuota {
 }
 
 impl AccountQuota {
+    /// The (requests per minute, daily calls) limits of `product`.
     fn limits(&self, product: &str) -> (Option<u32>, Option<u64>) {
-        let find = |list: &[(&'static str, u64)]| {
-            list.iter().find(|(p, _)| *p == product).map(|(_, l)| *l)
-        };
         (
-            self.requests_per_minute
-                .iter()
-                .find(|(p, _)| *p == product)
-                .map(|(_, l)| *l),
-            find(&self.daily_calls),
+            limit_of(&self.requests_per_minute, product),
+            limit_of(&self.daily_calls, product),
         )
     }
+}
+
+fn limit_of<T: Copy>(list: &[(&'static str, T)], product: &str) -> Option<T> {
+    list.iter().find(|(p, _)| *p == product).map(|(_, l)| *l)
 }
 
 /// A request the quota let through.
@@ -297,8 +296,8 @@ impl Quotas {
     /// longer. A product the account does not limit is admitted at once and not counted, unless
     /// Zoho's back-off for the organization runs (as this replica knows it).
     ///
-    /// A waiting request keeps its slot if it is dropped (the client went away): the window
-    /// counts it, as Zoho may have.
+    /// A waiting request dropped before its slot (the client went away) still holds the slot
+    /// until it ages out: the window errs towards fewer requests, never more.
     pub async fn admit(
         &self,
         account: &str,
