@@ -17,7 +17,7 @@
 mod metrics;
 mod redis;
 mod refusal;
-pub mod window;
+mod window;
 
 pub use metrics::{MAX_LABELLED_ORGS, OTHER};
 pub use refusal::Refusal;
