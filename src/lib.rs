@@ -24,13 +24,13 @@
 //!
 //! | layer | module | its one job | may import |
 //! |---|---|---|---|
-//! | 0 | `util/` | leaf helpers: the text escaper, wall clock and calendar, `FastMap`, the redacting `Debug` marker, rustls/PEM setup | crates only |
+//! | 0 | `util/` | leaf helpers: the 429 back-off, the text escaper, wall clock and calendar, `FastMap`, the redacting `Debug` marker, rustls/PEM setup | crates only |
 //! | 0 | `rt/` | runtime mechanics: worker threads (with an on-thread-start hook), the per-connection timer, the drain future | crates only |
 //! | 0 | `web/` | HTTP plumbing: body types and bounded collection, security headers, the Host/DNS-name parser, the JSON error renderer | `util` |
 //! | 1 | `policy/` | what a request is: canonical target, required scopes, the allow decision, the credit cost; pure | `util` |
 //! | 2 | `config/` | `proxy.yaml` → plain typed `Config`; validation per section; `describe` | `policy`, `util`, `web`, `rt` |
 //! | 3a | `metrics`, `logging/`, `store/` | the metric registry and shared families; tracing and the batched writer; the atomic 0600 file and the Redis connection | the layers below |
-//! | 3b | `access/`, `token/`, `credits/`, `upstream/`, `cache/`, `observed` | who may ask; the per-account token; credit ledgers and budgets; the client to Zoho and its concurrency slots; the metadata cache; what the traffic needed | the layers below |
+//! | 3b | `access/`, `token/`, `credits/`, `upstream/`, `cache/`, `quota/`, `observed` | who may ask; the per-account token; credit ledgers and budgets; the client to Zoho and its concurrency slots; the metadata cache; per-organization request windows and daily call budgets (Books, Inventory); what the traffic needed | the layers below |
 //! | 4 | `state` | the reloadable snapshot (`Runtime`) and `AppState`; building one has no side effects | the layers below |
 //! | 5 | `proxy/`, `admin/`, `server/`, `reload`, `discover/` | one request's path; the admin listener; listeners and accept loops; reload; the proxy's own calls (the org's edition, Zoho's costs) | the layers below |
 //! | 6 | `app/` | the wiring: `App::build`, `App::run` | the layers below |
@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod observed;
 pub mod policy;
 pub mod proxy;
+pub mod quota;
 pub mod reload;
 pub mod rt;
 pub mod sandbox;

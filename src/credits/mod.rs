@@ -1,8 +1,9 @@
 //! Zoho API credits: what each request costs ([`cost`]), the rolling 24-hour ledgers per account
 //! and per client ([`ledger`]), the budgets that refuse a request before it is forwarded, the
-//! back-off after Zoho's own 429 ([`backoff`]), the heavy-call and bulk-download limits
-//! ([`slots`]), and the persistence of all of it through the token store's backends (a file next
-//! to the token file, or the fleet's Redis: `persist.rs`, `redis.rs`).
+//! back-off after Zoho's own 429 ([`backoff`], kept in `util/backoff.rs` as `quota/` uses it
+//! too), the heavy-call and bulk-download limits ([`slots`]), and the persistence of all of it
+//! through the token store's backends (a file next to the token file, or the fleet's Redis:
+//! `persist.rs`, `redis.rs`).
 //!
 //! The proxy calls [`Credits::admit`] once per request before taking its upstream slot and
 //! [`Credits::on_response`] when Zoho's response head arrives. Budgets come in as data
@@ -12,7 +13,6 @@
 //! Must not: parse HTTP itself (the proxy passes method, canonical target, body bytes it holds
 //! and the response head), decide policy, or mint tokens.
 
-pub mod backoff;
 pub mod ledger;
 mod metrics;
 mod own;
@@ -22,6 +22,8 @@ mod refusal;
 mod settle;
 mod status;
 
+/// The 429 back-off, shared with `quota/` (it lives in `util`).
+pub use crate::util::backoff;
 pub use ledger::download_wait;
 pub use metrics::CreditMetrics;
 pub use own::{CostsInForce, PROXY_CLIENT};
@@ -32,9 +34,9 @@ pub use status::explain;
 use crate::config::{Config, CreditsConfig, StoreConfig};
 use crate::policy::{cost, BodyView, Cost, CostOverrides};
 use crate::store::redis::RedisClient;
+use crate::util::backoff::Backoff;
 use crate::util::FastMap;
 use arc_swap::ArcSwap;
-use backoff::Backoff;
 use ledger::{retry_after_secs, Ledger};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

@@ -1,7 +1,8 @@
-//! Leaf helpers that know nothing of Zoho or HTTP and serve at least two modules: the text
-//! escaper, the wall clock and calendar, the redacting `Debug` marker, the fast map and the TLS
-//! client setup. Imports crates only.
+//! Leaf helpers that know nothing of Zoho or HTTP and serve at least two modules: the 429
+//! back-off arithmetic, the text escaper, the wall clock and calendar, the redacting `Debug`
+//! marker, the fast map and the TLS client setup. Imports crates only.
 
+pub mod backoff;
 pub mod clock;
 pub mod escape;
 pub mod redact;

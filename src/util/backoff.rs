@@ -1,4 +1,5 @@
-//! The back-off after Zoho answers `429 TOO_MANY_REQUESTS` for an account.
+//! The back-off after Zoho answers `429 TOO_MANY_REQUESTS`: for an account (`credits/`) or for
+//! one product's organization (`quota/`).
 //!
 //! Zoho's Retry-After when it sends one, else 1 s doubling per consecutive 429 up to 60 s; any
 //! other answer resets it. Pure: times are Unix ms passed by the caller, so tests inject the
@@ -14,7 +15,7 @@ pub const CAP: Duration = Duration::from_secs(60);
 /// The longest Retry-After from Zoho that is honoured (a day: the credit window).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// One account's back-off state.
+/// One back-off state (an account's, or a product's organization's).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Backoff {
     /// 429s in a row.

@@ -1,0 +1,653 @@
+//! Zoho Books' and Zoho Inventory's per-organization request limits: the 60-second window of
+//! requests per organization (exact and first come, first served: a request waits for a slot up
+//! to `queue_timeout`, else is refused), the daily call budget over a rolling 24 hours, and the
+//! back-off after Zoho's own 429 for that organization. Zoho counts per organization, whichever
+//! account or token calls, so all state is per (product, organization); the limits used are the
+//! requesting account's. In fleet mode (an account with a Redis store) the window, the daily count
+//! and the back-off are shared through Redis (`redis.rs`); when Redis fails, this replica counts
+//! on its own for a few seconds and tries again.
+//!
+//! The proxy calls [`Quotas::admit`] before forwarding a Books or Inventory request and
+//! [`Quotas::on_response`] when Zoho's response head arrives; CRM requests never come here.
+//! Settings come in as plain data ([`QuotaSettings`]).
+//!
+//! Must not: parse HTTP, know the proxy's error type (it has its own, [`Refusal`]), or validate
+//! organization ids (the caller does; here they are only map keys, key suffixes and labels).
+
+mod metrics;
+mod redis;
+mod refusal;
+mod window;
+
+pub use metrics::{MAX_LABELLED_ORGS, OTHER};
+pub use refusal::Refusal;
+
+use crate::store::redis::RedisClient;
+use crate::util::backoff::{parse_retry_after, Backoff};
+use crate::util::FastMap;
+use arc_swap::ArcSwap;
+use metrics::{OrgLabels, QuotaMetrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tracing::warn;
+use window::{retry_after_secs, DailyCount, Slot, Window, WINDOW_MS};
+
+/// Organizations tracked per product before idle ones (nothing in either window, no back-off)
+/// are dropped.
+pub const MAX_TRACKED_ORGS: usize = 10_000;
+
+/// The limits in force (swapped as one on reload; counts are kept).
+#[derive(Clone, Debug, Default)]
+pub struct QuotaSettings {
+    /// Per account name.
+    pub accounts: FastMap<String, AccountQuota>,
+    /// How long a request may wait for a slot of its organization's window.
+    pub queue_timeout: Duration,
+}
+
+/// One account's limits per product (`books`, `inventory`); a product not listed is not limited.
+#[derive(Clone, Debug, Default)]
+pub struct AccountQuota {
+    /// Product → requests per organization per 60 s (`limits.requests_per_minute.<product>`).
+    pub requests_per_minute: Vec<(&'static str, u32)>,
+    /// Product → calls per organization per rolling 24 h (`limits.daily_calls.<product>`).
+    pub daily_calls: Vec<(&'static str, u64)>,
+}
+
+impl AccountQuota {
+    /// The (requests per minute, daily calls) limits of `product`.
+    fn limits(&self, product: &str) -> (Option<u32>, Option<u64>) {
+        (
+            limit_of(&self.requests_per_minute, product),
+            limit_of(&self.daily_calls, product),
+        )
+    }
+}
+
+fn limit_of<T: Copy>(list: &[(&'static str, T)], product: &str) -> Option<T> {
+    list.iter().find(|(p, _)| *p == product).map(|(_, l)| *l)
+}
+
+/// A request the quota let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// How long it waited for its slot (zero when the window had room).
+    pub waited: Duration,
+}
+
+/// One (product, organization) for `/status` and the console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrgUsage {
+    /// `books` or `inventory`.
+    pub product: &'static str,
+    /// The organization id.
+    pub organization: String,
+    /// Requests in the current 60 s window, waiting ones included (fleet-wide in fleet mode, as
+    /// of this replica's last admission).
+    pub window_used: u64,
+    /// The window's limit last applied (the requesting account's).
+    pub window_limit: Option<u32>,
+    /// Calls in the rolling 24 hours (fleet-wide in fleet mode, as of the last admission).
+    pub daily_used: u64,
+    /// The daily budget last applied.
+    pub daily_limit: Option<u64>,
+    /// Seconds left of Zoho's back-off, if one runs.
+    pub backoff_remaining_secs: Option<u64>,
+    /// Refusals since start: window full.
+    pub refused_rate_limited: u64,
+    /// Refusals since start: daily budget used up.
+    pub refused_daily_calls: u64,
+    /// Refusals since start: Zoho's back-off.
+    pub refused_zoho_throttled: u64,
+}
+
+/// Unix ms now (tests pass their own).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// One product's organization.
+#[derive(Debug)]
+struct OrgState {
+    window: Window,
+    daily: DailyCount,
+    backoff: Backoff,
+    /// Fleet mode: the fleet's counts at the last admission `(at ms, window used, daily used)`.
+    fleet: Option<(u64, u64, u64)>,
+    limits: (Option<u32>, Option<u64>),
+    /// The organization's metric label (its id, or `other` past the cap).
+    label: Arc<str>,
+    gauge: Option<Gauge>,
+    /// Admitted-request counters by account (looked up once per account).
+    counters: Vec<(Arc<str>, Counter)>,
+    refused: [u64; 3],
+}
+
+impl Default for OrgState {
+    fn default() -> OrgState {
+        OrgState::new(OTHER.into(), None)
+    }
+}
+
+impl OrgState {
+    fn new(label: Arc<str>, gauge: Option<Gauge>) -> OrgState {
+        OrgState {
+            window: Window::default(),
+            daily: DailyCount::default(),
+            backoff: Backoff::default(),
+            fleet: None,
+            limits: (None, None),
+            label,
+            gauge,
+            counters: Vec::new(),
+            refused: [0; 3],
+        }
+    }
+
+    fn idle(&mut self, now: u64) -> bool {
+        self.window.used(now) == 0
+            && self.daily.used(now) == 0
+            && self.backoff.remaining(now).is_none()
+    }
+
+    fn window_used(&mut self, now: u64) -> u64 {
+        match self.fleet {
+            Some((at, used, _)) if at + WINDOW_MS > now => used.max(self.window.used(now)),
+            _ => self.window.used(now),
+        }
+    }
+
+    fn daily_used(&mut self, now: u64) -> u64 {
+        let local = self.daily.used(now);
+        match self.fleet {
+            Some((at, _, daily)) if at + WINDOW_MS > now => daily.max(local),
+            _ => local,
+        }
+    }
+}
+
+/// Everything behind the one lock.
+#[derive(Debug, Default)]
+struct State {
+    /// Per product, per organization id. Std's SipHash: organization ids come from requests.
+    products: Vec<(&'static str, HashMap<Box<str>, OrgState>)>,
+    labels: OrgLabels,
+    /// Account names as labels, made once.
+    accounts: FastMap<String, Arc<str>>,
+    /// Never used: what [`org`] would hand out if a map lost an entry it just inserted.
+    spare: OrgState,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The organization state of `product`/`organization`, made on first sight.
+fn org<'a>(
+    state: &'a mut State,
+    metrics: &QuotaMetrics,
+    product: &'static str,
+    organization: &str,
+    now: u64,
+) -> (&'a mut OrgState, &'a mut FastMap<String, Arc<str>>) {
+    let State {
+        products,
+        labels,
+        accounts,
+        spare,
+    } = state;
+    let i = match products.iter().position(|(p, _)| *p == product) {
+        Some(i) => i,
+        None => {
+            products.push((product, HashMap::new()));
+            products.len() - 1
+        }
+    };
+    let orgs = &mut products[i].1;
+    if !orgs.contains_key(organization) {
+        if orgs.len() >= MAX_TRACKED_ORGS {
+            orgs.retain(|_, o| !o.idle(now));
+        }
+        let label = labels.label(organization);
+        let gauge = metrics.window(product, &label);
+        orgs.insert(organization.into(), OrgState::new(label, gauge));
+    }
+    // Present: found or inserted above. (`spare` only keeps this free of a panic path.)
+    (orgs.get_mut(organization).unwrap_or(spare), accounts)
+}
+
+/// The quota runtime: every organization's window, daily count and back-off, and the settings.
+pub struct Quotas {
+    settings: ArcSwap<QuotaSettings>,
+    state: Mutex<State>,
+    /// Fleet stores by account name.
+    fleet: FastMap<String, Arc<redis::RedisQuota>>,
+    metrics: QuotaMetrics,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Quotas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quotas")
+            .field("fleet_accounts", &self.fleet.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Quotas {
+    /// The runtime for `settings`; `redis`: the fleet stores of Redis-backed accounts, by name
+    /// (as `credits::SharedStores`). Registers its metrics in `registry`.
+    pub fn new(
+        settings: QuotaSettings,
+        redis: &HashMap<String, Arc<RedisClient>>,
+        registry: &mut Registry,
+    ) -> Quotas {
+        Quotas::with_clock(
+            settings,
+            redis,
+            registry,
+            Arc::new(crate::util::clock::now_unix_ms),
+        )
+    }
+
+    /// As [`Quotas::new`], with a clock (Unix ms) for tests.
+    pub fn with_clock(
+        settings: QuotaSettings,
+        redis: &HashMap<String, Arc<RedisClient>>,
+        registry: &mut Registry,
+        clock: Clock,
+    ) -> Quotas {
+        // One script state per store, shared by the accounts on it (the failure window too).
+        let mut by_store: Vec<(Arc<RedisClient>, Arc<redis::RedisQuota>)> = Vec::new();
+        let fleet = redis
+            .iter()
+            .map(|(name, store)| {
+                let shared = match by_store.iter().find(|(s, _)| Arc::ptr_eq(s, store)) {
+                    Some((_, q)) => q.clone(),
+                    None => {
+                        let q = Arc::new(redis::RedisQuota::new(store.clone()));
+                        by_store.push((store.clone(), q.clone()));
+                        q
+                    }
+                };
+                (name.clone(), shared)
+            })
+            .collect();
+        Quotas {
+            settings: ArcSwap::from_pointee(settings),
+            state: Mutex::new(State::default()),
+            fleet,
+            metrics: QuotaMetrics::register(registry),
+            clock,
+        }
+    }
+
+    /// Replaces the limits (reload). Counts, reservations and back-offs are kept.
+    pub fn apply(&self, settings: QuotaSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// Before forwarding a request of `product` for `organization` through `account`. Waits
+    /// (bounded by `queue_timeout`) when the window is full but a slot frees in time; refuses
+    /// while Zoho's back-off runs, when the daily budget is used up, or when the wait would be
+    /// longer. A product the account does not limit is admitted at once and not counted, unless
+    /// Zoho's back-off for the organization runs (as this replica knows it).
+    ///
+    /// A waiting request dropped before its slot (the client went away) still holds the slot
+    /// until it ages out: the window errs towards fewer requests, never more.
+    pub async fn admit(
+        &self,
+        account: &str,
+        product: &'static str,
+        organization: &str,
+    ) -> Result<Admitted, Refusal> {
+        let settings = self.settings.load();
+        let limits = settings
+            .accounts
+            .get(account)
+            .map_or((None, None), |a| a.limits(product));
+        if limits == (None, None) {
+            drop(settings);
+            // Not counted, but Zoho's back-off for the organization (as this replica knows it)
+            // still holds.
+            return match self.known_backoff(account, product, organization) {
+                None => Ok(Admitted {
+                    waited: Duration::ZERO,
+                }),
+                Some(refusal) => Err(refusal),
+            };
+        }
+        let max_wait_ms = u64::try_from(settings.queue_timeout.as_millis()).unwrap_or(u64::MAX);
+        drop(settings);
+        let now = (self.clock)();
+        let at_ms = match self.fleet.get(account) {
+            Some(fleet) => {
+                self.admit_fleet(
+                    fleet,
+                    account,
+                    product,
+                    organization,
+                    now,
+                    limits,
+                    max_wait_ms,
+                )
+                .await?
+            }
+            None => self.admit_local(account, product, organization, now, limits, max_wait_ms)?,
+        };
+        let waited = Duration::from_millis(at_ms.saturating_sub(now));
+        if !waited.is_zero() {
+            tokio::time::sleep(waited).await;
+        }
+        Ok(Admitted { waited })
+    }
+
+    /// The refusal while Zoho's back-off runs for an organization already tracked (counted).
+    fn known_backoff(
+        &self,
+        account: &str,
+        product: &'static str,
+        organization: &str,
+    ) -> Option<Refusal> {
+        let now = (self.clock)();
+        let mut guard = lock(&self.state);
+        let State {
+            products, accounts, ..
+        } = &mut *guard;
+        let o = products
+            .iter_mut()
+            .find(|(p, _)| *p == product)?
+            .1
+            .get_mut(organization)?;
+        let wait = o.backoff.remaining(now)?;
+        let refusal = Refusal::ZohoThrottled {
+            product,
+            organization: organization.to_string(),
+            retry_after_secs: retry_after_secs(wait.as_millis() as u64),
+        };
+        Some(self.refuse(accounts, o, account, product, refusal))
+    }
+
+    /// Checks and reserves through the fleet's Redis; on failure, in this replica's own state.
+    #[allow(clippy::too_many_arguments)]
+    async fn admit_fleet(
+        &self,
+        fleet: &redis::RedisQuota,
+        account: &str,
+        product: &'static str,
+        organization: &str,
+        now: u64,
+        limits: (Option<u32>, Option<u64>),
+        max_wait_ms: u64,
+    ) -> Result<u64, Refusal> {
+        let (limit, daily_limit) = limits;
+        {
+            // Zoho's back-off as this replica knows it: no Redis round trip needed.
+            let mut state = lock(&self.state);
+            let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
+            if let Some(wait) = o.backoff.remaining(now) {
+                let refusal = Refusal::ZohoThrottled {
+                    product,
+                    organization: organization.to_string(),
+                    retry_after_secs: retry_after_secs(wait.as_millis() as u64),
+                };
+                return Err(self.refuse(accounts, o, account, product, refusal));
+            }
+        }
+        let ask = redis::Ask {
+            product,
+            organization,
+            now_ms: now,
+            limit,
+            max_wait_ms,
+            daily_limit,
+        };
+        // Boxed: Redis's futures are large, and inline they would be copied with every
+        // request's future in local mode too. A Redis round trip dwarfs the allocation.
+        let mut adopt = None;
+        let refusal = match Box::pin(fleet.admit(ask)).await {
+            redis::Admission::Admitted {
+                at_ms,
+                window_used,
+                daily_used,
+            } => {
+                let mut state = lock(&self.state);
+                let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
+                o.limits = limits;
+                // This replica's own view, for when Redis fails.
+                if let Some(l) = limit {
+                    o.window.record(at_ms, now, l);
+                }
+                o.daily.add(now);
+                // Replies to concurrent requests may come back out of order (several
+                // connections): within a second, the largest count is the newest.
+                o.fleet = Some(match o.fleet {
+                    Some((at, w, d)) if at + 1_000 > now => {
+                        (now.max(at), w.max(window_used), d.max(daily_used))
+                    }
+                    _ => (now, window_used, daily_used),
+                });
+                let shown = o.fleet.map_or(window_used, |(_, w, _)| w);
+                self.admitted(accounts, o, account, product, shown);
+                return Ok(at_ms);
+            }
+            redis::Admission::RateLimited { wait_ms } => Refusal::RateLimited {
+                product,
+                organization: organization.to_string(),
+                limit: limit.unwrap_or(0),
+                retry_after_secs: retry_after_secs(wait_ms),
+            },
+            redis::Admission::DailyExhausted { retry_after_ms } => Refusal::DailyCallsExhausted {
+                product,
+                organization: organization.to_string(),
+                limit: daily_limit.unwrap_or(0),
+                retry_after_secs: retry_after_secs(retry_after_ms),
+            },
+            redis::Admission::Throttled { remaining_ms } => {
+                adopt = Some(now + remaining_ms);
+                Refusal::ZohoThrottled {
+                    product,
+                    organization: organization.to_string(),
+                    retry_after_secs: retry_after_secs(remaining_ms),
+                }
+            }
+            redis::Admission::Skipped => {
+                return self.admit_local(account, product, organization, now, limits, max_wait_ms)
+            }
+            redis::Admission::Unavailable { error, first } => {
+                // Counting must not stop traffic: this replica's own view for a few seconds,
+                // logged once (Redis is not tried again before then).
+                if first {
+                    warn!(account = %account, "quota: the fleet's window is unavailable, counting locally for {} s: {error}", redis::RETRY_AFTER_FAILURE_MS / 1000);
+                }
+                return self.admit_local(account, product, organization, now, limits, max_wait_ms);
+            }
+        };
+        let mut state = lock(&self.state);
+        let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
+        o.limits = limits;
+        if let Some(until_ms) = adopt {
+            o.backoff.adopt(until_ms);
+        }
+        Err(self.refuse(accounts, o, account, product, refusal))
+    }
+
+    /// Checks and reserves in this replica's own state; returns when the request may go.
+    fn admit_local(
+        &self,
+        account: &str,
+        product: &'static str,
+        organization: &str,
+        now: u64,
+        limits: (Option<u32>, Option<u64>),
+        max_wait_ms: u64,
+    ) -> Result<u64, Refusal> {
+        let mut state = lock(&self.state);
+        let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
+        o.limits = limits;
+        let (limit, daily_limit) = limits;
+        let refusal = if let Some(wait) = o.backoff.remaining(now) {
+            Refusal::ZohoThrottled {
+                product,
+                organization: organization.to_string(),
+                retry_after_secs: retry_after_secs(wait.as_millis() as u64),
+            }
+        } else if let Some(Err(wait_ms)) = daily_limit.map(|l| o.daily.check(now, l)) {
+            Refusal::DailyCallsExhausted {
+                product,
+                organization: organization.to_string(),
+                limit: daily_limit.unwrap_or(0),
+                retry_after_secs: retry_after_secs(wait_ms),
+            }
+        } else {
+            match limit.map(|l| o.window.reserve(now, l, max_wait_ms)) {
+                Some(Slot::Full { wait_ms }) => Refusal::RateLimited {
+                    product,
+                    organization: organization.to_string(),
+                    limit: limit.unwrap_or(0),
+                    retry_after_secs: retry_after_secs(wait_ms),
+                },
+                slot => {
+                    o.daily.add(now);
+                    let used = o.window.used(now);
+                    self.admitted(accounts, o, account, product, used);
+                    return Ok(match slot {
+                        Some(Slot::At { at_ms }) => at_ms,
+                        _ => now,
+                    });
+                }
+            }
+        };
+        Err(self.refuse(accounts, o, account, product, refusal))
+    }
+
+    /// Counts an admitted request in the metrics.
+    fn admitted(
+        &self,
+        accounts: &mut FastMap<String, Arc<str>>,
+        o: &mut OrgState,
+        account: &str,
+        product: &'static str,
+        window_used: u64,
+    ) {
+        if let Some(g) = &o.gauge {
+            g.set(i64::try_from(window_used).unwrap_or(i64::MAX));
+        }
+        match o.counters.iter().find(|(a, _)| **a == *account) {
+            Some((_, c)) => {
+                c.inc();
+            }
+            None => {
+                let name = account_label(accounts, account);
+                let c = self.metrics.requests(&name, product, &o.label);
+                c.inc();
+                o.counters.push((name, c));
+            }
+        }
+    }
+
+    /// Counts a refusal and hands it back.
+    fn refuse(
+        &self,
+        accounts: &mut FastMap<String, Arc<str>>,
+        o: &mut OrgState,
+        account: &str,
+        product: &'static str,
+        refusal: Refusal,
+    ) -> Refusal {
+        let i = match refusal {
+            Refusal::RateLimited { .. } => 0,
+            Refusal::DailyCallsExhausted { .. } => 1,
+            Refusal::ZohoThrottled { .. } => 2,
+        };
+        o.refused[i] += 1;
+        let name = account_label(accounts, account);
+        self.metrics
+            .refused(&name, product, &o.label, refusal.reason());
+        refusal
+    }
+
+    /// When Zoho's response head arrives for a request admitted for `organization`: a 429
+    /// starts or extends its back-off (Zoho's `Retry-After` in seconds if sent, else 1 s
+    /// doubling to 60 s) and, in fleet mode, announces it to the other replicas; anything else
+    /// resets the doubling. Awaits only for a 429 in fleet mode (one Redis call).
+    pub async fn on_response(
+        &self,
+        account: &str,
+        product: &'static str,
+        organization: &str,
+        status: u16,
+        retry_after: Option<&[u8]>,
+    ) {
+        let now = (self.clock)();
+        let delay = {
+            let mut state = lock(&self.state);
+            if status != 429 {
+                // Only organizations already tracked: a success makes no state.
+                if let Some(o) = state
+                    .products
+                    .iter_mut()
+                    .find(|(p, _)| *p == product)
+                    .and_then(|(_, orgs)| orgs.get_mut(organization))
+                {
+                    o.backoff.succeeded();
+                }
+                return;
+            }
+            let (o, _) = org(&mut state, &self.metrics, product, organization, now);
+            o.backoff
+                .throttled(now, retry_after.and_then(parse_retry_after))
+        };
+        warn!(account = %account, product, organization = %crate::util::log_safe(organization), backoff_ms = delay.as_millis() as u64, "Zoho answered 429: forwarding nothing for this organization during the back-off");
+        if let Some(fleet) = self.fleet.get(account) {
+            // Boxed, as in `admit`: only a 429 in fleet mode gets here.
+            if let Err(e) = Box::pin(fleet.throttle(product, organization, now, delay)).await {
+                warn!(account = %account, "quota: cannot share Zoho's back-off through Redis: {e}");
+            }
+        }
+    }
+
+    /// One row per (product, organization) tracked, by product then organization id.
+    pub fn snapshot(&self) -> Vec<OrgUsage> {
+        let now = (self.clock)();
+        let mut state = lock(&self.state);
+        let mut rows = Vec::new();
+        for (product, orgs) in state.products.iter_mut() {
+            for (id, o) in orgs.iter_mut() {
+                rows.push(OrgUsage {
+                    product,
+                    organization: id.to_string(),
+                    window_used: o.window_used(now),
+                    window_limit: o.limits.0,
+                    daily_used: o.daily_used(now),
+                    daily_limit: o.limits.1,
+                    backoff_remaining_secs: o
+                        .backoff
+                        .remaining(now)
+                        .map(|d| retry_after_secs(d.as_millis() as u64)),
+                    refused_rate_limited: o.refused[0],
+                    refused_daily_calls: o.refused[1],
+                    refused_zoho_throttled: o.refused[2],
+                });
+            }
+        }
+        rows.sort_by(|a, b| (a.product, &a.organization).cmp(&(b.product, &b.organization)));
+        rows
+    }
+}
+
+/// `account` as a label value, made once per account name.
+fn account_label(accounts: &mut FastMap<String, Arc<str>>, account: &str) -> Arc<str> {
+    if let Some(l) = accounts.get(account) {
+        return l.clone();
+    }
+    let l: Arc<str> = account.into();
+    accounts.insert(account.to_string(), l.clone());
+    l
+}
+
+#[cfg(test)]
+mod tests;
