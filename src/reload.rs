@@ -143,6 +143,8 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
                 merged.allow = new.allow.clone();
                 merged.credits = new.credits.clone();
                 merged.cache = new.cache;
+                merged.organizations = new.organizations.clone();
+                merged.org_limits = new.org_limits.clone();
                 if secret_changed(&previous.client_secret, &new.client_secret)
                     || previous.refresh_token.as_ref().map(SecretValue::expose)
                         != new.refresh_token.as_ref().map(SecretValue::expose)
@@ -185,20 +187,15 @@ fn apply(old: &Runtime, mut config: Config) -> Runtime {
     config.log_format = old.config.log_format;
     let tokens: Vec<_> = old.accounts.iter().map(|a| a.token.clone()).collect();
     let clients: Vec<_> = old.accounts.iter().map(|a| a.upstream.clone()).collect();
-    old.credits
-        .apply(crate::credits::CreditSettings::from_config(
-            &config,
-            &crate::credits::client_budgets(&config),
-        ));
-    old.caches.apply(&config);
+    let services = old.services();
+    services.apply(&config);
     AppState::build_runtime(
         Arc::new(config),
         &tokens,
         &clients,
         Some(old),
         old.workers,
-        old.credits.clone(),
-        old.caches.clone(),
+        services,
     )
 }
 

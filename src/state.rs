@@ -62,8 +62,54 @@ pub struct Runtime {
     pub credits: Arc<crate::credits::Credits>,
     /// The metadata caches of every account (kept across reloads).
     pub caches: Arc<crate::cache::Caches>,
+    /// Books and Inventory request windows per organization (kept across reloads).
+    pub quotas: Arc<crate::quota::Quotas>,
     /// What the proxy's own calls learned from Zoho (kept across reloads).
     pub discovered: Arc<Discovered>,
+}
+
+/// The services every snapshot shares, kept across reloads: each is handed the new config's
+/// settings by whoever builds the snapshot.
+#[derive(Clone)]
+pub struct Services {
+    /// Credit ledgers, budgets and Zoho's back-off.
+    pub credits: Arc<crate::credits::Credits>,
+    /// The metadata caches.
+    pub caches: Arc<crate::cache::Caches>,
+    /// Books and Inventory request windows per organization.
+    pub quotas: Arc<crate::quota::Quotas>,
+}
+
+impl Services {
+    /// Hands every service `config`'s settings (start and reload).
+    pub fn apply(&self, config: &Config) {
+        self.credits.apply(crate::credits::CreditSettings::from_config(
+            config,
+            &crate::credits::client_budgets(config),
+        ));
+        self.caches.apply(config);
+        self.quotas.apply(quota_settings(config));
+    }
+}
+
+/// The per-organization limits of `config`'s accounts, as the quota service takes them.
+pub fn quota_settings(config: &Config) -> crate::quota::QuotaSettings {
+    crate::quota::QuotaSettings {
+        accounts: config
+            .accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.name.clone(),
+                    crate::quota::AccountQuota {
+                        requests_per_minute: a.org_limits.requests_per_minute.clone(),
+                        daily_calls: a.org_limits.daily_calls.clone(),
+                    },
+                )
+            })
+            .collect(),
+        queue_timeout: config.limits.upstream_queue_timeout,
+    }
 }
 
 /// What one account's org read found (`/status`, the console).
@@ -206,17 +252,21 @@ pub struct AppState {
 
 impl AppState {
     /// Builds a runtime snapshot from a config, reusing token handles and upstream clients. No
-    /// side effects: the callers apply the config's credit settings to `credits` and its cache
-    /// settings to `caches`.
+    /// side effects: the callers apply the config's settings to the services
+    /// ([`Services::apply`]).
     pub fn build_runtime(
         config: Arc<Config>,
         tokens: &[Arc<TokenHandle>],
         clients: &[Upstream],
         previous: Option<&Runtime>,
         workers: usize,
-        credits: Arc<crate::credits::Credits>,
-        caches: Arc<crate::cache::Caches>,
+        services: Services,
     ) -> Runtime {
+        let Services {
+            credits,
+            caches,
+            quotas,
+        } = services;
         let accounts = config
             .accounts
             .iter()
@@ -255,6 +305,7 @@ impl AppState {
             config,
             credits,
             caches,
+            quotas,
             discovered,
         }
     }
@@ -272,9 +323,17 @@ impl Runtime {
             &clients,
             Some(self),
             self.workers,
-            self.credits.clone(),
-            self.caches.clone(),
+            self.services(),
         )
+    }
+
+    /// The services this snapshot shares.
+    pub fn services(&self) -> Services {
+        Services {
+            credits: self.credits.clone(),
+            caches: self.caches.clone(),
+            quotas: self.quotas.clone(),
+        }
     }
 }
 

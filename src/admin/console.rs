@@ -1,6 +1,7 @@
 //! `GET /`: the operator console. Server-rendered HTML from escaped parts, no script, no
 //! external assets: per account its state and an Authorize control (a POST carrying a CSRF
-//! token bound to this page), the metadata cache with its Purge buttons (the same), the recent
+//! token bound to this page), credits, concurrency and the Books/Inventory organizations' windows,
+//! the metadata cache with its Purge buttons (the same), the recent
 //! denied or reported requests, the observed scopes with
 //! the allow list that covers them, and the explain form.
 
@@ -28,7 +29,9 @@ impl Admin {
             .iter()
             .map(|a| account_row(&runtime, a, &token, now_ms))
             .collect();
-        let credits = credits_section(&runtime) + &super::concurrency::section(&runtime);
+        let credits = credits_section(&runtime)
+            + &super::concurrency::section(&runtime)
+            + &super::organizations::section(&runtime);
         let purge_token = self.csrf.issue(super::cache::PURGE_ACTION, now_ms / 1000);
         let cache = super::cache::cache_section(&runtime, &purge_token);
         let body = fill(

@@ -16,6 +16,7 @@ mod explain;
 pub mod html;
 pub mod oauth;
 mod oauth_routes;
+mod organizations;
 mod probes;
 mod status;
 

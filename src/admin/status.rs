@@ -42,6 +42,7 @@ impl Admin {
                         "store_error": status.store_error,
                     },
                     "policy": a.policy.summary(),
+                    "organizations": crate::config::describe::organizations_text(a.policy.organizations()),
                     "observed_scopes": observed.scopes(&a.name).into_iter().map(|o| o.scope).collect::<Vec<_>>(),
                     "observed_outcomes": observed.scopes(&a.name),
                     "suggested_allow": observed.suggested_allow(&a.name),
@@ -59,6 +60,12 @@ impl Admin {
                 "credits": runtime.credits.status_json(),
                 "cache": runtime.caches.status_json(),
                 "concurrency": super::concurrency::status_json(&runtime),
+                "products": crate::policy::PRODUCTS.iter().map(|p| json!({
+                    "name": p.name,
+                    "root": p.root(),
+                    "operations": p.operations().map_or_else(|| json!("built-in CRM table"), |n| json!(n)),
+                })).collect::<Vec<_>>(),
+                "organizations": runtime.quotas.snapshot(),
                 "accounts": accounts,
             }),
         )

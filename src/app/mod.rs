@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::rt::workers::Workers;
 use crate::server::{ConnSettings, Listener, Plane, Serving};
-use crate::state::{AppState, ListenerRole};
+use crate::state::{AppState, ListenerRole, Services};
 use crate::token::{Refresher, Secrets, TokenHandle};
 use crate::upstream::Upstream;
 use crate::{access, cache, config, credits, logging, proxy, token};
@@ -121,7 +121,6 @@ impl App {
         let caches = Arc::new(cache::Caches::new(cache::CacheMetrics::register(
             metrics.registry_mut(),
         )));
-        let metrics = Arc::new(metrics);
         let tracker = TaskTracker::new();
         let background = CancellationToken::new();
         let workers = Arc::new(
@@ -170,21 +169,27 @@ impl App {
             &shared_stores,
             credit_metrics,
         ));
-        credits.apply(credits::CreditSettings::from_config(
-            &config,
-            &credits::client_budgets(&config),
+        let quotas = Arc::new(crate::quota::Quotas::new(
+            crate::quota::QuotaSettings::default(),
+            &shared_stores,
+            metrics.registry_mut(),
         ));
+        let metrics = Arc::new(metrics);
         credits.restore().await;
         tracker.spawn(credits.clone().run_writer(background.clone()));
-        caches.apply(&config);
+        let services = Services {
+            credits,
+            caches,
+            quotas,
+        };
+        services.apply(&config);
         let runtime = AppState::build_runtime(
             config.clone(),
             &tokens,
             &clients,
             None,
             workers.count(),
-            credits,
-            caches,
+            services,
         );
         let state = AppState {
             runtime: Arc::new(ArcSwap::from_pointee(runtime)),

@@ -20,7 +20,7 @@ mod access;
 mod admin;
 mod checks;
 mod datacenter;
-mod describe;
+pub mod describe;
 mod error;
 mod interpolate;
 mod load;

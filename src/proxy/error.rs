@@ -127,6 +127,10 @@ pub enum ProxyError {
         /// Seconds left of the back-off.
         retry_after: u64,
     },
+    /// A Books or Inventory organization's window, daily budget or Zoho back-off refused the
+    /// request; nothing was sent.
+    #[error("{0}")]
+    OrganizationLimit(crate::quota::Refusal),
     /// Too many heavy calls queued for Zoho.
     #[error("too many heavy calls (COQL, convert, send mail, bulk, search, composite, big writes) in flight to Zoho (limits.heavy_concurrency); retry shortly")]
     HeavyBusy,
@@ -171,6 +175,16 @@ impl ProxyError {
                 (StatusCode::TOO_MANY_REQUESTS, "PROXY_ZOHO_THROTTLED")
             }
             ProxyError::HeavyBusy => (StatusCode::SERVICE_UNAVAILABLE, "PROXY_UPSTREAM_BUSY"),
+            ProxyError::OrganizationLimit(r) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                match r {
+                    crate::quota::Refusal::RateLimited { .. } => "PROXY_RATE_LIMITED",
+                    crate::quota::Refusal::DailyCallsExhausted { .. } => {
+                        "PROXY_DAILY_CALLS_EXHAUSTED"
+                    }
+                    crate::quota::Refusal::ZohoThrottled { .. } => "PROXY_ZOHO_THROTTLED",
+                },
+            ),
         }
     }
 
@@ -222,6 +236,33 @@ impl ProxyError {
             } => {
                 body["details"] = json!({ "account": account, "retry_after_s": retry_after });
             }
+            ProxyError::OrganizationLimit(r) => {
+                let (product, organization, limit) = match r {
+                    crate::quota::Refusal::RateLimited {
+                        product,
+                        organization,
+                        limit,
+                        ..
+                    } => (product, organization, Some(u64::from(*limit))),
+                    crate::quota::Refusal::DailyCallsExhausted {
+                        product,
+                        organization,
+                        limit,
+                        ..
+                    } => (product, organization, Some(*limit)),
+                    crate::quota::Refusal::ZohoThrottled {
+                        product,
+                        organization,
+                        ..
+                    } => (product, organization, None),
+                };
+                body["details"] = json!({
+                    "product": product,
+                    "organization": organization,
+                    "limit": limit,
+                    "retry_after_s": r.retry_after_secs(),
+                });
+            }
             _ => {}
         }
         let mut response = crate::web::error::error_response(status, code, &body);
@@ -231,6 +272,9 @@ impl ProxyError {
         | ProxyError::ZohoThrottled { retry_after, .. } = &self
         {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let ProxyError::OrganizationLimit(r) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(r.retry_after_secs()));
         }
         if matches!(
             self,
@@ -250,6 +294,13 @@ impl ProxyError {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+/// The organization gate's refusals, answered as the proxy's own errors.
+impl From<crate::quota::Refusal> for ProxyError {
+    fn from(refusal: crate::quota::Refusal) -> ProxyError {
+        ProxyError::OrganizationLimit(refusal)
     }
 }
 

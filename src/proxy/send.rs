@@ -119,8 +119,9 @@ async fn prepare(body: Prepared, headers: &HeaderMap, limits: &Limits) -> Result
 
 /// What an admitted request holds while it is with Zoho.
 enum Held {
-    /// A CRM request: its credit charge and its concurrency slot.
-    Credits(Charge, SlotGuard),
+    /// A CRM request: its credit charge and its concurrency slot (held until the response
+    /// ends).
+    Credits { charge: Charge, _slot: SlotGuard },
     /// A request to a product limited per organization (Books, Inventory): admitted by its
     /// organization's window, it spends no CRM credit and takes no CRM slot.
     PerOrganization,
@@ -164,7 +165,10 @@ async fn admit(
             true => ProxyError::HeavyBusy,
             false => ProxyError::UpstreamBusy,
         })?;
-    Ok(Held::Credits(charge, permit))
+    Ok(Held::Credits {
+        charge,
+        _slot: permit,
+    })
 }
 
 /// Tells the service that admitted the request what Zoho answered (a 429 starts its back-off).
@@ -177,7 +181,7 @@ async fn settle(
     headers: &HeaderMap,
 ) {
     match held {
-        Held::Credits(charge, _) => runtime.credits.on_response(charge, status, headers).await,
+        Held::Credits { charge, .. } => runtime.credits.on_response(charge, status, headers).await,
         Held::PerOrganization => {
             if let Some(org) = target.organization {
                 let retry_after = headers.get(http::header::RETRY_AFTER).map(|v| v.as_bytes());

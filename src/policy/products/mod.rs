@@ -187,6 +187,11 @@ impl Product {
         table::of(self)
     }
 
+    /// How many operations its table lists (`None` for CRM's built-in table).
+    pub fn operations(&'static self) -> Option<usize> {
+        self.table().map(|t| t.operations())
+    }
+
     /// The path prefix with its version, as documented (`/books/v3`).
     pub fn root(&self) -> String {
         match self.versions.first() {
