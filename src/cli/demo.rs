@@ -1,6 +1,7 @@
 //! `zoho-auth-proxy demo`: the proxy in front of the built-in fake Zoho, no account needed.
 //!
-//! Starts the sandbox (token endpoint and a small CRM over TLS with a generated CA), writes the
+//! Starts the sandbox (token endpoint, a small CRM and small Books and Inventory APIs over TLS
+//! with a generated CA), writes the
 //! CA to a temporary file, builds an ordinary config pointing at the sandbox and runs the real
 //! proxy with it, after printing curl commands to try. Each printed command ends in a comment
 //! naming the HTTP status it gets (`# 403 denied: …`); `tests/demo.rs` runs every one of them,
@@ -40,6 +41,9 @@ allow:
   - ZohoCRM.modules.leads.ALL
   - ZohoCRM.modules.contacts.READ
   - ZohoCRM.coql.READ
+  - ZohoBooks.invoices.ALL
+  - ZohoBooks.settings.READ
+organizations: [60001]
 "#,
         listen = options.listen,
         admin = options.admin,
@@ -82,8 +86,9 @@ pub async fn run(
     let a = &options.admin;
     println!(
         r#"
-zoho-auth-proxy demo: the proxy on http://{p} in front of a fake Zoho (token endpoint {acc}, CRM API {api}).
-Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.READ. Try:
+zoho-auth-proxy demo: the proxy on http://{p} in front of a fake Zoho (token endpoint {acc}, CRM, Books and Inventory APIs {api}).
+Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.READ,
+ZohoBooks.invoices.ALL, ZohoBooks.settings.READ; Books organization 60001 only. Try:
 
   curl -s 'http://{p}/crm/v8/Leads?fields=Last_Name,Email'   # 200: leads, two fields
   curl -s -X POST http://{p}/crm/v8/Leads -H 'Content-Type: application/json' -d '{{"data":[{{"Last_Name":"Lovelace","Email":"ada@example.com"}}]}}'   # 201: lead created
@@ -93,6 +98,12 @@ Allowed: ZohoCRM.modules.leads.ALL, ZohoCRM.modules.contacts.READ, ZohoCRM.coql.
   curl -s -X DELETE http://{p}/crm/v8/Contacts/1   # 403 denied: contacts are read-only here
   curl -s -X POST http://{p}/crm/v8/coql -d '{{"select_query":"select Last_Name from Deals where Last_Name is not null"}}'   # 403 denied: COQL reads Deals
   curl -s --path-as-is 'http://{p}/crm/v8/Leads/../Deals'   # 400 rejected: dot segments
+  curl -s 'http://{p}/books/v3/organizations'   # 200: Zoho Books, your organizations (no id needed)
+  curl -s 'http://{p}/books/v3/invoices?organization_id=60001'   # 200: Books invoices of organization 60001
+  curl -s -X POST 'http://{p}/books/v3/invoices?organization_id=60001' -H 'Content-Type: application/json' -d '{{"customer_id":"1","line_items":[]}}'   # 201: invoice created
+  curl -s 'http://{p}/books/v3/invoices'   # 400 refused: PROXY_ORGANIZATION_REQUIRED
+  curl -s 'http://{p}/books/v3/invoices?organization_id=60002'   # 403 refused: PROXY_ORGANIZATION_NOT_ALLOWED (only 60001 is listed)
+  curl -s 'http://{p}/books/v3/bills?organization_id=60001'   # 403 denied: names ZohoBooks.bills.READ
   curl -s -H 'Host: attacker.example' http://{p}/crm/v8/Leads   # 403 refused: PROXY_HOST_NOT_ALLOWED (DNS rebinding)
   curl -s -H 'Origin: https://attacker.example' -X POST http://{p}/crm/v8/Leads -d '{{}}'   # 403 refused: PROXY_BROWSER_REQUEST
   curl -s http://{a}/status   # 200: accounts, token state, credits, concurrency from the org's edition (no secret)
