@@ -163,7 +163,9 @@ impl Observations {
         } = *seen;
         self.record_scopes(account, required, outcome);
         let missing = match missing.unclassified_reason() {
-            Some(crate::policy::Unclassified::NotCrm) => vec!["(outside the Zoho APIs this proxy serves)".into()],
+            Some(crate::policy::Unclassified::NotCrm) => {
+                vec!["(outside the Zoho APIs this proxy serves)".into()]
+            }
             Some(crate::policy::Unclassified::UnknownOperation) => {
                 vec!["(unknown operation)".into()]
             }

@@ -83,10 +83,11 @@ pub struct Services {
 impl Services {
     /// Hands every service `config`'s settings (start and reload).
     pub fn apply(&self, config: &Config) {
-        self.credits.apply(crate::credits::CreditSettings::from_config(
-            config,
-            &crate::credits::client_budgets(config),
-        ));
+        self.credits
+            .apply(crate::credits::CreditSettings::from_config(
+                config,
+                &crate::credits::client_budgets(config),
+            ));
         self.caches.apply(config);
         self.quotas.apply(quota_settings(config));
     }

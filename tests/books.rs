@@ -38,7 +38,9 @@ fn books_requests(zoho: &Zoho) -> usize {
     zoho.control()
         .crm_requests()
         .iter()
-        .filter(|r| r.path_and_query.starts_with("/books/") || r.path_and_query.starts_with("/inventory/"))
+        .filter(|r| {
+            r.path_and_query.starts_with("/books/") || r.path_and_query.starts_with("/inventory/")
+        })
         .count()
 }
 
@@ -52,14 +54,25 @@ async fn books_and_inventory_are_classified_and_forwarded_with_the_token() {
     assert_eq!(body["code"], 0);
     assert!(body["invoices"].is_array(), "{body}");
     // Books GET /items needs settings; Inventory GET /items needs items.
-    assert_eq!(get(&proxy, "/books/v3/items?organization_id=60001").await.0, 200);
-    assert_eq!(get(&proxy, "/inventory/v1/items?organization_id=60001").await.0, 200);
+    assert_eq!(
+        get(&proxy, "/books/v3/items?organization_id=60001").await.0,
+        200
+    );
+    assert_eq!(
+        get(&proxy, "/inventory/v1/items?organization_id=60001")
+            .await
+            .0,
+        200
+    );
     let (status, body, _) = get(&proxy, "/books/v3/bills?organization_id=60001").await;
     assert_eq!(status, 403);
     assert_eq!(body["code"], "PROXY_SCOPE_DENIED");
     assert_eq!(body["details"]["missing"][0], "ZohoBooks.bills.READ");
     let (status, body, _) = get(&proxy, "/books/v3/nonsense/1/2?organization_id=60001").await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("PROXY_UNKNOWN_OPERATION")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("PROXY_UNKNOWN_OPERATION"))
+    );
 
     // Creating goes through with the body, and the token is the proxy's.
     let resp = client()
@@ -71,14 +84,20 @@ async fn books_and_inventory_are_classified_and_forwarded_with_the_token() {
     assert_eq!(resp.status().as_u16(), 201);
     let sent = zoho.control().crm_requests();
     let last = sent.last().expect("a request reached the stand-in");
-    assert_eq!(last.path_and_query, "/books/v3/invoices?organization_id=60001");
+    assert_eq!(
+        last.path_and_query,
+        "/books/v3/invoices?organization_id=60001"
+    );
     let auth = last.header_str("authorization").unwrap_or_default();
     assert!(auth.starts_with("Zoho-oauthtoken "), "{auth}");
     // Nothing refused above reached the stand-in: invoices, two item lists, the POST.
     assert_eq!(books_requests(&zoho), 4);
     // No CRM credits for Books.
     let status = proxy.status_json().await;
-    assert_eq!(status["credits"]["accounts"][0]["used_in_window"], 0, "{status}");
+    assert_eq!(
+        status["credits"]["accounts"][0]["used_in_window"], 0,
+        "{status}"
+    );
     proxy.assert_no_secrets(&[]);
 }
 
@@ -104,42 +123,86 @@ async fn organization_ids_are_required_listed_single_and_narrowed_per_client() {
     };
     let before = books_requests(&zoho);
     let (status, code, body) = send(&key_a, "/books/v3/invoices").await;
-    assert_eq!((status, code.as_deref()), (400, Some("PROXY_ORGANIZATION_REQUIRED")), "{body}");
+    assert_eq!(
+        (status, code.as_deref()),
+        (400, Some("PROXY_ORGANIZATION_REQUIRED")),
+        "{body}"
+    );
     let (status, code, body) = send(&key_a, "/books/v3/invoices?organization_id=70000").await;
-    assert_eq!((status, code.as_deref()), (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED")));
+    assert_eq!(
+        (status, code.as_deref()),
+        (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED"))
+    );
     let message = body["message"].as_str().unwrap_or_default();
-    assert!(message.contains("70000") && message.contains("organizations"), "{message}");
-    let (status, code, _) =
-        send(&key_a, "/books/v3/invoices?organization_id=60001&organization_id=60002").await;
+    assert!(
+        message.contains("70000") && message.contains("organizations"),
+        "{message}"
+    );
+    let (status, code, _) = send(
+        &key_a,
+        "/books/v3/invoices?organization_id=60001&organization_id=60002",
+    )
+    .await;
     assert_eq!((status, code.as_deref()), (400, Some("PROXY_BAD_QUERY")));
-    let (status, code, _) =
-        send(&key_a, "/books/v3/invoices?organization_id=60001&organization%5Fid=70000").await;
+    let (status, code, _) = send(
+        &key_a,
+        "/books/v3/invoices?organization_id=60001&organization%5Fid=70000",
+    )
+    .await;
     assert_eq!((status, code.as_deref()), (400, Some("PROXY_BAD_QUERY")));
-    assert_eq!(books_requests(&zoho), before, "no refused request reached the stand-in");
+    assert_eq!(
+        books_requests(&zoho),
+        before,
+        "no refused request reached the stand-in"
+    );
 
-    assert_eq!(send(&key_a, "/books/v3/invoices?organization_id=60001").await.0, 200);
+    assert_eq!(
+        send(&key_a, "/books/v3/invoices?organization_id=60001")
+            .await
+            .0,
+        200
+    );
     assert_eq!(send(&key_a, "/books/v3/organizations").await.0, 200);
     let (status, code, _) = send(&key_b, "/books/v3/invoices?organization_id=60001").await;
-    assert_eq!((status, code.as_deref()), (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED")));
-    assert_eq!(send(&key_b, "/books/v3/invoices?organization_id=60002").await.0, 200);
+    assert_eq!(
+        (status, code.as_deref()),
+        (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED"))
+    );
+    assert_eq!(
+        send(&key_b, "/books/v3/invoices?organization_id=60002")
+            .await
+            .0,
+        200
+    );
     assert_eq!(send(&key_b, "/inventory/v1/organizations").await.0, 200);
     assert_eq!(books_requests(&zoho), before + 4);
 
     let status = proxy.status_json().await;
-    assert_eq!(status["accounts"][0]["organizations"], serde_json::json!(["60001", "60002"]));
+    assert_eq!(
+        status["accounts"][0]["organizations"],
+        serde_json::json!(["60001", "60002"])
+    );
 }
 
 #[tokio::test]
 async fn without_organizations_any_id_goes_and_the_log_and_status_say_so() {
     let zoho = Zoho::start().await;
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, "")).await;
-    assert_eq!(get(&proxy, "/books/v3/invoices?organization_id=60002").await.0, 200);
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60002")
+            .await
+            .0,
+        200
+    );
     let status = proxy.status_json().await;
-    let text = status["accounts"][0]["organizations"].as_str().unwrap_or_default();
+    let text = status["accounts"][0]["organizations"]
+        .as_str()
+        .unwrap_or_default();
     assert!(text.starts_with("any"), "{status}");
     assert!(
         proxy
-            .wait_for_output(Duration::from_secs(5), |o| o.contains("organizations: none set"))
+            .wait_for_output(Duration::from_secs(5), |o| o
+                .contains("organizations: none set"))
             .await,
         "{}",
         proxy.logs()
@@ -155,18 +218,40 @@ async fn a_burst_to_one_organization_is_held_to_its_window_and_others_go_on() {
     let answers = futures_util::future::join_all(burst).await;
     let ok = answers.iter().filter(|(s, ..)| *s == 200).count();
     let limited: Vec<_> = answers.iter().filter(|(s, ..)| *s == 429).collect();
-    assert_eq!(ok, 10, "{:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert_eq!(
+        ok,
+        10,
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
     assert_eq!(limited.len(), 20);
     for (_, body, retry_after) in &limited {
         assert_eq!(body["code"], "PROXY_RATE_LIMITED", "{body}");
         assert_eq!(body["details"]["organization"], "60001");
-        let secs: u64 = retry_after.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
+        let secs: u64 = retry_after
+            .as_deref()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
         assert!((1..=60).contains(&secs), "Retry-After {retry_after:?}");
     }
-    assert_eq!(zoho.control().org_request_count(FinanceProduct::Books, "60001"), 10);
+    assert_eq!(
+        zoho.control()
+            .org_request_count(FinanceProduct::Books, "60001"),
+        10
+    );
     // Another organization, and Inventory, are not held back.
-    assert_eq!(get(&proxy, "/books/v3/invoices?organization_id=60002").await.0, 200);
-    assert_eq!(get(&proxy, "/inventory/v1/items?organization_id=60001").await.0, 200);
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60002")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&proxy, "/inventory/v1/items?organization_id=60001")
+            .await
+            .0,
+        200
+    );
     let metrics = proxy.metrics_text().await;
     assert!(
         metrics.contains(r#"zoho_proxy_org_refused_total{account="default",product="books",organization="60001",reason="rate_limited"} 20"#),
@@ -174,7 +259,10 @@ async fn a_burst_to_one_organization_is_held_to_its_window_and_others_go_on() {
     );
     assert!(metrics.contains(r#"zoho_proxy_org_requests_total{account="default",product="books",organization="60001"} 10"#));
     let console = proxy.admin_text("/").await;
-    assert!(console.contains("Books and Inventory, per organization") && console.contains("10 of 10"), "{console}");
+    assert!(
+        console.contains("Books and Inventory, per organization") && console.contains("10 of 10"),
+        "{console}"
+    );
 }
 
 #[tokio::test]
@@ -182,16 +270,45 @@ async fn zohos_own_429_holds_back_that_organization_only() {
     let zoho = Zoho::start().await;
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, "")).await;
     zoho.control().set_books_rate_limit(Some(2));
-    assert_eq!(get(&proxy, "/books/v3/invoices?organization_id=60001").await.0, 200);
-    assert_eq!(get(&proxy, "/books/v3/invoices?organization_id=60001").await.0, 200);
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60001")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60001")
+            .await
+            .0,
+        200
+    );
     let (status, body, _) = get(&proxy, "/books/v3/invoices?organization_id=60001").await;
-    assert_eq!((status, body["code"].as_i64()), (429, Some(45)), "Zoho's own 429 passes through");
-    let reached = zoho.control().org_request_count(FinanceProduct::Books, "60001");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (429, Some(45)),
+        "Zoho's own 429 passes through"
+    );
+    let reached = zoho
+        .control()
+        .org_request_count(FinanceProduct::Books, "60001");
     let (status, body, retry_after) = get(&proxy, "/books/v3/invoices?organization_id=60001").await;
-    assert_eq!((status, body["code"].as_str()), (429, Some("PROXY_ZOHO_THROTTLED")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("PROXY_ZOHO_THROTTLED")),
+        "{body}"
+    );
     assert!(retry_after.is_some());
-    assert_eq!(zoho.control().org_request_count(FinanceProduct::Books, "60001"), reached);
-    assert_eq!(get(&proxy, "/books/v3/invoices?organization_id=60002").await.0, 200);
+    assert_eq!(
+        zoho.control()
+            .org_request_count(FinanceProduct::Books, "60001"),
+        reached
+    );
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60002")
+            .await
+            .0,
+        200
+    );
     assert_eq!(get(&proxy, "/crm/v8/Leads").await.0, 200);
 }
 
@@ -199,7 +316,12 @@ async fn zohos_own_429_holds_back_that_organization_only() {
 async fn a_401_with_code_57_costs_one_mint_and_the_request_succeeds() {
     let zoho = Zoho::start().await;
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, "")).await;
-    assert_eq!(get(&proxy, "/books/v3/invoices?organization_id=60001").await.0, 200);
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60001")
+            .await
+            .0,
+        200
+    );
     let mints = zoho.control().mints();
     zoho.control().fail_next_with_code57(1);
     let (status, body, _) = get(&proxy, "/books/v3/invoices?organization_id=60001").await;

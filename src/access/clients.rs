@@ -202,6 +202,7 @@ mod tests {
             accounts: None,
             policies: Vec::new(),
             credits_per_day: None,
+            organizations: None,
         }
     }
 

@@ -339,8 +339,12 @@ fn announce_started(config: &Config, announce: &[(String, config::ListenAddr)], 
             continue;
         }
         match &a.organizations {
-            Some(ids) => info!(account = %a.name, organizations = %ids.join(","), "Books and Inventory requests may name only these organizations"),
-            None => info!(account = %a.name, "organizations: none set, so Books and Inventory requests may name any organization the token can reach (set `organizations:` to restrict them)"),
+            Some(ids) => {
+                info!(account = %a.name, organizations = %ids.join(","), "Books and Inventory requests may name only these organizations")
+            }
+            None => {
+                info!(account = %a.name, "organizations: none set, so Books and Inventory requests may name any organization the token can reach (set `organizations:` to restrict them)")
+            }
         }
     }
     info!(

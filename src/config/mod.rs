@@ -38,9 +38,8 @@ pub use error::ConfigError;
 pub use load::{process_env, read_secret_file, EnvLookup};
 pub use model::{
     AccountConfig, CacheConfig, ClientType, Config, CreditsConfig, Limits, ListenAddr, LogFormat,
-    OrgLimits,
-    RedisDownPolicy, Routing, SecretValue, StoreConfig, TokenConfig, UpstreamConcurrency,
-    UpstreamProtocol, DEFAULT_WORKERS, MAX_WORKERS, UNIX_SOCKET_MODE,
+    OrgLimits, RedisDownPolicy, Routing, SecretValue, StoreConfig, TokenConfig,
+    UpstreamConcurrency, UpstreamProtocol, DEFAULT_WORKERS, MAX_WORKERS, UNIX_SOCKET_MODE,
 };
 pub use raw::RawConfig;
 pub use store::{RedisNode, RedisTopology, SUPPORTED_STORES};

@@ -230,7 +230,10 @@ impl OrgLimits {
 
     /// `other`'s entries over these.
     pub fn merged(&self, other: &OrgLimits) -> OrgLimits {
-        fn merge<T: Copy>(base: &[(&'static str, T)], over: &[(&'static str, T)]) -> Vec<(&'static str, T)> {
+        fn merge<T: Copy>(
+            base: &[(&'static str, T)],
+            over: &[(&'static str, T)],
+        ) -> Vec<(&'static str, T)> {
             let mut out: Vec<(&'static str, T)> = base
                 .iter()
                 .filter(|(name, _)| !over.iter().any(|(o, _)| o == name))

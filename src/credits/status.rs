@@ -75,10 +75,19 @@ pub fn explain(
 ) -> String {
     if let Some(product) = crate::policy::products::table_product(uri.path()) {
         let window = match account.org_limits.per_minute(product.name) {
-            Some(n) => format!("{n} requests a minute per organization (limits.requests_per_minute.{})", product.name),
-            None => format!("no request window (limits.requests_per_minute.{} is 0)", product.name),
+            Some(n) => format!(
+                "{n} requests a minute per organization (limits.requests_per_minute.{})",
+                product.name
+            ),
+            None => format!(
+                "no request window (limits.requests_per_minute.{} is 0)",
+                product.name
+            ),
         };
-        return format!("  credits: none ({} spends no CRM credits); {window}", product.title);
+        return format!(
+            "  credits: none ({} spends no CRM credits); {window}",
+            product.title
+        );
     }
     let view = body
         .filter(|b| !b.is_empty())

@@ -9,8 +9,8 @@ use super::{content_length, headers, Exchange};
 use crate::cache;
 use crate::config::Limits;
 use crate::credits::Charge;
-use crate::policy::BodyView;
 use crate::policy::products::LimitModel;
+use crate::policy::BodyView;
 use crate::policy::CanonicalTarget;
 use crate::rt::timer::ConnTimer;
 use crate::state::{AccountRuntime, AppState, Runtime};
@@ -143,7 +143,12 @@ async fn admit(
         access.credits = 0;
         if let Some(org) = target.organization {
             // Boxed: a wait for the window stays out of every CRM request's future.
-            Box::pin(runtime.quotas.admit(&account.name, target.product.name, org)).await?;
+            Box::pin(
+                runtime
+                    .quotas
+                    .admit(&account.name, target.product.name, org),
+            )
+            .await?;
         }
         return Ok(Held::PerOrganization);
     }
@@ -187,8 +192,14 @@ async fn settle(
                 let retry_after = headers.get(http::header::RETRY_AFTER).map(|v| v.as_bytes());
                 let quotas = &runtime.quotas;
                 let product = target.product.name;
-                Box::pin(quotas.on_response(&account.name, product, org, status.as_u16(), retry_after))
-                    .await;
+                Box::pin(quotas.on_response(
+                    &account.name,
+                    product,
+                    org,
+                    status.as_u16(),
+                    retry_after,
+                ))
+                .await;
             }
         }
     }
@@ -268,7 +279,15 @@ pub(super) async fn send_decided(
         state
             .metrics
             .upstream_latency(&account.label, upstream_ms.as_secs_f64());
-        settle(runtime, account, target, &mut held, response.status(), response.headers()).await;
+        settle(
+            runtime,
+            account,
+            target,
+            &mut held,
+            response.status(),
+            response.headers(),
+        )
+        .await;
 
         if response.status() == StatusCode::UNAUTHORIZED && !replayed {
             // Boxed: its body read and token wait stay out of every request's future.

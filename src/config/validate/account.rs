@@ -66,8 +66,12 @@ impl Validator<'_> {
         } else {
             format!("{key}.organizations")
         };
-        let (organizations, policy) =
-            self.organizations(&org_key, raw.organizations.as_ref().map(|o| &o.0[..]), &policy, false)?;
+        let (organizations, policy) = self.organizations(
+            &org_key,
+            raw.organizations.as_ref().map(|o| &o.0[..]),
+            &policy,
+            false,
+        )?;
         let own_limits = raw.limits.unwrap_or_default();
         let org_limits = self.org_limits(
             &format!("{key}.limits"),
