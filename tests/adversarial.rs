@@ -3067,7 +3067,7 @@ async fn i_bad_configs_exit_non_zero_naming_the_key_and_never_the_secret() {
         ),
         (
             "I4 unknown service",
-            good.replace("ZohoCRM.modules.leads.ALL", "ZohoBooks.invoices.READ")
+            good.replace("ZohoCRM.modules.leads.ALL", "ZohoDesk.tickets.READ")
                 .into_bytes(),
             "allow[0]",
         ),

@@ -354,6 +354,18 @@ fn organization_ids_are_required_checked_and_narrowed() {
             "/inventory/v1/organizations/60002?organization_id=60002",
             "allowed",
         ),
+        // A write the table needs none for names one when a list is in force.
+        (&base, "/books/v3/organizations/address", "allowed"),
+        (
+            &listed,
+            "/books/v3/organizations/address",
+            "400 PROXY_ORGANIZATION_REQUIRED",
+        ),
+        (
+            &listed,
+            "/books/v3/organizations/address?organization_id=60001",
+            "allowed",
+        ),
         // Books' spec omits it here; required all the same.
         (
             &base,

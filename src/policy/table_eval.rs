@@ -5,7 +5,8 @@
 //! operation the table does not know is 403 unknown; a scope the allow list lacks is 403 naming
 //! it; only then, for a request that would be forwarded, the organization: none where one is
 //! needed is `400 PROXY_ORGANIZATION_REQUIRED`, one outside the list `403
-//! PROXY_ORGANIZATION_NOT_ALLOWED`. Neither is forwarded, in report mode either.
+//! PROXY_ORGANIZATION_NOT_ALLOWED`. Neither is forwarded, in report mode either. With a list in
+//! force, a write names its organization in the query even where the table needs none.
 
 use http::StatusCode;
 
@@ -130,7 +131,11 @@ impl Policy {
     ) -> Result<(), Rejection> {
         let param = product.organization.unwrap_or("organization_id");
         let Some(id) = target.organization else {
-            if rule == OrgRule::Query {
+            // A write the table says needs none (`POST /organizations/address`) could still pick
+            // an organization through a form body; with a list in force it names one in the
+            // query, which Zoho reads first.
+            let write = !matches!(verb, Verb::Get | Verb::Head);
+            if rule == OrgRule::Query || (write && self.organizations.is_some()) {
                 return Err(rejection(
                     StatusCode::BAD_REQUEST,
                     "PROXY_ORGANIZATION_REQUIRED",

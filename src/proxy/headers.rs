@@ -35,6 +35,10 @@ const REQUEST_DROP: &[&str] = &[
     // The requester checks' own headers (crate::access): the SSRF marker and client keys.
     "x-zoho-proxy-request",
     "x-zoho-proxy-key",
+    // Books/Inventory read the organization from these too (reported, unconfirmed): only the
+    // checked `organization_id` of the query may choose it.
+    "x-com-zoho-books-organizationid",
+    "x-com-zoho-inventory-organizationid",
 ];
 
 /// Response headers never returned (lower-case).
@@ -193,6 +197,8 @@ mod tests {
             ("upgrade", "websocket"),
             ("accept", "application/json"),
             ("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT"),
+            ("X-com-zoho-books-organizationid", "70000"),
+            ("x_com_zoho_inventory_organizationid", "70000"),
         ]);
         let mut token = HeaderValue::from_static("Zoho-oauthtoken GOOD");
         token.set_sensitive(true);
@@ -220,6 +226,8 @@ mod tests {
             "content_length",
             "transfer_encoding",
             "proxy_authorization",
+            "x-com-zoho-books-organizationid",
+            "x_com_zoho_inventory_organizationid",
         ] {
             assert!(!out.contains_key(gone), "{gone} must not be forwarded");
         }
