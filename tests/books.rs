@@ -338,3 +338,70 @@ async fn a_401_with_code_57_costs_one_mint_and_the_request_succeeds() {
     assert_eq!(zoho.control().mints(), mints + 2);
     assert!(proxy.logs().contains("replaying once with a new token"));
 }
+
+#[tokio::test]
+async fn report_mode_explain_and_the_suggested_allow_list_know_the_products() {
+    let zoho = Zoho::start().await;
+    let extra = "policy:\n  mode: report\norganizations: [60001]\n";
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, extra)).await;
+    // A scope the list lacks is reported and forwarded; an organization it lacks is not.
+    assert_eq!(
+        get(&proxy, "/books/v3/bills?organization_id=60001").await.0,
+        200
+    );
+    let (status, body, _) = get(&proxy, "/books/v3/bills?organization_id=60002").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED"))
+    );
+    assert_eq!(
+        get(&proxy, "/inventory/v1/items?organization_id=60001")
+            .await
+            .0,
+        200
+    );
+    let status = proxy.status_json().await;
+    let suggested: Vec<String> = status["accounts"][0]["suggested_allow"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        suggested.contains(&"ZohoBooks.bills.READ".to_string())
+            && suggested.contains(&"ZohoInventory.items.READ".to_string()),
+        "{suggested:?}"
+    );
+    let explained: Value =
+        client()
+            .get(proxy.admin_url(
+                "/explain?method=GET&path=%2Fbooks%2Fv3%2Fitems%3Forganization_id%3D60001",
+            ))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .expect("answers")
+            .json()
+            .await
+            .expect("json");
+    assert!(
+        explained.to_string().contains("ZohoBooks.settings.READ"),
+        "{explained}"
+    );
+    let output = std::process::Command::new(common::binary())
+        .args(["explain", "--config"])
+        .arg(&proxy.config_path)
+        .args(["GET", "/inventory/v1/items?organization_id=60001"])
+        .env("TEST_CLIENT_SECRET", "x")
+        .env("TEST_REFRESH_TOKEN", "y")
+        .output()
+        .expect("explain runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("ZohoInventory.items.READ") && text.contains("spends no CRM credits"),
+        "{text}"
+    );
+}

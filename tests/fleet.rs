@@ -877,3 +877,54 @@ async fn a_lease_left_without_expiry_cannot_block_the_fleet_for_ever() {
         "once it expired, one replica minted for both"
     );
 }
+
+#[tokio::test]
+async fn two_replicas_hold_one_books_organization_to_one_window_through_redis() {
+    let binary = require_redis!();
+    let redis = Redis::start(&binary, None).await;
+    let zoho = Zoho::start().await;
+    let config = zoho.config(
+        &["ZohoBooks.invoices.READ"],
+        &format!(
+            "token:\n  store: {}\nlimits:\n  requests_per_minute: {{books: 10}}\n  upstream_queue_timeout: 1s\n",
+            redis.url()
+        ),
+    );
+    let path = zoho.dir.path().join("fleet.yaml");
+    std::fs::write(&path, config).expect("write config");
+    let fleet = start_fleet(&path, 2).await;
+    wait_all_ready(&fleet, Duration::from_secs(20)).await;
+    let burst = (0..30).map(|i| {
+        let url = fleet[i % 2].url("/books/v3/invoices?organization_id=60001");
+        async move {
+            let resp = client().get(url).send().await.expect("answers");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            (status, body["code"].clone())
+        }
+    });
+    let answers = join_all(burst).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(ok, 10, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(s, c)| *s == 429 && c == "PROXY_RATE_LIMITED"),
+        "{answers:?}"
+    );
+    let reached = zoho
+        .control()
+        .org_request_count(zoho_auth_proxy::sandbox::FinanceProduct::Books, "60001");
+    assert_eq!(
+        reached, 10,
+        "the stand-in saw the fleet's window, not one per replica"
+    );
+    // Another organization has a window of its own.
+    let resp = client()
+        .get(fleet[1].url("/books/v3/invoices?organization_id=60002"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 200);
+}

@@ -378,7 +378,7 @@ fn organization_ids_are_required_checked_and_narrowed() {
             "400 PROXY_ORGANIZATION_REQUIRED",
         ),
     ] {
-        let method = if target.contains("/email") {
+        let method = if target.contains("/email") || target.contains("/address") {
             "POST"
         } else {
             "GET"

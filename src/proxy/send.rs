@@ -434,7 +434,8 @@ async fn unauthorized(
             .await;
         if let (Some(fresh), Some(copy)) = (fresh, replay_copy) {
             let path = target.path;
-            info!(account = %account.name, path = %path, product = target.product.name, "token rejected by Zoho (invalid token); replaying once with a new token");
+            let marker = target.product.invalid_token;
+            info!(account = %account.name, path = %path, product = target.product.name, "token rejected by Zoho ({marker}); replaying once with a new token");
             return Unauthorized::Replay(fresh, copy);
         }
     }

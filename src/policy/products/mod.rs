@@ -29,6 +29,15 @@ pub enum InvalidToken {
     CodeNumber(i64),
 }
 
+impl std::fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvalidToken::CodeText(text) => f.write_str(text),
+            InvalidToken::CodeNumber(n) => write!(f, "code {n}"),
+        }
+    }
+}
+
 /// How Zoho limits a product's use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitModel {
