@@ -345,11 +345,9 @@ async fn report_mode_explain_and_the_suggested_allow_list_know_the_products() {
     let extra = "policy:\n  mode: report\norganizations: [60001]\n";
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, extra)).await;
     // A scope the list lacks is reported and forwarded; an organization it lacks is not.
-    assert_eq!(
-        get(&proxy, "/books/v3/bills?organization_id=60001").await.0,
-        200
-    );
-    let (status, body, _) = get(&proxy, "/books/v3/bills?organization_id=60002").await;
+    let (status, body, _) = get(&proxy, "/books/v3/contacts?organization_id=60001").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body, _) = get(&proxy, "/books/v3/contacts?organization_id=60002").await;
     assert_eq!(
         (status, body["code"].as_str()),
         (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED"))
@@ -370,7 +368,7 @@ async fn report_mode_explain_and_the_suggested_allow_list_know_the_products() {
         })
         .unwrap_or_default();
     assert!(
-        suggested.contains(&"ZohoBooks.bills.READ".to_string())
+        suggested.contains(&"ZohoBooks.contacts.READ".to_string())
             && suggested.contains(&"ZohoInventory.items.READ".to_string()),
         "{suggested:?}"
     );
