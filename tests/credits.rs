@@ -9,8 +9,6 @@ mod common;
 
 use common::*;
 use futures_util::future::join_all;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const LEADS: &[&str] = &["ZohoCRM.modules.leads.ALL", "ZohoCRM.coql.READ"];
@@ -384,58 +382,6 @@ async fn upstream_concurrency_keeps_the_fake_zohos_concurrency_limit_unreached()
 }
 
 // ---- fleet -------------------------------------------------------------------------------------
-
-fn redis_binary() -> Option<PathBuf> {
-    [
-        "/usr/bin/redis-server",
-        "/usr/sbin/redis-server",
-        "/usr/local/bin/redis-server",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file())
-}
-
-/// A throw-away `redis-server` on a free loopback port (killed on drop), or `None` (test
-/// skipped loudly) when it is not installed.
-async fn start_redis() -> Option<(tokio::process::Child, u16, tempfile::TempDir)> {
-    let Some(binary) = redis_binary() else {
-        eprintln!("\n\n!!!!!!!!!! SKIPPED: redis-server is not installed !!!!!!!!!!\n\n");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let child = tokio::process::Command::new(binary)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no", "--protected-mode", "no"])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn redis-server");
-    let up = poll_until(Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    assert!(up, "redis-server listens");
-    Some((child, port, dir))
-}
 
 async fn start_fleet(zoho: &Zoho, port: u16, extra: &str, n: usize) -> Vec<RunningProxy> {
     let config = zoho.config(

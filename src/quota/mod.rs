@@ -14,28 +14,30 @@
 //! Must not: parse HTTP, know the proxy's error type (it has its own, [`Refusal`]), or validate
 //! organization ids (the caller does; here they are only map keys, key suffixes and labels).
 
+mod admit;
 mod metrics;
 mod redis;
 mod refusal;
+mod state;
 mod window;
 
 pub use metrics::{MAX_LABELLED_ORGS, OTHER};
 pub use refusal::Refusal;
 
 use crate::store::redis::RedisClient;
-use crate::util::backoff::{parse_retry_after, Backoff};
+use crate::util::backoff::parse_retry_after;
 use crate::util::FastMap;
+use admit::Ask;
 use arc_swap::ArcSwap;
-use metrics::{OrgLabels, QuotaMetrics};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
+use metrics::QuotaMetrics;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
+use state::{lock, org, State};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::warn;
-use window::{retry_after_secs, DailyCount, Slot, Window, WINDOW_MS};
+use window::retry_after_secs;
 
 /// Organizations tracked per product before idle ones (nothing in either window, no back-off)
 /// are dropped.
@@ -108,116 +110,6 @@ pub struct OrgUsage {
 
 /// Unix ms now (tests pass their own).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// One product's organization.
-#[derive(Debug)]
-struct OrgState {
-    window: Window,
-    daily: DailyCount,
-    backoff: Backoff,
-    /// Fleet mode: the fleet's counts at the last admission `(at ms, window used, daily used)`.
-    fleet: Option<(u64, u64, u64)>,
-    limits: (Option<u32>, Option<u64>),
-    /// The organization's metric label (its id, or `other` past the cap).
-    label: Arc<str>,
-    gauge: Option<Gauge>,
-    /// Admitted-request counters by account (looked up once per account).
-    counters: Vec<(Arc<str>, Counter)>,
-    refused: [u64; 3],
-}
-
-impl Default for OrgState {
-    fn default() -> OrgState {
-        OrgState::new(OTHER.into(), None)
-    }
-}
-
-impl OrgState {
-    fn new(label: Arc<str>, gauge: Option<Gauge>) -> OrgState {
-        OrgState {
-            window: Window::default(),
-            daily: DailyCount::default(),
-            backoff: Backoff::default(),
-            fleet: None,
-            limits: (None, None),
-            label,
-            gauge,
-            counters: Vec::new(),
-            refused: [0; 3],
-        }
-    }
-
-    fn idle(&mut self, now: u64) -> bool {
-        self.window.used(now) == 0
-            && self.daily.used(now) == 0
-            && self.backoff.remaining(now).is_none()
-    }
-
-    fn window_used(&mut self, now: u64) -> u64 {
-        match self.fleet {
-            Some((at, used, _)) if at + WINDOW_MS > now => used.max(self.window.used(now)),
-            _ => self.window.used(now),
-        }
-    }
-
-    fn daily_used(&mut self, now: u64) -> u64 {
-        let local = self.daily.used(now);
-        match self.fleet {
-            Some((at, _, daily)) if at + WINDOW_MS > now => daily.max(local),
-            _ => local,
-        }
-    }
-}
-
-/// Everything behind the one lock.
-#[derive(Debug, Default)]
-struct State {
-    /// Per product, per organization id. Std's SipHash: organization ids come from requests.
-    products: Vec<(&'static str, HashMap<Box<str>, OrgState>)>,
-    labels: OrgLabels,
-    /// Account names as labels, made once.
-    accounts: FastMap<String, Arc<str>>,
-    /// Never used: what [`org`] would hand out if a map lost an entry it just inserted.
-    spare: OrgState,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The organization state of `product`/`organization`, made on first sight.
-fn org<'a>(
-    state: &'a mut State,
-    metrics: &QuotaMetrics,
-    product: &'static str,
-    organization: &str,
-    now: u64,
-) -> (&'a mut OrgState, &'a mut FastMap<String, Arc<str>>) {
-    let State {
-        products,
-        labels,
-        accounts,
-        spare,
-    } = state;
-    let i = match products.iter().position(|(p, _)| *p == product) {
-        Some(i) => i,
-        None => {
-            products.push((product, HashMap::new()));
-            products.len() - 1
-        }
-    };
-    let orgs = &mut products[i].1;
-    if !orgs.contains_key(organization) {
-        if orgs.len() >= MAX_TRACKED_ORGS {
-            orgs.retain(|_, o| !o.idle(now));
-        }
-        let label = labels.label(organization);
-        let gauge = metrics.window(product, &label);
-        orgs.insert(organization.into(), OrgState::new(label, gauge));
-    }
-    // Present: found or inserted above. (`spare` only keeps this free of a panic path.)
-    (orgs.get_mut(organization).unwrap_or(spare), accounts)
-}
 
 /// The quota runtime: every organization's window, daily count and back-off, and the settings.
 pub struct Quotas {
@@ -323,20 +215,17 @@ impl Quotas {
         let max_wait_ms = u64::try_from(settings.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         drop(settings);
         let now = (self.clock)();
+        let ask = Ask {
+            account,
+            product,
+            organization,
+            now,
+            limits,
+            max_wait_ms,
+        };
         let at_ms = match self.fleet.get(account) {
-            Some(fleet) => {
-                self.admit_fleet(
-                    fleet,
-                    account,
-                    product,
-                    organization,
-                    now,
-                    limits,
-                    max_wait_ms,
-                )
-                .await?
-            }
-            None => self.admit_local(account, product, organization, now, limits, max_wait_ms)?,
+            Some(fleet) => self.admit_fleet(fleet, ask).await?,
+            None => self.admit_local(ask)?,
         };
         let waited = Duration::from_millis(at_ms.saturating_sub(now));
         if !waited.is_zero() {
@@ -369,205 +258,6 @@ impl Quotas {
             retry_after_secs: retry_after_secs(wait.as_millis() as u64),
         };
         Some(self.refuse(accounts, o, account, product, refusal))
-    }
-
-    /// Checks and reserves through the fleet's Redis; on failure, in this replica's own state.
-    #[allow(clippy::too_many_arguments)]
-    async fn admit_fleet(
-        &self,
-        fleet: &redis::RedisQuota,
-        account: &str,
-        product: &'static str,
-        organization: &str,
-        now: u64,
-        limits: (Option<u32>, Option<u64>),
-        max_wait_ms: u64,
-    ) -> Result<u64, Refusal> {
-        let (limit, daily_limit) = limits;
-        {
-            // Zoho's back-off as this replica knows it: no Redis round trip needed.
-            let mut state = lock(&self.state);
-            let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
-            if let Some(wait) = o.backoff.remaining(now) {
-                let refusal = Refusal::ZohoThrottled {
-                    product,
-                    organization: organization.to_string(),
-                    retry_after_secs: retry_after_secs(wait.as_millis() as u64),
-                };
-                return Err(self.refuse(accounts, o, account, product, refusal));
-            }
-        }
-        let ask = redis::Ask {
-            product,
-            organization,
-            now_ms: now,
-            limit,
-            max_wait_ms,
-            daily_limit,
-        };
-        // Boxed: Redis's futures are large, and inline they would be copied with every
-        // request's future in local mode too. A Redis round trip dwarfs the allocation.
-        let mut adopt = None;
-        let refusal = match Box::pin(fleet.admit(ask)).await {
-            redis::Admission::Admitted {
-                at_ms,
-                window_used,
-                daily_used,
-            } => {
-                let mut state = lock(&self.state);
-                let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
-                o.limits = limits;
-                // This replica's own view, for when Redis fails.
-                if let Some(l) = limit {
-                    o.window.record(at_ms, now, l);
-                }
-                o.daily.add(now);
-                // Replies to concurrent requests may come back out of order (several
-                // connections): within a second, the largest count is the newest.
-                o.fleet = Some(match o.fleet {
-                    Some((at, w, d)) if at + 1_000 > now => {
-                        (now.max(at), w.max(window_used), d.max(daily_used))
-                    }
-                    _ => (now, window_used, daily_used),
-                });
-                let shown = o.fleet.map_or(window_used, |(_, w, _)| w);
-                self.admitted(accounts, o, account, product, shown);
-                return Ok(at_ms);
-            }
-            redis::Admission::RateLimited { wait_ms } => Refusal::RateLimited {
-                product,
-                organization: organization.to_string(),
-                limit: limit.unwrap_or(0),
-                retry_after_secs: retry_after_secs(wait_ms),
-            },
-            redis::Admission::DailyExhausted { retry_after_ms } => Refusal::DailyCallsExhausted {
-                product,
-                organization: organization.to_string(),
-                limit: daily_limit.unwrap_or(0),
-                retry_after_secs: retry_after_secs(retry_after_ms),
-            },
-            redis::Admission::Throttled { remaining_ms } => {
-                adopt = Some(now + remaining_ms);
-                Refusal::ZohoThrottled {
-                    product,
-                    organization: organization.to_string(),
-                    retry_after_secs: retry_after_secs(remaining_ms),
-                }
-            }
-            redis::Admission::Skipped => {
-                return self.admit_local(account, product, organization, now, limits, max_wait_ms)
-            }
-            redis::Admission::Unavailable { error, first } => {
-                // Counting must not stop traffic: this replica's own view for a few seconds,
-                // logged once (Redis is not tried again before then).
-                if first {
-                    warn!(account = %account, "quota: the fleet's window is unavailable, counting locally for {} s: {error}", redis::RETRY_AFTER_FAILURE_MS / 1000);
-                }
-                return self.admit_local(account, product, organization, now, limits, max_wait_ms);
-            }
-        };
-        let mut state = lock(&self.state);
-        let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
-        o.limits = limits;
-        if let Some(until_ms) = adopt {
-            o.backoff.adopt(until_ms);
-        }
-        Err(self.refuse(accounts, o, account, product, refusal))
-    }
-
-    /// Checks and reserves in this replica's own state; returns when the request may go.
-    fn admit_local(
-        &self,
-        account: &str,
-        product: &'static str,
-        organization: &str,
-        now: u64,
-        limits: (Option<u32>, Option<u64>),
-        max_wait_ms: u64,
-    ) -> Result<u64, Refusal> {
-        let mut state = lock(&self.state);
-        let (o, accounts) = org(&mut state, &self.metrics, product, organization, now);
-        o.limits = limits;
-        let (limit, daily_limit) = limits;
-        let refusal = if let Some(wait) = o.backoff.remaining(now) {
-            Refusal::ZohoThrottled {
-                product,
-                organization: organization.to_string(),
-                retry_after_secs: retry_after_secs(wait.as_millis() as u64),
-            }
-        } else if let Some(Err(wait_ms)) = daily_limit.map(|l| o.daily.check(now, l)) {
-            Refusal::DailyCallsExhausted {
-                product,
-                organization: organization.to_string(),
-                limit: daily_limit.unwrap_or(0),
-                retry_after_secs: retry_after_secs(wait_ms),
-            }
-        } else {
-            match limit.map(|l| o.window.reserve(now, l, max_wait_ms)) {
-                Some(Slot::Full { wait_ms }) => Refusal::RateLimited {
-                    product,
-                    organization: organization.to_string(),
-                    limit: limit.unwrap_or(0),
-                    retry_after_secs: retry_after_secs(wait_ms),
-                },
-                slot => {
-                    o.daily.add(now);
-                    let used = o.window.used(now);
-                    self.admitted(accounts, o, account, product, used);
-                    return Ok(match slot {
-                        Some(Slot::At { at_ms }) => at_ms,
-                        _ => now,
-                    });
-                }
-            }
-        };
-        Err(self.refuse(accounts, o, account, product, refusal))
-    }
-
-    /// Counts an admitted request in the metrics.
-    fn admitted(
-        &self,
-        accounts: &mut FastMap<String, Arc<str>>,
-        o: &mut OrgState,
-        account: &str,
-        product: &'static str,
-        window_used: u64,
-    ) {
-        if let Some(g) = &o.gauge {
-            g.set(i64::try_from(window_used).unwrap_or(i64::MAX));
-        }
-        match o.counters.iter().find(|(a, _)| **a == *account) {
-            Some((_, c)) => {
-                c.inc();
-            }
-            None => {
-                let name = account_label(accounts, account);
-                let c = self.metrics.requests(&name, product, &o.label);
-                c.inc();
-                o.counters.push((name, c));
-            }
-        }
-    }
-
-    /// Counts a refusal and hands it back.
-    fn refuse(
-        &self,
-        accounts: &mut FastMap<String, Arc<str>>,
-        o: &mut OrgState,
-        account: &str,
-        product: &'static str,
-        refusal: Refusal,
-    ) -> Refusal {
-        let i = match refusal {
-            Refusal::RateLimited { .. } => 0,
-            Refusal::DailyCallsExhausted { .. } => 1,
-            Refusal::ZohoThrottled { .. } => 2,
-        };
-        o.refused[i] += 1;
-        let name = account_label(accounts, account);
-        self.metrics
-            .refused(&name, product, &o.label, refusal.reason());
-        refusal
     }
 
     /// When Zoho's response head arrives for a request admitted for `organization`: a 429
@@ -637,16 +327,6 @@ impl Quotas {
         rows.sort_by(|a, b| (a.product, &a.organization).cmp(&(b.product, &b.organization)));
         rows
     }
-}
-
-/// `account` as a label value, made once per account name.
-fn account_label(accounts: &mut FastMap<String, Arc<str>>, account: &str) -> Arc<str> {
-    if let Some(l) = accounts.get(account) {
-        return l.clone();
-    }
-    let l: Arc<str> = account.into();
-    accounts.insert(account.to_string(), l.clone());
-    l
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The quota with an injected clock: local mode only (the fleet is `tests/quota_redis.rs`).
 
-use super::window::{DAY_MINUTES, MAX_QUEUED, MINUTE_MS};
+use super::window::{Slot, Window, DAY_MINUTES, MAX_QUEUED, MINUTE_MS};
 use super::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 

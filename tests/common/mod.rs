@@ -545,3 +545,56 @@ pub async fn injected_token(proxy: &RunningProxy) -> Result<String, u16> {
         .map(str::to_string)
         .ok_or(status)
 }
+
+/// The `redis-server` binary, where Debian and Ubuntu put it.
+pub fn redis_binary() -> Option<PathBuf> {
+    [
+        "/usr/bin/redis-server",
+        "/usr/sbin/redis-server",
+        "/usr/local/bin/redis-server",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
+}
+
+/// A throw-away `redis-server` on a free loopback port (killed on drop), or `None` (test
+/// skipped loudly) when it is not installed.
+pub async fn start_redis() -> Option<(tokio::process::Child, u16, tempfile::TempDir)> {
+    let Some(binary) = redis_binary() else {
+        eprintln!("\n\n!!!!!!!!!! SKIPPED: redis-server is not installed !!!!!!!!!!\n\n");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = tokio::process::Command::new(binary)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn redis-server");
+    let up = poll_until(Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "redis-server listens");
+    Some((child, port, dir))
+}

@@ -70,13 +70,14 @@ pub(crate) fn query_organization<'q>(
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name != param {
             // Cheap pre-check: only names that could decode to `param` are decoded.
-            if name.len() >= param.len() && name.len() <= param.len() * 3 + 8 {
-                if decoded_name(name) == param {
-                    return Err(bad_query(format!(
-                        "the query names `{param}` as `{}`; write it exactly `{param}`, once",
-                        crate::util::escape(name, 64)
-                    )));
-                }
+            if name.len() >= param.len()
+                && name.len() <= param.len() * 3 + 8
+                && decoded_name(name) == param
+            {
+                return Err(bad_query(format!(
+                    "the query names `{param}` as `{}`; write it exactly `{param}`, once",
+                    crate::util::escape(name, 64)
+                )));
             }
             continue;
         }

@@ -21,6 +21,7 @@
 use std::sync::OnceLock;
 
 use super::super::canonical::{ambiguous, Verb};
+use super::super::routes::is_key;
 use super::super::scope::{family, Family, Operation, Scope, Subs};
 use super::super::Rejection;
 use super::{Operations, Product, PRODUCTS};
@@ -237,16 +238,6 @@ fn table_scope(
     Some(Scope::from_parts(product.service, fam, None, op))
 }
 
-/// A parameter's value: an id or a name, `[A-Za-z0-9][A-Za-z0-9_-]*`, at most 200 bytes.
-fn is_param(text: &str) -> bool {
-    let b = text.as_bytes();
-    !b.is_empty()
-        && b.len() <= 200
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
-}
-
 impl OpTable {
     /// The families named by the table, plus `fullaccess`.
     pub(crate) fn families(&self) -> &[Family] {
@@ -284,7 +275,7 @@ impl OpTable {
                 .enumerate()
                 .all(|(depth, (p, seg))| match p {
                     Pat::Lit(word) => word == seg,
-                    Pat::Param => is_param(seg) && self.literals[depth].binary_search(seg).is_err(),
+                    Pat::Param => is_key(seg) && self.literals[depth].binary_search(seg).is_err(),
                 });
             if fits {
                 return TableMatch::Found(row.scope, row.org);

@@ -130,7 +130,9 @@ pub(crate) enum Classified {
     Ambiguous(Rejection),
 }
 
-fn is_key(text: &str) -> bool {
+/// A record id, external id or other identifier: `[A-Za-z0-9][A-Za-z0-9_-]*`, at most 200
+/// bytes (also a table-driven product's path parameter).
+pub(crate) fn is_key(text: &str) -> bool {
     let b = text.as_bytes();
     !b.is_empty()
         && b.len() <= 200
