@@ -1,14 +1,14 @@
-//! zoho-auth-proxy: a local reverse proxy that lets programs without OAuth code call the Zoho CRM
-//! API. It decides from each request's method and path which Zoho OAuth scope it needs, refuses
-//! what `proxy.yaml` does not allow, attaches a continually refreshed access token and forwards
-//! over TLS, streaming bodies.
+//! zoho-auth-proxy: a local reverse proxy that lets programs without OAuth code call the Zoho
+//! CRM, Books and Inventory APIs. It decides from each request's method and path which Zoho OAuth
+//! scope it needs, refuses what `proxy.yaml` does not allow, attaches a continually refreshed
+//! access token and forwards over TLS, streaming bodies.
 //!
 //! Read from the folder names, a request goes [`server`] (listener, connection limits) →
 //! [`access`] (who is asking) → [`proxy`] (route the account) → [`policy`] (decide, cost) →
-//! [`cache`] (answer metadata it holds) → [`credits`] (admit) → [`token`] (attach) → [`upstream`] (send, Zoho's concurrency slots) →
-//! [`proxy`] (stream back, log). The admin listener is [`admin`], reload is [`reload`], the
-//! wiring is [`app`], the command line [`cli`], and the fake Zoho behind `demo` and the tests is
-//! [`sandbox`].
+//! [`cache`] (answer metadata it holds) → [`credits`] (admit; Books and Inventory: [`quota`]) →
+//! [`token`] (attach) → [`upstream`] (send, Zoho's concurrency slots) → [`proxy`] (stream back,
+//! log). The admin listener is [`admin`], reload is [`reload`], the wiring is [`app`], the
+//! command line [`cli`], and the fake Zoho behind `demo` and the tests is [`sandbox`].
 //!
 //! # Layers
 //!
