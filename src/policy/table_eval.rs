@@ -14,14 +14,6 @@ use super::canonical::{ambiguous, check_path, check_query, Verb, MAX_SEGMENTS};
 use super::products::{query_organization, valid_organization_id, OrgRule, Product, TableMatch};
 use super::{CanonicalTarget, Evaluation, Policy, Rejection, Required, Unclassified};
 
-fn unknown(target: CanonicalTarget<'_>) -> Evaluation<'_> {
-    Evaluation::Denied {
-        target,
-        required: Required::unclassified(Unclassified::UnknownOperation),
-        missing: Required::unclassified(Unclassified::UnknownOperation),
-    }
-}
-
 fn rejection(status: StatusCode, code: &'static str, message: String) -> Rejection {
     Rejection {
         status,
@@ -58,24 +50,24 @@ impl Policy {
             {
                 return Evaluation::Rejected(ambiguous(version, v));
             }
-            return unknown(target);
+            return self.unknown(verb, product, target);
         }
         let mut items = [""; MAX_SEGMENTS];
         let mut len = 0;
         for part in parts {
             if len == MAX_SEGMENTS {
-                return unknown(target);
+                return self.unknown(verb, product, target);
             }
             items[len] = part;
             len += 1;
         }
         let segments = &items[..len];
         let Some(table) = product.table() else {
-            return unknown(target);
+            return self.unknown(verb, product, target);
         };
         let (scope, rule) = match table.classify(verb, segments) {
             TableMatch::Found(scope, rule) => (scope, rule),
-            TableMatch::Unknown => return unknown(target),
+            TableMatch::Unknown => return self.unknown(verb, product, target),
             TableMatch::Ambiguous(r) => return Evaluation::Rejected(r),
         };
         let param = product.organization.unwrap_or("organization_id");
@@ -117,6 +109,41 @@ impl Policy {
         }
         match self.check_organization(verb, product, rule, target) {
             Ok(()) => evaluation,
+            Err(r) => Evaluation::Rejected(r),
+        }
+    }
+
+    /// An operation the product's table does not know: denied, or in report mode forwarded, but
+    /// then only for an organization the list allows (as an operation that needs one).
+    fn unknown<'a>(
+        &self,
+        verb: Verb,
+        product: &Product,
+        mut target: CanonicalTarget<'a>,
+    ) -> Evaluation<'a> {
+        let evaluation = Evaluation::Denied {
+            target,
+            required: Required::unclassified(Unclassified::UnknownOperation),
+            missing: Required::unclassified(Unclassified::UnknownOperation),
+        };
+        if !evaluation.forwards(self.mode) {
+            return evaluation;
+        }
+        let param = product.organization.unwrap_or("organization_id");
+        target.organization = match query_organization(target.query, param) {
+            Ok(found) => found.filter(|id| !id.is_empty()),
+            Err(r) => return Evaluation::Rejected(r),
+        };
+        let rule = match self.organizations {
+            Some(_) => OrgRule::Query,
+            None => OrgRule::Optional,
+        };
+        match self.check_organization(verb, product, rule, target) {
+            Ok(()) => Evaluation::Denied {
+                target,
+                required: Required::unclassified(Unclassified::UnknownOperation),
+                missing: Required::unclassified(Unclassified::UnknownOperation),
+            },
             Err(r) => Evaluation::Rejected(r),
         }
     }
