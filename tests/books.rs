@@ -403,3 +403,65 @@ async fn report_mode_explain_and_the_suggested_allow_list_know_the_products() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_changes_organizations_and_windows_and_a_broken_one_keeps_them() {
+    let zoho = Zoho::start().await;
+    let first = "organizations: [60001]\nlimits:\n  requests_per_minute: {books: 2}\n";
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, first)).await;
+    let second_org = "/books/v3/invoices?organization_id=60002";
+    assert_eq!(
+        get(&proxy, second_org).await.1["code"],
+        "PROXY_ORGANIZATION_NOT_ALLOWED"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            get(&proxy, "/books/v3/invoices?organization_id=60001")
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60001")
+            .await
+            .1["code"],
+        "PROXY_RATE_LIMITED"
+    );
+    // A broken list is refused, naming its key, and the old one stays.
+    std::fs::write(
+        &proxy.config_path,
+        zoho.config(ALLOW, "organizations: [\"60 002\"]\n"),
+    )
+    .expect("write");
+    proxy.signal("HUP");
+    let refused = proxy
+        .wait_for_output(Duration::from_secs(5), |t| t.contains("organizations[0]"))
+        .await;
+    assert!(refused, "{}", proxy.logs());
+    assert_eq!(
+        get(&proxy, second_org).await.1["code"],
+        "PROXY_ORGANIZATION_NOT_ALLOWED"
+    );
+    // A good one applies; the window keeps its count and takes the new limit.
+    let next = "organizations: [60001, 60002]\nlimits:\n  requests_per_minute: {books: 3}\n";
+    std::fs::write(&proxy.config_path, zoho.config(ALLOW, next)).expect("write");
+    proxy.signal("HUP");
+    let applied = common::poll_until(Duration::from_secs(5), || async {
+        get(&proxy, second_org).await.0 == 200
+    })
+    .await;
+    assert!(applied, "{}", proxy.logs());
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60001")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get(&proxy, "/books/v3/invoices?organization_id=60001")
+            .await
+            .1["code"],
+        "PROXY_RATE_LIMITED"
+    );
+}
