@@ -365,10 +365,21 @@ fn organization_ids_are_required_checked_and_narrowed() {
             "/books/v3/organizations/99",
             "403 PROXY_ORGANIZATION_NOT_ALLOWED",
         ),
+        // Both the path's and a different query one must be listed.
         (
             &listed,
             "/books/v3/organizations/60001?organization_id=60002",
-            "400 PROXY_BAD_QUERY",
+            "allowed",
+        ),
+        (
+            &listed,
+            "/books/v3/organizations/60001?organization_id=99",
+            "403 PROXY_ORGANIZATION_NOT_ALLOWED",
+        ),
+        (
+            &listed,
+            "/books/v3/organizations/99?organization_id=60001",
+            "403 PROXY_ORGANIZATION_NOT_ALLOWED",
         ),
         (
             &listed,

@@ -89,15 +89,6 @@ impl Policy {
                         ),
                     ));
                 }
-                if from_query.is_some_and(|q| q != id) {
-                    return Evaluation::Rejected(rejection(
-                        StatusCode::BAD_REQUEST,
-                        "PROXY_BAD_QUERY",
-                        format!(
-                            "the path names organization {id} and `{param}` another; name one organization"
-                        ),
-                    ));
-                }
                 Some(id)
             }
         };
@@ -107,7 +98,12 @@ impl Policy {
         if !evaluation.forwards(self.mode) {
             return evaluation;
         }
-        match self.check_organization(verb, product, rule, target) {
+        // `/organizations/{id}?organization_id=…`: the query one, if another, must be listed too.
+        let also = from_query.filter(|q| Some(*q) != target.organization);
+        match self
+            .check_organization(verb, product, rule, target)
+            .and_then(|()| also.map_or(Ok(()), |id| self.listed(id)))
+        {
             Ok(()) => evaluation,
             Err(r) => Evaluation::Rejected(r),
         }
@@ -176,6 +172,11 @@ impl Policy {
             }
             return Ok(());
         };
+        self.listed(id)
+    }
+
+    /// Whether `id` is one the list allows (any, without a list).
+    fn listed(&self, id: &str) -> Result<(), Rejection> {
         match &self.organizations {
             Some(list) if !list.iter().any(|allowed| allowed == id) => Err(rejection(
                 StatusCode::FORBIDDEN,
