@@ -6,6 +6,7 @@
 //! config or mint tokens: it asks the account's [`TokenHandle`](crate::token::TokenHandle).
 
 mod access_log;
+mod admit;
 mod decide;
 pub mod error;
 pub mod headers;
