@@ -34,6 +34,16 @@ async fn get(proxy: &RunningProxy, path: &str) -> (u16, Value, Option<String>) {
     (status, body, retry_after)
 }
 
+/// The status of a GET through the proxy.
+async fn status_of(proxy: &RunningProxy, path: &str) -> u16 {
+    get(proxy, path).await.0
+}
+
+/// The `code` of a GET's JSON answer through the proxy.
+async fn code_of(proxy: &RunningProxy, path: &str) -> Value {
+    get(proxy, path).await.1["code"].clone()
+}
+
 fn books_requests(zoho: &Zoho) -> usize {
     zoho.control()
         .crm_requests()
@@ -55,13 +65,11 @@ async fn books_and_inventory_are_classified_and_forwarded_with_the_token() {
     assert!(body["invoices"].is_array(), "{body}");
     // Books GET /items needs settings; Inventory GET /items needs items.
     assert_eq!(
-        get(&proxy, "/books/v3/items?organization_id=60001").await.0,
+        status_of(&proxy, "/books/v3/items?organization_id=60001").await,
         200
     );
     assert_eq!(
-        get(&proxy, "/inventory/v1/items?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/inventory/v1/items?organization_id=60001").await,
         200
     );
     let (status, body, _) = get(&proxy, "/books/v3/bills?organization_id=60001").await;
@@ -189,9 +197,7 @@ async fn without_organizations_any_id_goes_and_the_log_and_status_say_so() {
     let zoho = Zoho::start().await;
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, "")).await;
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60002")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60002").await,
         200
     );
     let status = proxy.status_json().await;
@@ -241,15 +247,11 @@ async fn a_burst_to_one_organization_is_held_to_its_window_and_others_go_on() {
     );
     // Another organization, and Inventory, are not held back.
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60002")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60002").await,
         200
     );
     assert_eq!(
-        get(&proxy, "/inventory/v1/items?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/inventory/v1/items?organization_id=60001").await,
         200
     );
     let metrics = proxy.metrics_text().await;
@@ -271,15 +273,11 @@ async fn zohos_own_429_holds_back_that_organization_only() {
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, "")).await;
     zoho.control().set_books_rate_limit(Some(2));
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         200
     );
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         200
     );
     let (status, body, _) = get(&proxy, "/books/v3/invoices?organization_id=60001").await;
@@ -304,12 +302,10 @@ async fn zohos_own_429_holds_back_that_organization_only() {
         reached
     );
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60002")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60002").await,
         200
     );
-    assert_eq!(get(&proxy, "/crm/v8/Leads").await.0, 200);
+    assert_eq!(status_of(&proxy, "/crm/v8/Leads").await, 200);
 }
 
 #[tokio::test]
@@ -317,9 +313,7 @@ async fn a_401_with_code_57_costs_one_mint_and_the_request_succeeds() {
     let zoho = Zoho::start().await;
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, "")).await;
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         200
     );
     let mints = zoho.control().mints();
@@ -353,9 +347,7 @@ async fn report_mode_explain_and_the_suggested_allow_list_know_the_products() {
         (403, Some("PROXY_ORGANIZATION_NOT_ALLOWED"))
     );
     assert_eq!(
-        get(&proxy, "/inventory/v1/items?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/inventory/v1/items?organization_id=60001").await,
         200
     );
     let status = proxy.status_json().await;
@@ -411,21 +403,17 @@ async fn a_reload_changes_organizations_and_windows_and_a_broken_one_keeps_them(
     let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, first)).await;
     let second_org = "/books/v3/invoices?organization_id=60002";
     assert_eq!(
-        get(&proxy, second_org).await.1["code"],
+        code_of(&proxy, second_org).await,
         "PROXY_ORGANIZATION_NOT_ALLOWED"
     );
     for _ in 0..2 {
         assert_eq!(
-            get(&proxy, "/books/v3/invoices?organization_id=60001")
-                .await
-                .0,
+            status_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
             200
         );
     }
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60001")
-            .await
-            .1["code"],
+        code_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         "PROXY_RATE_LIMITED"
     );
     // A broken list is refused, naming its key, and the old one stays.
@@ -440,7 +428,7 @@ async fn a_reload_changes_organizations_and_windows_and_a_broken_one_keeps_them(
         .await;
     assert!(refused, "{}", proxy.logs());
     assert_eq!(
-        get(&proxy, second_org).await.1["code"],
+        code_of(&proxy, second_org).await,
         "PROXY_ORGANIZATION_NOT_ALLOWED"
     );
     // A good one applies; the window keeps its count and takes the new limit.
@@ -448,20 +436,16 @@ async fn a_reload_changes_organizations_and_windows_and_a_broken_one_keeps_them(
     std::fs::write(&proxy.config_path, zoho.config(ALLOW, next)).expect("write");
     proxy.signal("HUP");
     let applied = common::poll_until(Duration::from_secs(5), || async {
-        get(&proxy, second_org).await.0 == 200
+        status_of(&proxy, second_org).await == 200
     })
     .await;
     assert!(applied, "{}", proxy.logs());
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60001")
-            .await
-            .0,
+        status_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         200
     );
     assert_eq!(
-        get(&proxy, "/books/v3/invoices?organization_id=60001")
-            .await
-            .1["code"],
+        code_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         "PROXY_RATE_LIMITED"
     );
 }

@@ -153,6 +153,16 @@ impl BooksStore {
         self.orgs.entry((product, org.to_owned())).or_default()
     }
 
+    /// The records of one resource of one organization.
+    fn records(
+        &mut self,
+        product: FinanceProduct,
+        org: &str,
+        res: Resource,
+    ) -> &mut BTreeMap<u64, Map<String, Value>> {
+        self.org(product, org).records.entry(res).or_default()
+    }
+
     /// `GET /x`: one page (`page`, `per_page`), oldest first.
     pub(crate) fn list(
         &mut self,
@@ -274,13 +284,7 @@ impl BooksStore {
         res: Resource,
         id: &str,
     ) -> Reply {
-        let found = Self::key(id).and_then(|k| {
-            self.org(product, org)
-                .records
-                .get(&res)
-                .and_then(|m| m.get(&k))
-                .cloned()
-        });
+        let found = Self::key(id).and_then(|k| self.records(product, org, res).get(&k).cloned());
         match found {
             Some(rec) => {
                 let mut answer = envelope(0, "success");
@@ -300,12 +304,8 @@ impl BooksStore {
         id: &str,
         body: Option<&[u8]>,
     ) -> Reply {
-        let Some(rec) = Self::key(id).and_then(|k| {
-            self.org(product, org)
-                .records
-                .get_mut(&res)
-                .and_then(|m| m.get_mut(&k))
-        }) else {
+        let Some(rec) = Self::key(id).and_then(|k| self.records(product, org, res).get_mut(&k))
+        else {
             return res.not_found();
         };
         let Some(changes) = parse_object(body) else {
@@ -329,12 +329,7 @@ impl BooksStore {
         res: Resource,
         id: &str,
     ) -> Reply {
-        let removed = Self::key(id).and_then(|k| {
-            self.org(product, org)
-                .records
-                .get_mut(&res)
-                .and_then(|m| m.remove(&k))
-        });
+        let removed = Self::key(id).and_then(|k| self.records(product, org, res).remove(&k));
         match removed {
             Some(_) => Reply::Json(200, envelope(0, res.messages()[2])),
             None => res.not_found(),
