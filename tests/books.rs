@@ -321,7 +321,7 @@ async fn a_401_with_code_57_costs_one_mint_and_the_request_succeeds() {
     let (status, body, _) = get(&proxy, "/books/v3/invoices?organization_id=60001").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(zoho.control().mints(), mints + 1);
-    // The same for a replayable POST on Inventory.
+    // The same on Inventory.
     zoho.control().fail_next_with_code57(1);
     let resp = client()
         .get(proxy.url("/inventory/v1/items?organization_id=60001"))
@@ -330,7 +330,12 @@ async fn a_401_with_code_57_costs_one_mint_and_the_request_succeeds() {
         .expect("answers");
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(zoho.control().mints(), mints + 2);
-    assert!(proxy.logs().contains("replaying once with a new token"));
+    let logged = proxy
+        .wait_for_output(Duration::from_secs(5), |o| {
+            o.contains("replaying once with a new token")
+        })
+        .await;
+    assert!(logged, "{}", proxy.logs());
 }
 
 #[tokio::test]
@@ -447,5 +452,45 @@ async fn a_reload_changes_organizations_and_windows_and_a_broken_one_keeps_them(
     assert_eq!(
         code_of(&proxy, "/books/v3/invoices?organization_id=60001").await,
         "PROXY_RATE_LIMITED"
+    );
+}
+
+#[tokio::test]
+async fn a_daily_budget_per_organization_refuses_with_retry_after() {
+    let zoho = Zoho::start().await;
+    let extra = "limits:\n  daily_calls: {inventory: 2}\n";
+    let proxy = RunningProxy::spawn_ready(zoho.dir.path(), &zoho.config(ALLOW, extra)).await;
+    let items = "/inventory/v1/items?organization_id=60001";
+    for _ in 0..2 {
+        assert_eq!(status_of(&proxy, items).await, 200);
+    }
+    let (status, body, retry_after) = get(&proxy, items).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["code"], "PROXY_DAILY_CALLS_EXHAUSTED", "{body}");
+    assert_eq!(body["details"]["limit"], 2);
+    assert!(body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("limits.daily_calls.inventory")));
+    let secs: u64 = retry_after
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        secs > 60 && secs <= 24 * 3600,
+        "Retry-After {retry_after:?}"
+    );
+    assert_eq!(
+        zoho.control()
+            .org_request_count(FinanceProduct::Inventory, "60001"),
+        2
+    );
+    // Another organization, and Books, have budgets of their own (Books has none here).
+    assert_eq!(
+        status_of(&proxy, "/inventory/v1/items?organization_id=60002").await,
+        200
+    );
+    assert_eq!(
+        status_of(&proxy, "/books/v3/items?organization_id=60001").await,
+        200
     );
 }
