@@ -99,15 +99,7 @@ pub fn quota_settings(config: &Config) -> crate::quota::QuotaSettings {
         accounts: config
             .accounts
             .iter()
-            .map(|a| {
-                (
-                    a.name.clone(),
-                    crate::quota::AccountQuota {
-                        requests_per_minute: a.org_limits.requests_per_minute.clone(),
-                        daily_calls: a.org_limits.daily_calls.clone(),
-                    },
-                )
-            })
+            .map(|a| (a.name.clone(), a.org_limits.clone()))
             .collect(),
         queue_timeout: config.limits.upstream_queue_timeout,
     }

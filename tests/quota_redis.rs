@@ -10,8 +10,9 @@ use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use zoho_auth_proxy::config::OrgLimits;
 use zoho_auth_proxy::config::RedisTopology;
-use zoho_auth_proxy::quota::{AccountQuota, QuotaSettings, Quotas, Refusal};
+use zoho_auth_proxy::quota::{QuotaSettings, Quotas, Refusal};
 use zoho_auth_proxy::store::redis::RedisClient;
 
 const ACCOUNT: &str = "books";
@@ -32,7 +33,7 @@ fn settings(rpm: u32, queue_secs: u64) -> QuotaSettings {
     QuotaSettings {
         accounts: [(
             ACCOUNT.to_string(),
-            AccountQuota {
+            OrgLimits {
                 requests_per_minute: vec![("books", rpm)],
                 daily_calls: vec![("books", 1_000)],
             },

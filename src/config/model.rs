@@ -256,6 +256,14 @@ impl OrgLimits {
             .map(|(_, n)| *n)
             .filter(|n| *n > 0)
     }
+
+    /// The daily calls of `product` (`None`: no budget).
+    pub fn daily(&self, product: &str) -> Option<u64> {
+        self.daily_calls
+            .iter()
+            .find(|(p, _)| *p == product)
+            .map(|(_, n)| *n)
+    }
 }
 
 /// One account's `cache:` settings (live-reloadable).

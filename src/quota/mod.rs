@@ -24,6 +24,7 @@ mod window;
 pub use metrics::{MAX_LABELLED_ORGS, OTHER};
 pub use refusal::Refusal;
 
+use crate::config::OrgLimits;
 use crate::store::redis::RedisClient;
 use crate::util::backoff::parse_retry_after;
 use crate::util::FastMap;
@@ -46,33 +47,11 @@ pub const MAX_TRACKED_ORGS: usize = 10_000;
 /// The limits in force (swapped as one on reload; counts are kept).
 #[derive(Clone, Debug, Default)]
 pub struct QuotaSettings {
-    /// Per account name.
-    pub accounts: FastMap<String, AccountQuota>,
+    /// Per account name: its `limits.requests_per_minute` and `limits.daily_calls` (a product
+    /// not listed, or with 0 requests a minute, has no window).
+    pub accounts: FastMap<String, OrgLimits>,
     /// How long a request may wait for a slot of its organization's window.
     pub queue_timeout: Duration,
-}
-
-/// One account's limits per product (`books`, `inventory`); a product not listed is not limited.
-#[derive(Clone, Debug, Default)]
-pub struct AccountQuota {
-    /// Product → requests per organization per 60 s (`limits.requests_per_minute.<product>`).
-    pub requests_per_minute: Vec<(&'static str, u32)>,
-    /// Product → calls per organization per rolling 24 h (`limits.daily_calls.<product>`).
-    pub daily_calls: Vec<(&'static str, u64)>,
-}
-
-impl AccountQuota {
-    /// The (requests per minute, daily calls) limits of `product`.
-    fn limits(&self, product: &str) -> (Option<u32>, Option<u64>) {
-        (
-            limit_of(&self.requests_per_minute, product),
-            limit_of(&self.daily_calls, product),
-        )
-    }
-}
-
-fn limit_of<T: Copy>(list: &[(&'static str, T)], product: &str) -> Option<T> {
-    list.iter().find(|(p, _)| *p == product).map(|(_, l)| *l)
 }
 
 /// A request the quota let through.
@@ -200,7 +179,7 @@ impl Quotas {
         let limits = settings
             .accounts
             .get(account)
-            .map_or((None, None), |a| a.limits(product));
+            .map_or((None, None), |a| (a.per_minute(product), a.daily(product)));
         if limits == (None, None) {
             drop(settings);
             // Not counted, but Zoho's back-off for the organization (as this replica knows it)

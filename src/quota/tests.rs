@@ -16,7 +16,7 @@ fn settings(
     let mut accounts = FastMap::default();
     accounts.insert(
         ACCOUNT.to_string(),
-        AccountQuota {
+        OrgLimits {
             requests_per_minute: rpm.to_vec(),
             daily_calls: daily.to_vec(),
         },
@@ -476,4 +476,14 @@ async fn a_product_without_limits_is_not_counted_but_waits_out_zohos_back_off() 
     );
     clock.advance(5_000);
     assert!(q.admit(ACCOUNT, "inventory", "3").await.is_ok());
+}
+
+#[tokio::test]
+async fn zero_requests_a_minute_is_no_window() {
+    let (_clock, c) = Manual::new();
+    // `limits.requests_per_minute: {books: 0}` turns the window off, as documented.
+    let (q, _r) = quotas(settings(&[("books", 0)], &[], 0), c);
+    for _ in 0..30 {
+        assert!(q.admit(ACCOUNT, "books", "7").await.is_ok());
+    }
 }
