@@ -18,7 +18,8 @@ const ALLOW: &[&str] = &[
     "ZohoCRM.modules.leads.READ",
 ];
 
-async fn get(proxy: &RunningProxy, path: &str) -> (u16, Value, Option<String>) {
+/// A GET through the proxy: status, JSON body, and `Retry-After` in seconds.
+async fn get(proxy: &RunningProxy, path: &str) -> (u16, Value, Option<u64>) {
     let resp = client()
         .get(proxy.url(path))
         .send()
@@ -29,7 +30,7 @@ async fn get(proxy: &RunningProxy, path: &str) -> (u16, Value, Option<String>) {
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .and_then(|v| v.parse().ok());
     let body = resp.json().await.unwrap_or(Value::Null);
     (status, body, retry_after)
 }
@@ -234,10 +235,7 @@ async fn a_burst_to_one_organization_is_held_to_its_window_and_others_go_on() {
     for (_, body, retry_after) in &limited {
         assert_eq!(body["code"], "PROXY_RATE_LIMITED", "{body}");
         assert_eq!(body["details"]["organization"], "60001");
-        let secs: u64 = retry_after
-            .as_deref()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0);
+        let secs = retry_after.unwrap_or(0);
         assert!((1..=60).contains(&secs), "Retry-After {retry_after:?}");
     }
     assert_eq!(
@@ -471,10 +469,7 @@ async fn a_daily_budget_per_organization_refuses_with_retry_after() {
     assert!(body["message"]
         .as_str()
         .is_some_and(|m| m.contains("limits.daily_calls.inventory")));
-    let secs: u64 = retry_after
-        .as_deref()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0);
+    let secs = retry_after.unwrap_or(0);
     assert!(
         secs > 60 && secs <= 24 * 3600,
         "Retry-After {retry_after:?}"

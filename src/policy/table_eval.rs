@@ -117,13 +117,13 @@ impl Policy {
         product: &Product,
         mut target: CanonicalTarget<'a>,
     ) -> Evaluation<'a> {
-        let evaluation = Evaluation::Denied {
+        let denied = |target| Evaluation::Denied {
             target,
             required: Required::unclassified(Unclassified::UnknownOperation),
             missing: Required::unclassified(Unclassified::UnknownOperation),
         };
-        if !evaluation.forwards(self.mode) {
-            return evaluation;
+        if !denied(target).forwards(self.mode) {
+            return denied(target);
         }
         let param = product.organization.unwrap_or("organization_id");
         target.organization = match query_organization(target.query, param) {
@@ -135,11 +135,7 @@ impl Policy {
             None => OrgRule::Optional,
         };
         match self.check_organization(verb, product, rule, target) {
-            Ok(()) => Evaluation::Denied {
-                target,
-                required: Required::unclassified(Unclassified::UnknownOperation),
-                missing: Required::unclassified(Unclassified::UnknownOperation),
-            },
+            Ok(()) => denied(target),
             Err(r) => Evaluation::Rejected(r),
         }
     }
