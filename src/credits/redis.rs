@@ -10,20 +10,15 @@
 //! | `zoho-auth-proxy:{credits}:client:<client name>` | hash | minute → credits | 25 h after the last charge |
 //! | `zoho-auth-proxy:{credits}:throttle:<client_id>:<account>` | string | set while Zoho's back-off runs | with the back-off |
 //!
-//! Uses the fleet store's connection and error handling ([`RedisClient::run_script`]); must not
+//! Uses the fleet store's connection, error handling and hot-path timeout
+//! ([`RedisClient::run_script_hot`], `store::redis::hot`); must not
 //! show the Redis password (errors come from the store, which never does).
 
 use super::ledger::{minute_of, retry_after_ms, window_start};
+use crate::store::redis::hot::FailureWindow;
 use crate::store::redis::RedisClient;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The longest a request waits for the fleet ledger before counting locally.
-const ADMIT_TIMEOUT: Duration = Duration::from_secs(1);
-/// After a failure, requests count locally this long before Redis is tried again, so an outage
-/// does not slow every request down.
-const RETRY_AFTER_FAILURE_MS: u64 = 5_000;
 
 const PREFIX: &str = "zoho-auth-proxy:{credits}";
 /// Ledger keys outlive the window by an hour.
@@ -123,8 +118,8 @@ pub(super) struct RedisLedger {
     store: Arc<RedisClient>,
     account_key: String,
     throttle_key: String,
-    /// Unix ms before which Redis is not tried again after a failure.
-    down_until_ms: Arc<AtomicU64>,
+    /// When Redis is tried again after a failure.
+    down: Arc<FailureWindow>,
     scripts: Arc<Scripts>,
 }
 
@@ -145,7 +140,7 @@ impl RedisLedger {
             store,
             account_key: format!("{PREFIX}:account:{client_id}:{account}"),
             throttle_key: format!("{PREFIX}:throttle:{client_id}:{account}"),
-            down_until_ms: Arc::new(AtomicU64::new(0)),
+            down: Arc::default(),
             scripts: Arc::new(Scripts {
                 admit: redis::Script::new(ADMIT),
                 refund: redis::Script::new(REFUND),
@@ -163,7 +158,7 @@ impl RedisLedger {
         client: Option<&str>,
         client_limit: Option<u64>,
     ) -> Result<Admission, String> {
-        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+        if self.down.skipping(now_ms) {
             return Ok(Admission::Skipped);
         }
         let limit = |l: Option<u64>| l.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
@@ -178,17 +173,8 @@ impl RedisLedger {
             .arg(limit(client_limit))
             .arg(if client.is_some() { "1" } else { "0" })
             .arg(LEDGER_TTL_MS);
-        let reply: Result<Vec<i64>, String> =
-            match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script(&inv)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "Redis did not answer within {} ms",
-                    ADMIT_TIMEOUT.as_millis()
-                )),
-            };
-        let reply = reply.inspect_err(|_| {
-            self.down_until_ms
-                .store(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
+        let reply: Vec<i64> = self.store.run_script_hot(&inv).await.inspect_err(|_| {
+            self.down.failed(now_ms);
         })?;
         decode(&reply, now_ms, cost, account_limit, client_limit)
     }
@@ -212,19 +198,13 @@ impl RedisLedger {
 
     /// Announces Zoho's back-off to the fleet.
     pub(super) async fn throttle(&self, now_ms: u64, delay: Duration) -> Result<(), String> {
-        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+        if self.down.skipping(now_ms) {
             return Ok(());
         }
         let mut inv = self.scripts.throttle.prepare_invoke();
         inv.key(&self.throttle_key)
             .arg(delay.as_millis().max(1) as u64);
-        match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script::<i64>(&inv)).await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(format!(
-                "Redis did not answer within {} ms",
-                ADMIT_TIMEOUT.as_millis()
-            )),
-        }
+        self.store.run_script_hot::<i64>(&inv).await.map(|_| ())
     }
 }
 

@@ -114,7 +114,7 @@ impl Quotas {
                 // Counting must not stop traffic: this replica's own view for a few seconds,
                 // logged once (Redis is not tried again before then).
                 if first {
-                    warn!(account = %account, "quota: the fleet's window is unavailable, counting locally for {} s: {error}", redis::RETRY_AFTER_FAILURE_MS / 1000);
+                    warn!(account = %account, "quota: the fleet's window is unavailable, counting locally for {} s: {error}", crate::store::redis::hot::RETRY_AFTER_FAILURE_MS / 1000);
                 }
                 return self.admit_local(ask);
             }

@@ -17,16 +17,10 @@
 //! show the Redis password (errors come from the store, which never does).
 
 use super::window::{daily_retry_after_ms, day_start, minute_of, WINDOW_MS};
+use crate::store::redis::hot::FailureWindow;
 use crate::store::redis::RedisClient;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The longest a request waits for the fleet's window before counting locally.
-const ADMIT_TIMEOUT: Duration = Duration::from_secs(1);
-/// After a failure, requests count locally this long before Redis is tried again, so an outage
-/// does not slow every request down (and is logged once per failure).
-pub(super) const RETRY_AFTER_FAILURE_MS: u64 = 5_000;
 
 const PREFIX: &str = "zoho-auth-proxy:{quota}";
 /// Daily keys outlive their window by an hour.
@@ -128,8 +122,8 @@ pub(super) struct Ask<'a> {
 /// The quota's keys in one fleet store.
 pub(super) struct RedisQuota {
     store: Arc<RedisClient>,
-    /// Unix ms before which Redis is not tried again after a failure.
-    down_until_ms: AtomicU64,
+    /// When Redis is tried again after a failure.
+    down: FailureWindow,
     admit: redis::Script,
     throttle: redis::Script,
 }
@@ -146,18 +140,11 @@ fn key(kind: &str, product: &str, organization: &str) -> String {
     format!("{PREFIX}:{kind}:{product}:{organization}")
 }
 
-fn timed_out() -> String {
-    format!(
-        "Redis did not answer within {} ms",
-        ADMIT_TIMEOUT.as_millis()
-    )
-}
-
 impl RedisQuota {
     pub(super) fn new(store: Arc<RedisClient>) -> RedisQuota {
         RedisQuota {
             store,
-            down_until_ms: AtomicU64::new(0),
+            down: FailureWindow::default(),
             admit: redis::Script::new(ADMIT),
             throttle: redis::Script::new(THROTTLE),
         }
@@ -171,14 +158,14 @@ impl RedisQuota {
             Ok(a) => a,
             Err(error) => Admission::Unavailable {
                 error,
-                first: self.failed(now_ms),
+                first: self.down.failed(now_ms),
             },
         }
     }
 
     async fn try_admit(&self, ask: Ask<'_>) -> Result<Admission, String> {
         let now_ms = ask.now_ms;
-        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+        if self.down.skipping(now_ms) {
             return Ok(Admission::Skipped);
         }
         let mut inv = self.admit.prepare_invoke();
@@ -198,12 +185,8 @@ impl RedisQuota {
             .arg(DAILY_TTL_MS)
             .arg(WINDOW_MS)
             .arg(super::window::MAX_QUEUED);
-        let reply: Result<Vec<i64>, String> =
-            match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script(&inv)).await {
-                Ok(r) => r,
-                Err(_) => Err(timed_out()),
-            };
-        decode(&reply?, now_ms, ask.daily_limit.unwrap_or(0))
+        let reply: Vec<i64> = self.store.run_script_hot(&inv).await?;
+        decode(&reply, now_ms, ask.daily_limit.unwrap_or(0))
     }
 
     /// Announces Zoho's back-off to the fleet.
@@ -214,27 +197,19 @@ impl RedisQuota {
         now_ms: u64,
         delay: Duration,
     ) -> Result<(), String> {
-        if now_ms < self.down_until_ms.load(Ordering::Relaxed) {
+        if self.down.skipping(now_ms) {
             return Ok(());
         }
         let mut inv = self.throttle.prepare_invoke();
         inv.key(key("throttle", product, organization))
             .arg(delay.as_millis().max(1) as u64);
-        match tokio::time::timeout(ADMIT_TIMEOUT, self.store.run_script::<i64>(&inv)).await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(timed_out()),
-        }
-        .inspect_err(|_| {
-            self.failed(now_ms);
-        })
-    }
-
-    /// Starts (or extends) the local-counting period; true when none ran before.
-    fn failed(&self, now_ms: u64) -> bool {
-        let before = self
-            .down_until_ms
-            .fetch_max(now_ms + RETRY_AFTER_FAILURE_MS, Ordering::Relaxed);
-        before <= now_ms
+        self.store
+            .run_script_hot::<i64>(&inv)
+            .await
+            .map(|_| ())
+            .inspect_err(|_| {
+                self.down.failed(now_ms);
+            })
     }
 }
 

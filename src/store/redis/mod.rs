@@ -5,6 +5,7 @@
 //! (`credits/redis.rs`) own theirs.
 
 pub mod connection;
+pub mod hot;
 pub mod sentinel;
 
 use crate::config::{RedisTopology, SecretValue};
